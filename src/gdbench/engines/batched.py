@@ -1,0 +1,166 @@
+"""The batched engine: many runs as one tensor program with a trailing run dimension.
+
+Runs in one call share device, dtype, batch size and number of points; they may differ in
+lr, seed, init, epochs and dataset. Parameters live in a ``[2, R]`` tensor (row 0 W, row 1 b)
+and data in ``[n, 1]`` (one dataset for all) or ``[n, R]`` tensors, so every operation runs
+along contiguous memory. Each epoch repeats, for all runs at once, the exact floating-point
+operations that autograd and ``optim.SGD`` perform in the lesson's loop (products, sums and
+the fused ``param + (-lr) * grad`` update in the same order), which makes full-batch CPU
+trajectories bit-identical to the loop engine's; seven tensor operations per epoch in all.
+
+The cost of every epoch is computed afterwards for a whole chunk of epochs at once from the
+recorded parameters (cost at epoch e is the cost at the parameters before e's update: the
+lesson's convention). Every ``chunk_epochs`` epochs, runs that diverged or finished are
+dropped from the tensors, so they stop being computed and never overflow into later work.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from gdbench.analysis import VerdictTracker
+from gdbench.engines.common import DTYPES, DataSource, TrainOptions, check_device, initial_params, shuffle_generator
+from gdbench.runs import RunSpec
+from gdbench.trajectory import TrajectoryBatch, record_schedule
+
+#: Largest number of elements of a temporary residual tensor in the bulk cost.
+_COST_BLOCK = 1 << 22
+
+
+def _grad_scale(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``(1 / n) * 2`` rounded as autograd rounds it (mean backward, then pow backward)."""
+    return (torch.tensor(1.0, dtype=dtype, device=device) / n) * 2
+
+
+class _Stepper:
+    """Gradient steps for R runs on m points, with preallocated temporaries.
+
+    ``X``, ``Y``: ``[m, 1]`` (shared by all runs) or ``[m, R]``; ``neg_lr``: ``[R]``.
+    """
+
+    def __init__(self, X: torch.Tensor, Y: torch.Tensor, neg_lr: torch.Tensor) -> None:
+        m, R = X.shape[0], neg_lr.shape[0]
+        self.X, self.Y, self.neg_lr = X, Y, neg_lr
+        self.XA = torch.stack([X, torch.ones_like(X)])  # [2, m, 1 or R]
+        self.scale = _grad_scale(m, X.dtype, X.device)
+        self.d = torch.empty((m, R), dtype=X.dtype, device=X.device)
+        self.t = torch.empty((2, m, R), dtype=X.dtype, device=X.device)
+        self.grad = torch.empty((2, R), dtype=X.dtype, device=X.device)
+
+    def __call__(self, P: torch.Tensor, out: torch.Tensor) -> None:
+        """``out = P - lr * grad(P)`` for parameters ``P`` ``[2, R]``."""
+        d = self.d
+        torch.mul(self.X, P[0], out=d)  # autograd's order: ((x * W) + b) - y, then * 2/n
+        d.add_(P[1]).sub_(self.Y).mul_(self.scale)
+        torch.mul(d, self.XA, out=self.t)
+        torch.sum(self.t, 1, out=self.grad)
+        torch.addcmul(P, self.neg_lr, self.grad, out=out)  # SGD: param.add_(grad, alpha=-lr)
+
+
+def bulk_cost(params: torch.Tensor, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """MSE cost ``[K, R]`` at parameters ``[K, 2, R]`` for data ``[n, 1 or R]``."""
+    K, _, R = params.shape
+    n = X.shape[0]
+    step = max(1, _COST_BLOCK // max(1, R * n))
+    out = torch.empty((K, R), dtype=params.dtype, device=params.device)
+    for k0 in range(0, K, step):
+        p = params[k0 : k0 + step]
+        d = X * p[:, 0:1, :] + p[:, 1:2, :] - Y
+        torch.mean(d * d, dim=1, out=out[k0 : k0 + step])
+    return out
+
+
+def _minibatch_epoch(
+    P: torch.Tensor, X: torch.Tensor, Y: torch.Tensor, neg_lr: torch.Tensor, order: torch.Tensor, batch_size: int
+) -> torch.Tensor:
+    """One epoch of minibatch SGD for all runs; ``order`` [n, R] holds each run's permutation."""
+    n, R = order.shape
+    Xp = torch.gather(X.expand(n, R), 0, order)
+    Yp = torch.gather(Y.expand(n, R), 0, order)
+    for start in range(0, n, batch_size):
+        step = _Stepper(Xp[start : start + batch_size], Yp[start : start + batch_size], neg_lr)
+        out = torch.empty_like(P)
+        step(P, out)
+        P = out
+    return P
+
+
+def train_batched(runs: list[RunSpec], data: DataSource, options: TrainOptions) -> TrajectoryBatch:
+    """Train runs of one device, dtype, batch size and size of data together."""
+    first = runs[0]
+    n = data.get(first).n
+    for run in runs:
+        same = (run.device, run.dtype, run.batch_size) == (first.device, first.dtype, first.batch_size)
+        if not same or data.get(run).n != n:
+            raise ValueError("train_batched: runs must share device, dtype, batch_size and number of points")
+    device = check_device(first.device)
+    dtype = DTYPES[first.dtype]
+    start_time = time.perf_counter()
+    R = len(runs)
+    keys = [data.key(r) for r in runs]
+    firsts = dict(zip(keys, runs, strict=True))
+    row_of = {k: i for i, k in enumerate(firsts)}
+    # Data as [n, D] columns; runs pick their column (or share the only one).
+    X_cols = torch.tensor(np.stack([data.get(r).x for r in firsts.values()], axis=1), dtype=dtype, device=device)
+    Y_cols = torch.tensor(np.stack([data.get(r).y for r in firsts.values()], axis=1), dtype=dtype, device=device)
+    cols = torch.tensor([row_of[k] for k in keys], device=device)
+    neg_lr_all = -torch.tensor([r.lr for r in runs], dtype=dtype, device=device)
+    ends_all = torch.tensor([r.epochs for r in runs], dtype=torch.int64, device=device)
+    P = torch.tensor([initial_params(r) for r in runs], dtype=dtype).T.contiguous().to(device)
+
+    minibatch = first.batch_size is not None and first.batch_size < n
+    seeds = sorted({r.seed for r in runs})
+    seed_idx_all = torch.tensor([seeds.index(r.seed) for r in runs], device=device)
+    generators = [shuffle_generator(s) for s in seeds] if minibatch else []
+
+    schedule = record_schedule([r.epochs for r in runs], options.record_every)
+    rec = torch.full((3, schedule.size, R), float("nan"), dtype=dtype, device=device)
+    tracker = VerdictTracker(R, options.criteria, device)
+    boundaries = sorted({r.epochs + 1 for r in runs})
+    max_epoch = boundaries[-1] - 1
+
+    active = torch.arange(R, device=device)
+    e = 0
+    last_report = time.perf_counter()
+    while active.numel() > 0:
+        X = X_cols if X_cols.shape[1] == 1 else X_cols[:, cols[active]]
+        Y = Y_cols if Y_cols.shape[1] == 1 else Y_cols[:, cols[active]]
+        neg_lr = neg_lr_all[active]
+        K = min(options.chunk_epochs, next(b for b in boundaries if b > e) - e)
+        buf = torch.empty((K + 1, 2, active.numel()), dtype=dtype, device=device)
+        buf[0] = P
+        if minibatch:
+            seed_idx = seed_idx_all[active]
+            for k in range(K):
+                perms = torch.stack([torch.randperm(n, generator=g) for g in generators], dim=1).to(device)
+                buf[k + 1] = _minibatch_epoch(buf[k], X, Y, neg_lr, perms[:, seed_idx], first.batch_size)
+        else:
+            step = _Stepper(X, Y, neg_lr)
+            for k in range(K):
+                step(buf[k], buf[k + 1])
+        cost = bulk_cost(buf[:K], X, Y)
+        done = tracker.update(active, e, cost, buf[1:, 0], buf[1:, 1], ends_all[active])
+        in_chunk = (schedule >= e) & (schedule < e + K)
+        if in_chunk.any():
+            t_idx = torch.from_numpy(np.nonzero(in_chunk)[0]).to(device)
+            pos = torch.from_numpy(schedule[in_chunk] - e).to(device)
+            values = torch.stack([buf[pos + 1, 0], buf[pos + 1, 1], cost[pos]])
+            rec[:, t_idx[:, None], active[None, :]] = values
+        P = buf[K][:, ~done]
+        active = active[~done]
+        e += K
+        if options.progress and time.perf_counter() - last_report > 5:
+            last_report = time.perf_counter()
+            options.progress(f"batched engine: epoch {e}/{max_epoch}, {active.numel()}/{R} runs still training")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elapsed = time.perf_counter() - start_time
+    rec_np = rec.transpose(1, 2).cpu().numpy()
+    out = TrajectoryBatch(
+        runs, schedule, rec_np[0], rec_np[1], rec_np[2], tracker.result(), np.full(R, elapsed / R), options.record_every
+    )
+    out.blank_after_stop()
+    return out

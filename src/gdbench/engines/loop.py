@@ -1,0 +1,99 @@
+"""The loop engine: the lesson's code path, one run at a time.
+
+``W`` and ``b`` are tensors with ``requires_grad=True``, ``optim.SGD`` updates them, and each
+epoch does ``zero_grad(); backward(); step()`` for ``range(epochs + 1)``. It is the reference
+the batched engine is checked against, and the baseline it is timed against.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from gdbench.analysis import VerdictTracker
+from gdbench.engines.common import DTYPES, DataSource, TrainOptions, check_device, initial_params, shuffle_generator
+from gdbench.runs import RunSpec
+from gdbench.trajectory import TrajectoryBatch, record_schedule
+
+
+def lesson_run(
+    run: RunSpec, x: torch.Tensor, y: torch.Tensor, diverged_factor: float = float("inf")
+) -> tuple[list[float], list[float], list[float]]:
+    """Train one run exactly as the lesson does; returns per-epoch (W, b, cost) lists.
+
+    Training stops after the first epoch whose cost is non-finite or above
+    ``diverged_factor`` x the initial cost (see :mod:`gdbench.analysis`). Minibatch runs
+    shuffle with their seed and report, per epoch, the full-data cost at the epoch's start."""
+    torch.manual_seed(run.seed)
+    w0, b0 = initial_params(run)
+    W = torch.tensor([w0], dtype=x.dtype, device=x.device, requires_grad=True)
+    b = torch.tensor([b0], dtype=x.dtype, device=x.device, requires_grad=True)
+    optimizer = torch.optim.SGD([W, b], lr=run.lr)
+    Ws: list[float] = []
+    bs: list[float] = []
+    costs: list[float] = []
+    n = x.shape[0]
+    minibatch = run.batch_size is not None and run.batch_size < n
+    generator = shuffle_generator(run.seed) if minibatch else None
+    limit = float("inf")
+    for _epoch in range(run.epochs + 1):
+        if generator is None:
+            hypothesis = x * W + b
+            cost = torch.mean((hypothesis - y) ** 2)
+            optimizer.zero_grad()
+            cost.backward()
+            optimizer.step()
+            epoch_cost = cost.item()
+        else:
+            with torch.no_grad():
+                epoch_cost = torch.mean((x * W + b - y) ** 2).item()
+            order = torch.randperm(n, generator=generator).to(x.device)
+            for start in range(0, n, run.batch_size):
+                batch = order[start : start + run.batch_size]
+                cost = torch.mean((x[batch] * W + b - y[batch]) ** 2)
+                optimizer.zero_grad()
+                cost.backward()
+                optimizer.step()
+        Ws.append(W.item())
+        bs.append(b.item())
+        costs.append(epoch_cost)
+        if not np.isfinite(epoch_cost) or epoch_cost > limit:
+            break
+        if _epoch == 0:
+            limit = diverged_factor * (epoch_cost if epoch_cost > 0 else 1.0)
+    return Ws, bs, costs
+
+
+def train_loop(runs: list[RunSpec], data: DataSource, options: TrainOptions) -> TrajectoryBatch:
+    """Train ``runs`` one after another with :func:`lesson_run`."""
+    epochs = record_schedule([r.epochs for r in runs], options.record_every)
+    dtype = np.result_type(*[np.dtype(r.dtype) for r in runs])
+    shape = (len(runs), epochs.size)
+    W = np.full(shape, np.nan, dtype=dtype)
+    b = np.full(shape, np.nan, dtype=dtype)
+    cost = np.full(shape, np.nan, dtype=dtype)
+    seconds = np.zeros(len(runs))
+    tracker = VerdictTracker(len(runs), options.criteria)
+    for i, run in enumerate(runs):
+        device = check_device(run.device)
+        x, y = data.get(run).tensors(DTYPES[run.dtype], device)
+        start = time.perf_counter()
+        Ws, bs, cs = lesson_run(run, x, y, options.criteria.diverged_factor)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds[i] = time.perf_counter() - start
+        t = lambda v: torch.tensor(v, dtype=torch.float64)[:, None]  # noqa: E731
+        tracker.update(torch.tensor([i]), 0, t(cs), t(Ws), t(bs), torch.tensor([run.epochs]))
+        done = len(cs)
+        cols = epochs < done
+        W[i, cols] = np.asarray(Ws)[epochs[cols]]
+        b[i, cols] = np.asarray(bs)[epochs[cols]]
+        cost[i, cols] = np.asarray(cs)[epochs[cols]]
+        if options.progress and (i + 1) % max(1, len(runs) // 10) == 0:
+            options.progress(f"loop engine: {i + 1}/{len(runs)} runs done")
+    verdicts = tracker.result()
+    out = TrajectoryBatch(runs, epochs, W, b, cost, verdicts, seconds, options.record_every)
+    out.blank_after_stop()
+    return out

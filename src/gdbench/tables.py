@@ -1,0 +1,115 @@
+"""Tidy tables: trajectories (one row per run per recorded epoch) and summaries (one row per
+run), as pandas DataFrames with compact column types.
+
+Run attributes repeat on every trajectory row, so they are stored as categoricals (and as
+Parquet dictionaries): a 10,000-run x 2,001-epoch table stays small in memory and on disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from gdbench.runs import RunSpec
+from gdbench.theory import Theory
+from gdbench.trajectory import TrajectoryBatch
+
+#: The grid axes, in the order tables list them.
+AXES = ("dataset", "device", "engine", "lr", "seed", "epochs", "init", "batch_size", "dtype")
+TRAJECTORY_COLUMNS = ("run_id", *AXES, "epoch", "W", "b", "cost")
+SUMMARY_COLUMNS = (
+    "run_id",
+    *AXES,
+    "n_points",
+    "final_W",
+    "final_b",
+    "final_cost",
+    "min_cost",
+    "diverged",
+    "diverged_at",
+    "converged_at",
+    "critical_lr",
+    "fastest_lr",
+    "lr_ratio",
+    "predicted_diverged",
+    "train_seconds",
+)
+_CATEGORICAL = ("dataset", "device", "engine", "init", "batch_size", "dtype")
+
+
+def run_table(runs: Sequence[RunSpec], run_ids: Sequence[int] | None = None) -> pd.DataFrame:
+    """One row per run with its axes (the small table the others are joined from)."""
+    ids = np.arange(len(runs)) if run_ids is None else np.asarray(run_ids)
+    df = pd.DataFrame(
+        {
+            "run_id": ids.astype(np.int32),
+            "dataset": [r.dataset for r in runs],
+            "device": [r.device for r in runs],
+            "engine": [r.engine for r in runs],
+            "lr": np.array([r.lr for r in runs], dtype=np.float64),
+            "seed": np.array([r.seed for r in runs], dtype=np.int32),
+            "epochs": np.array([r.epochs for r in runs], dtype=np.int32),
+            "init": [r.init for r in runs],
+            "batch_size": [r.batch_label for r in runs],
+            "dtype": [r.dtype for r in runs],
+        }
+    )
+    for col in _CATEGORICAL:
+        df[col] = df[col].astype("category")
+    return df
+
+
+def trajectories(batch: TrajectoryBatch, run_ids: Sequence[int] | None = None) -> pd.DataFrame:
+    """The tidy trajectory table of a batch: each run's own recorded epochs only."""
+    runs = run_table(batch.runs, run_ids)
+    ri, ti = np.nonzero(batch.recorded_mask())
+    out = {col: runs[col].to_numpy()[ri] if col not in _CATEGORICAL else None for col in runs.columns}
+    for col in _CATEGORICAL:
+        cat = runs[col].cat
+        out[col] = pd.Categorical.from_codes(cat.codes.to_numpy()[ri], categories=cat.categories)
+    out["epoch"] = batch.epochs[ti].astype(np.int32)
+    out["W"] = batch.W[ri, ti]
+    out["b"] = batch.b[ri, ti]
+    out["cost"] = batch.cost[ri, ti]
+    return pd.DataFrame(out, columns=list(TRAJECTORY_COLUMNS))
+
+
+def summary(
+    batch: TrajectoryBatch,
+    theories: Mapping[str, Theory],
+    run_ids: Sequence[int] | None = None,
+    n_points: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """One row per run: axes, verdicts, theory and training time.
+
+    ``theories`` maps dataset name to its :class:`~gdbench.theory.Theory`."""
+    df = run_table(batch.runs, run_ids)
+    v = batch.verdicts
+    critical = np.array([theories[r.dataset].critical_lr for r in batch.runs])
+    fastest = np.array([theories[r.dataset].fastest_lr for r in batch.runs])
+    lr = df["lr"].to_numpy()
+    df["n_points"] = (
+        np.asarray(n_points, dtype=np.int64) if n_points is not None else [theories[r.dataset].n for r in batch.runs]
+    )
+    df["final_W"] = v.final_W
+    df["final_b"] = v.final_b
+    df["final_cost"] = v.final_cost
+    df["min_cost"] = v.min_cost
+    df["diverged"] = v.diverged.astype(bool)
+    df["diverged_at"] = pd.array(np.where(v.diverged_at >= 0, v.diverged_at, 0), dtype="Int64")
+    df.loc[v.diverged_at < 0, "diverged_at"] = pd.NA
+    df["converged_at"] = pd.array(np.where(v.converged_at >= 0, v.converged_at, 0), dtype="Int64")
+    df.loc[v.converged_at < 0, "converged_at"] = pd.NA
+    df["critical_lr"] = critical
+    df["fastest_lr"] = fastest
+    df["lr_ratio"] = lr / critical
+    df["predicted_diverged"] = lr >= critical
+    df["train_seconds"] = batch.seconds
+    return df[list(SUMMARY_COLUMNS)]
+
+
+def theory_table(theories: Mapping[str, Theory]) -> pd.DataFrame:
+    """One row per dataset: n, eigenvalues, critical and fastest learning rate."""
+    return pd.DataFrame([t.to_dict() for t in theories.values()])

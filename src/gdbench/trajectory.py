@@ -1,0 +1,96 @@
+"""What an engine returns: recorded trajectories and verdicts for a batch of runs.
+
+Arrays only; turning them into tables is :mod:`gdbench.tables`' job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gdbench.analysis import Verdicts
+from gdbench.runs import RunSpec
+
+
+def record_schedule(end_epochs: list[int] | np.ndarray, record_every: int) -> np.ndarray:
+    """Epochs recorded for a batch: every ``record_every``-th epoch from 0, plus each run's
+    last epoch. ``record_every`` 0 records only the last epochs."""
+    ends = np.unique(np.asarray(end_epochs, dtype=np.int64))
+    if record_every > 0:
+        grid = np.arange(0, int(ends.max()) + 1, record_every, dtype=np.int64)
+        return np.union1d(grid, ends)
+    return ends
+
+
+@dataclass
+class TrajectoryBatch:
+    """Trajectories of R runs on a shared epoch schedule.
+
+    ``W``, ``b``, ``cost`` are ``[R, T]`` for the epochs in ``epochs`` ([T]); W and b are
+    after that epoch's update, cost is that epoch's forward pass before it (the lesson's
+    convention). Entries a run did not compute (past its end or its divergence epoch, or not
+    on its own schedule) are NaN; :meth:`recorded_mask` says which entries are the run's.
+    """
+
+    runs: list[RunSpec]
+    epochs: np.ndarray
+    W: np.ndarray
+    b: np.ndarray
+    cost: np.ndarray
+    verdicts: Verdicts
+    seconds: np.ndarray
+    record_every: int = 1
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def recorded_mask(self) -> np.ndarray:
+        """``[R, T]`` bool: the entries that belong to each run's own trajectory."""
+        ends = np.array([r.epochs for r in self.runs], dtype=np.int64)[:, None]
+        e = self.epochs[None, :]
+        on_schedule = (e == ends) | ((e % self.record_every == 0) if self.record_every > 0 else False)
+        stop = np.where(self.verdicts.diverged, self.verdicts.diverged_at, ends[:, 0])[:, None]
+        return on_schedule & (e <= stop)
+
+    def blank_after_stop(self) -> None:
+        """Set entries after a run's divergence epoch to NaN (a stopped run has none)."""
+        stop = np.where(self.verdicts.diverged, self.verdicts.diverged_at, np.iinfo(np.int64).max)
+        late = self.epochs[None, :] > stop[:, None]
+        for arr in (self.W, self.b, self.cost):
+            arr[late] = np.nan
+
+    def run_trajectory(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(epochs, W, b, cost) of run ``i``, its own entries only."""
+        mask = self.recorded_mask()[i]
+        return self.epochs[mask], self.W[i, mask], self.b[i, mask], self.cost[i, mask]
+
+    @staticmethod
+    def concat(parts: list[TrajectoryBatch], order: np.ndarray | None = None) -> TrajectoryBatch:
+        """Join batches (re-gridding onto the union of their schedules)."""
+        if len(parts) == 1 and order is None:
+            return parts[0]
+        epochs = np.unique(np.concatenate([p.epochs for p in parts]))
+        dtype = np.result_type(*[p.W.dtype for p in parts])
+        R = sum(len(p) for p in parts)
+        arrays = {k: np.full((R, epochs.size), np.nan, dtype=dtype) for k in ("W", "b", "cost")}
+        row = 0
+        for p in parts:
+            cols = np.searchsorted(epochs, p.epochs)
+            for k in arrays:
+                arrays[k][row : row + len(p)][:, cols] = getattr(p, k)
+            row += len(p)
+        runs = [r for p in parts for r in p.runs]
+        seconds = np.concatenate([p.seconds for p in parts])
+        verdicts = Verdicts.concat([p.verdicts for p in parts])
+        record_every = parts[0].record_every
+        if order is not None:
+            arrays = {k: v[order] for k, v in arrays.items()}
+            runs = [runs[i] for i in order]
+            seconds = seconds[order]
+            verdicts = Verdicts.concat([verdicts], order)
+        meta = {k: v for p in parts for k, v in p.meta.items()}
+        return TrajectoryBatch(
+            runs, epochs, verdicts=verdicts, seconds=seconds, record_every=record_every, meta=meta, **arrays
+        )

@@ -1,0 +1,109 @@
+"""Command line: ``gdbench tutorial``, ``gdbench train`` and ``gdbench theory``.
+
+Errors a user can fix (bad config, missing device, bad dataset) print one line to stderr and
+exit with status 2; nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from gdbench import io
+from gdbench.data import DatasetError, parse_dataset
+from gdbench.engines import DeviceError, TrainOptions, train
+from gdbench.lesson import LOG_EVERY, TUTORIAL_DATASET, lesson_run
+from gdbench.pipeline import lesson_lines
+
+
+def _tutorial(args: argparse.Namespace) -> int:
+    run = lesson_run(engine=args.engine, device=args.device)
+    data = {"tutorial": parse_dataset("tutorial", TUTORIAL_DATASET)}
+    batch = train([run], data, TrainOptions(record_every=LOG_EVERY))
+    for line in lesson_lines(batch, LOG_EVERY):
+        print(line)
+    return 0
+
+
+def _load_checked(path: str) -> dict:
+    from gdbench.config import check_config, load_config
+
+    return check_config(load_config(path), base_dir=Path(path).resolve().parent)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from gdbench.pipeline import train_runs
+    from gdbench.reproducibility import set_deterministic
+    from gdbench.runs import expand_grid
+
+    config = _load_checked(args.spec)
+    set_deterministic(args.threads)
+    devices = args.device or None
+    runs = expand_grid(config, devices)
+    started = time.perf_counter()
+
+    def progress(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    _, traj, summary = train_runs(config, runs, base_dir=Path(args.spec).resolve().parent, progress=progress)
+    out = Path(args.output)
+    summary_path = Path(args.summary) if args.summary else out.with_name(out.stem + ".summary.parquet")
+    io.write_parquet(traj, out)
+    io.write_table(summary, summary_path)
+    diverged = int(summary["diverged"].sum())
+    print(
+        f"trained {len(runs)} runs ({diverged} diverged) in {time.perf_counter() - started:.2f} s; "
+        f"wrote {out} ({len(traj)} rows) and {summary_path}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _theory(args: argparse.Namespace) -> int:
+    from gdbench.pipeline import theories
+    from gdbench.tables import theory_table
+
+    config = _load_checked(args.spec) if args.spec else {"datasets": {"tutorial": TUTORIAL_DATASET}}
+    print(theory_table(theories(config)).to_string(index=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gdbench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("tutorial", help="print the lesson's log (lr 0.01, 2000 epochs)")
+    p.add_argument("--engine", choices=["loop", "batched"], default="loop")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.set_defaults(func=_tutorial)
+    p = sub.add_parser("train", help="train a grid spec (a config file, YAML or JSON)")
+    p.add_argument("spec", help="config file with datasets:, grid:, training:, analysis:")
+    p.add_argument("-o", "--output", required=True, help="trajectory table (.parquet)")
+    p.add_argument("--summary", help="summary table (.parquet or .csv); default OUTPUT.summary.parquet")
+    p.add_argument("--device", action="append", help="override grid.device (repeatable)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.set_defaults(func=_train)
+    p = sub.add_parser("theory", help="critical and fastest learning rates per dataset")
+    p.add_argument("spec", nargs="?", help="config file (default: the lesson's data)")
+    p.set_defaults(func=_theory)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DatasetError, DeviceError) as exc:
+        print(f"gdbench: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if type(exc).__name__ == "ConfigError":
+            print(f"gdbench: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

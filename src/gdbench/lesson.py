@@ -1,0 +1,74 @@
+"""The lesson gdbench is built on: its run, its printed log, and its two side lessons.
+
+``REFERENCE_LOG`` is the lesson's printed output for epochs 0..2000 every 100 epochs (the
+document prints through 1900; running its code also prints epoch 2000). A faithful
+reproduction prints exactly these lines.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from gdbench.data import TUTORIAL_X, TUTORIAL_Y
+from gdbench.runs import RunSpec
+
+LESSON_LR = 0.01
+LESSON_EPOCHS = 2000
+LESSON_SEED = 1
+LOG_EVERY = 100
+
+#: The lesson's dataset, as a config entry.
+TUTORIAL_DATASET = {"x": list(TUTORIAL_X), "y": list(TUTORIAL_Y)}
+
+REFERENCE_LOG = """\
+Epoch    0/2000 W: 0.187, b: 0.080 Cost: 18.666666
+Epoch  100/2000 W: 1.746, b: 0.578 Cost: 0.048171
+Epoch  200/2000 W: 1.800, b: 0.454 Cost: 0.029767
+Epoch  300/2000 W: 1.843, b: 0.357 Cost: 0.018394
+Epoch  400/2000 W: 1.876, b: 0.281 Cost: 0.011366
+Epoch  500/2000 W: 1.903, b: 0.221 Cost: 0.007024
+Epoch  600/2000 W: 1.924, b: 0.174 Cost: 0.004340
+Epoch  700/2000 W: 1.940, b: 0.136 Cost: 0.002682
+Epoch  800/2000 W: 1.953, b: 0.107 Cost: 0.001657
+Epoch  900/2000 W: 1.963, b: 0.084 Cost: 0.001024
+Epoch 1000/2000 W: 1.971, b: 0.066 Cost: 0.000633
+Epoch 1100/2000 W: 1.977, b: 0.052 Cost: 0.000391
+Epoch 1200/2000 W: 1.982, b: 0.041 Cost: 0.000242
+Epoch 1300/2000 W: 1.986, b: 0.032 Cost: 0.000149
+Epoch 1400/2000 W: 1.989, b: 0.025 Cost: 0.000092
+Epoch 1500/2000 W: 1.991, b: 0.020 Cost: 0.000057
+Epoch 1600/2000 W: 1.993, b: 0.016 Cost: 0.000035
+Epoch 1700/2000 W: 1.995, b: 0.012 Cost: 0.000022
+Epoch 1800/2000 W: 1.996, b: 0.010 Cost: 0.000013
+Epoch 1900/2000 W: 1.997, b: 0.008 Cost: 0.000008
+Epoch 2000/2000 W: 1.997, b: 0.006 Cost: 0.000005
+"""
+
+
+def lesson_run(engine: str = "batched", device: str = "cpu") -> RunSpec:
+    """The lesson's run: tutorial data, lr 0.01, 2000 epochs, zeros, full batch, float32."""
+    return RunSpec("tutorial", LESSON_LR, LESSON_SEED, LESSON_EPOCHS, device=device, engine=engine)
+
+
+def format_line(epoch: int, epochs: int, W: float, b: float, cost: float) -> str:
+    """One line of the lesson's log, in its exact format."""
+    return f"Epoch {epoch:4d}/{epochs} W: {W:.3f}, b: {b:.3f} Cost: {cost:.6f}"
+
+
+def zero_grad_lesson(epochs: int = 20, zero_grad: bool = False) -> list[float]:
+    """``z = 2w; z.backward()`` repeated: the gradients seen with and without zeroing."""
+    w = torch.tensor(2.0, requires_grad=True)
+    grads = []
+    for _ in range(epochs + 1):
+        if zero_grad and w.grad is not None:
+            w.grad.zero_()
+        z = 2 * w
+        z.backward()
+        grads.append(float(w.grad))
+    return grads
+
+
+def manual_seed_lesson(seed: int, draws: int = 2) -> list[float]:
+    """``torch.manual_seed(seed)`` then ``torch.rand(1)`` ``draws`` times."""
+    torch.manual_seed(seed)
+    return [float(torch.rand(1)) for _ in range(draws)]

@@ -1,0 +1,97 @@
+"""Glue between a config and the core: datasets, theory, training a list of runs into
+tables, and lesson-style log lines. The CLI and the workflow's rule scripts call these, so a
+shard trained by Snakemake and a grid trained by ``gdbench train`` go through the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gdbench import tables
+from gdbench.analysis import Criteria
+from gdbench.data import DatasetSpec, parse_dataset
+from gdbench.engines import DataSource, TrainOptions, train
+from gdbench.engines.common import Progress
+from gdbench.lesson import format_line
+from gdbench.runs import RunSpec
+from gdbench.theory import Theory, analyse
+from gdbench.trajectory import TrajectoryBatch
+
+
+def dataset_specs(config: Mapping[str, Any]) -> dict[str, DatasetSpec]:
+    """The config's datasets, parsed."""
+    return {name: parse_dataset(name, raw) for name, raw in config["datasets"].items()}
+
+
+def theories(
+    config: Mapping[str, Any], names: Sequence[str] | None = None, base_dir: str | Path = "."
+) -> dict[str, Theory]:
+    """Theory per dataset (x values do not depend on the seed, so neither does the theory)."""
+    specs = dataset_specs(config)
+    names = list(specs) if names is None else list(dict.fromkeys(names))
+    return {name: analyse(specs[name].build(seed=0, base_dir=base_dir)) for name in names}
+
+
+def train_options(config: Mapping[str, Any], progress: Progress | None = None) -> TrainOptions:
+    training = config.get("training", {})
+    analysis = config.get("analysis", {})
+    return TrainOptions(
+        record_every=int(training.get("record_every", 1)),
+        criteria=Criteria(
+            converged_below=float(analysis.get("converged_below", Criteria.converged_below)),
+            diverged_factor=float(analysis.get("diverged_factor", Criteria.diverged_factor)),
+        ),
+        chunk_epochs=int(training.get("chunk_epochs", 64)),
+        progress=progress,
+    )
+
+
+def train_runs(
+    config: Mapping[str, Any],
+    runs: Sequence[RunSpec],
+    run_ids: Sequence[int] | None = None,
+    base_dir: str | Path = ".",
+    progress: Progress | None = None,
+) -> tuple[TrajectoryBatch, pd.DataFrame, pd.DataFrame]:
+    """Train ``runs`` and return (batch, trajectory table, summary table)."""
+    data = DataSource(dataset_specs(config), base_dir)
+    batch = train(list(runs), data, train_options(config, progress))
+    theory = theories(config, [r.dataset for r in runs], base_dir)
+    n_points = [data.get(r).n for r in runs]
+    return (
+        batch,
+        tables.trajectories(batch, run_ids),
+        tables.summary(batch, theory, run_ids, n_points),
+    )
+
+
+def lesson_lines(batch: TrajectoryBatch, every: int = 100, i: int = 0) -> Iterator[str]:
+    """Run ``i``'s recorded epochs that are multiples of ``every``, in the lesson's format."""
+    run = batch.runs[i]
+    epochs, W, b, cost = batch.run_trajectory(i)
+    for e, w, bb, c in zip(epochs, W, b, cost, strict=True):
+        if every > 0 and e % every == 0:
+            yield format_line(int(e), run.epochs, float(w), float(bb), float(c))
+
+
+def describe_verdict(batch: TrajectoryBatch, i: int) -> str:
+    """One line saying how run ``i`` ended."""
+    v = batch.verdicts
+    if v.diverged[i]:
+        return f"diverged at epoch {v.diverged_at[i]} (cost {v.final_cost[i]:.3g})"
+    conv = f", converged at epoch {v.converged_at[i]}" if v.converged_at[i] >= 0 else ""
+    return f"final W {v.final_W[i]:.6f}, b {v.final_b[i]:.6f}, cost {v.final_cost[i]:.3g}{conv}"
+
+
+def training_log(batch: TrajectoryBatch, every: int, run_ids: Sequence[int] | None = None) -> Iterator[str]:
+    """The log a training job writes: per run, a header, lesson-style lines and the verdict."""
+    ids = np.arange(len(batch)) if run_ids is None else np.asarray(run_ids)
+    for i, run in enumerate(batch.runs):
+        yield f"# run {ids[i]}: {run.label()} engine={run.engine} init={run.init} batch={run.batch_label}"
+        yield from lesson_lines(batch, every, i)
+        yield f"# run {ids[i]}: {describe_verdict(batch, i)}"

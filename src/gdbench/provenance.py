@@ -1,0 +1,118 @@
+"""Provenance: what produced a set of results (versions, machine, config, commit, times)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+PACKAGES = ("gdbench", "torch", "numpy", "pandas", "pyarrow", "seaborn", "matplotlib", "snakemake")
+
+#: Environment variables that change numerics or threading, recorded when set.
+ENV_KEYS = ("CUBLAS_WORKSPACE_CONFIG", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "PYTHONHASHSEED")
+
+
+def now() -> str:
+    """The current UTC time in ISO 8601."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """First 16 hex digits of the SHA-256 of the config's canonical JSON."""
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    out["cuda"] = torch.version.cuda
+    return out
+
+
+def git_commit(path: str | os.PathLike[str] = ".") -> dict[str, Any] | None:
+    """The commit (and whether the tree had changes) of the repository holding ``path``."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(dirty)}
+
+
+def devices() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "cpu": {"model": cpu_model(), "logical_cores": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+        "cuda_available": torch.cuda.is_available(),
+        "cuda": [],
+    }
+    if torch.cuda.is_available():
+        info["cuda"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info
+
+
+def deterministic_settings() -> dict[str, Any]:
+    return {
+        "torch.are_deterministic_algorithms_enabled": torch.are_deterministic_algorithms_enabled(),
+        "cudnn.deterministic": torch.backends.cudnn.deterministic,
+        "cudnn.benchmark": torch.backends.cudnn.benchmark,
+        "env": {k: os.environ[k] for k in ENV_KEYS if k in os.environ},
+    }
+
+
+def collect(
+    config: Mapping[str, Any],
+    started: str | None = None,
+    finished: str | None = None,
+    repo: str | os.PathLike[str] = ".",
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything needed to say what produced a set of results."""
+    return {
+        "versions": versions(),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python_executable": sys.executable,
+        "devices": devices(),
+        "deterministic": deterministic_settings(),
+        "config": dict(config),
+        "config_hash": config_hash(config),
+        "git": git_commit(repo),
+        "started": started,
+        "finished": finished or now(),
+        **(dict(extra) if extra else {}),
+    }

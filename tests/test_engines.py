@@ -1,0 +1,146 @@
+"""The two engines: agreement, divergence handling, reproducibility."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from gdbench.data import parse_dataset
+from gdbench.engines import DataSource, TrainOptions, train
+from gdbench.runs import RunSpec
+
+DATASETS = {
+    "tutorial": parse_dataset("tutorial", {"x": [1, 2, 3], "y": [2, 4, 6]}),
+    "noisy": parse_dataset(
+        "noisy", {"synthetic": {"n": 64, "slope": 2.0, "intercept": 0.5, "noise": 0.5, "x_min": 0.0, "x_max": 3.0}}
+    ),
+}
+LRS = [0.001, 0.01, 0.05, 0.1, 0.17, 0.18, 0.19, 0.5, 1.0]
+
+
+def grid(
+    engine: str, dataset: str, batch_size: int | None = None, epochs: int = 2000, init: str = "zeros", seeds=(1, 2)
+) -> list[RunSpec]:
+    return [
+        RunSpec(dataset, lr, seed, epochs, engine=engine, batch_size=batch_size, init=init)
+        for lr in LRS
+        for seed in seeds
+    ]
+
+
+def assert_agree(a, b) -> None:
+    """Converging runs: every recorded W, b, cost within 1e-5 relative or 1e-7 absolute;
+    all runs: the same verdict and a divergence epoch within +-1."""
+    va, vb = a.verdicts, b.verdicts
+    np.testing.assert_array_equal(va.diverged, vb.diverged)
+    assert np.all(np.abs(va.diverged_at - vb.diverged_at) <= 1)
+    mask = a.recorded_mask() & b.recorded_mask()
+    for i in np.nonzero(~va.diverged)[0]:
+        for key in ("W", "b", "cost"):
+            x, y = getattr(a, key)[i, mask[i]], getattr(b, key)[i, mask[i]]
+            np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-7, err_msg=f"{a.runs[i].label()} {key}")
+
+
+@pytest.mark.parametrize(
+    ("dataset", "batch_size"),
+    [("tutorial", None), ("tutorial", 2), ("noisy", None), ("noisy", 8)],
+    ids=["tutorial-full", "tutorial-batch2", "noisy-full", "noisy-batch8"],
+)
+def test_batched_agrees_with_loop(dataset: str, batch_size: int | None) -> None:
+    """If the batched engine drifted from the lesson's loop, every table and plot built on it
+    would be wrong; converging, borderline (0.17, 0.18) and diverging lrs are all checked."""
+    # Minibatch epochs cost n/batch_size steps in the loop: fewer epochs keep the test short.
+    kw = {"epochs": 2000, "seeds": (1,)} if batch_size is None else {"epochs": 150, "seeds": (1, 2)}
+    if dataset == "noisy":
+        kw["seeds"] = (1, 2)
+    loop = train(grid("loop", dataset, batch_size, **kw), DATASETS)
+    batched = train(grid("batched", dataset, batch_size, **kw), DATASETS)
+    assert_agree(loop, batched)
+    assert batched.verdicts.diverged.any() and (~batched.verdicts.diverged).any()
+
+
+def test_full_batch_cpu_is_bit_identical_to_the_loop() -> None:
+    """The batched engine repeats autograd's and SGD's exact float operations: on the CPU, full
+    batch, the lesson's data, trajectories are bit for bit the loop's."""
+    loop = train(grid("loop", "tutorial", seeds=(1,)), DATASETS)
+    batched = train(grid("batched", "tutorial", seeds=(1,)), DATASETS)
+    for key in ("W", "b", "cost"):
+        np.testing.assert_array_equal(getattr(loop, key), getattr(batched, key))
+
+
+def test_normal_init_agrees_and_depends_on_seed() -> None:
+    """Seeded normal init: both engines start from the same (W, b); seeds differ."""
+    loop = train(grid("loop", "tutorial", init="normal", epochs=300), DATASETS)
+    batched = train(grid("batched", "tutorial", init="normal", epochs=300), DATASETS)
+    assert_agree(loop, batched)
+    assert batched.W[0, 0] != batched.W[1, 0]
+
+
+def test_mixed_epochs_and_datasets_in_one_batch() -> None:
+    """Runs with different epochs and different datasets of equal size train together and
+    each stops at its own last epoch."""
+    other = parse_dataset("other", {"x": [0, 1, 2], "y": [1, 3, 5]})
+    data = {**DATASETS, "other": other}
+    runs = [RunSpec("tutorial", 0.05, 1, 100), RunSpec("other", 0.05, 1, 250), RunSpec("tutorial", 0.01, 2, 7)]
+    batched = train(runs, data)
+    loop = train([RunSpec(**{**r.to_dict(), "engine": "loop"}) for r in runs], data)
+    assert_agree(loop, batched)
+    np.testing.assert_array_equal(batched.verdicts.last_epoch, [100, 250, 7])
+    for i, run in enumerate(runs):
+        epochs, *_ = batched.run_trajectory(i)
+        assert epochs[-1] == run.epochs and epochs[0] == 0
+
+
+def test_diverged_runs_stop_without_warnings() -> None:
+    """Diverging runs must not flood users with overflow warnings or NaN rows, and keep their
+    verdict; their trajectory ends at the divergence epoch."""
+    runs = [RunSpec("tutorial", lr, 1, 2000) for lr in (0.01, 0.5, 1.0, 10.0)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        batch = train(runs, DATASETS, TrainOptions(chunk_epochs=16))
+    v = batch.verdicts
+    assert v.diverged.tolist() == [False, True, True, True]
+    for i in (1, 2, 3):
+        epochs, _, _, cost = batch.run_trajectory(i)
+        assert epochs[-1] == v.diverged_at[i]
+        assert np.isfinite(cost[:-1]).all()
+    assert v.diverged_at[3] <= v.diverged_at[2] <= v.diverged_at[1]
+
+
+def test_same_spec_twice_is_bit_identical() -> None:
+    """Reruns must be bit-identical (reproducibility), minibatch shuffling included."""
+    for engine in ("batched", "loop"):
+        runs = grid(engine, "noisy", 8, epochs=40)
+        a, b = train(runs, DATASETS), train(runs, DATASETS)
+        for key in ("W", "b", "cost"):
+            np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
+
+
+def test_record_every_keeps_verdicts_and_last_epoch() -> None:
+    """Recording fewer epochs must not change verdicts; the last epoch is always kept."""
+    runs = grid("batched", "tutorial", epochs=555)
+    full = train(runs, DATASETS, TrainOptions(record_every=1))
+    thin = train(runs, DATASETS, TrainOptions(record_every=50))
+    np.testing.assert_array_equal(full.verdicts.converged_at, thin.verdicts.converged_at)
+    np.testing.assert_array_equal(full.verdicts.final_W, thin.verdicts.final_W)
+    assert list(thin.epochs[:3]) == [0, 50, 100] and thin.epochs[-1] == 555
+
+
+def test_verdict_definitions() -> None:
+    """converged_at is the first epoch with cost <= 1e-6; final values are the last epoch's."""
+    batch = train([RunSpec("tutorial", 0.1, 1, 2000)], DATASETS)
+    epochs, W, b, cost = batch.run_trajectory(0)
+    v = batch.verdicts
+    assert v.converged_at[0] == epochs[np.argmax(cost <= 1e-6)]
+    assert (v.final_W[0], v.final_b[0], v.final_cost[0]) == (W[-1], b[-1], cost[-1])
+    assert v.min_cost[0] == cost.min()
+
+
+def test_data_source_caches_seeded_datasets() -> None:
+    """Synthetic noise depends on the seed; inline data does not."""
+    data = DataSource(DATASETS)
+    a, b = data.get(RunSpec("noisy", 0.1, 1, 1)), data.get(RunSpec("noisy", 0.1, 2, 1))
+    assert not np.array_equal(a.y, b.y) and np.array_equal(a.x, b.x)
+    assert data.key(RunSpec("tutorial", 0.1, 7, 1)) == ("tutorial", 0)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
-import json
 import os
 import platform
 import socket
@@ -17,6 +15,8 @@ from typing import Any
 
 import torch
 
+from gdbench.config import config_hash
+
 PACKAGES = ("gdbench", "torch", "numpy", "pandas", "pyarrow", "seaborn", "matplotlib", "snakemake")
 
 #: Environment variables that change numerics or threading, recorded when set.
@@ -26,12 +26,6 @@ ENV_KEYS = ("CUBLAS_WORKSPACE_CONFIG", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CU
 def now() -> str:
     """The current UTC time in ISO 8601."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def config_hash(config: Mapping[str, Any]) -> str:
-    """First 16 hex digits of the SHA-256 of the config's canonical JSON."""
-    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def cpu_model() -> str:

@@ -113,3 +113,48 @@ def summary(
 def theory_table(theories: Mapping[str, Theory]) -> pd.DataFrame:
     """One row per dataset: n, eigenvalues, critical and fastest learning rate."""
     return pd.DataFrame([t.to_dict() for t in theories.values()])
+
+
+def concat_parquet(paths: Sequence[str], out: str) -> int:
+    """Concatenate Parquet tables shard by shard into ``out`` (atomically), never holding more
+    than one shard in memory; categorical columns are unified to one dictionary type.
+    Returns the number of rows written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gdbench.io import atomic_path
+
+    def unified(schema: pa.Schema) -> pa.Schema:
+        return pa.schema(
+            [
+                pa.field(f.name, pa.dictionary(pa.int32(), pa.string())) if pa.types.is_dictionary(f.type) else f
+                for f in schema
+            ],
+            metadata=schema.metadata,
+        )
+
+    rows = 0
+    with atomic_path(out) as tmp:
+        writer = None
+        try:
+            for path in paths:
+                table = pq.read_table(path)
+                if writer is None:
+                    schema = unified(table.schema)
+                    writer = pq.ParquetWriter(tmp, schema)
+                writer.write_table(table.cast(schema))
+                rows += table.num_rows
+        finally:
+            if writer is not None:
+                writer.close()
+    return rows
+
+
+def concat_tables(paths: Sequence[str]) -> pd.DataFrame:
+    """Small tables (summaries) read and concatenated, sorted by run id."""
+    frames = [pd.read_parquet(p) for p in paths]
+    df = pd.concat(frames, ignore_index=True)
+    for col in _CATEGORICAL:
+        if col in df:
+            df[col] = df[col].astype(str).astype("category")
+    return df.sort_values("run_id", kind="stable").reset_index(drop=True)

@@ -1,0 +1,39 @@
+# gdbench: gradient descent on linear regression, benchmarked across a grid.
+# This file is the table of contents; rules live in workflow/rules/.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# load configuration
+configfile: "config/config.yaml"
+
+
+# load rules
+include: "workflow/rules/common.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/tables.smk"
+include: "workflow/rules/plots.smk"
+include: "workflow/rules/timing.smk"
+include: "workflow/rules/provenance.smk"
+include: "workflow/rules/verify.smk"
+
+
+# messages
+onstart:
+    print(startup_message())
+
+
+onsuccess:
+    print("gdbench: done; tables in results/tables, plots in results/plots")
+
+
+onerror:
+    print("gdbench: a job failed; see its log under results/logs (finished jobs' outputs are kept)")
+
+
+# target rules
+rule all:
+    default_target: True
+    input:
+        all_outputs(),

@@ -1,0 +1,153 @@
+"""The reproducibility verdict: re-train a sample of stored runs from scratch and demand
+bit-identical trajectories, and re-run the lesson and demand its exact printed log.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from gdbench.data import parse_dataset
+from gdbench.engines import TrainOptions, train
+from gdbench.lesson import LOG_EVERY, REFERENCE_LOG, TUTORIAL_DATASET, lesson_run
+from gdbench.pipeline import lesson_lines, train_runs
+from gdbench.runs import RunSpec, batch_size_value
+
+_LINE = re.compile(r"Epoch\s+(\d+)/\d+ W: (\S+), b: (\S+) Cost: (\S+)")
+
+
+class ReproducibilityError(RuntimeError):
+    """A re-run differs from the stored results; the message names the run and the epoch."""
+
+
+def parse_log(text: str) -> pd.DataFrame:
+    """Lesson-style log lines as a table (epoch, W, b, cost as printed)."""
+    rows = [m.groups() for m in map(_LINE.match, text.splitlines()) if m]
+    return pd.DataFrame(rows, columns=["epoch", "W", "b", "cost"]).astype({"epoch": int})
+
+
+def lesson_comparison(device: str = "cpu") -> pd.DataFrame:
+    """The lesson's 21 printed rows next to ours, from both engines."""
+    ours = {}
+    data = {"tutorial": parse_dataset("tutorial", TUTORIAL_DATASET)}
+    for engine in ("loop", "batched"):
+        batch = train([lesson_run(engine, device)], data, TrainOptions(record_every=LOG_EVERY))
+        ours[engine] = parse_log("\n".join(lesson_lines(batch, LOG_EVERY)))
+    ref = parse_log(REFERENCE_LOG)
+    table = ref.rename(columns={c: f"lesson_{c}" for c in ("W", "b", "cost")})
+    for engine, df in ours.items():
+        table = table.merge(df.rename(columns={c: f"{engine}_{c}" for c in ("W", "b", "cost")}), on="epoch", how="left")
+        same = np.ones(len(table), dtype=bool)
+        for c in ("W", "b", "cost"):
+            same &= (table[f"lesson_{c}"] == table[f"{engine}_{c}"]).to_numpy()
+        table[f"{engine}_matches"] = same
+    return table
+
+
+def sample_run_ids(summary: pd.DataFrame, sample: int) -> list[int]:
+    """``sample`` run ids spread evenly over the table, plus the lesson's run when present
+    (tutorial data, lr 0.01, seed 1, 2000 epochs, zeros, full batch, float32)."""
+    ids = summary["run_id"].to_numpy()
+    chosen = (
+        set(ids[np.unique(np.linspace(0, len(ids) - 1, sample).round().astype(int))]) if sample and len(ids) else set()
+    )
+    lesson = lesson_run()
+    is_lesson = (
+        (summary["dataset"].astype(str) == "tutorial")
+        & np.isclose(summary["lr"], lesson.lr)
+        & (summary["seed"] == lesson.seed)
+        & (summary["epochs"] == lesson.epochs)
+        & (summary["init"].astype(str) == "zeros")
+        & (summary["batch_size"].astype(str) == "full")
+        & (summary["dtype"].astype(str) == "float32")
+    )
+    chosen |= set(summary.loc[is_lesson, "run_id"].to_numpy().tolist())
+    return sorted(int(i) for i in chosen)
+
+
+def run_spec(row: Mapping[str, Any]) -> RunSpec:
+    """The run spec of a summary row."""
+    return RunSpec(
+        dataset=str(row["dataset"]),
+        lr=float(row["lr"]),
+        seed=int(row["seed"]),
+        epochs=int(row["epochs"]),
+        device=str(row["device"]),
+        init=str(row["init"]),
+        batch_size=batch_size_value(str(row["batch_size"])),
+        dtype=str(row["dtype"]),
+        engine=str(row["engine"]),
+    )
+
+
+def first_difference(stored: pd.DataFrame, rerun: pd.DataFrame) -> str | None:
+    """Where two trajectories of one run first differ (bit for bit), or None."""
+    if len(stored) != len(rerun) or not np.array_equal(stored["epoch"].to_numpy(), rerun["epoch"].to_numpy()):
+        return f"recorded epochs differ ({len(stored)} stored rows, {len(rerun)} re-run rows)"
+    for col in ("W", "b", "cost"):
+        a = stored[col].to_numpy()
+        b = rerun[col].to_numpy()
+        differ = ~((a == b) | (np.isnan(a) & np.isnan(b)))
+        if differ.any():
+            i = int(np.argmax(differ))
+            return f"{col} first differs at epoch {int(stored['epoch'].iloc[i])} (stored {a[i]!r}, re-run {b[i]!r})"
+    return None
+
+
+def verify(
+    config: Mapping[str, Any],
+    trajectories_path: str | Path,
+    summary: pd.DataFrame,
+    sample: int,
+    base_dir: str | Path = ".",
+    devices: Sequence[str] = ("cpu",),
+) -> dict[str, Any]:
+    """Re-train sampled runs and the lesson; return the verdict (``passed`` True/False) with
+    one entry per checked run. Never raises on a mismatch: the caller decides."""
+    ids = sample_run_ids(summary, sample)
+    rows = summary.set_index("run_id").loc[ids].reset_index()
+    runs = [run_spec(r) for r in rows.to_dict("records")]
+    checked: list[dict[str, Any]] = []
+    if runs:
+        _, rerun, _ = train_runs(config, runs, ids, base_dir=base_dir)
+        stored = pq.read_table(trajectories_path, filters=[("run_id", "in", ids)]).to_pandas()
+        for run_id, run in zip(ids, runs, strict=True):
+            a = stored[stored["run_id"] == run_id].sort_values("epoch")
+            b = rerun[rerun["run_id"] == run_id].sort_values("epoch")
+            problem = first_difference(a, b)
+            checked.append(
+                {
+                    "run_id": run_id,
+                    "run": run.label(),
+                    "engine": run.engine,
+                    "identical": problem is None,
+                    "epochs_compared": len(a),
+                    "problem": problem,
+                }
+            )
+    lessons = {device: lesson_comparison(device) for device in devices}
+    lesson_ok = all(bool(t[["loop_matches", "batched_matches"]].all().all()) for t in lessons.values())
+    return {
+        "passed": lesson_ok and all(c["identical"] for c in checked),
+        "lesson_log_reproduced": lesson_ok,
+        "runs_checked": len(checked),
+        "runs_identical": sum(c["identical"] for c in checked),
+        "runs": checked,
+        "lesson": {d: t.to_dict("records") for d, t in lessons.items()},
+    }
+
+
+def failure_message(result: Mapping[str, Any]) -> str:
+    """One line naming what failed first."""
+    for c in result["runs"]:
+        if not c["identical"]:
+            return f"run {c['run_id']} ({c['run']}, {c['engine']}) is not reproduced: {c['problem']}"
+    if not result["lesson_log_reproduced"]:
+        return "the lesson's printed log is not reproduced (see results/tables/lesson_log.csv)"
+    return "reproducibility check failed"

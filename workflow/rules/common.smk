@@ -1,0 +1,91 @@
+# Imports, config validation, and the small helpers the rules call.
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from gdbench.config import ConfigError, check_config
+from gdbench.provenance import config_hash
+from gdbench.runs import expand_grid, resolve_devices, shard
+
+
+# Check the config before any job runs: one readable line and a non-zero exit on error.
+try:
+    config.update(check_config(config, base_dir=Path.cwd()))
+except ConfigError as exc:
+    sys.exit(f"gdbench: {exc}")
+validate(config, schema="../schemas/config.schema.yaml")
+
+
+def _cuda_visible():
+    """Whether CUDA is visible here (torch is imported only when `auto` needs it)."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
+_device_setting = lookup(dpath="grid/device", within=config)
+DEVICES = resolve_devices(
+    _device_setting, _cuda_visible() if _device_setting == "auto" else False
+)
+RUNS = expand_grid(config, DEVICES)
+RUN_IDS = {run: i for i, run in enumerate(RUNS)}
+SHARDS = shard(
+    RUNS,
+    lookup(dpath="sharding/jobs_per_device", within=config),
+    lookup(dpath="sharding/max_runs_per_job", within=config),
+)
+TIMING = lookup(dpath="timing/enabled", within=config)
+
+
+wildcard_constraints:
+    shard=r"(cpu|cuda(:\d+)?)-\d{3}",
+    device=r"cpu|cuda(:\d+)?",
+
+
+def startup_message():
+    return (
+        f"gdbench: {len(RUNS)} runs on {', '.join(DEVICES)} in {len(SHARDS)} training jobs; "
+        f"config {config_hash(config)}"
+    )
+
+
+def shard_runs(wildcards):
+    """The run specs (as plain dicts) of one training job: its params, so a change re-runs it."""
+    return [run.to_dict() for run in SHARDS[wildcards.shard]]
+
+
+def shard_run_ids(wildcards):
+    return [RUN_IDS[run] for run in SHARDS[wildcards.shard]]
+
+
+def device_of(name):
+    return name.rsplit("-", 1)[0]
+
+
+def gpu_count(wildcards):
+    """CUDA jobs ask for a GPU (local runs serialise them; clusters request one)."""
+    name = getattr(wildcards, "shard", None) or wildcards.device
+    return 1 if device_of(name).startswith("cuda") else 0
+
+
+def shard_outputs(kind):
+    return expand(f"results/shards/{{shard}}/{kind}", shard=sorted(SHARDS))
+
+
+def all_outputs():
+    outputs = [
+        "results/tables/trajectories.parquet",
+        "results/tables/summary.csv",
+        "results/tables/summary.parquet",
+        "results/tables/theory.csv",
+        "results/plots/convergence.png",
+        "results/plots/divergence.png",
+        "results/provenance.json",
+    ]
+    if TIMING:
+        outputs += ["results/tables/timing.csv", "results/plots/timing.png"]
+    outputs += ["results/reproducibility.json", "results/tables/lesson_log.csv"]
+    if len(DEVICES) > 1:
+        outputs.append("results/tables/device_agreement.csv")
+    return outputs

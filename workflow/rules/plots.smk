@@ -1,0 +1,45 @@
+# Plots: convergence and divergence from the tables (timing has its own rules).
+
+
+rule plot_convergence:
+    input:
+        trajectories=rules.merge_tables.output.trajectories,
+        summary=rules.merge_tables.output.summary_parquet,
+    output:
+        png=report(
+            "results/plots/convergence.png",
+            caption="../report/convergence.rst",
+            category="Convergence",
+            labels={"figure": "cost vs epoch"},
+        ),
+        svg="results/plots/convergence.svg",
+    log:
+        "results/logs/plot_convergence.log",
+    benchmark:
+        "results/benchmarks/plot_convergence.tsv"
+    message:
+        "Plotting cost vs epoch"
+    script:
+        "../scripts/plot_convergence.py"
+
+
+rule plot_divergence:
+    input:
+        summary=rules.merge_tables.output.summary_parquet,
+        theory=rules.theory.output[0],
+    output:
+        png=report(
+            "results/plots/divergence.png",
+            caption="../report/divergence.rst",
+            category="Divergence",
+            labels={"figure": "final cost vs learning rate"},
+        ),
+        svg="results/plots/divergence.svg",
+    log:
+        "results/logs/plot_divergence.log",
+    benchmark:
+        "results/benchmarks/plot_divergence.tsv"
+    message:
+        "Plotting final cost vs learning rate with the critical learning rate"
+    script:
+        "../scripts/plot_divergence.py"

@@ -1,0 +1,26 @@
+# Provenance: versions, machine, config and its hash, commit, start and end times.
+
+
+rule provenance:
+    input:
+        meta=shard_outputs("meta.json"),
+        summary=rules.merge_tables.output.summary_parquet,
+    output:
+        report(
+            "results/provenance.json",
+            caption="../report/provenance.rst",
+            category="Reproducibility",
+            labels={"table": "provenance"},
+        ),
+    log:
+        "results/logs/provenance.log",
+    benchmark:
+        "results/benchmarks/provenance.tsv"
+    params:
+        config=config,
+        repo=workflow.basedir,
+        devices=DEVICES,
+    message:
+        "Recording provenance"
+    script:
+        "../scripts/provenance.py"

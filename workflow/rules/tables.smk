@@ -1,0 +1,71 @@
+# Tables: the shards joined into the contract tables, and the theory per dataset.
+
+
+rule merge_tables:
+    input:
+        trajectories=shard_outputs("trajectories.parquet"),
+        summaries=shard_outputs("summary.parquet"),
+    output:
+        trajectories=report(
+            "results/tables/trajectories.parquet",
+            caption="../report/trajectories.rst",
+            category="Convergence",
+            labels={"table": "trajectories (Parquet)"},
+        ),
+        summary_csv=report(
+            "results/tables/summary.csv",
+            caption="../report/summary.rst",
+            category="Divergence",
+            labels={"table": "summary (one row per run)"},
+        ),
+        summary_parquet="results/tables/summary.parquet",
+    log:
+        "results/logs/merge_tables.log",
+    benchmark:
+        "results/benchmarks/merge_tables.tsv"
+    message:
+        "Joining {n} training shards into results/tables".format(n=len(SHARDS))
+    script:
+        "../scripts/merge_tables.py"
+
+
+rule theory:
+    output:
+        report(
+            "results/tables/theory.csv",
+            caption="../report/theory.rst",
+            category="Reproducibility",
+            labels={"table": "theory (critical learning rates)"},
+        ),
+    log:
+        "results/logs/theory.log",
+    benchmark:
+        "results/benchmarks/theory.tsv"
+    params:
+        config=lambda wildcards: {"datasets": config["datasets"]},
+        datasets=lookup(dpath="grid/dataset", within=config),
+    message:
+        "Computing the Hessian's eigenvalues and critical learning rates"
+    script:
+        "../scripts/theory.py"
+
+
+rule device_agreement:
+    input:
+        trajectories=rules.merge_tables.output.trajectories,
+        summary=rules.merge_tables.output.summary_parquet,
+    output:
+        report(
+            "results/tables/device_agreement.csv",
+            caption="../report/device_agreement.rst",
+            category="Timing",
+            labels={"table": "CPU vs CUDA agreement"},
+        ),
+    log:
+        "results/logs/device_agreement.log",
+    benchmark:
+        "results/benchmarks/device_agreement.tsv"
+    message:
+        "Comparing runs trained on different devices"
+    script:
+        "../scripts/device_agreement.py"

@@ -1,0 +1,60 @@
+# Timing: seconds per epoch by device, engine, data size and grid size.
+
+
+rule timing:
+    output:
+        "results/timing/{device}.csv",
+    log:
+        "results/logs/timing/{device}.log",
+    benchmark:
+        "results/benchmarks/timing/{device}.tsv"
+    threads: lookup(dpath="timing/threads", within=config, default=1)
+    resources:
+        gpu=gpu_count,
+    params:
+        timing=lookup(dpath="timing", within=config),
+    message:
+        "Timing the engines on {wildcards.device} ({threads} thread(s))"
+    script:
+        "../scripts/timing.py"
+
+
+rule timing_table:
+    input:
+        expand(rules.timing.output[0], device=DEVICES),
+    output:
+        report(
+            "results/tables/timing.csv",
+            caption="../report/timing_table.rst",
+            category="Timing",
+            labels={"table": "timing"},
+        ),
+    log:
+        "results/logs/timing_table.log",
+    benchmark:
+        "results/benchmarks/timing_table.tsv"
+    message:
+        "Joining the timing measurements"
+    script:
+        "../scripts/timing_table.py"
+
+
+rule plot_timing:
+    input:
+        rules.timing_table.output[0],
+    output:
+        png=report(
+            "results/plots/timing.png",
+            caption="../report/timing.rst",
+            category="Timing",
+            labels={"figure": "seconds per epoch and throughput"},
+        ),
+        svg="results/plots/timing.svg",
+    log:
+        "results/logs/plot_timing.log",
+    benchmark:
+        "results/benchmarks/plot_timing.tsv"
+    message:
+        "Plotting the timings"
+    script:
+        "../scripts/plot_timing.py"

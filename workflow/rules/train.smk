@@ -1,0 +1,25 @@
+# Training: each job trains one shard of the grid as one tensor program.
+
+
+rule train:
+    output:
+        trajectories="results/shards/{shard}/trajectories.parquet",
+        summary="results/shards/{shard}/summary.parquet",
+        meta="results/shards/{shard}/meta.json",
+    log:
+        "results/logs/train/{shard}.log",
+    benchmark:
+        "results/benchmarks/train/{shard}.tsv"
+    threads: lookup(dpath="training/threads", within=config, default=1)
+    resources:
+        gpu=gpu_count,
+    params:
+        runs=shard_runs,
+        run_ids=shard_run_ids,
+        config=lambda wildcards: {
+            key: config[key] for key in ("datasets", "training", "analysis")
+        },
+    message:
+        "Training shard {wildcards.shard} ({threads} thread(s))"
+    script:
+        "../scripts/train.py"

@@ -1,0 +1,34 @@
+# Reproducibility: re-train a sample of runs from scratch and compare bit for bit.
+
+
+rule verify:
+    input:
+        trajectories=rules.merge_tables.output.trajectories,
+        summary=rules.merge_tables.output.summary_parquet,
+    output:
+        verdict=report(
+            "results/reproducibility.json",
+            caption="../report/reproducibility.rst",
+            category="Reproducibility",
+            labels={"table": "reproducibility verdict"},
+        ),
+        lesson=report(
+            "results/tables/lesson_log.csv",
+            caption="../report/lesson_log.rst",
+            category="Reproducibility",
+            labels={"table": "the lesson's log, reproduced"},
+        ),
+    log:
+        "results/logs/verify.log",
+    benchmark:
+        "results/benchmarks/verify.tsv"
+    params:
+        config=lambda wildcards: {
+            key: config[key] for key in ("datasets", "training", "analysis")
+        },
+        sample=lookup(dpath="verify/sample", within=config),
+        devices=DEVICES,
+    message:
+        "Re-training {params.sample} sampled runs and the lesson from scratch"
+    script:
+        "../scripts/verify.py"

@@ -1,0 +1,17 @@
+"""CPU vs CUDA: the same runs on two devices, compared."""
+
+import sys
+
+import pandas as pd
+
+from gdbench import io
+from gdbench.agreement import device_agreement
+
+with open(snakemake.log[0], "w") as log:
+    sys.stderr = log
+    summary = pd.read_parquet(snakemake.input.summary)
+    traj = pd.read_parquet(snakemake.input.trajectories, columns=["run_id", "epoch", "W", "b", "cost"])
+    table = device_agreement(traj, summary)
+    io.write_csv(table, snakemake.output[0])
+    agree = int(table["verdict_agrees"].sum()) if len(table) else 0
+    print(f"{len(table)} run pairs compared, {agree} with equal verdicts", file=log)

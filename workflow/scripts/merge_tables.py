@@ -1,0 +1,14 @@
+"""Join the training shards into the contract tables."""
+
+import sys
+
+from gdbench import io
+from gdbench.tables import concat_parquet, concat_tables
+
+with open(snakemake.log[0], "w") as log:
+    sys.stderr = log
+    rows = concat_parquet(snakemake.input.trajectories, snakemake.output.trajectories)
+    summary = concat_tables(snakemake.input.summaries)
+    io.write_parquet(summary, snakemake.output.summary_parquet)
+    io.write_csv(summary, snakemake.output.summary_csv)
+    print(f"{rows} trajectory rows, {len(summary)} runs", file=log)

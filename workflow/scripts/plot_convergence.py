@@ -1,0 +1,14 @@
+"""Cost vs epoch per learning rate, a facet per dataset (and device)."""
+
+import sys
+
+import pandas as pd
+
+from gdbench import plots
+
+with open(snakemake.log[0], "w") as log:
+    sys.stderr = log
+    columns = ["run_id", "dataset", "device", "lr", "seed", "epoch", "cost"]
+    trajectories = pd.read_parquet(snakemake.input.trajectories, columns=columns)
+    summary = pd.read_parquet(snakemake.input.summary)
+    plots.convergence(trajectories, summary, snakemake.output.png, snakemake.output.svg)

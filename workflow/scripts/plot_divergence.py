@@ -1,0 +1,13 @@
+"""Final cost vs learning rate, with the critical and the fastest learning rate."""
+
+import sys
+
+import pandas as pd
+
+from gdbench import plots
+
+with open(snakemake.log[0], "w") as log:
+    sys.stderr = log
+    summary = pd.read_parquet(snakemake.input.summary)
+    theory = pd.read_csv(snakemake.input.theory)
+    plots.divergence(summary, theory, snakemake.output.png, snakemake.output.svg)

@@ -1,0 +1,24 @@
+"""Record what produced the results: versions, machine, config, commit, times."""
+
+import json
+import sys
+
+from gdbench import io
+from gdbench.provenance import collect
+
+with open(snakemake.log[0], "w") as log:
+    sys.stderr = log
+    jobs = [json.loads(open(p).read()) for p in snakemake.input.meta]
+    record = collect(
+        snakemake.params.config,
+        started=min(job["started"] for job in jobs),
+        repo=snakemake.params.repo,
+        extra={
+            "grid_devices": list(snakemake.params.devices),
+            "training_jobs": [
+                {k: job[k] for k in ("started", "finished", "seconds", "threads", "runs")} for job in jobs
+            ],
+            "job_devices": jobs[0]["devices"],
+        },
+    )
+    io.write_json(record, snakemake.output[0])

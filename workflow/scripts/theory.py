@@ -1,0 +1,13 @@
+"""The theory table: curvature and critical learning rates per dataset of the grid."""
+
+import sys
+
+from gdbench import io
+from gdbench.pipeline import theories
+from gdbench.tables import theory_table
+
+with open(snakemake.log[0], "w") as log:
+    sys.stderr = log
+    table = theory_table(theories(snakemake.params.config, snakemake.params.datasets))
+    io.write_csv(table, snakemake.output[0])
+    print(table.to_string(index=False), file=log)

@@ -1,0 +1,20 @@
+"""Time the engines on one device (seconds per epoch, after warm-up, over repeats)."""
+
+import logging
+import sys
+
+from gdbench import io
+from gdbench.engines import DeviceError
+from gdbench.reproducibility import set_deterministic
+from gdbench.timing import measure_plan, timing_table
+
+with open(snakemake.log[0], "w") as log:
+    sys.stderr = log
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=log, force=True)
+    set_deterministic(snakemake.threads)
+    try:
+        results = measure_plan(snakemake.params.timing, snakemake.wildcards.device, snakemake.threads)
+    except DeviceError as exc:
+        print(f"error: {exc}", file=log)
+        sys.exit(f"gdbench: {exc}")
+    io.write_csv(timing_table(results), snakemake.output[0])

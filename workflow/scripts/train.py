@@ -1,0 +1,41 @@
+"""Train one shard of the grid: its runs as one tensor program; tables and a log out."""
+
+import sys
+import time
+
+from gdbench import io
+from gdbench.engines import DeviceError
+from gdbench.pipeline import train_runs, training_log
+from gdbench.provenance import devices, now
+from gdbench.reproducibility import set_deterministic
+from gdbench.runs import RunSpec
+
+
+def main(params, output, threads, log_path):
+    with open(log_path, "w") as log:
+
+        def say(message):
+            print(message, file=log, flush=True)
+
+        runs = [RunSpec.from_dict(r) for r in params.runs]
+        started = now()
+        set_deterministic(threads)
+        say(f"{started} training {len(runs)} runs with {threads} thread(s)")
+        clock = time.perf_counter()
+        try:
+            batch, traj, summary = train_runs(params.config, runs, params.run_ids, progress=say)
+        except DeviceError as exc:
+            say(f"error: {exc}")
+            sys.exit(f"gdbench: {exc}")
+        elapsed = time.perf_counter() - clock
+        every = params.config["training"].get("log_every", 100)
+        for line in training_log(batch, every, params.run_ids):
+            say(line)
+        say(f"{now()} trained {len(runs)} runs in {elapsed:.3f} s ({int(summary['diverged'].sum())} diverged)")
+        io.write_parquet(traj, output.trajectories)
+        io.write_parquet(summary, output.summary)
+        meta = {"started": started, "finished": now(), "seconds": elapsed, "threads": threads, "runs": len(runs)}
+        io.write_json({**meta, "devices": devices()}, output.meta)
+
+
+main(snakemake.params, snakemake.output, snakemake.threads, snakemake.log[0])

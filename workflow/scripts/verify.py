@@ -1,0 +1,29 @@
+"""Re-train a sample of runs and the lesson; fail naming the first run that differs."""
+
+import sys
+
+import pandas as pd
+
+from gdbench import io
+from gdbench.reproducibility import set_deterministic
+from gdbench.verify import failure_message, verify
+
+with open(snakemake.log[0], "w") as log:
+    sys.stderr = log
+    set_deterministic(snakemake.threads)
+    summary = pd.read_parquet(snakemake.input.summary)
+    devices = [d for d in snakemake.params.devices]
+    result = verify(
+        snakemake.params.config, snakemake.input.trajectories, summary, snakemake.params.sample, devices=devices
+    )
+    for run in result["runs"]:
+        status = "identical" if run["identical"] else f"DIFFERS: {run['problem']}"
+        print(f"run {run['run_id']} {run['run']} {run['engine']}: {status}", file=log)
+    print(f"lesson log reproduced: {result['lesson_log_reproduced']}", file=log)
+    if not result["passed"]:
+        message = failure_message(result)
+        print(f"error: {message}", file=log)
+        sys.exit(f"gdbench verify: {message}")
+    lesson = pd.DataFrame(result.pop("lesson")[devices[0]])
+    io.write_csv(lesson, snakemake.output.lesson)
+    io.write_json(result, snakemake.output.verdict)

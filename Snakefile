@@ -29,7 +29,9 @@ onsuccess:
 
 
 onerror:
-    print("gdbench: a job failed; see its log under results/logs (finished jobs' outputs are kept)")
+    print(
+        "gdbench: a job failed; see its log under results/logs (finished jobs' outputs are kept)"
+    )
 
 
 # target rules

@@ -8,7 +8,6 @@ from gdbench.config import ConfigError, check_config
 from gdbench.provenance import config_hash
 from gdbench.runs import expand_grid, resolve_devices, shard
 
-
 # Check the config before any job runs: one readable line and a non-zero exit on error.
 try:
     config.update(check_config(config, base_dir=Path.cwd()))

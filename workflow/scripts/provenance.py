@@ -2,13 +2,14 @@
 
 import json
 import sys
+from pathlib import Path
 
 from gdbench import io
 from gdbench.provenance import collect
 
 with open(snakemake.log[0], "w") as log:
     sys.stderr = log
-    jobs = [json.loads(open(p).read()) for p in snakemake.input.meta]
+    jobs = [json.loads(Path(p).read_text()) for p in snakemake.input.meta]
     record = collect(
         snakemake.params.config,
         started=min(job["started"] for job in jobs),

@@ -9,6 +9,10 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+# the report's front page
+report: "workflow/report/workflow.rst"
+
+
 # load rules
 include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"

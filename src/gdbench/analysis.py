@@ -80,33 +80,41 @@ class VerdictTracker:
     ) -> torch.Tensor:
         """Take epochs ``first_epoch .. first_epoch+K-1`` of runs ``idx``.
 
-        ``cost``, ``W``, ``b`` are ``[K, len(idx)]`` (W, b after each epoch's update);
-        ``end_epoch`` is each run's last epoch. Returns a bool mask over ``idx`` of runs that
-        are finished (diverged or past their last epoch) and should stop being computed.
+        ``cost``, ``W``, ``b`` are ``[K, len(idx)]`` (W, b after each epoch's update); every
+        epoch of the chunk must be within each run's ``end_epoch`` (callers end chunks at
+        run ends). Returns a bool mask over ``idx`` of runs that are finished (diverged or at
+        their last epoch) and should stop being computed. The common case (nothing diverged
+        in the chunk) costs a handful of tensor operations.
         """
         K = cost.shape[0]
-        cost64 = cost.to(torch.float64)
-        epochs = torch.arange(first_epoch, first_epoch + K, device=cost.device)
-        valid = epochs[:, None] <= end_epoch[None, :]
         if first_epoch == 0:
-            c0 = cost64[0]
+            c0 = cost[0].to(torch.float64)
             self.threshold[idx] = torch.where(c0 > 0, c0, torch.ones_like(c0)) * self.criteria.diverged_factor
-        threshold = self.threshold[idx]
-        bad = (~torch.isfinite(cost64) | (cost64 > threshold[None, :])) & valid
+        threshold = self.threshold[idx].to(cost.dtype)
+        # NaN fails every comparison and inf exceeds any threshold: one test catches all three.
+        bad = ~(cost <= threshold)
         has_bad = bad.any(0)
-        first_bad = torch.where(has_bad, bad.to(torch.int8).argmax(0), K - 1)
-        # Epochs at or before divergence (or the run's end) count.
-        last_pos = torch.minimum(first_bad, (end_epoch - first_epoch).clamp(max=K - 1))
-        counted = torch.arange(K, device=cost.device)[:, None] <= last_pos[None, :]
-        finite_cost = torch.where(counted & torch.isfinite(cost64), cost64, torch.inf)
-        self.min_cost[idx] = torch.minimum(self.min_cost[idx], finite_cost.min(0).values)
-        conv = (cost64 <= self.criteria.converged_below) & counted
-        new_conv = conv.any(0) & (self.converged_at[idx] < 0)
-        conv_at = conv.to(torch.int8).argmax(0) + first_epoch
-        self.converged_at[idx] = torch.where(new_conv, conv_at, self.converged_at[idx])
-        self.diverged_at[idx] = torch.where(has_bad, first_bad + first_epoch, self.diverged_at[idx])
         cols = torch.arange(idx.shape[0], device=cost.device)
-        self.final_cost[idx] = cost64[last_pos, cols]
+        if bool(has_bad.any()):
+            first_bad = torch.where(has_bad, bad.to(torch.int8).argmax(0), K - 1)
+            counted = torch.arange(K, device=cost.device)[:, None] <= first_bad[None, :]
+            finite = counted & torch.isfinite(cost)
+            chunk_min = torch.where(finite, cost, torch.inf).min(0).values
+            self.diverged_at[idx] = torch.where(has_bad, first_bad + first_epoch, self.diverged_at[idx])
+            last_pos = first_bad
+        else:
+            counted = None
+            chunk_min = cost.min(0).values
+            last_pos = torch.full_like(cols, K - 1)
+        self.min_cost[idx] = torch.minimum(self.min_cost[idx], chunk_min.to(torch.float64))
+        conv = cost <= self.criteria.converged_below
+        if counted is not None:
+            conv &= counted
+        new_conv = conv.any(0) & (self.converged_at[idx] < 0)
+        if bool(new_conv.any()):
+            conv_at = conv.to(torch.int8).argmax(0) + first_epoch
+            self.converged_at[idx] = torch.where(new_conv, conv_at, self.converged_at[idx])
+        self.final_cost[idx] = cost[last_pos, cols].to(torch.float64)
         self.final_W[idx] = W[last_pos, cols].to(torch.float64)
         self.final_b[idx] = b[last_pos, cols].to(torch.float64)
         self.last_epoch[idx] = last_pos + first_epoch

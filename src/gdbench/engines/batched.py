@@ -3,15 +3,18 @@
 Runs in one call share device, dtype, batch size and number of points; they may differ in
 lr, seed, init, epochs and dataset. Parameters live in a ``[2, R]`` tensor (row 0 W, row 1 b)
 and data in ``[n, 1]`` (one dataset for all) or ``[n, R]`` tensors, so every operation runs
-along contiguous memory. Each epoch repeats, for all runs at once, the exact floating-point
+along contiguous memory. Each epoch repeats, for all runs at once, the floating-point
 operations that autograd and ``optim.SGD`` perform in the lesson's loop (products, sums and
-the fused ``param + (-lr) * grad`` update in the same order), which makes full-batch CPU
-trajectories bit-identical to the loop engine's; seven tensor operations per epoch in all.
+the fused ``param + (-lr) * grad`` update, in the same order): nine tensor operations per
+epoch, cost included. On the CPU, full batch, this makes trajectories bit-identical to the
+loop engine's on small datasets such as the lesson's; on larger ones the loop's sums over
+many points use a different summation order, and results agree to rounding (~1 ulp).
 
-The cost of every epoch is computed afterwards for a whole chunk of epochs at once from the
-recorded parameters (cost at epoch e is the cost at the parameters before e's update: the
-lesson's convention). Every ``chunk_epochs`` epochs, runs that diverged or finished are
-dropped from the tensors, so they stop being computed and never overflow into later work.
+Full batch, the cost of each epoch comes from the same forward pass as its gradient (the
+cost before the update: the lesson's convention); minibatch, it is the full-data cost at the
+epoch's start, computed afterwards for a whole chunk of epochs at once. Every
+``chunk_epochs`` epochs, runs that diverged or finished are dropped from the tensors, so
+they stop being computed and never overflow into later work.
 """
 
 from __future__ import annotations
@@ -47,14 +50,20 @@ class _Stepper:
         self.XA = torch.stack([X, torch.ones_like(X)])  # [2, m, 1 or R]
         self.scale = _grad_scale(m, X.dtype, X.device)
         self.d = torch.empty((m, R), dtype=X.dtype, device=X.device)
+        self.sq = torch.empty((m, R), dtype=X.dtype, device=X.device)
         self.t = torch.empty((2, m, R), dtype=X.dtype, device=X.device)
         self.grad = torch.empty((2, R), dtype=X.dtype, device=X.device)
 
-    def __call__(self, P: torch.Tensor, out: torch.Tensor) -> None:
-        """``out = P - lr * grad(P)`` for parameters ``P`` ``[2, R]``."""
+    def __call__(self, P: torch.Tensor, out: torch.Tensor, cost: torch.Tensor | None = None) -> None:
+        """``out = P - lr * grad(P)`` for parameters ``P`` ``[2, R]``; ``cost`` [R], when
+        given, receives the cost at ``P`` (the forward pass: ``mean((x W + b - y)^2)``)."""
         d = self.d
         torch.mul(self.X, P[0], out=d)  # autograd's order: ((x * W) + b) - y, then * 2/n
-        d.add_(P[1]).sub_(self.Y).mul_(self.scale)
+        d.add_(P[1]).sub_(self.Y)
+        if cost is not None:
+            torch.mul(d, d, out=self.sq)
+            torch.mean(self.sq, 0, out=cost)
+        d.mul_(self.scale)
         torch.mul(d, self.XA, out=self.t)
         torch.sum(self.t, 1, out=self.grad)
         torch.addcmul(P, self.neg_lr, self.grad, out=out)  # SGD: param.add_(grad, alpha=-lr)
@@ -137,18 +146,22 @@ def train_batched(runs: list[RunSpec], data: DataSource, options: TrainOptions) 
             for k in range(K):
                 perms = torch.stack([torch.randperm(n, generator=g) for g in generators], dim=1).to(device)
                 buf[k + 1] = _minibatch_epoch(buf[k], X, Y, neg_lr, perms[:, seed_idx], first.batch_size)
+            cost = bulk_cost(buf[:K], X, Y)
         else:
             step = _Stepper(X, Y, neg_lr)
+            cost = torch.empty((K, active.numel()), dtype=dtype, device=device)
             for k in range(K):
-                step(buf[k], buf[k + 1])
-        cost = bulk_cost(buf[:K], X, Y)
+                step(buf[k], buf[k + 1], cost[k])
         done = tracker.update(active, e, cost, buf[1:, 0], buf[1:, 1], ends_all[active])
         in_chunk = (schedule >= e) & (schedule < e + K)
         if in_chunk.any():
             t_idx = torch.from_numpy(np.nonzero(in_chunk)[0]).to(device)
             pos = torch.from_numpy(schedule[in_chunk] - e).to(device)
             values = torch.stack([buf[pos + 1, 0], buf[pos + 1, 1], cost[pos]])
-            rec[:, t_idx[:, None], active[None, :]] = values
+            if active.numel() == R:  # nobody dropped yet: a plain index along time
+                rec.index_copy_(1, t_idx, values)
+            else:
+                rec[:, t_idx[:, None], active[None, :]] = values
         P = buf[K][:, ~done]
         active = active[~done]
         e += K

@@ -84,10 +84,16 @@ class DataSource:
         self.specs = dict(specs)
         self.base_dir = Path(base_dir)
         self._cache: dict[tuple[str, int], Dataset] = {}
+        self._seeded = {name: spec.seed_dependent for name, spec in self.specs.items()}
 
     def key(self, run: RunSpec) -> tuple[str, int]:
-        spec = self._spec(run.dataset)
-        return (run.dataset, run.seed if spec.seed_dependent else 0)
+        """Runs with equal keys train on the same points."""
+        try:
+            seeded = self._seeded[run.dataset]
+        except KeyError:
+            self._spec(run.dataset)
+            raise
+        return (run.dataset, run.seed if seeded else 0)
 
     def get(self, run: RunSpec) -> Dataset:
         key = self.key(run)

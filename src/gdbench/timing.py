@@ -1,0 +1,463 @@
+"""Timing: seconds per epoch of each engine, on each device, measured as benchmark tools do.
+
+What is timed:
+
+* the ``loop`` engine: :func:`gdbench.engines.lesson_run`, the lesson's own loop, for one run
+  (``runs`` is always 1) of ``epochs`` epochs on a noise-free synthetic line of ``n`` points;
+* the ``batched`` engine: one :func:`gdbench.engines.train_batched` call training ``runs`` runs
+  of ``epochs`` epochs on the same line, learning rates spread over a converging range
+  (``geomspace(1e-4, critical/2)``) so that no run drops out early, and
+  ``TrainOptions(record_every=0)`` so only the final epoch is recorded.
+
+The line is ``y = 2x`` on ``x`` in ``[1, 3]``: at ``n = 3`` it is exactly the lesson's data.
+Both engines compute ``epochs + 1`` epochs per call (epochs ``0..epochs``, as the lesson's
+``range(epochs + 1)``), so seconds per epoch is a call's time divided by ``epochs + 1``.
+
+How (the way ``torch.utils.benchmark``, pytest-benchmark and asv measure):
+
+1. the thread count is fixed with ``torch.set_num_threads(threads)`` (and recorded);
+2. one untimed warm-up call (CUDA context, allocator, lazy initialisation);
+3. ``torch.utils.benchmark.Timer.blocked_autorange(min_run_time)`` picks how many calls make one
+   measurement (its block-size search is a second warm-up) and measures until ``min_run_time``
+   seconds are spent; more measurements are taken until there are at least ``repeats``;
+4. on CUDA the clock synchronises the measured device before every reading, so queued kernels
+   are inside the measurement they belong to;
+5. median and interquartile range over the measurements, the machine's CPU or GPU name recorded.
+
+:func:`plan` lists what a timing config asks for, :func:`measure` takes one measurement,
+:func:`measure_plan` takes a config's measurements on one device (a failed measurement, e.g.
+out of memory, becomes a row of NaN with its reason logged), and :func:`timing_table` makes
+the published table. ``python -m gdbench.timing --device cpu --out timing.csv`` runs a config's
+timing from the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import platform
+import sys
+import timeit
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.benchmark import Measurement, Timer
+
+from gdbench.data import DatasetSpec, parse_dataset
+from gdbench.engines import DataSource, TrainOptions, check_device, lesson_run, train_batched
+from gdbench.runs import ENGINES, RunSpec
+from gdbench.theory import analyse
+
+log = logging.getLogger(__name__)
+
+#: The published table's columns, in order (``results/tables/timing.csv``).
+TIMING_COLUMNS = (
+    "device",
+    "device_name",
+    "engine",
+    "n",
+    "runs",
+    "epochs",
+    "threads",
+    "median_s_per_epoch",
+    "iqr_s_per_epoch",
+    "repeats",
+    "run_epochs_per_s",
+)
+
+#: Data size of the throughput panel (batched grid sizes): the lesson's three points.
+THROUGHPUT_N = 3
+
+#: Defaults of the config's ``timing:`` section.
+DEFAULT_TIMING: dict[str, Any] = {
+    "sizes": [3, 1000, 100000, 1000000],
+    "runs": [1, 100, 10000],
+    "engines": list(ENGINES),
+    "epochs": 20,
+    "repeats": 5,
+    "min_run_time": 0.2,
+}
+
+#: Learning rates of a timed batch: from this to half the critical learning rate.
+LOWEST_LR = 1.0e-4
+
+#: The learning rate of a single timed run: the lesson's (or half the critical one, if smaller).
+LESSON_LR = 0.01
+
+#: A plan item: (engine, n, runs).
+PlanItem = tuple[str, int, int]
+
+
+@dataclass
+class TimingResult:
+    """One timing measurement: seconds per epoch of one engine on one device and problem size.
+
+    ``median_s_per_epoch`` and ``iqr_s_per_epoch`` are over ``repeats`` measurements (each the
+    mean of one or more calls, as ``torch.utils.benchmark`` blocks them); ``run_epochs_per_s``
+    is ``runs / median_s_per_epoch``. A failed measurement has NaN values, ``repeats`` 0 and
+    its reason in ``error`` (which is not a column of the published table).
+    """
+
+    device: str
+    device_name: str
+    engine: str
+    n: int
+    runs: int
+    epochs: int
+    threads: int
+    median_s_per_epoch: float
+    iqr_s_per_epoch: float
+    repeats: int
+    run_epochs_per_s: float
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the measurement succeeded."""
+        return not self.error and math.isfinite(self.median_s_per_epoch)
+
+
+# ----------------------------------------------------------------------------- the machine
+
+
+def device_name(device: str | torch.device) -> str:
+    """The CPU model (``/proc/cpuinfo``, else :mod:`platform`) or the GPU's name."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def _device_clock(device: torch.device) -> Callable[[], float]:
+    """The clock the Timer reads: on CUDA it first waits for ``device``'s queued kernels.
+
+    (``Timer``'s own default synchronises only the *current* accelerator, and does so on
+    CPU-only measurements too; this one is explicit about which device it waits for.)
+    """
+    if device.type != "cuda":
+        return timeit.default_timer
+
+    def clock() -> float:
+        torch.cuda.synchronize(device)
+        return timeit.default_timer()
+
+    return clock
+
+
+# ----------------------------------------------------------------------------- the workloads
+
+
+def timing_dataset_spec(n: int) -> DatasetSpec:
+    """The timed data: ``n`` evenly spaced points of ``y = 2x`` on ``[1, 3]`` (at n=3 the
+    lesson's ``x = [1, 2, 3]``, ``y = [2, 4, 6]``)."""
+    return parse_dataset(
+        "line", {"synthetic": {"n": int(n), "slope": 2.0, "intercept": 0.0, "noise": 0.0, "x_min": 1.0, "x_max": 3.0}}
+    )
+
+
+def timing_lrs(runs: int, critical_lr: float) -> np.ndarray:
+    """Learning rates of a timed grid of ``runs`` runs, all converging: one run uses the
+    lesson's 0.01, more spread geometrically over ``[1e-4, critical_lr / 2]``."""
+    top = 0.5 * critical_lr
+    if runs == 1:
+        return np.array([min(LESSON_LR, top)])
+    return np.geomspace(min(LOWEST_LR, top / 10), top, runs)
+
+
+def _workload(device: torch.device, engine: str, n: int, runs: int, epochs: int) -> Callable[[], Any]:
+    """A zero-argument call that trains once; everything else is prepared here, untimed."""
+    data = DataSource({"line": timing_dataset_spec(n)})
+    probe = RunSpec("line", LESSON_LR, 1, epochs, device=str(device), engine=engine)
+    dataset = data.get(probe)
+    lrs = timing_lrs(runs, analyse(dataset).critical_lr)
+    specs = [RunSpec("line", float(lr), 1, epochs, device=str(device), engine=engine) for lr in lrs]
+    if engine == "loop":
+        x, y = dataset.tensors(torch.float32, device)
+        return partial(lesson_run, specs[0], x, y)
+    return partial(train_batched, specs, data, TrainOptions(record_every=0))
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+def _check_args(engine: str, n: int, runs: int, epochs: int, threads: int, repeats: int, min_run_time: float) -> None:
+    if engine not in ENGINES:
+        raise ValueError(f"timing: engine must be one of {ENGINES}, got {engine!r}")
+    for name, value in (("n", n), ("runs", runs), ("threads", threads), ("repeats", repeats)):
+        if int(value) != value or value < 1:
+            raise ValueError(f"timing: {name} must be an integer >= 1, got {value!r}")
+    if int(epochs) != epochs or epochs < 0:
+        raise ValueError(f"timing: epochs must be an integer >= 0, got {epochs!r}")
+    if not min_run_time > 0:
+        raise ValueError(f"timing: min_run_time must be > 0 seconds, got {min_run_time!r}")
+    if engine == "loop" and runs != 1:
+        raise ValueError(f"timing: the loop engine is timed one run at a time (runs=1), got runs={runs}")
+
+
+def measure(
+    device: str,
+    engine: str,
+    n: int,
+    runs: int = 1,
+    epochs: int = 20,
+    threads: int = 1,
+    repeats: int = 5,
+    min_run_time: float = 0.2,
+) -> TimingResult:
+    """Seconds per epoch of ``engine`` training ``runs`` runs on ``n`` points on ``device``.
+
+    Raises :class:`gdbench.engines.DeviceError` (one line naming the device and what torch
+    sees) when ``device`` is not usable, ``ValueError`` for bad arguments; any error of the
+    measurement itself (e.g. out of memory) propagates: :func:`measure_safely` turns it into
+    a NaN row.
+    """
+    dev = check_device(device)
+    _check_args(engine, n, runs, epochs, threads, repeats, min_run_time)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        call = _workload(dev, engine, n, runs, epochs)
+        clock = _device_clock(dev)
+        call()  # warm-up, untimed
+        clock()
+        timer = Timer(
+            stmt="call()",
+            globals={"call": call},
+            timer=clock,
+            num_threads=threads,
+            label="gdbench timing",
+            sub_label=f"{engine} n={n} runs={runs} epochs={epochs}",
+            description=str(dev),
+        )
+        first = timer.blocked_autorange(min_run_time=min_run_time)
+        raw = list(first.raw_times)
+        while len(raw) < repeats:  # top up with more blocks of the same size
+            raw.append(timer._timeit(first.number_per_run))
+        result = Measurement(first.number_per_run, raw, first.task_spec)
+        per_call, iqr_call = result.median, result.iqr
+    finally:
+        torch.set_num_threads(previous_threads)
+    calls_epochs = epochs + 1
+    per_epoch = per_call / calls_epochs
+    return TimingResult(
+        device=str(device),
+        device_name=device_name(dev),
+        engine=engine,
+        n=int(n),
+        runs=int(runs),
+        epochs=int(epochs),
+        threads=int(threads),
+        median_s_per_epoch=per_epoch,
+        iqr_s_per_epoch=iqr_call / calls_epochs,
+        repeats=len(raw),
+        run_epochs_per_s=runs / per_epoch,
+    )
+
+
+def failed_result(device: str, engine: str, n: int, runs: int, epochs: int, threads: int, reason: str) -> TimingResult:
+    """A NaN row for a measurement that could not be taken (``reason`` kept in ``error``)."""
+    try:
+        name = device_name(device)
+    except Exception:  # the device itself may be what failed
+        name = "unknown"
+    nan = float("nan")
+    return TimingResult(
+        str(device), name, engine, int(n), int(runs), int(epochs), int(threads), nan, nan, 0, nan, reason
+    )
+
+
+def measure_safely(
+    device: str,
+    engine: str,
+    n: int,
+    runs: int = 1,
+    epochs: int = 20,
+    threads: int = 1,
+    repeats: int = 5,
+    min_run_time: float = 0.2,
+) -> TimingResult:
+    """:func:`measure`, but a failure becomes a NaN row and a logged warning with the reason."""
+    try:
+        return measure(device, engine, n, runs, epochs, threads, repeats, min_run_time)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
+        log.warning("timing %s %s n=%d runs=%d failed; row left NaN: %s", device, engine, n, runs, reason)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return failed_result(device, engine, n, runs, epochs, threads, reason)
+
+
+# ----------------------------------------------------------------------------- plans and tables
+
+
+def timing_settings(timing_config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The config's ``timing:`` section with defaults filled in and numbers as numbers."""
+    cfg = {**DEFAULT_TIMING, **dict(timing_config or {})}
+
+    def positive_ints(key: str) -> list[int]:
+        values = cfg[key] if isinstance(cfg[key], (list, tuple)) else [cfg[key]]
+        out = []
+        for v in values:
+            number = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan")
+            if not (math.isfinite(number) and number >= 1 and number == int(number)):
+                hint = " (YAML reads 1e6 as a string: write 1000000 or 1.0e+6)" if isinstance(v, str) else ""
+                raise ValueError(f"timing.{key}: {v!r} is not an integer >= 1{hint}")
+            out.append(int(number))
+        return out
+
+    engines = cfg["engines"] if isinstance(cfg["engines"], (list, tuple)) else [cfg["engines"]]
+    for engine in engines:
+        if engine not in ENGINES:
+            raise ValueError(f"timing.engines: {engine!r} is not one of {ENGINES}")
+    return {
+        **cfg,
+        "sizes": positive_ints("sizes"),
+        "runs": positive_ints("runs"),
+        "engines": list(engines),
+        "epochs": int(cfg["epochs"]),
+        "repeats": int(cfg["repeats"]),
+        "min_run_time": float(cfg["min_run_time"]),
+    }
+
+
+def plan(timing_config: Mapping[str, Any] | None) -> list[PlanItem]:
+    """The (engine, n, runs) measurements a ``timing:`` config asks for, in a stable order.
+
+    * ``loop`` at each size with one run;
+    * ``batched`` at each size with one run (the seconds-per-epoch vs n panel);
+    * ``batched`` at ``n = 3`` for each grid size in ``runs`` (the throughput panel).
+
+    Never the cross product of sizes and grid sizes (n=1e6 x 10,000 runs would not fit).
+    """
+    cfg = timing_settings(timing_config)
+    items: list[PlanItem] = []
+    if "loop" in cfg["engines"]:
+        items += [("loop", n, 1) for n in cfg["sizes"]]
+    if "batched" in cfg["engines"]:
+        items += [("batched", n, 1) for n in cfg["sizes"]]
+        items += [("batched", THROUGHPUT_N, r) for r in cfg["runs"]]
+    return list(dict.fromkeys(items))
+
+
+def measure_plan(
+    timing_config: Mapping[str, Any] | None,
+    device: str,
+    threads: int = 1,
+    items: Iterable[PlanItem] | None = None,
+    progress: Callable[[TimingResult], None] | None = None,
+) -> list[TimingResult]:
+    """Take every measurement of a ``timing:`` config (or ``items``) on one device.
+
+    The device is checked first: a missing device raises
+    :class:`gdbench.engines.DeviceError` (the job fails with one line). After that, each
+    failed measurement becomes a NaN row with its reason logged, and the others go on.
+    """
+    cfg = timing_settings(timing_config)
+    check_device(device)
+    results = []
+    for engine, n, runs in plan(cfg) if items is None else items:
+        result = measure_safely(device, engine, n, runs, cfg["epochs"], threads, cfg["repeats"], cfg["min_run_time"])
+        if result.ok:
+            log.info(
+                "timing %s %s n=%d runs=%d: %.3g s/epoch (IQR %.2g, %d repeats), %.3g run-epochs/s",
+                device,
+                engine,
+                n,
+                runs,
+                result.median_s_per_epoch,
+                result.iqr_s_per_epoch,
+                result.repeats,
+                result.run_epochs_per_s,
+            )
+        if progress:
+            progress(result)
+        results.append(result)
+    return results
+
+
+def timing_table(results: Sequence[TimingResult]) -> pd.DataFrame:
+    """The published timing table: exactly :data:`TIMING_COLUMNS`, one row per measurement."""
+    rows = [{k: v for k, v in asdict(r).items() if k in TIMING_COLUMNS} for r in results]
+    table = pd.DataFrame(rows, columns=list(TIMING_COLUMNS))
+    ints = ("n", "runs", "epochs", "threads", "repeats")
+    floats = ("median_s_per_epoch", "iqr_s_per_epoch", "run_epochs_per_s")
+    return table.astype({**dict.fromkeys(ints, "int64"), **dict.fromkeys(floats, "float64")})
+
+
+def results_from_table(table: pd.DataFrame) -> list[TimingResult]:
+    """Rows of a timing table back as :class:`TimingResult` (``error`` empty)."""
+    names = [f.name for f in fields(TimingResult) if f.name != "error"]
+    return [TimingResult(**{k: row[k] for k in names}) for row in table.to_dict("records")]
+
+
+def crossover_n(table: pd.DataFrame, engine: str = "loop") -> float | None:
+    """The data size n from which CUDA is faster than CPU for ``engine`` (single runs).
+
+    Interpolated log-log between the two measured sizes around the crossing; the smallest
+    size when CUDA is faster at every size; ``None`` when either device is missing or CUDA
+    never overtakes (faster at the largest size and every size above the crossing).
+    """
+    rows = table[(table.engine == engine) & (table.runs == 1)].dropna(subset=["median_s_per_epoch"])
+    is_cuda = rows.device.astype(str).str.startswith("cuda")
+    cpu = rows[~is_cuda].groupby("n").median_s_per_epoch.median()
+    cuda = rows[is_cuda].groupby("n").median_s_per_epoch.median()
+    both = pd.concat({"cpu": cpu, "cuda": cuda}, axis=1).dropna().sort_index()
+    if both.empty:
+        return None
+    log_ratio = np.log(both.cuda.to_numpy() / both.cpu.to_numpy())  # < 0: CUDA faster
+    ns = both.index.to_numpy(dtype=float)
+    faster = log_ratio < 0
+    if not faster[-1]:
+        return None
+    first = len(faster) - int(np.argmin(faster[::-1])) if not faster.all() else 0
+    if first == 0:
+        return float(ns[0])
+    lo, hi = first - 1, first  # slower at lo, faster from hi on
+    frac = log_ratio[lo] / (log_ratio[lo] - log_ratio[hi])
+    return float(np.exp(np.log(ns[lo]) + frac * (np.log(ns[hi]) - np.log(ns[lo]))))
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m gdbench.timing``: a config's timing measurements to a CSV."""
+    parser = argparse.ArgumentParser(prog="python -m gdbench.timing", description=main.__doc__)
+    parser.add_argument("--config", default="config/config.yaml", help="config file with a timing: section")
+    parser.add_argument("--device", action="append", help="cpu or cuda (repeatable; default cpu)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--out", default="-", help="CSV to write (default: stdout)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    import yaml
+
+    config = yaml.safe_load(Path(args.config).read_text()) if Path(args.config).is_file() else {}
+    results = []
+    for device in args.device or ["cpu"]:
+        results += measure_plan((config or {}).get("timing"), device, args.threads)
+    table = timing_table(results)
+    if args.out == "-":
+        table.to_csv(sys.stdout, index=False)
+    else:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.out, index=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,247 @@
+"""Timing: the published table, a harness that adds nothing to the lesson's loop, clear device
+errors, and (with CUDA) a timing smoke test and CPU-vs-CUDA agreement of the batched engine."""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from gdbench import timing
+from gdbench.data import parse_dataset, tutorial
+from gdbench.engines import DeviceError, TrainOptions, train
+from gdbench.runs import RunSpec
+from gdbench.theory import analyse
+from gdbench.timing import TIMING_COLUMNS, TimingResult, crossover_n, measure, measure_plan, plan, timing_table
+
+#: CUDA tests carry the ``cuda`` marker (``pytest -m cuda``) and skip cleanly without CUDA.
+no_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (torch sees none)")
+
+#: A small timing config: every code path, a fraction of a second per measurement.
+SMALL = {"sizes": [3, 50], "runs": [1, 20], "engines": ["loop", "batched"], "epochs": 5, "repeats": 3}
+
+
+@pytest.fixture(scope="module")
+def small_table() -> pd.DataFrame:
+    """The timing table of :data:`SMALL` on CPU with 1 thread (measured once per test run)."""
+    return timing_table(measure_plan({**SMALL, "min_run_time": 0.01}, "cpu", threads=1))
+
+
+def test_plan_is_sizes_plus_grid_sizes_never_the_cross_product() -> None:
+    """A user with sizes up to 1e6 and grids up to 1e4 runs must not get a 1e6 x 1e4 job
+    (it would not fit in memory); each panel gets exactly the measurements it draws."""
+    items = plan({"sizes": [3, 1000, 100000, 1000000], "runs": [1, 100, 10000], "engines": ["loop", "batched"]})
+    loop = [(n, r) for e, n, r in items if e == "loop"]
+    batched = [(n, r) for e, n, r in items if e == "batched"]
+    assert loop == [(3, 1), (1000, 1), (100000, 1), (1000000, 1)]
+    assert batched == [(3, 1), (1000, 1), (100000, 1), (1000000, 1), (3, 100), (3, 10000)]
+    assert max(n * r for _, n, r in items) == 1000000
+    assert plan({"sizes": [3], "runs": [5], "engines": ["batched"]}) == [("batched", 3, 1), ("batched", 3, 5)]
+
+
+def test_plan_rejects_yaml_strings_with_a_hint() -> None:
+    """YAML reads `1e6` as a string; the message must tell the user how to write it."""
+    with pytest.raises(ValueError, match=r"1000000 or 1\.0e\+6"):
+        plan({"sizes": ["1e6"]})
+
+
+def test_timed_data_at_n3_is_the_lessons_data() -> None:
+    """The throughput panel claims to time the tutorial data; at n=3 the timed line is it."""
+    ds = timing.timing_dataset_spec(3).build()
+    np.testing.assert_array_equal(ds.x, tutorial().x)
+    np.testing.assert_array_equal(ds.y, tutorial().y)
+
+
+def test_timed_batches_all_converge() -> None:
+    """Diverged runs are dropped by the batched engine, which would make a grid look faster
+    than it is: every timed learning rate must be below the critical one."""
+    for n in (3, 1000):
+        crit = analyse(timing.timing_dataset_spec(n).build()).critical_lr
+        lrs = timing.timing_lrs(1000, crit)
+        assert lrs.max() < crit and lrs.min() > 0 and len(np.unique(lrs)) == 1000
+
+
+def test_timing_table_has_the_published_columns(small_table: pd.DataFrame) -> None:
+    """timing.csv is read by the plot and by users: exactly the issue's columns, in order."""
+    assert tuple(small_table.columns) == TIMING_COLUMNS
+    assert len(small_table) == len(plan(SMALL)) == 5
+
+
+def test_timing_table_values_are_sound(small_table: pd.DataFrame) -> None:
+    """Positive medians, at least the configured repeats, the thread count and machine recorded."""
+    assert (small_table.median_s_per_epoch > 0).all()
+    assert (small_table.iqr_s_per_epoch >= 0).all()
+    assert (small_table.repeats >= SMALL["repeats"]).all()
+    assert (small_table.threads == 1).all()
+    assert (small_table.device == "cpu").all()
+    assert (small_table.device_name.str.len() > 0).all()
+    assert (small_table.epochs == SMALL["epochs"]).all()
+    expected = small_table.runs / small_table.median_s_per_epoch
+    np.testing.assert_allclose(small_table.run_epochs_per_s, expected)
+
+
+def test_threads_are_set_while_measuring_and_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Timings quoted for 2 threads must have run with 2 threads, and measuring must not
+    change the caller's setting."""
+    seen: list[int] = []
+    real = timing._workload
+
+    def spy(*args, **kwargs):
+        call = real(*args, **kwargs)
+
+        def wrapped():
+            seen.append(torch.get_num_threads())
+            return call()
+
+        return wrapped
+
+    monkeypatch.setattr(timing, "_workload", spy)
+    before = torch.get_num_threads()
+    result = measure("cpu", "batched", 3, runs=4, epochs=2, threads=2, repeats=3, min_run_time=0.005)
+    assert result.threads == 2 and set(seen) == {2}
+    assert torch.get_num_threads() == before
+
+
+def test_loop_engine_timing_matches_the_lessons_own_loop() -> None:
+    """The loop engine's seconds per epoch at n=3 must be the lesson's (within 3x): a harness
+    that adds overhead would make every CPU-vs-CUDA and loop-vs-batched claim wrong."""
+
+    def lessons_loop() -> float:
+        x_train = torch.FloatTensor([[1], [2], [3]])
+        y_train = torch.FloatTensor([[2], [4], [6]])
+        W = torch.zeros(1, requires_grad=True)
+        b = torch.zeros(1, requires_grad=True)
+        optimizer = torch.optim.SGD([W, b], lr=0.01)
+        nb_epochs = 2000
+        start = time.perf_counter()
+        for _epoch in range(nb_epochs + 1):
+            hypothesis = x_train * W + b
+            cost = torch.mean((hypothesis - y_train) ** 2)
+            optimizer.zero_grad()
+            cost.backward()
+            optimizer.step()
+        return (time.perf_counter() - start) / (nb_epochs + 1)
+
+    lesson_s, harness_s = [], []
+    previous = torch.get_num_threads()
+    for _ in range(3):  # interleaved, so that a busy moment of the machine hits both alike
+        torch.set_num_threads(1)
+        try:
+            lesson_s.append(lessons_loop())
+        finally:
+            torch.set_num_threads(previous)
+        result = measure("cpu", "loop", 3, runs=1, epochs=200, threads=1, repeats=3, min_run_time=0.05)
+        harness_s.append(result.median_s_per_epoch)
+    lesson, harness = statistics.median(lesson_s), statistics.median(harness_s)
+    assert 1 / 3 < harness / lesson < 3, f"harness {harness:.3g} s/epoch vs the lesson's loop {lesson:.3g} s/epoch"
+
+
+def test_a_failed_measurement_becomes_a_nan_row(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    """One measurement running out of memory must not lose the whole table: its row is NaN
+    and the reason is in the log."""
+    real = timing.measure
+
+    def flaky(device, engine, n, runs, *args):
+        if runs == 20:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 TiB\nmore detail")
+        return real(device, engine, n, runs, *args)
+
+    monkeypatch.setattr(timing, "measure", flaky)
+    with caplog.at_level(logging.WARNING, logger="gdbench.timing"):
+        table = timing_table(measure_plan({**SMALL, "engines": ["batched"], "min_run_time": 0.005}, "cpu"))
+    assert len(table) == 3
+    bad = table[table.runs == 20].iloc[0]
+    assert math.isnan(bad.median_s_per_epoch) and math.isnan(bad.run_epochs_per_s) and bad.repeats == 0
+    assert (table[table.runs != 20].median_s_per_epoch > 0).all()
+    assert "OutOfMemoryError: CUDA out of memory. Tried to allocate 1 TiB" in caplog.text
+    assert "more detail" not in caplog.text
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error seen without CUDA")
+def test_cuda_without_cuda_is_one_clear_line() -> None:
+    """Asking for cuda where torch sees none fails at once with one line that names the device
+    and says what torch sees (not a traceback from deep inside torch, not NaN rows)."""
+    with pytest.raises(DeviceError) as err:
+        measure("cuda", "batched", 3, runs=10, epochs=2, repeats=3, min_run_time=0.01)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "'cuda'" in message and "torch.cuda.is_available() is False" in message
+    with pytest.raises(DeviceError):
+        measure_plan(SMALL, "cuda")
+
+
+def test_cuda_clock_synchronises_the_measured_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kernels are queued asynchronously: a CUDA clock that does not wait for them would time
+    the launches, not the work."""
+    calls: list[torch.device] = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(device))
+    clock = timing._device_clock(torch.device("cuda:1"))
+    assert isinstance(clock(), float)
+    assert calls == [torch.device("cuda:1")]
+    timing._device_clock(torch.device("cpu"))()
+    assert len(calls) == 1
+
+
+def test_crossover_is_interpolated_between_sizes() -> None:
+    """The plot marks where CUDA overtakes CPU; none without CUDA or when CUDA never wins."""
+
+    def row(device, n, seconds):
+        return TimingResult(device, "x", "loop", n, 1, 20, 1, seconds, 0.0, 5, 1 / seconds)
+
+    rows = [row("cpu", 10, 1e-4), row("cpu", 1000, 1e-3), row("cuda", 10, 1e-3), row("cuda", 1000, 1e-4)]
+    assert crossover_n(timing_table(rows)) == pytest.approx(100.0)
+    assert crossover_n(timing_table(rows[:2])) is None
+    assert crossover_n(timing_table([rows[0], rows[2]])) is None
+    assert crossover_n(timing_table([rows[1], rows[3]])) == 1000.0
+
+
+@pytest.mark.cuda
+@no_cuda
+@pytest.mark.parametrize("engine", ["loop", "batched"])
+def test_cuda_timing_smoke(engine: str) -> None:
+    """Timing on CUDA gives a positive, synchronised median and records the card's name."""
+    runs = 1 if engine == "loop" else 1000
+    result = measure("cuda", engine, 1000, runs=runs, epochs=20, threads=1, repeats=3, min_run_time=0.05)
+    assert result.ok and result.median_s_per_epoch > 0 and result.repeats >= 3
+    assert result.device_name == torch.cuda.get_device_name()
+
+
+def _converging(lr: float) -> bool:
+    return lr < analyse(tutorial()).critical_lr
+
+
+@pytest.mark.cuda
+@no_cuda
+def test_cpu_and_cuda_batched_engines_agree() -> None:
+    """The same grid on CPU and CUDA must give the same answers: converging runs within 1e-5
+    relative or 1e-7 absolute on final W, b and cost, the same diverged verdicts, diverged_at
+    within one epoch. b converges to 0, where float32 resolution is set by |W| ~ 2 (2.4e-7):
+    for b the relative tolerance is taken against max(|W|, |b|)."""
+    lrs = [0.001, 0.01, 0.05, 0.1, 0.15, 0.17, 0.19, 0.25, 0.5, 1.0]
+    datasets = {"tutorial": parse_dataset("tutorial", {"x": [1, 2, 3], "y": [2, 4, 6]})}
+    out = {}
+    for device in ("cpu", "cuda"):
+        runs = [RunSpec("tutorial", lr, seed, 2000, device=device) for lr in lrs for seed in (1, 2)]
+        out[device] = train(runs, datasets, TrainOptions(record_every=0)).verdicts
+    cpu, cuda = out["cpu"], out["cuda"]
+    np.testing.assert_array_equal(cpu.diverged, cuda.diverged)
+    div = cpu.diverged
+    assert np.all(np.abs(cpu.diverged_at[div] - cuda.diverged_at[div]) <= 1)
+    conv = np.array([_converging(lr) for lr in lrs for _ in (1, 2)])
+    assert not cpu.diverged[conv].any()
+    scale = np.maximum(np.abs(cpu.final_W), np.abs(cuda.final_W))
+    for name, a, b, floor in (
+        ("W", cpu.final_W, cuda.final_W, 0),
+        ("b", cpu.final_b, cuda.final_b, scale),
+        ("cost", cpu.final_cost, cuda.final_cost, 0),
+    ):
+        diff = np.abs(a - b)[conv]
+        bound = np.maximum(1e-7, 1e-5 * np.maximum.reduce([np.abs(a), np.abs(b), np.broadcast_to(floor, a.shape)]))
+        bad = diff > bound[conv]
+        assert not bad.any(), f"{name}: CPU vs CUDA differ by {diff[bad]} at lr {np.repeat(lrs, 2)[conv][bad]}"

@@ -61,13 +61,27 @@ def test_batched_agrees_with_loop(dataset: str, batch_size: int | None) -> None:
     assert batched.verdicts.diverged.any() and (~batched.verdicts.diverged).any()
 
 
-def test_full_batch_cpu_is_bit_identical_to_the_loop() -> None:
-    """The batched engine repeats autograd's and SGD's exact float operations: on the CPU, full
-    batch, the lesson's data, trajectories are bit for bit the loop's."""
-    loop = train(grid("loop", "tutorial", seeds=(1,)), DATASETS)
-    batched = train(grid("batched", "tutorial", seeds=(1,)), DATASETS)
+@pytest.mark.parametrize(("dataset", "batch_size"), [("tutorial", None), ("noisy", None), ("noisy", 8)])
+def test_cpu_trajectories_are_bit_identical_to_the_loop(dataset: str, batch_size: int | None) -> None:
+    """The batched engine repeats autograd's and SGD's float operations in their order: on the
+    CPU, trajectories are bit for bit the loop's (a stronger promise than the tolerance)."""
+    epochs = 400 if batch_size is None else 60
+    loop = train(grid("loop", dataset, batch_size, epochs=epochs, seeds=(1, 2)), DATASETS)
+    batched = train(grid("batched", dataset, batch_size, epochs=epochs, seeds=(1, 2)), DATASETS)
     for key in ("W", "b", "cost"):
         np.testing.assert_array_equal(getattr(loop, key), getattr(batched, key))
+
+
+@pytest.mark.parametrize("batch_size", [None, 8])
+def test_a_run_alone_equals_the_same_run_in_a_batch(batch_size: int | None) -> None:
+    """Re-training a sample of runs (`snakemake verify`) must reproduce their stored
+    trajectories: a run's numbers may not depend on which runs shared its batch."""
+    runs = grid("batched", "noisy", batch_size, epochs=100, seeds=(1, 2, 3))
+    together = train(runs, DATASETS)
+    for i in (0, 4, len(runs) - 1):
+        alone = train([runs[i]], DATASETS)
+        for a, b in zip(alone.run_trajectory(0), together.run_trajectory(i), strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_normal_init_agrees_and_depends_on_seed() -> None:

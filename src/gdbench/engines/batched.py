@@ -5,10 +5,10 @@ lr, seed, init, epochs and dataset. Parameters live in a ``[2, R]`` tensor (row 
 and data in ``[n, 1]`` (one dataset for all) or ``[n, R]`` tensors, so every operation runs
 along contiguous memory. Each epoch repeats, for all runs at once, the floating-point
 operations that autograd and ``optim.SGD`` perform in the lesson's loop (products, sums and
-the fused ``param + (-lr) * grad`` update, in the same order): nine tensor operations per
-epoch, cost included. On the CPU, full batch, this makes trajectories bit-identical to the
-loop engine's on small datasets such as the lesson's; on larger ones the loop's sums over
-many points use a different summation order, and results agree to rounding (~1 ulp).
+the fused ``param + (-lr) * grad`` update, in the same order), and sums each run's terms
+over contiguous memory, as the loop does. On the CPU this makes every trajectory
+bit-identical to the loop engine's, and independent of which other runs share the batch
+(so a run re-trained alone reproduces its stored trajectory bit for bit).
 
 Full batch, the cost of each epoch comes from the same forward pass as its gradient (the
 cost before the update: the lesson's convention); minibatch, it is the full-data cost at the
@@ -50,8 +50,12 @@ class _Stepper:
         self.XA = torch.stack([X, torch.ones_like(X)])  # [2, m, 1 or R]
         self.scale = _grad_scale(m, X.dtype, X.device)
         self.d = torch.empty((m, R), dtype=X.dtype, device=X.device)
-        self.sq = torch.empty((m, R), dtype=X.dtype, device=X.device)
-        self.t = torch.empty((2, m, R), dtype=X.dtype, device=X.device)
+        # Products are written run-major ([R, m]) so that each run's sums over its points run
+        # along contiguous memory: the same summation order for any number of runs in the
+        # batch (and the same as the loop's sum over its own points).
+        self.sq = torch.empty((R, m), dtype=X.dtype, device=X.device)
+        self.t = torch.empty((2, R, m), dtype=X.dtype, device=X.device)
+        self.XA_t = self.XA.transpose(1, 2)
         self.grad = torch.empty((2, R), dtype=X.dtype, device=X.device)
 
     def __call__(self, P: torch.Tensor, out: torch.Tensor, cost: torch.Tensor | None = None) -> None:
@@ -60,25 +64,28 @@ class _Stepper:
         d = self.d
         torch.mul(self.X, P[0], out=d)  # autograd's order: ((x * W) + b) - y, then * 2/n
         d.add_(P[1]).sub_(self.Y)
+        dt = d.T
         if cost is not None:
-            torch.mul(d, d, out=self.sq)
-            torch.mean(self.sq, 0, out=cost)
+            torch.mul(dt, dt, out=self.sq)
+            torch.mean(self.sq, 1, out=cost)
         d.mul_(self.scale)
-        torch.mul(d, self.XA, out=self.t)
-        torch.sum(self.t, 1, out=self.grad)
+        torch.mul(dt, self.XA_t, out=self.t)
+        torch.sum(self.t, 2, out=self.grad)
         torch.addcmul(P, self.neg_lr, self.grad, out=out)  # SGD: param.add_(grad, alpha=-lr)
 
 
 def bulk_cost(params: torch.Tensor, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
-    """MSE cost ``[K, R]`` at parameters ``[K, 2, R]`` for data ``[n, 1 or R]``."""
+    """MSE cost ``[K, R]`` at parameters ``[K, 2, R]`` for data ``[n, 1 or R]`` (residuals
+    run-major, so each run's mean runs over contiguous memory, as in :class:`_Stepper`)."""
     K, _, R = params.shape
     n = X.shape[0]
+    XT, YT = X.T.contiguous(), Y.T.contiguous()  # [1 or R, n]
     step = max(1, _COST_BLOCK // max(1, R * n))
     out = torch.empty((K, R), dtype=params.dtype, device=params.device)
     for k0 in range(0, K, step):
         p = params[k0 : k0 + step]
-        d = X * p[:, 0:1, :] + p[:, 1:2, :] - Y
-        torch.mean(d * d, dim=1, out=out[k0 : k0 + step])
+        d = XT * p[:, 0, :, None] + p[:, 1, :, None] - YT
+        torch.mean(d * d, dim=2, out=out[k0 : k0 + step])
     return out
 
 

@@ -1,0 +1,234 @@
+"""The workflow end to end: contract files, values, lint, format, DAG size, faults."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO, SNAKEFILE, run_workflow, snakemake_cmd
+
+from gdbench.tables import SUMMARY_COLUMNS, TRAJECTORY_COLUMNS
+
+pytestmark = pytest.mark.slow
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_contract_tables(small_run: Path) -> None:
+    """Every contract table exists with its columns; users script against them."""
+    tables = small_run / "results" / "tables"
+    traj = pd.read_parquet(tables / "trajectories.parquet")
+    assert list(traj.columns) == list(TRAJECTORY_COLUMNS)
+    summary_csv = pd.read_csv(tables / "summary.csv")
+    summary = pd.read_parquet(tables / "summary.parquet")
+    assert list(summary.columns) == list(SUMMARY_COLUMNS) == list(summary_csv.columns)
+    assert len(summary) == 2 * 6 * 2 and summary["run_id"].is_unique
+    assert traj.groupby("run_id").size().min() >= 2
+    for name in ("theory.csv", "timing.csv", "lesson_log.csv"):
+        assert len(pd.read_csv(tables / name)) > 0, name
+
+
+def test_lesson_values_and_divergence(small_run: Path) -> None:
+    """The lesson's run ends at W 1.997, b 0.006; tutorial runs at lr >= 0.19 diverge."""
+    s = pd.read_parquet(small_run / "results" / "tables" / "summary.parquet")
+    tut = s[s["dataset"] == "tutorial"]
+    lesson = tut[np.isclose(tut["lr"], 0.01)]
+    assert (lesson["final_W"].round(3) == 1.997).all() and (lesson["final_b"].round(3) == 0.006).all()
+    assert tut.loc[tut["lr"] >= 0.19, "diverged"].all()
+    assert not tut.loc[tut["lr"] <= 0.17, "diverged"].any()
+    assert (tut["predicted_diverged"] == tut["diverged"]).all()
+    assert tut["critical_lr"].round(6).eq(0.180295).all()
+    diverged = s[s["diverged"]]
+    assert diverged["diverged_at"].notna().all() and s.loc[~s["diverged"], "diverged_at"].isna().all()
+
+
+def test_trajectories_end_at_divergence(small_run: Path) -> None:
+    """Diverged runs have no rows after their divergence epoch; others keep every epoch."""
+    tables = small_run / "results" / "tables"
+    traj = pd.read_parquet(tables / "trajectories.parquet", columns=["run_id", "epoch", "cost"])
+    s = pd.read_parquet(tables / "summary.parquet").set_index("run_id")
+    last = traj.groupby("run_id")["epoch"].max()
+    expected = s["diverged_at"].fillna(s["epochs"]).astype(int)
+    pd.testing.assert_series_equal(last, expected.loc[last.index], check_names=False)
+
+
+def test_plots_are_real_images(small_run: Path) -> None:
+    """PNGs and SVGs for convergence, divergence and timing exist and are images."""
+    plots = small_run / "results" / "plots"
+    for name in ("convergence", "divergence", "timing"):
+        png = (plots / f"{name}.png").read_bytes()
+        assert png.startswith(PNG_MAGIC) and len(png) > 20_000, name
+        assert "<svg" in (plots / f"{name}.svg").read_text()[:2000], name
+
+
+def test_provenance(small_run: Path) -> None:
+    """Provenance names versions, machine, config (and hash), commit and times."""
+    p = json.loads((small_run / "results" / "provenance.json").read_text())
+    for key in ("python", "torch", "snakemake", "pandas", "numpy"):
+        assert p["versions"][key], key
+    assert p["devices"]["cpu"]["model"] and p["training_jobs"][0]["threads"] >= 1
+    assert p["config"]["grid"]["lr"] == [0.001, 0.01, 0.1, 0.17, 0.19, 0.5]
+    assert len(p["config_hash"]) == 16 and p["host"] and p["started"] <= p["finished"]
+    assert p["git"] is None or len(p["git"]["commit"]) == 40
+
+
+def test_verify_passed(small_run: Path) -> None:
+    """The reproducibility verdict re-trained the lesson's run and a sample, bit-identical."""
+    r = json.loads((small_run / "results" / "reproducibility.json").read_text())
+    assert r["passed"] and r["lesson_log_reproduced"]
+    assert r["runs_checked"] >= 4 and r["runs_identical"] == r["runs_checked"]
+    assert any("tutorial lr=0.01 seed=1 epochs=2000" in c["run"] for c in r["runs"])
+
+
+def test_training_logs_print_lesson_lines(small_run: Path) -> None:
+    """Training logs show the lesson-style line every 100 epochs for each run."""
+    logs = "".join(p.read_text() for p in (small_run / "results" / "logs" / "train").glob("*.log"))
+    assert "Epoch    0/2000 W: 0.187, b: 0.080 Cost: 18.666666" in logs
+    assert "Epoch 2000/2000 W: 1.997, b: 0.006 Cost: 0.000005" in logs
+    assert "diverged at epoch" in logs
+
+
+def test_every_rule_has_log_and_benchmark(small_run: Path) -> None:
+    """Each job leaves a log and a benchmark record."""
+    results = small_run / "results"
+    assert len(list((results / "benchmarks").rglob("*.tsv"))) >= 8
+    assert len(list((results / "logs").rglob("*.log"))) >= 8
+
+
+def test_report_builds(small_run: Path) -> None:
+    """`snakemake --report` builds a self-contained HTML file."""
+    run_workflow(small_run, None, "--configfile", str(small_run / "config.yaml"), "--report", "results/report.html")
+    html = (small_run / "results" / "report.html").read_text()
+    assert len(html) > 100_000 and "Convergence" in html
+
+
+def test_lint_is_clean() -> None:
+    """`snakemake --lint` finds nothing to complain about."""
+    proc = subprocess.run([*snakemake_cmd(), "--lint"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "Lints for" not in out, out
+
+
+def test_snakefmt_is_clean() -> None:
+    """The Snakefile and rules are formatted with snakefmt."""
+    proc = subprocess.run(["snakefmt", "--check", "Snakefile", "workflow"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ruff_is_clean() -> None:
+    """Python sources pass ruff's checks."""
+    proc = subprocess.run(["ruff", "check", "."], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_default_dag_has_a_handful_of_training_jobs(tmp_path: Path) -> None:
+    """The default grid (66 runs per device) is a few training jobs, not one per run."""
+    proc = run_workflow(tmp_path, None, "--configfile", str(REPO / "config" / "config.yaml"), "-n", "--quiet", "rules")
+    counts = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    assert 1 <= counts["train"] <= 8, proc.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_absent_device_fails_its_job_and_keeps_the_others(tmp_path: Path) -> None:
+    """Asking for CUDA where there is none fails those jobs with one clear line; under
+    --keep-going the CPU shards still finish."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is present here")
+    config = {
+        "grid": {"dataset": ["tutorial"], "lr": [0.01, 0.5], "seed": [1], "epochs": [100], "device": ["cpu", "cuda"]},
+        "timing": {"enabled": False},
+    }
+    proc = run_workflow(tmp_path, config, "--cores", "2", "--keep-going", check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "device 'cuda' requested but torch" in out and "sees no CUDA device" in out
+    assert (tmp_path / "results" / "shards" / "cpu-000" / "summary.parquet").exists()
+    assert not (tmp_path / "results" / "shards" / "cuda-000" / "summary.parquet").exists()
+
+
+def test_killed_run_resumes_to_identical_tables(tmp_path: Path) -> None:
+    """SIGKILL mid-run, then rerun: no half-written file is taken as complete, and the final
+    tables equal an uninterrupted run's bit for bit."""
+    config = {
+        "grid": {
+            "dataset": ["tutorial", "noisy"],
+            "lr": [0.001, 0.01, 0.1, 0.5],
+            "seed": [1, 2, 3],
+            "epochs": [3000],
+            "device": ["cpu"],
+        },
+        "sharding": {"jobs_per_device": 4},
+        "timing": {"enabled": False},
+        "verify": {"sample": 2},
+    }
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    (killed / "config.yaml").write_text(yaml.safe_dump(config))
+    cmd = [
+        *snakemake_cmd(),
+        "-s",
+        str(SNAKEFILE),
+        "--directory",
+        str(killed),
+        "--configfile",
+        str(killed / "config.yaml"),
+        "--cores",
+        "2",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    shards = killed / "results" / "shards"
+    while time.time() < deadline and not list(shards.glob("*/summary.parquet")):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "results" / "tables" / "summary.csv").exists(), "killed too late to test anything"
+    run_workflow(killed, None, "--configfile", str(killed / "config.yaml"), "--unlock")
+    run_workflow(killed, None, "--configfile", str(killed / "config.yaml"), "--cores", "2")
+    clean = tmp_path / "clean"
+    run_workflow(clean, config, "--cores", "2")
+    for name in ("trajectories.parquet", "summary.parquet"):
+        a = pd.read_parquet(killed / "results" / "tables" / name).drop(columns="train_seconds", errors="ignore")
+        b = pd.read_parquet(clean / "results" / "tables" / name).drop(columns="train_seconds", errors="ignore")
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    leftovers = [p for p in (killed / "results").rglob("*") if p.name.endswith(".tmp")]
+    assert not leftovers, leftovers
+
+
+@pytest.mark.parametrize(
+    ("lrs", "expect"),
+    [([0.5, 1.0], "all"), ([0.001, 0.01], "none"), ([0.19], "single")],
+    ids=["all-diverged", "none-diverged", "single-run"],
+)
+def test_extreme_grids(tmp_path: Path, lrs: list[float], expect: str) -> None:
+    """Grids where every run diverges, none does, or there is one run: tables, plots and
+    the report still build (inf and NaN never break them)."""
+    seeds = [1] if expect == "single" else [1, 2]
+    config = {
+        "grid": {"dataset": ["tutorial"], "lr": lrs, "seed": seeds, "epochs": [500], "device": ["cpu"]},
+        "sharding": {"jobs_per_device": 1},
+        "timing": {"enabled": False},
+        "verify": {"sample": 1},
+    }
+    run_workflow(tmp_path, config, "--cores", "2")
+    run_workflow(tmp_path, None, "--configfile", str(tmp_path / "config.yaml"), "--report", "results/report.html")
+    s = pd.read_parquet(tmp_path / "results" / "tables" / "summary.parquet")
+    assert s["diverged"].all() if expect != "none" else not s["diverged"].any()
+    assert len(s) == len(lrs) * len(seeds)
+    for name in ("convergence", "divergence"):
+        assert (tmp_path / "results" / "plots" / f"{name}.png").read_bytes().startswith(PNG_MAGIC)

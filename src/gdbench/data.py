@@ -20,10 +20,12 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where it is used: config checks stay fast
+    import torch
 
 #: Dataset names must be safe in file names, wildcards and shells.
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
@@ -58,9 +60,12 @@ class Dataset:
         return int(self.x.shape[0])
 
     def tensors(
-        self, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+        self, dtype: torch.dtype | None = None, device: str | torch.device = "cpu"
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The points as the lesson shapes them: two ``[n, 1]`` tensors."""
+        """The points as the lesson shapes them: two ``[n, 1]`` tensors (float32 default)."""
+        import torch
+
+        dtype = dtype or torch.float32
         x = torch.tensor(self.x, dtype=dtype, device=device).reshape(-1, 1)
         y = torch.tensor(self.y, dtype=dtype, device=device).reshape(-1, 1)
         return x, y
@@ -222,6 +227,8 @@ def _read_csv(name: str, path: Path, xcol: str, ycol: str) -> Dataset:
 
 
 def _synthetic(name: str, seed: int, p: Mapping[str, Any]) -> Dataset:
+    import torch
+
     n = int(p["n"])
     x = torch.linspace(float(p["x_min"]), float(p["x_max"]), n, dtype=torch.float64)
     generator = torch.Generator().manual_seed(int(seed))

@@ -4,8 +4,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from gdbench.config import ConfigError, check_config
-from gdbench.provenance import config_hash
+from gdbench.config import ConfigError, check_config, config_hash
 from gdbench.runs import expand_grid, resolve_devices, shard
 
 # Check the config before any job runs: one readable line and a non-zero exit on error.
@@ -52,6 +51,27 @@ def startup_message():
 def shard_runs(wildcards):
     """The run specs (as plain dicts) of one training job: its params, so a change re-runs it."""
     return [run.to_dict() for run in SHARDS[wildcards.shard]]
+
+
+def shard_config(wildcards):
+    """What a training job needs of the config: its own datasets, the training and analysis
+    settings that change results or logs (so editing an unused dataset re-runs nothing).
+    """
+    names = sorted({run.dataset for run in SHARDS[wildcards.shard]})
+    training = {k: v for k, v in config["training"].items() if k != "threads"}
+    return {
+        "datasets": {name: config["datasets"][name] for name in names},
+        "training": training,
+        "analysis": config["analysis"],
+    }
+
+
+def shard_csv_files(wildcards):
+    """CSV files the shard reads: inputs, so editing one re-trains its runs."""
+    names = sorted({run.dataset for run in SHARDS[wildcards.shard]})
+    return [
+        config["datasets"][n]["csv"] for n in names if "csv" in config["datasets"][n]
+    ]
 
 
 def shard_run_ids(wildcards):

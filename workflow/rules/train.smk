@@ -2,6 +2,8 @@
 
 
 rule train:
+    input:
+        csv=shard_csv_files,
     output:
         trajectories="results/shards/{shard}/trajectories.parquet",
         summary="results/shards/{shard}/summary.parquet",
@@ -16,9 +18,7 @@ rule train:
     params:
         runs=shard_runs,
         run_ids=shard_run_ids,
-        config=lambda wildcards: {
-            key: config[key] for key in ("datasets", "training", "analysis")
-        },
+        config=shard_config,
     message:
         "Training shard {wildcards.shard} ({threads} thread(s))"
     script:

@@ -57,8 +57,15 @@ def run_table(runs: Sequence[RunSpec], run_ids: Sequence[int] | None = None) -> 
         }
     )
     for col in _CATEGORICAL:
-        df[col] = df[col].astype("category")
+        df[col] = ordered_categorical(df[col])
     return df
+
+
+def ordered_categorical(values: pd.Series) -> pd.Categorical:
+    """A categorical whose categories keep the order of first appearance (the config's
+    order, since runs follow the grid), not alphabetical order."""
+    values = values.astype(str)
+    return pd.Categorical(values, categories=list(dict.fromkeys(values)))
 
 
 def trajectories(batch: TrajectoryBatch, run_ids: Sequence[int] | None = None) -> pd.DataFrame:
@@ -154,7 +161,8 @@ def concat_tables(paths: Sequence[str]) -> pd.DataFrame:
     """Small tables (summaries) read and concatenated, sorted by run id."""
     frames = [pd.read_parquet(p) for p in paths]
     df = pd.concat(frames, ignore_index=True)
+    df = df.sort_values("run_id", kind="stable").reset_index(drop=True)
     for col in _CATEGORICAL:
         if col in df:
-            df[col] = df[col].astype(str).astype("category")
-    return df.sort_values("run_id", kind="stable").reset_index(drop=True)
+            df[col] = ordered_categorical(df[col])
+    return df

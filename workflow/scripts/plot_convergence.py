@@ -5,10 +5,11 @@ import sys
 import pandas as pd
 
 from gdbench import plots
+from gdbench.tables import AXES
 
 with open(snakemake.log[0], "w") as log:
     sys.stderr = log
-    columns = ["run_id", "dataset", "device", "lr", "seed", "epoch", "cost"]
+    columns = ["run_id", *AXES, "epoch", "cost"]
     trajectories = pd.read_parquet(snakemake.input.trajectories, columns=columns)
     summary = pd.read_parquet(snakemake.input.summary)
     plots.convergence(trajectories, summary, snakemake.output.png, snakemake.output.svg)

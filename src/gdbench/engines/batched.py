@@ -125,11 +125,15 @@ def train_batched(runs: list[RunSpec], data: DataSource, options: TrainOptions) 
     cols = torch.tensor([row_of[k] for k in keys], device=device)
     neg_lr_all = -torch.tensor([r.lr for r in runs], dtype=dtype, device=device)
     ends_all = torch.tensor([r.epochs for r in runs], dtype=torch.int64, device=device)
-    P = torch.tensor([initial_params(r) for r in runs], dtype=dtype).T.contiguous().to(device)
+    if all(r.init == "zeros" for r in runs):
+        P = torch.zeros((2, R), dtype=dtype, device=device)
+    else:
+        P = torch.tensor([initial_params(r) for r in runs], dtype=dtype).T.contiguous().to(device)
 
     minibatch = first.batch_size is not None and first.batch_size < n
     seeds = sorted({r.seed for r in runs})
-    seed_idx_all = torch.tensor([seeds.index(r.seed) for r in runs], device=device)
+    seed_pos = {seed: i for i, seed in enumerate(seeds)}
+    seed_idx_all = torch.tensor([seed_pos[r.seed] for r in runs], device=device)
     generators = [shuffle_generator(s) for s in seeds] if minibatch else []
 
     schedule = record_schedule([r.epochs for r in runs], options.record_every)

@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
 from gdbench.data import parse_dataset
 from gdbench.engines import DataSource, TrainOptions, train
@@ -158,3 +159,40 @@ def test_data_source_caches_seeded_datasets() -> None:
     a, b = data.get(RunSpec("noisy", 0.1, 1, 1)), data.get(RunSpec("noisy", 0.1, 2, 1))
     assert not np.array_equal(a.y, b.y) and np.array_equal(a.x, b.x)
     assert data.key(RunSpec("tutorial", 0.1, 7, 1)) == ("tutorial", 0)
+
+
+def test_point_major_tree_sums_do_not_depend_on_the_batch() -> None:
+    """The CUDA code path (point-major data, fixed pairwise sums) gives a run the same numbers
+    alone and inside a batch of any size; checked here on the CPU, where it runs too."""
+    from gdbench.engines.batched import _Stepper
+
+    data = DATASETS["noisy"].build(seed=1)
+    X = torch.tensor(data.x, dtype=torch.float32)[:, None]
+    Y = torch.tensor(data.y, dtype=torch.float32)[:, None]
+    lrs = torch.linspace(0.001, 0.2, 37)
+    P0 = torch.zeros(2, 37)
+    results = []
+    for idx in (torch.arange(37), torch.tensor([5]), torch.tensor([5, 6, 7])):
+        step = _Stepper(X, Y, -lrs[idx], run_major=False)
+        P, out, cost = P0[:, idx].clone(), torch.empty(2, len(idx)), torch.empty(len(idx))
+        for _ in range(50):
+            step(P, out, cost)
+            P = out.clone()
+        results.append((P[:, list(idx).index(5)], cost[list(idx).index(5)]))
+    for P, cost in results[1:]:
+        assert torch.equal(P, results[0][0]) and torch.equal(cost, results[0][1])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize(("dataset", "batch_size"), [("tutorial", None), ("noisy", None), ("noisy", 8)])
+def test_cuda_run_alone_equals_the_same_run_in_a_batch(dataset: str, batch_size: int | None) -> None:
+    """On CUDA too, `snakemake verify` must reproduce stored runs bit for bit."""
+    runs = [
+        RunSpec(dataset, lr, s, 150, device="cuda", batch_size=batch_size) for lr in (0.01, 0.1, 0.5) for s in (1, 2)
+    ]
+    together = train(runs, DATASETS)
+    for i in (0, 3, len(runs) - 1):
+        alone = train([runs[i]], DATASETS)
+        for a, b in zip(alone.run_trajectory(0), together.run_trajectory(i), strict=True):
+            np.testing.assert_array_equal(a, b)

@@ -42,21 +42,27 @@ class _Stepper:
     """Gradient steps for R runs on m points, with preallocated temporaries.
 
     ``X``, ``Y``: ``[m, 1]`` (shared by all runs) or ``[m, R]``; ``neg_lr``: ``[R]``.
+
+    A run's numbers must not depend on which runs share its batch (``snakemake verify``
+    re-trains runs in other company). On the CPU, products are written run-major (``[R, m]``)
+    so that each run's sums over its points run along contiguous memory: the same summation
+    order for any number of runs, and the same as the loop's sum over its own points. On
+    CUDA, whose reduction kernels split work differently for different sizes, data stay
+    point-major (``[m, R]``, coalesced) and sums over points are a fixed pairwise tree of
+    elementwise additions (:func:`_tree_sum`), whose order depends on m alone.
     """
 
-    def __init__(self, X: torch.Tensor, Y: torch.Tensor, neg_lr: torch.Tensor) -> None:
+    def __init__(self, X: torch.Tensor, Y: torch.Tensor, neg_lr: torch.Tensor, run_major: bool | None = None) -> None:
         m, R = X.shape[0], neg_lr.shape[0]
         self.X, self.Y, self.neg_lr = X, Y, neg_lr
         self.XA = torch.stack([X, torch.ones_like(X)])  # [2, m, 1 or R]
         self.scale = _grad_scale(m, X.dtype, X.device)
-        self.d = torch.empty((m, R), dtype=X.dtype, device=X.device)
-        # Products are written run-major ([R, m]) so that each run's sums over its points run
-        # along contiguous memory: the same summation order for any number of runs in the
-        # batch (and the same as the loop's sum over its own points).
-        self.sq = torch.empty((R, m), dtype=X.dtype, device=X.device)
-        self.t = torch.empty((2, R, m), dtype=X.dtype, device=X.device)
-        self.XA_t = self.XA.transpose(1, 2)
-        self.grad = torch.empty((2, R), dtype=X.dtype, device=X.device)
+        self.run_major = X.device.type == "cpu" if run_major is None else run_major
+        like = {"dtype": X.dtype, "device": X.device}
+        self.d = torch.empty((m, R), **like)
+        self.sq = torch.empty((R, m) if self.run_major else (m, R), **like)
+        self.t = torch.empty((2, R, m) if self.run_major else (2, m, R), **like)
+        self.grad = torch.empty((2, R), **like)
 
     def __call__(self, P: torch.Tensor, out: torch.Tensor, cost: torch.Tensor | None = None) -> None:
         """``out = P - lr * grad(P)`` for parameters ``P`` ``[2, R]``; ``cost`` [R], when
@@ -64,14 +70,74 @@ class _Stepper:
         d = self.d
         torch.mul(self.X, P[0], out=d)  # autograd's order: ((x * W) + b) - y, then * 2/n
         d.add_(P[1]).sub_(self.Y)
-        dt = d.T
-        if cost is not None:
-            torch.mul(dt, dt, out=self.sq)
-            torch.mean(self.sq, 1, out=cost)
-        d.mul_(self.scale)
-        torch.mul(dt, self.XA_t, out=self.t)
-        torch.sum(self.t, 2, out=self.grad)
+        if self.run_major:
+            dt = d.T
+            if cost is not None:
+                torch.mul(dt, dt, out=self.sq)
+                torch.mean(self.sq, 1, out=cost)
+            d.mul_(self.scale)
+            torch.mul(dt, self.XA.transpose(1, 2), out=self.t)
+            torch.sum(self.t, 2, out=self.grad)
+        else:
+            if cost is not None:
+                torch.mul(d, d, out=self.sq)
+                torch.div(_tree_sum(self.sq, 0), self.X.shape[0], out=cost)
+            d.mul_(self.scale)
+            torch.mul(d, self.XA, out=self.t)
+            self.grad.copy_(_tree_sum(self.t, 1))
         torch.addcmul(P, self.neg_lr, self.grad, out=out)  # SGD: param.add_(grad, alpha=-lr)
+
+
+def _tree_sum(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sum over ``dim`` by halving: ``x[:h] + x[h:2h]``, an odd last element added onto the
+    first, repeated. Elementwise additions only, so the order depends on the size of ``dim``
+    alone, never on the other dimensions (for 3 points: ``(x0 + x1) + x2``)."""
+    while x.shape[dim] > 1:
+        m = x.shape[dim]
+        h = m // 2
+        s = x.narrow(dim, 0, h) + x.narrow(dim, h, h)
+        if m % 2:
+            s.narrow(dim, 0, 1).add_(x.narrow(dim, 2 * h, 1))
+        x = s
+    return x.squeeze(dim)
+
+
+class _FullBatchChunks:
+    """K full-batch epochs at a time for a fixed set of runs.
+
+    On CUDA the K steps are captured once as a CUDA graph and replayed per chunk, so a chunk
+    costs one launch instead of ~9 per epoch (launches, not arithmetic, bound small grids).
+    """
+
+    def __init__(self, X: torch.Tensor, Y: torch.Tensor, neg_lr: torch.Tensor, K: int, graph: bool) -> None:
+        R = neg_lr.shape[0]
+        self.K = K
+        self.step = _Stepper(X, Y, neg_lr)
+        self.buf = torch.zeros((K + 1, 2, R), dtype=X.dtype, device=X.device)
+        self.cost = torch.empty((K, R), dtype=X.dtype, device=X.device)
+        self.graph = None
+        if graph:
+            side = torch.cuda.Stream(X.device)
+            side.wait_stream(torch.cuda.current_stream(X.device))
+            with torch.cuda.stream(side):
+                self._steps()  # warm-up outside the capture
+            torch.cuda.current_stream(X.device).wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self._steps()
+
+    def _steps(self) -> None:
+        for k in range(self.K):
+            self.step(self.buf[k], self.buf[k + 1], self.cost[k])
+
+    def __call__(self, P: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Parameters ``[K+1, 2, R]`` (from ``P``) and costs ``[K, R]``; reused buffers."""
+        self.buf[0].copy_(P)
+        if self.graph is not None:
+            self.graph.replay()
+        else:
+            self._steps()
+        return self.buf, self.cost
 
 
 def bulk_cost(params: torch.Tensor, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
@@ -84,8 +150,12 @@ def bulk_cost(params: torch.Tensor, X: torch.Tensor, Y: torch.Tensor) -> torch.T
     out = torch.empty((K, R), dtype=params.dtype, device=params.device)
     for k0 in range(0, K, step):
         p = params[k0 : k0 + step]
-        d = XT * p[:, 0, :, None] + p[:, 1, :, None] - YT
-        torch.mean(d * d, dim=2, out=out[k0 : k0 + step])
+        if params.device.type == "cpu":
+            d = XT * p[:, 0, :, None] + p[:, 1, :, None] - YT
+            torch.mean(d * d, dim=2, out=out[k0 : k0 + step])
+        else:  # point-major and a fixed summation tree, as in _Stepper on CUDA
+            d = X * p[:, 0:1, :] + p[:, 1:2, :] - Y
+            torch.div(_tree_sum(d * d, 1), n, out=out[k0 : k0 + step])
     return out
 
 
@@ -145,24 +215,25 @@ def train_batched(runs: list[RunSpec], data: DataSource, options: TrainOptions) 
     active = torch.arange(R, device=device)
     e = 0
     last_report = time.perf_counter()
+    chunks: _FullBatchChunks | None = None
     while active.numel() > 0:
         X = X_cols if X_cols.shape[1] == 1 else X_cols[:, cols[active]]
         Y = Y_cols if Y_cols.shape[1] == 1 else Y_cols[:, cols[active]]
         neg_lr = neg_lr_all[active]
         K = min(options.chunk_epochs, next(b for b in boundaries if b > e) - e)
-        buf = torch.empty((K + 1, 2, active.numel()), dtype=dtype, device=device)
-        buf[0] = P
         if minibatch:
+            buf = torch.empty((K + 1, 2, active.numel()), dtype=dtype, device=device)
+            buf[0] = P
             seed_idx = seed_idx_all[active]
             for k in range(K):
                 perms = torch.stack([torch.randperm(n, generator=g) for g in generators], dim=1).to(device)
                 buf[k + 1] = _minibatch_epoch(buf[k], X, Y, neg_lr, perms[:, seed_idx], first.batch_size)
             cost = bulk_cost(buf[:K], X, Y)
         else:
-            step = _Stepper(X, Y, neg_lr)
-            cost = torch.empty((K, active.numel()), dtype=dtype, device=device)
-            for k in range(K):
-                step(buf[k], buf[k + 1], cost[k])
+            # Same runs and chunk length as the last chunk: reuse its buffers (and graph).
+            if chunks is None or chunks.K != K or chunks.step.neg_lr.shape[0] != active.numel():
+                chunks = _FullBatchChunks(X, Y, neg_lr, K, graph=device.type == "cuda" and options.cuda_graphs)
+            buf, cost = chunks(P)
         done = tracker.update(active, e, cost, buf[1:, 0], buf[1:, 1], ends_all[active])
         in_chunk = (schedule >= e) & (schedule < e + K)
         if in_chunk.any():

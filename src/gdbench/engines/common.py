@@ -33,13 +33,15 @@ class TrainOptions:
 
     ``record_every``: keep every k-th epoch (plus each run's last) in the trajectories; 0
     keeps only the last. ``chunk_epochs``: how often the batched engine checks for diverged
-    or finished runs and stops computing them.
+    or finished runs and stops computing them. ``cuda_graphs``: replay each chunk of
+    full-batch epochs on CUDA from a captured graph (one launch per chunk).
     """
 
     record_every: int = 1
     criteria: Criteria = field(default_factory=Criteria)
     chunk_epochs: int = 64
     progress: Progress | None = None
+    cuda_graphs: bool = True
 
 
 def check_device(device: str) -> torch.device:

@@ -28,10 +28,17 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; results are for everyone
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
@@ -47,6 +54,20 @@ def write_csv(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
 def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     """Write a table as Parquet or CSV, by the file's suffix."""
     (write_csv if str(path).endswith(".csv") else write_parquet)(df, path)
+
+
+def write_html_table(df: pd.DataFrame, path: str | os.PathLike[str], title: str, note: str = "") -> None:
+    """A table as a small self-contained HTML page (for the report, where CSVs only download)."""
+    body = df.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.6g}", border=0, classes="gdbench")
+    style = (
+        "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;font-size:13px}"
+        "th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}th{background:#f3f3f3}"
+    )
+    html = (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head>"
+        f"<body><h3>{title}</h3><p>{note}</p>{body}</body></html>\n"
+    )
+    write_text(html, path)
 
 
 def write_json(data: Any, path: str | os.PathLike[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
 import socket
@@ -110,3 +111,15 @@ def collect(
         "finished": finished or now(),
         **(dict(extra) if extra else {}),
     }
+
+
+def flatten(record: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """``{"a": {"b": 1}}`` -> ``[("a.b", "1")]``: a provenance record as key/value rows."""
+    rows: list[tuple[str, str]] = []
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            rows += flatten(value, name + ".")
+        else:
+            rows.append((name, value if isinstance(value, str) else json.dumps(value, default=str)))
+    return rows

@@ -10,7 +10,7 @@ rule plot_convergence:
             "results/plots/convergence.png",
             caption="../report/convergence.rst",
             category="Convergence",
-            labels={"figure": "cost vs epoch"},
+            labels={"result": "cost vs epoch", "kind": "figure"},
         ),
         svg="results/plots/convergence.svg",
     log:
@@ -26,13 +26,13 @@ rule plot_convergence:
 rule plot_divergence:
     input:
         summary=rules.merge_tables.output.summary_parquet,
-        theory=rules.theory.output[0],
+        theory=rules.theory.output.csv,
     output:
         png=report(
             "results/plots/divergence.png",
             caption="../report/divergence.rst",
             category="Divergence",
-            labels={"figure": "final cost vs learning rate"},
+            labels={"result": "final cost vs learning rate", "kind": "figure"},
         ),
         svg="results/plots/divergence.svg",
     log:

@@ -6,11 +6,12 @@ rule provenance:
         meta=shard_outputs("meta.json"),
         summary=rules.merge_tables.output.summary_parquet,
     output:
-        report(
-            "results/provenance.json",
+        json="results/provenance.json",
+        html=report(
+            "results/provenance.html",
             caption="../report/provenance.rst",
             category="Reproducibility",
-            labels={"table": "provenance"},
+            labels={"result": "provenance", "kind": "table"},
         ),
     log:
         "results/logs/provenance.log",

@@ -10,13 +10,13 @@ rule merge_tables:
             "results/tables/trajectories.parquet",
             caption="../report/trajectories.rst",
             category="Convergence",
-            labels={"table": "trajectories (Parquet)"},
+            labels={"result": "trajectories (Parquet)", "kind": "table"},
         ),
         summary_csv=report(
             "results/tables/summary.csv",
             caption="../report/summary.rst",
             category="Divergence",
-            labels={"table": "summary (one row per run)"},
+            labels={"result": "summary (one row per run)", "kind": "table"},
         ),
         summary_parquet="results/tables/summary.parquet",
     log:
@@ -31,11 +31,12 @@ rule merge_tables:
 
 rule theory:
     output:
-        report(
-            "results/tables/theory.csv",
+        csv="results/tables/theory.csv",
+        html=report(
+            "results/tables/theory.html",
             caption="../report/theory.rst",
             category="Reproducibility",
-            labels={"table": "theory (critical learning rates)"},
+            labels={"result": "theory (critical learning rates)", "kind": "table"},
         ),
     log:
         "results/logs/theory.log",
@@ -59,7 +60,7 @@ rule device_agreement:
             "results/tables/device_agreement.csv",
             caption="../report/device_agreement.rst",
             category="Timing",
-            labels={"table": "CPU vs CUDA agreement"},
+            labels={"result": "CPU vs CUDA agreement", "kind": "table"},
         ),
     log:
         "results/logs/device_agreement.log",

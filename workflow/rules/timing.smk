@@ -27,7 +27,7 @@ rule timing_table:
             "results/tables/timing.csv",
             caption="../report/timing_table.rst",
             category="Timing",
-            labels={"table": "timing"},
+            labels={"result": "timing", "kind": "table"},
         ),
     log:
         "results/logs/timing_table.log",
@@ -47,7 +47,7 @@ rule plot_timing:
             "results/plots/timing.png",
             caption="../report/timing.rst",
             category="Timing",
-            labels={"figure": "seconds per epoch and throughput"},
+            labels={"result": "seconds per epoch and throughput", "kind": "figure"},
         ),
         svg="results/plots/timing.svg",
     log:

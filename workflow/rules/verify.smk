@@ -6,17 +6,19 @@ rule verify:
         trajectories=rules.merge_tables.output.trajectories,
         summary=rules.merge_tables.output.summary_parquet,
     output:
-        verdict=report(
-            "results/reproducibility.json",
+        verdict="results/reproducibility.json",
+        verdict_html=report(
+            "results/reproducibility.html",
             caption="../report/reproducibility.rst",
             category="Reproducibility",
-            labels={"table": "reproducibility verdict"},
+            labels={"result": "reproducibility verdict", "kind": "table"},
         ),
-        lesson=report(
-            "results/tables/lesson_log.csv",
+        lesson="results/tables/lesson_log.csv",
+        lesson_html=report(
+            "results/tables/lesson_log.html",
             caption="../report/lesson_log.rst",
             category="Reproducibility",
-            labels={"table": "the lesson's log, reproduced"},
+            labels={"result": "the lesson's log, reproduced", "kind": "table"},
         ),
     log:
         "results/logs/verify.log",

@@ -4,8 +4,10 @@ import json
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from gdbench import io
-from gdbench.provenance import collect
+from gdbench.provenance import collect, flatten
 
 with open(snakemake.log[0], "w") as log:
     sys.stderr = log
@@ -22,4 +24,6 @@ with open(snakemake.log[0], "w") as log:
             "job_devices": jobs[0]["devices"],
         },
     )
-    io.write_json(record, snakemake.output[0])
+    io.write_json(record, snakemake.output.json)
+    table = pd.DataFrame(flatten(record), columns=["key", "value"])
+    io.write_html_table(table, snakemake.output.html, "Provenance", "What produced these results.")

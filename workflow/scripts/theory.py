@@ -9,5 +9,7 @@ from gdbench.tables import theory_table
 with open(snakemake.log[0], "w") as log:
     sys.stderr = log
     table = theory_table(theories(snakemake.params.config, snakemake.params.datasets))
-    io.write_csv(table, snakemake.output[0])
+    io.write_csv(table, snakemake.output.csv)
+    note = "Full-batch gradient descent converges iff lr < critical_lr."
+    io.write_html_table(table, snakemake.output.html, "Theory per dataset", note)
     print(table.to_string(index=False), file=log)

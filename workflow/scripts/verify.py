@@ -26,4 +26,18 @@ with open(snakemake.log[0], "w") as log:
         sys.exit(f"gdbench verify: {message}")
     lesson = pd.DataFrame(result.pop("lesson")[devices[0]])
     io.write_csv(lesson, snakemake.output.lesson)
+    io.write_html_table(
+        lesson,
+        snakemake.output.lesson_html,
+        "The lesson's printed log next to ours",
+        f"Both engines on {devices[0]}; *_matches is True where our line equals the lesson's character for character.",
+    )
     io.write_json(result, snakemake.output.verdict)
+    verdict = "PASSED" if result["passed"] else "FAILED"
+    io.write_html_table(
+        pd.DataFrame(result["runs"]),
+        snakemake.output.verdict_html,
+        f"Reproducibility: {verdict}",
+        f"{result['runs_identical']} of {result['runs_checked']} re-trained runs bit-identical to the stored "
+        f"trajectories; the lesson's log reproduced: {result['lesson_log_reproduced']}.",
+    )

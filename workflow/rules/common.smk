@@ -2,6 +2,9 @@
 import sys
 from pathlib import Path
 
+# The workflow runs the gdbench of its own checkout (so do its scripts: see their first lines).
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
 from snakemake.utils import validate
 
 from gdbench.config import ConfigError, check_config, config_hash

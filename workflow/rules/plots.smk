@@ -10,13 +10,15 @@ rule plot_convergence:
             "results/plots/convergence.png",
             caption="../report/convergence.rst",
             category="Convergence",
-            labels={"result": "cost vs epoch", "kind": "figure"},
+            labels={"result": "cost vs epoch"},
         ),
         svg="results/plots/convergence.svg",
     log:
         "results/logs/plot_convergence.log",
     benchmark:
         "results/benchmarks/plot_convergence.tsv"
+    conda:
+        "../envs/gdbench.yaml"
     message:
         "Plotting cost vs epoch"
     script:
@@ -32,13 +34,15 @@ rule plot_divergence:
             "results/plots/divergence.png",
             caption="../report/divergence.rst",
             category="Divergence",
-            labels={"result": "final cost vs learning rate", "kind": "figure"},
+            labels={"result": "final cost vs learning rate"},
         ),
         svg="results/plots/divergence.svg",
     log:
         "results/logs/plot_divergence.log",
     benchmark:
         "results/benchmarks/plot_divergence.tsv"
+    conda:
+        "../envs/gdbench.yaml"
     message:
         "Plotting final cost vs learning rate with the critical learning rate"
     script:

@@ -11,12 +11,14 @@ rule provenance:
             "results/provenance.html",
             caption="../report/provenance.rst",
             category="Reproducibility",
-            labels={"result": "provenance", "kind": "table"},
+            labels={"result": "provenance"},
         ),
     log:
         "results/logs/provenance.log",
     benchmark:
         "results/benchmarks/provenance.tsv"
+    conda:
+        "../envs/gdbench.yaml"
     params:
         config=config,
         repo=workflow.basedir,

@@ -10,19 +10,21 @@ rule merge_tables:
             "results/tables/trajectories.parquet",
             caption="../report/trajectories.rst",
             category="Convergence",
-            labels={"result": "trajectories (Parquet)", "kind": "table"},
+            labels={"result": "trajectories (Parquet)"},
         ),
         summary_csv=report(
             "results/tables/summary.csv",
             caption="../report/summary.rst",
             category="Divergence",
-            labels={"result": "summary (one row per run)", "kind": "table"},
+            labels={"result": "summary (one row per run)"},
         ),
         summary_parquet="results/tables/summary.parquet",
     log:
         "results/logs/merge_tables.log",
     benchmark:
         "results/benchmarks/merge_tables.tsv"
+    conda:
+        "../envs/gdbench.yaml"
     message:
         "Joining {n} training shards into results/tables".format(n=len(SHARDS))
     script:
@@ -36,12 +38,14 @@ rule theory:
             "results/tables/theory.html",
             caption="../report/theory.rst",
             category="Reproducibility",
-            labels={"result": "theory (critical learning rates)", "kind": "table"},
+            labels={"result": "theory (critical learning rates)"},
         ),
     log:
         "results/logs/theory.log",
     benchmark:
         "results/benchmarks/theory.tsv"
+    conda:
+        "../envs/gdbench.yaml"
     params:
         config=lambda wildcards: {"datasets": config["datasets"]},
         datasets=lookup(dpath="grid/dataset", within=config),
@@ -60,12 +64,14 @@ rule device_agreement:
             "results/tables/device_agreement.csv",
             caption="../report/device_agreement.rst",
             category="Timing",
-            labels={"result": "CPU vs CUDA agreement", "kind": "table"},
+            labels={"result": "CPU vs CUDA agreement"},
         ),
     log:
         "results/logs/device_agreement.log",
     benchmark:
         "results/benchmarks/device_agreement.tsv"
+    conda:
+        "../envs/gdbench.yaml"
     message:
         "Comparing runs trained on different devices"
     script:

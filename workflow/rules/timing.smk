@@ -8,6 +8,8 @@ rule timing:
         "results/logs/timing/{device}.log",
     benchmark:
         "results/benchmarks/timing/{device}.tsv"
+    conda:
+        "../envs/gdbench.yaml"
     threads: lookup(dpath="timing/threads", within=config, default=1)
     resources:
         gpu=gpu_count,
@@ -27,12 +29,14 @@ rule timing_table:
             "results/tables/timing.csv",
             caption="../report/timing_table.rst",
             category="Timing",
-            labels={"result": "timing", "kind": "table"},
+            labels={"result": "timing"},
         ),
     log:
         "results/logs/timing_table.log",
     benchmark:
         "results/benchmarks/timing_table.tsv"
+    conda:
+        "../envs/gdbench.yaml"
     message:
         "Joining the timing measurements"
     script:
@@ -47,13 +51,15 @@ rule plot_timing:
             "results/plots/timing.png",
             caption="../report/timing.rst",
             category="Timing",
-            labels={"result": "seconds per epoch and throughput", "kind": "figure"},
+            labels={"result": "seconds per epoch and throughput"},
         ),
         svg="results/plots/timing.svg",
     log:
         "results/logs/plot_timing.log",
     benchmark:
         "results/benchmarks/plot_timing.tsv"
+    conda:
+        "../envs/gdbench.yaml"
     message:
         "Plotting the timings"
     script:

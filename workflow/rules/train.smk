@@ -12,6 +12,8 @@ rule train:
         "results/logs/train/{shard}.log",
     benchmark:
         "results/benchmarks/train/{shard}.tsv"
+    conda:
+        "../envs/gdbench.yaml"
     threads: lookup(dpath="training/threads", within=config, default=1)
     resources:
         gpu=gpu_count,

@@ -11,19 +11,21 @@ rule verify:
             "results/reproducibility.html",
             caption="../report/reproducibility.rst",
             category="Reproducibility",
-            labels={"result": "reproducibility verdict", "kind": "table"},
+            labels={"result": "reproducibility verdict"},
         ),
         lesson="results/tables/lesson_log.csv",
         lesson_html=report(
             "results/tables/lesson_log.html",
             caption="../report/lesson_log.rst",
             category="Reproducibility",
-            labels={"result": "the lesson's log, reproduced", "kind": "table"},
+            labels={"result": "the lesson's log, reproduced"},
         ),
     log:
         "results/logs/verify.log",
     benchmark:
         "results/benchmarks/verify.tsv"
+    conda:
+        "../envs/gdbench.yaml"
     params:
         config=lambda wildcards: {
             key: config[key] for key in ("datasets", "training", "analysis")

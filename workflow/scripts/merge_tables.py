@@ -1,6 +1,10 @@
 """Join the training shards into the contract tables."""
 
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this checkout's gdbench
+
 
 from gdbench import io
 from gdbench.tables import concat_parquet, concat_tables

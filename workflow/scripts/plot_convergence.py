@@ -1,6 +1,10 @@
 """Cost vs epoch per learning rate, a facet per dataset (and device)."""
 
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this checkout's gdbench
+
 
 import pandas as pd
 

@@ -1,6 +1,10 @@
 """Seconds per epoch vs n, and batched throughput vs grid size."""
 
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this checkout's gdbench
+
 
 import pandas as pd
 

@@ -1,8 +1,11 @@
 """Record what produced the results: versions, machine, config, commit, times."""
 
-import json
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this checkout's gdbench
+
+import json
 
 import pandas as pd
 

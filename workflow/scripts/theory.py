@@ -1,6 +1,10 @@
 """The theory table: curvature and critical learning rates per dataset of the grid."""
 
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this checkout's gdbench
+
 
 from gdbench import io
 from gdbench.pipeline import theories

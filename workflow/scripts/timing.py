@@ -1,7 +1,11 @@
 """Time the engines on one device (seconds per epoch, after warm-up, over repeats)."""
 
-import logging
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this checkout's gdbench
+
+import logging
 
 from gdbench import io
 from gdbench.engines import DeviceError

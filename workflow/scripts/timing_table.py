@@ -1,6 +1,10 @@
 """Join the per-device timing tables."""
 
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this checkout's gdbench
+
 
 import pandas as pd
 

@@ -1,6 +1,10 @@
 """Train one shard of the grid: its runs as one tensor program; tables and a log out."""
 
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this checkout's gdbench
+
 import time
 
 from gdbench import io

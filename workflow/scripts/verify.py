@@ -1,6 +1,10 @@
 """Re-train a sample of runs and the lesson; fail naming the first run that differs."""
 
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this checkout's gdbench
+
 
 import pandas as pd
 

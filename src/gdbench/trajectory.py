@@ -56,6 +56,8 @@ class TrajectoryBatch:
 
     def blank_after_stop(self) -> None:
         """Set entries after a run's divergence epoch to NaN (a stopped run has none)."""
+        if not self.verdicts.diverged.any():
+            return
         stop = np.where(self.verdicts.diverged, self.verdicts.diverged_at, np.iinfo(np.int64).max)
         late = self.epochs[None, :] > stop[:, None]
         for arr in (self.W, self.b, self.cost):

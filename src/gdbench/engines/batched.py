@@ -29,6 +29,10 @@ from gdbench.engines.common import DTYPES, DataSource, TrainOptions, check_devic
 from gdbench.runs import RunSpec
 from gdbench.trajectory import TrajectoryBatch, record_schedule
 
+#: Up to this many points, the pairwise tree sum adds in the order the CPU's own reduction
+#: does ((x0 + x1) + x2), so the fast point-major layout stays bit-identical to the loop.
+_TREE_MATCHES_LOOP_UP_TO = 3
+
 #: Largest number of elements of a temporary residual tensor in the bulk cost.
 _COST_BLOCK = 1 << 22
 
@@ -44,12 +48,12 @@ class _Stepper:
     ``X``, ``Y``: ``[m, 1]`` (shared by all runs) or ``[m, R]``; ``neg_lr``: ``[R]``.
 
     A run's numbers must not depend on which runs share its batch (``snakemake verify``
-    re-trains runs in other company). On the CPU, products are written run-major (``[R, m]``)
-    so that each run's sums over its points run along contiguous memory: the same summation
-    order for any number of runs, and the same as the loop's sum over its own points. On
-    CUDA, whose reduction kernels split work differently for different sizes, data stay
-    point-major (``[m, R]``, coalesced) and sums over points are a fixed pairwise tree of
-    elementwise additions (:func:`_tree_sum`), whose order depends on m alone.
+    re-trains runs in other company). Point-major data (``[m, R]``: every operation runs
+    along the runs, vectorised and coalesced) with sums over points as a fixed pairwise tree
+    of elementwise additions (:func:`_tree_sum`, whose order depends on m alone) serve CUDA,
+    and the CPU up to 3 points, where the tree adds in the loop's own order. On the CPU with
+    more points, products are written run-major (``[R, m]``) so that each run's sums run
+    along contiguous memory in the order of the loop's own reduction, for any number of runs.
     """
 
     def __init__(self, X: torch.Tensor, Y: torch.Tensor, neg_lr: torch.Tensor, run_major: bool | None = None) -> None:
@@ -57,7 +61,9 @@ class _Stepper:
         self.X, self.Y, self.neg_lr = X, Y, neg_lr
         self.XA = torch.stack([X, torch.ones_like(X)])  # [2, m, 1 or R]
         self.scale = _grad_scale(m, X.dtype, X.device)
-        self.run_major = X.device.type == "cpu" if run_major is None else run_major
+        if run_major is None:  # on the CPU up to 3 points, the tree's order is the loop's own
+            run_major = X.device.type == "cpu" and m > _TREE_MATCHES_LOOP_UP_TO
+        self.run_major = run_major
         like = {"dtype": X.dtype, "device": X.device}
         self.d = torch.empty((m, R), **like)
         self.sq = torch.empty((R, m) if self.run_major else (m, R), **like)

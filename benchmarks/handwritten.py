@@ -60,7 +60,7 @@ def main(config_path: str, out: str) -> None:
     df.to_parquet(out_dir / "trajectories.parquet")
     final = df.groupby(["dataset", "lr", "seed"]).last().reset_index()
     final.to_csv(out_dir / "summary.csv", index=False)
-    sns.relplot(data=df[df["cost"] < 1e6], x="epoch", y="cost", hue="lr", col="dataset", kind="line")
+    sns.relplot(data=df[df["cost"] < 1e6], x="epoch", y="cost", hue="lr", col="dataset", kind="line", errorbar=None)
     plt.yscale("log")
     plt.savefig(out_dir / "convergence.png", dpi=150)
     sns.relplot(data=final, x="lr", y="cost", col="dataset")

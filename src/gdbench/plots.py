@@ -300,7 +300,7 @@ class _Lines:
     notes: list[str]
 
 
-def _kept_epochs(epoch: np.ndarray, max_points: int) -> np.ndarray:
+def kept_epochs(epoch: np.ndarray, max_points: int) -> np.ndarray:
     """A lookup table (indexed by epoch) of the epochs to draw: all when there are few, else a
     linear grid plus a geometric one (early epochs are where most curves change)."""
     top = int(epoch.max()) if epoch.size else 0
@@ -336,7 +336,7 @@ def _aggregate_lines(trajectories: pd.DataFrame, summary: pd.DataFrame, max_line
         ok = pos >= 0
         stop[pos[ok]] = at[ok]
 
-    keep = _kept_epochs(epoch, MAX_POINTS)[epoch]
+    keep = kept_epochs(epoch, MAX_POINTS)[epoch]
     keep |= epoch == stop[rid_codes]
     if "epochs" in trajectories.columns:
         keep |= epoch == trajectories["epochs"].to_numpy()

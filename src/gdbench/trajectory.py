@@ -46,12 +46,15 @@ class TrajectoryBatch:
     def __len__(self) -> int:
         return len(self.runs)
 
-    def recorded_mask(self) -> np.ndarray:
-        """``[R, T]`` bool: the entries that belong to each run's own trajectory."""
-        ends = np.array([r.epochs for r in self.runs], dtype=np.int64)[:, None]
+    def recorded_mask(self, rows: slice | np.ndarray | None = None) -> np.ndarray:
+        """``[R, T]`` bool (or the given rows): the entries that belong to each run's own
+        trajectory."""
+        rows = slice(None) if rows is None else rows
+        ends = np.array([r.epochs for r in self.runs], dtype=np.int64)[rows][:, None]
         e = self.epochs[None, :]
         on_schedule = (e == ends) | ((e % self.record_every == 0) if self.record_every > 0 else False)
-        stop = np.where(self.verdicts.diverged, self.verdicts.diverged_at, ends[:, 0])[:, None]
+        diverged_at = self.verdicts.diverged_at[rows][:, None]
+        stop = np.where(self.verdicts.diverged[rows][:, None], diverged_at, ends)
         return on_schedule & (e <= stop)
 
     def blank_after_stop(self) -> None:
@@ -65,7 +68,7 @@ class TrajectoryBatch:
 
     def run_trajectory(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(epochs, W, b, cost) of run ``i``, its own entries only."""
-        mask = self.recorded_mask()[i]
+        mask = self.recorded_mask(np.array([i]))[0]
         return self.epochs[mask], self.W[i, mask], self.b[i, mask], self.cost[i, mask]
 
     @staticmethod

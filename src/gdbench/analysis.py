@@ -15,9 +15,12 @@ the verdicts do not depend on ``record_every`` and are defined in one place:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # tables and plots use Verdicts without paying for torch's import
+    import torch
 
 DEFAULT_CONVERGED_BELOW = 1.0e-6
 DEFAULT_DIVERGED_FACTOR = 1.0e6
@@ -57,6 +60,8 @@ class VerdictTracker:
     """Accumulates verdicts over chunks of epochs for a set of runs (on any device)."""
 
     def __init__(self, n_runs: int, criteria: Criteria, device: torch.device | str = "cpu") -> None:
+        import torch
+
         self.criteria = criteria
         f64 = dict(dtype=torch.float64, device=device)
         i64 = dict(dtype=torch.int64, device=device)
@@ -86,6 +91,8 @@ class VerdictTracker:
         their last epoch) and should stop being computed. The common case (nothing diverged
         in the chunk) costs a handful of tensor operations.
         """
+        import torch
+
         K = cost.shape[0]
         if first_epoch == 0:
             c0 = cost[0].to(torch.float64)

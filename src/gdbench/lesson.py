@@ -7,8 +7,6 @@ reproduction prints exactly these lines.
 
 from __future__ import annotations
 
-import torch
-
 from gdbench.data import TUTORIAL_X, TUTORIAL_Y
 from gdbench.runs import RunSpec
 
@@ -57,6 +55,8 @@ def format_line(epoch: int, epochs: int, W: float, b: float, cost: float) -> str
 
 def zero_grad_lesson(epochs: int = 20, zero_grad: bool = False) -> list[float]:
     """``z = 2w; z.backward()`` repeated: the gradients seen with and without zeroing."""
+    import torch
+
     w = torch.tensor(2.0, requires_grad=True)
     grads = []
     for _ in range(epochs + 1):
@@ -70,5 +70,7 @@ def zero_grad_lesson(epochs: int = 20, zero_grad: bool = False) -> list[float]:
 
 def manual_seed_lesson(seed: int, draws: int = 2) -> list[float]:
     """``torch.manual_seed(seed)`` then ``torch.rand(1)`` ``draws`` times."""
+    import torch
+
     torch.manual_seed(seed)
     return [float(torch.rand(1)) for _ in range(draws)]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -15,12 +15,14 @@ import pandas as pd
 from gdbench import tables
 from gdbench.analysis import Criteria
 from gdbench.data import DatasetSpec, parse_dataset
-from gdbench.engines import DataSource, TrainOptions, train
-from gdbench.engines.common import Progress
 from gdbench.lesson import format_line
 from gdbench.runs import RunSpec
 from gdbench.theory import Theory, analyse
 from gdbench.trajectory import TrajectoryBatch
+
+if TYPE_CHECKING:  # the engines (and torch) load only when something is trained
+    from gdbench.engines import TrainOptions
+    from gdbench.engines.common import Progress
 
 
 def dataset_specs(config: Mapping[str, Any]) -> dict[str, DatasetSpec]:
@@ -38,6 +40,8 @@ def theories(
 
 
 def train_options(config: Mapping[str, Any], progress: Progress | None = None) -> TrainOptions:
+    from gdbench.engines import TrainOptions
+
     training = config.get("training", {})
     analysis = config.get("analysis", {})
     return TrainOptions(
@@ -59,6 +63,8 @@ def train_runs(
     progress: Progress | None = None,
 ) -> tuple[TrajectoryBatch, pd.DataFrame, pd.DataFrame]:
     """Train ``runs`` and return (batch, trajectory table, summary table)."""
+    from gdbench.engines import DataSource, train
+
     data = DataSource(dataset_specs(config), base_dir)
     batch = train(list(runs), data, train_options(config, progress))
     theory = theories(config, [r.dataset for r in runs], base_dir)

@@ -25,6 +25,7 @@ with open(snakemake.log[0], "w") as log:
                 {k: job[k] for k in ("started", "finished", "seconds", "threads", "runs")} for job in jobs
             ],
             "job_devices": jobs[0]["devices"],
+            "job_deterministic": jobs[0]["deterministic"],
         },
     )
     io.write_json(record, snakemake.output.json)

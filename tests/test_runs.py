@@ -1,0 +1,62 @@
+"""Run specs, devices and how a grid is split into jobs."""
+
+from __future__ import annotations
+
+import pytest
+
+from gdbench.config import check_config
+from gdbench.runs import RunSpec, expand_grid, resolve_devices, shard, shard_count
+
+
+def test_auto_devices() -> None:
+    """`device: auto` is cpu, plus cuda when CUDA is visible; a list is taken as written."""
+    assert resolve_devices("auto", cuda_available=False) == ["cpu"]
+    assert resolve_devices("auto", cuda_available=True) == ["cpu", "cuda"]
+    assert resolve_devices(["cuda", "cpu", "cuda"], cuda_available=False) == ["cuda", "cpu"]
+
+
+def test_default_grid_expands_in_config_order() -> None:
+    """The default grid: 2 datasets x 11 lrs x 3 seeds per device, datasets in config order."""
+    config = check_config({})
+    runs = expand_grid(config, ["cpu"])
+    assert len(runs) == 66 and len(set(runs)) == 66
+    assert [r.dataset for r in runs[:1]] == ["tutorial"] and runs[-1].dataset == "noisy"
+
+
+@pytest.mark.parametrize(
+    ("n_runs", "jobs", "max_runs", "expected"),
+    [(66, 2, 5000, 2), (10_000, 2, 5000, 2), (10_000, 2, 500, 20), (1, 4, 5000, 1), (0, 2, 10, 0), (7, 2, 3, 3)],
+)
+def test_shard_count(n_runs: int, jobs: int, max_runs: int, expected: int) -> None:
+    """A grid is a few jobs per device (tens on a cluster), never one per run."""
+    assert shard_count(n_runs, jobs, max_runs) == expected
+
+
+def test_shards_cover_every_run_once_per_device() -> None:
+    """Every run lands in exactly one job of its device, in contiguous, nearly equal blocks."""
+    runs = [RunSpec("t", lr, s, 10, device=d) for d in ("cpu", "cuda") for lr in (0.1, 0.2, 0.3) for s in (1, 2, 3)]
+    shards = shard(runs, jobs_per_device=2, max_runs_per_job=4)
+    assert sorted(shards) == ["cpu-000", "cpu-001", "cpu-002", "cuda-000", "cuda-001", "cuda-002"]
+    flat = [r for key in sorted(shards) for r in shards[key]]
+    assert flat == runs
+    assert all({r.device for r in shards[k]} == {k.split("-")[0]} for k in shards)
+    assert max(len(v) for v in shards.values()) - min(len(v) for v in shards.values()) <= 1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"lr": 0.0},
+        {"lr": float("nan")},
+        {"epochs": -1},
+        {"init": "ones"},
+        {"dtype": "float16"},
+        {"engine": "jax"},
+        {"batch_size": 0},
+    ],
+)
+def test_bad_run_spec(kwargs: dict) -> None:
+    """A run spec built in Python (not from a checked config) still refuses nonsense."""
+    base = {"dataset": "t", "lr": 0.1, "seed": 1, "epochs": 10}
+    with pytest.raises(ValueError, match="run t"):
+        RunSpec(**{**base, **kwargs})

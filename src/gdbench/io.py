@@ -7,6 +7,7 @@ POSIX file systems).
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -23,6 +24,10 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it to ``target`` on success."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    # A writer killed mid-way (SIGKILL, node failure) leaves its temp file behind; the rerun
+    # that replaces the target clears it (one job writes a target at a time).
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)

@@ -5,7 +5,7 @@ Arrays only; turning them into tables is :mod:`gdbench.tables`' job.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -41,7 +41,6 @@ class TrajectoryBatch:
     verdicts: Verdicts
     seconds: np.ndarray
     record_every: int = 1
-    meta: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.runs)
@@ -95,7 +94,6 @@ class TrajectoryBatch:
             runs = [runs[i] for i in order]
             seconds = seconds[order]
             verdicts = Verdicts.concat([verdicts], order)
-        meta = {k: v for p in parts for k, v in p.meta.items()}
         return TrajectoryBatch(
-            runs, epochs, verdicts=verdicts, seconds=seconds, record_every=record_every, meta=meta, **arrays
+            runs, epochs, verdicts=verdicts, seconds=seconds, record_every=record_every, **arrays
         )

@@ -94,6 +94,4 @@ class TrajectoryBatch:
             runs = [runs[i] for i in order]
             seconds = seconds[order]
             verdicts = Verdicts.concat([verdicts], order)
-        return TrajectoryBatch(
-            runs, epochs, verdicts=verdicts, seconds=seconds, record_every=record_every, **arrays
-        )
+        return TrajectoryBatch(runs, epochs, verdicts=verdicts, seconds=seconds, record_every=record_every, **arrays)

@@ -14,8 +14,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from gdbench.config import config_hash
 
 PACKAGES = ("gdbench", "torch", "numpy", "pandas", "pyarrow", "seaborn", "matplotlib", "snakemake")
@@ -47,6 +45,8 @@ def versions() -> dict[str, str | None]:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = None
+    import torch
+
     out["cuda"] = torch.version.cuda
     return out
 
@@ -70,6 +70,8 @@ def git_commit(path: str | os.PathLike[str] = ".") -> dict[str, Any] | None:
 
 
 def devices() -> dict[str, Any]:
+    import torch
+
     info: dict[str, Any] = {
         "cpu": {"model": cpu_model(), "logical_cores": os.cpu_count(), "torch_threads": torch.get_num_threads()},
         "cuda_available": torch.cuda.is_available(),
@@ -81,6 +83,8 @@ def devices() -> dict[str, Any]:
 
 
 def deterministic_settings() -> dict[str, Any]:
+    import torch
+
     return {
         "torch.are_deterministic_algorithms_enabled": torch.are_deterministic_algorithms_enabled(),
         "cudnn.deterministic": torch.backends.cudnn.deterministic,
@@ -95,15 +99,17 @@ def collect(
     finished: str | None = None,
     repo: str | os.PathLike[str] = ".",
     extra: Mapping[str, Any] | None = None,
+    recorded: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything needed to say what produced a set of results."""
+    """Everything needed to say what produced a set of results.
+
+    ``recorded`` holds ``versions``, ``devices`` and ``deterministic`` as a training job
+    recorded them with :func:`runtime`; without it they are read in this process."""
     return {
-        "versions": versions(),
+        **(dict(recorded) if recorded is not None else runtime()),
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "python_executable": sys.executable,
-        "devices": devices(),
-        "deterministic": deterministic_settings(),
         "config": dict(config),
         "config_hash": config_hash(config),
         "git": git_commit(repo),
@@ -111,6 +117,11 @@ def collect(
         "finished": finished or now(),
         **(dict(extra) if extra else {}),
     }
+
+
+def runtime() -> dict[str, Any]:
+    """Versions, devices and deterministic settings of this process (imports torch)."""
+    return {"versions": versions(), "devices": devices(), "deterministic": deterministic_settings()}
 
 
 def flatten(record: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:

@@ -82,7 +82,7 @@ DEFAULT_TIMING: dict[str, Any] = {
     "engines": list(ENGINES),
     "epochs": 20,
     "repeats": 5,
-    "min_run_time": 0.2,
+    "min_run_time": 0.1,
 }
 
 #: Learning rates of a timed batch: from this to half the critical learning rate.

@@ -111,3 +111,27 @@ def all_outputs():
     if len(DEVICES) > 1:
         outputs.append("results/tables/device_agreement.csv")
     return outputs
+
+
+def write_theory(dataset_config, datasets, csv_path, html_path, log_path):
+    """The theory table of the grid's datasets, as CSV and as HTML for the report."""
+    from gdbench import io
+    from gdbench.pipeline import theories
+    from gdbench.tables import theory_table
+
+    table = theory_table(theories(dataset_config, datasets))
+    io.write_csv(table, csv_path)
+    note = "Full-batch gradient descent converges iff lr < critical_lr."
+    io.write_html_table(table, html_path, "Theory per dataset", note)
+    io.write_text(table.to_string(index=False) + "\n", log_path)
+
+
+def join_csv(paths, out_path, log_path):
+    """Concatenate CSV tables (one per device) into one."""
+    import pandas as pd
+
+    from gdbench import io
+
+    table = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+    io.write_csv(table, out_path)
+    io.write_text(table.to_string(index=False) + "\n", log_path)

@@ -19,13 +19,16 @@ with open(snakemake.log[0], "w") as log:
         snakemake.params.config,
         started=min(job["started"] for job in jobs),
         repo=snakemake.params.repo,
+        recorded=jobs[0]["runtime"],  # as the training job saw it (no torch import here)
         extra={
             "grid_devices": list(snakemake.params.devices),
             "training_jobs": [
-                {k: job[k] for k in ("started", "finished", "seconds", "threads", "runs")} for job in jobs
+                {
+                    **{k: job[k] for k in ("started", "finished", "seconds", "threads", "runs")},
+                    "cuda_devices": job["runtime"]["devices"]["cuda"],
+                }
+                for job in jobs
             ],
-            "job_devices": jobs[0]["devices"],
-            "job_deterministic": jobs[0]["deterministic"],
         },
     )
     io.write_json(record, snakemake.output.json)

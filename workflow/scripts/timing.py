@@ -15,9 +15,9 @@ from gdbench.timing import measure_plan, timing_table
 with open(snakemake.log[0], "w") as log:
     sys.stderr = log
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=log, force=True)
-    set_deterministic(snakemake.threads)
+    set_deterministic(snakemake.params.threads)
     try:
-        results = measure_plan(snakemake.params.timing, snakemake.wildcards.device, snakemake.threads)
+        results = measure_plan(snakemake.params.timing, snakemake.wildcards.device, snakemake.params.threads)
     except DeviceError as exc:
         print(f"error: {exc}", file=log)
         sys.exit(f"gdbench: {exc}")

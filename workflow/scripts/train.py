@@ -10,7 +10,7 @@ import time
 from gdbench import io
 from gdbench.engines import DeviceError
 from gdbench.pipeline import train_runs, training_log
-from gdbench.provenance import deterministic_settings, devices, now
+from gdbench.provenance import now, runtime
 from gdbench.reproducibility import set_deterministic
 from gdbench.runs import RunSpec
 
@@ -39,7 +39,7 @@ def main(params, output, threads, log_path):
         io.write_parquet(traj, output.trajectories)
         io.write_parquet(summary, output.summary)
         meta = {"started": started, "finished": now(), "seconds": elapsed, "threads": threads, "runs": len(runs)}
-        io.write_json({**meta, "devices": devices(), "deterministic": deterministic_settings()}, output.meta)
+        io.write_json({**meta, "runtime": runtime()}, output.meta)
 
 
 main(snakemake.params, snakemake.output, snakemake.threads, snakemake.log[0])

@@ -56,17 +56,26 @@ def shard_runs(wildcards):
     return [run.to_dict() for run in SHARDS[wildcards.shard]]
 
 
-def shard_config(wildcards):
-    """What a training job needs of the config: its own datasets, the training and analysis
-    settings that change results or logs (so editing an unused dataset re-runs nothing).
+def results_config(names):
+    """What training needs of the config for the datasets ``names``: their definitions and
+    the training and analysis settings (so editing an unused dataset re-runs nothing).
     """
-    names = sorted({run.dataset for run in SHARDS[wildcards.shard]})
     training = {k: v for k, v in config["training"].items() if k != "threads"}
     return {
-        "datasets": {name: config["datasets"][name] for name in names},
+        "datasets": {name: config["datasets"][name] for name in sorted(names)},
         "training": training,
         "analysis": config["analysis"],
     }
+
+
+def shard_config(wildcards):
+    """A training job's params: the config it trains with (its own datasets only)."""
+    return results_config({run.dataset for run in SHARDS[wildcards.shard]})
+
+
+def grid_config(wildcards):
+    """The config the whole grid trains with (only the datasets the grid uses)."""
+    return results_config({run.dataset for run in RUNS})
 
 
 def shard_csv_files(wildcards):

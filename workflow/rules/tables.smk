@@ -51,7 +51,7 @@ rule theory:
     conda:
         "../envs/gdbench.yaml"
     params:
-        config=lambda wildcards: {"datasets": config["datasets"]},
+        config=grid_config,
         datasets=lookup(dpath="grid/dataset", within=config),
     message:
         "Computing the Hessian's eigenvalues and critical learning rates"

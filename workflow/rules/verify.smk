@@ -27,9 +27,7 @@ rule verify:
     conda:
         "../envs/gdbench.yaml"
     params:
-        config=lambda wildcards: {
-            key: config[key] for key in ("datasets", "training", "analysis")
-        },
+        config=grid_config,
         sample=lookup(dpath="verify/sample", within=config),
         devices=DEVICES,
     message:

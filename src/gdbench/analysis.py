@@ -144,3 +144,24 @@ class VerdictTracker:
             converged_at=np_(self.converged_at),
             last_epoch=np_(self.last_epoch),
         )
+
+
+def crossover(n: np.ndarray, slow: np.ndarray, fast: np.ndarray) -> tuple[float | None, str]:
+    """Where ``fast`` times (e.g. CUDA) drop below ``slow`` ones (e.g. CPU) and stay below,
+    over sizes ``n`` (ascending): interpolated on log-log axes between the two sizes around
+    the last crossing. Returns ``(n, "crosses")``, ``(smallest n, "always")`` when ``fast``
+    wins at every size, ``(None, "never")`` when it does not win at the largest size, and
+    ``(None, "unmeasured")`` without sizes."""
+    if len(n) == 0:
+        return None, "unmeasured"
+    n = np.asarray(n, dtype=float)
+    d = np.log(np.asarray(fast, dtype=float)) - np.log(np.asarray(slow, dtype=float))  # < 0: fast wins
+    if d[-1] >= 0:
+        return None, "never"
+    slower = np.flatnonzero(d >= 0)
+    if slower.size == 0:
+        return float(n[0]), "always"
+    i = int(slower[-1]) + 1
+    x0, x1 = np.log(n[i - 1]), np.log(n[i])
+    t = d[i - 1] / (d[i - 1] - d[i])
+    return float(np.exp(x0 + t * (x1 - x0))), "crosses"

@@ -50,6 +50,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogFormatter, NullLocator  # noqa: E402
 
+from gdbench.analysis import crossover  # noqa: E402
 from gdbench.io import atomic_path  # noqa: E402
 
 __all__ = ["DPI", "convergence", "divergence", "timing"]
@@ -881,22 +882,18 @@ def _timing_left(ax: Axes, good: pd.DataFrame, devices: list[str]) -> None:
 
 
 def _crossover(cpu: pd.Series, gpu: pd.Series) -> tuple[float | None, str]:
-    """Where ``gpu`` seconds (indexed by n) drop below ``cpu`` and stay below: the n, interpolated
-    on log-log axes between the two sizes around the crossing, or ``None`` and the reason."""
+    """Where ``gpu`` seconds (indexed by n) drop below ``cpu`` and stay below (see
+    :func:`gdbench.analysis.crossover`), or ``None``, and the words for the plot."""
     both = pd.concat({"cpu": cpu, "gpu": gpu}, axis=1).dropna()
-    if both.empty:
-        return None, "no size n measured on both devices"
     n = both.index.to_numpy(dtype=float)
-    d = np.log(both["gpu"].to_numpy()) - np.log(both["cpu"].to_numpy())  # < 0: CUDA faster
-    if d[-1] >= 0:
+    at, status = crossover(n, both["cpu"].to_numpy(), both["gpu"].to_numpy())
+    if status == "unmeasured":
+        return None, "no size n measured on both devices"
+    if status == "never":
         return None, f"CUDA not faster up to n = {_fmt_int(n[-1])}"
-    slower = np.flatnonzero(d >= 0)
-    if slower.size == 0:
+    if status == "always":
         return None, f"CUDA faster already at n = {_fmt_int(n[0])}"
-    i = int(slower[-1]) + 1
-    x0, x1 = np.log(n[i - 1]), np.log(n[i])
-    t = d[i - 1] / (d[i - 1] - d[i])
-    return float(np.exp(x0 + t * (x1 - x0))), f"CUDA faster from n ≈ {_fmt_sig(float(np.exp(x0 + t * (x1 - x0))))}"
+    return at, f"CUDA faster from n ≈ {_fmt_sig(at)}"
 
 
 def _timing_right(ax: Axes, df: pd.DataFrame, devices: list[str]) -> None:

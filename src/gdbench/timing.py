@@ -40,7 +40,7 @@ import platform
 import sys
 import timeit
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ import pandas as pd
 import torch
 from torch.utils.benchmark import Measurement, Timer
 
+from gdbench.analysis import crossover
 from gdbench.data import DatasetSpec, parse_dataset
 from gdbench.engines import DataSource, TrainOptions, check_device, lesson_run, train_batched
 from gdbench.runs import ENGINES, RunSpec
@@ -399,12 +400,6 @@ def timing_table(results: Sequence[TimingResult]) -> pd.DataFrame:
     return table.astype({**dict.fromkeys(ints, "int64"), **dict.fromkeys(floats, "float64")})
 
 
-def results_from_table(table: pd.DataFrame) -> list[TimingResult]:
-    """Rows of a timing table back as :class:`TimingResult` (``error`` empty)."""
-    names = [f.name for f in fields(TimingResult) if f.name != "error"]
-    return [TimingResult(**{k: row[k] for k in names}) for row in table.to_dict("records")]
-
-
 def crossover_n(table: pd.DataFrame, engine: str = "loop") -> float | None:
     """The data size n from which CUDA is faster than CPU for ``engine`` (single runs).
 
@@ -417,19 +412,8 @@ def crossover_n(table: pd.DataFrame, engine: str = "loop") -> float | None:
     cpu = rows[~is_cuda].groupby("n").median_s_per_epoch.median()
     cuda = rows[is_cuda].groupby("n").median_s_per_epoch.median()
     both = pd.concat({"cpu": cpu, "cuda": cuda}, axis=1).dropna().sort_index()
-    if both.empty:
-        return None
-    log_ratio = np.log(both.cuda.to_numpy() / both.cpu.to_numpy())  # < 0: CUDA faster
-    ns = both.index.to_numpy(dtype=float)
-    faster = log_ratio < 0
-    if not faster[-1]:
-        return None
-    first = len(faster) - int(np.argmin(faster[::-1])) if not faster.all() else 0
-    if first == 0:
-        return float(ns[0])
-    lo, hi = first - 1, first  # slower at lo, faster from hi on
-    frac = log_ratio[lo] / (log_ratio[lo] - log_ratio[hi])
-    return float(np.exp(np.log(ns[lo]) + frac * (np.log(ns[hi]) - np.log(ns[lo]))))
+    n, _ = crossover(both.index.to_numpy(), both.cpu.to_numpy(), both.cuda.to_numpy())
+    return n
 
 
 # ----------------------------------------------------------------------------- command line

@@ -15,12 +15,12 @@ from pathlib import Path
 from gdbench import io
 from gdbench.data import DatasetError, parse_dataset
 from gdbench.engines import DeviceError, TrainOptions, train
-from gdbench.lesson import LOG_EVERY, TUTORIAL_DATASET, lesson_run
+from gdbench.lesson import LOG_EVERY, TUTORIAL_DATASET, lesson_spec
 from gdbench.pipeline import lesson_lines
 
 
 def _tutorial(args: argparse.Namespace) -> int:
-    run = lesson_run(engine=args.engine, device=args.device)
+    run = lesson_spec(engine=args.engine, device=args.device)
     data = {"tutorial": parse_dataset("tutorial", TUTORIAL_DATASET)}
     batch = train([run], data, TrainOptions(record_every=LOG_EVERY))
     for line in lesson_lines(batch, LOG_EVERY):

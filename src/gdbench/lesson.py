@@ -43,7 +43,7 @@ Epoch 2000/2000 W: 1.997, b: 0.006 Cost: 0.000005
 """
 
 
-def lesson_run(engine: str = "batched", device: str = "cpu") -> RunSpec:
+def lesson_spec(engine: str = "batched", device: str = "cpu") -> RunSpec:
     """The lesson's run: tutorial data, lr 0.01, 2000 epochs, zeros, full batch, float32."""
     return RunSpec("tutorial", LESSON_LR, LESSON_SEED, LESSON_EPOCHS, device=device, engine=engine)
 

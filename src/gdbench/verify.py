@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from gdbench.data import parse_dataset
 from gdbench.engines import TrainOptions, train
-from gdbench.lesson import LOG_EVERY, REFERENCE_LOG, TUTORIAL_DATASET, lesson_run
+from gdbench.lesson import LOG_EVERY, REFERENCE_LOG, TUTORIAL_DATASET, lesson_spec
 from gdbench.pipeline import lesson_lines, train_runs
 from gdbench.runs import RunSpec, batch_size_value
 
@@ -37,7 +37,7 @@ def lesson_comparison(device: str = "cpu") -> pd.DataFrame:
     ours = {}
     data = {"tutorial": parse_dataset("tutorial", TUTORIAL_DATASET)}
     for engine in ("loop", "batched"):
-        batch = train([lesson_run(engine, device)], data, TrainOptions(record_every=LOG_EVERY))
+        batch = train([lesson_spec(engine, device)], data, TrainOptions(record_every=LOG_EVERY))
         ours[engine] = parse_log("\n".join(lesson_lines(batch, LOG_EVERY)))
     ref = parse_log(REFERENCE_LOG)
     table = ref.rename(columns={c: f"lesson_{c}" for c in ("W", "b", "cost")})
@@ -57,7 +57,7 @@ def sample_run_ids(summary: pd.DataFrame, sample: int) -> list[int]:
     chosen = (
         set(ids[np.unique(np.linspace(0, len(ids) - 1, sample).round().astype(int))]) if sample and len(ids) else set()
     )
-    lesson = lesson_run()
+    lesson = lesson_spec()
     is_lesson = (
         (summary["dataset"].astype(str) == "tutorial")
         & np.isclose(summary["lr"], lesson.lr)

@@ -222,22 +222,24 @@ def train_batched(runs: list[RunSpec], data: DataSource, options: TrainOptions) 
     e = 0
     last_report = time.perf_counter()
     chunks: _FullBatchChunks | None = None
+    changed = True  # the active runs changed: gather their data and learning rates again
     while active.numel() > 0:
-        X = X_cols if X_cols.shape[1] == 1 else X_cols[:, cols[active]]
-        Y = Y_cols if Y_cols.shape[1] == 1 else Y_cols[:, cols[active]]
-        neg_lr = neg_lr_all[active]
+        if changed:
+            X = X_cols if X_cols.shape[1] == 1 else X_cols[:, cols[active]]
+            Y = Y_cols if Y_cols.shape[1] == 1 else Y_cols[:, cols[active]]
+            neg_lr = neg_lr_all[active]
+            seed_idx = seed_idx_all[active]
         K = min(options.chunk_epochs, next(b for b in boundaries if b > e) - e)
         if minibatch:
             buf = torch.empty((K + 1, 2, active.numel()), dtype=dtype, device=device)
             buf[0] = P
-            seed_idx = seed_idx_all[active]
             for k in range(K):
                 perms = torch.stack([torch.randperm(n, generator=g) for g in generators], dim=1).to(device)
                 buf[k + 1] = _minibatch_epoch(buf[k], X, Y, neg_lr, perms[:, seed_idx], first.batch_size)
             cost = bulk_cost(buf[:K], X, Y)
         else:
             # Same runs and chunk length as the last chunk: reuse its buffers (and graph).
-            if chunks is None or chunks.K != K or chunks.step.neg_lr.shape[0] != active.numel():
+            if chunks is None or chunks.K != K or changed:
                 chunks = _FullBatchChunks(X, Y, neg_lr, K, graph=device.type == "cuda" and options.cuda_graphs)
             buf, cost = chunks(P)
         done = tracker.update(active, e, cost, buf[1:, 0], buf[1:, 1], ends_all[active])
@@ -250,8 +252,9 @@ def train_batched(runs: list[RunSpec], data: DataSource, options: TrainOptions) 
                 rec.index_copy_(1, t_idx, values)
             else:
                 rec[:, t_idx[:, None], active[None, :]] = values
-        P = buf[K][:, ~done]
-        active = active[~done]
+        changed = bool(done.any())
+        P = buf[K][:, ~done] if changed else buf[K].clone()
+        active = active[~done] if changed else active
         e += K
         if options.progress and time.perf_counter() - last_report > 5:
             last_report = time.perf_counter()

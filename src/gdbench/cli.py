@@ -1,7 +1,8 @@
-"""Command line: ``gdbench tutorial``, ``gdbench train`` and ``gdbench theory``.
+"""Command line: gdbench tutorial, gdbench train and gdbench theory.
 
 Errors a user can fix (bad config, missing device, bad dataset) print one line to stderr and
-exit with status 2; nothing is written.
+exit with status 2; nothing is written. Torch and pandas load only in the command that needs
+them, so ``gdbench --help`` answers at once.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from gdbench import io
 from gdbench.data import DatasetError, parse_dataset
-from gdbench.engines import DeviceError, TrainOptions, train
 from gdbench.lesson import LOG_EVERY, TUTORIAL_DATASET, lesson_spec
-from gdbench.pipeline import lesson_lines
 
 
 def _tutorial(args: argparse.Namespace) -> int:
+    from gdbench.engines import TrainOptions, train
+    from gdbench.pipeline import lesson_lines
+
     run = lesson_spec(engine=args.engine, device=args.device)
     data = {"tutorial": parse_dataset("tutorial", TUTORIAL_DATASET)}
     batch = train([run], data, TrainOptions(record_every=LOG_EVERY))
@@ -35,6 +36,7 @@ def _load_checked(path: str) -> dict:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from gdbench import io
     from gdbench.pipeline import train_runs
     from gdbench.reproducibility import set_deterministic
     from gdbench.runs import expand_grid
@@ -95,11 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DatasetError, DeviceError) as exc:
+    except DatasetError as exc:
         print(f"gdbench: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        if type(exc).__name__ == "ConfigError":
+        if type(exc).__name__ in ("ConfigError", "DeviceError"):  # their modules load lazily
             print(f"gdbench: error: {exc}", file=sys.stderr)
             return 2
         raise

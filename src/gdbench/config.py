@@ -424,7 +424,7 @@ def _dataset_kinds(root: Mapping[str, Any]) -> str:
 
 def _unknown_key_problem(key: str, path: KeyPath, allowed: list[str]) -> str:
     hint = ""
-    close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.7)
+    close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.7) or _abbreviated(str(key), allowed)
     if close:
         hint = f"; did you mean {format_path([*path, close[0]])}?"
     else:
@@ -433,6 +433,16 @@ def _unknown_key_problem(key: str, path: KeyPath, allowed: list[str]) -> str:
             hint = f"; did you mean {format_path(elsewhere[0])}?"
     where = f"in {format_path(path)}" if path else "at the top level"
     return f"unknown key{hint} (allowed {where}: {', '.join(allowed)})"
+
+
+def _abbreviated(key: str, allowed: list[str]) -> list[str]:
+    """The allowed key that abbreviates ``key`` by its words' initials (``learning_rate`` or
+    ``learning-rates`` -> ``lr``), as a one-item list, else an empty one."""
+    words = [w for w in re.split(r"[_\-\s]+", key.lower()) if w]
+    if len(words) < 2:
+        return []
+    initials = "".join(w[0] for w in words)
+    return [k for k in allowed if k.lower() == initials][:1]
 
 
 def _all_key_paths(schema: Mapping[str, Any], prefix: tuple[str, ...]) -> Iterator[tuple[str, ...]]:

@@ -8,10 +8,15 @@ process per run.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import json
 import itertools
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 ENGINES = ("loop", "batched")
@@ -78,6 +83,31 @@ def batch_size_value(value: Any) -> int | None:
     return None if value in (None, "full") else int(value)
 
 
+#: Files that exist where an NVIDIA driver is loaded (Linux).
+NVIDIA_DRIVER_FILES = ("/proc/driver/nvidia/version", "/dev/nvidiactl")
+
+
+def cuda_present(driver_files: Sequence[str] = NVIDIA_DRIVER_FILES) -> bool:
+    """Whether ``device: auto`` adds cuda, decided without importing torch (which takes seconds).
+
+    The rule: the installed torch is a CUDA build (its ``lib`` folder holds the
+    ``torch_cuda`` library, which CPU-only wheels lack), an NVIDIA driver is loaded (one of
+    ``driver_files`` exists), and ``CUDA_VISIBLE_DEVICES`` does not hide every device (empty or
+    ``-1``). Where this says yes but torch still sees no device (e.g. a driver too old for the
+    build), the CUDA jobs fail with torch's reason and the CPU jobs finish.
+    """
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    libs = [Path(folder) / "lib" for folder in spec.submodule_search_locations]
+    if not any(any(lib.glob("*torch_cuda*")) for lib in libs if lib.is_dir()):
+        return False
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return False
+    return any(Path(f).exists() for f in driver_files)
+
+
 def resolve_devices(value: Any, cuda_available: bool) -> list[str]:
     """``auto`` means cpu, plus cuda when CUDA is available; a list is taken as written."""
     if value == "auto" or value == ["auto"]:
@@ -136,3 +166,35 @@ def shard(runs: Iterable[RunSpec], jobs_per_device: int, max_runs_per_job: int) 
         for i in range(count):
             shards[f"{device}-{i:03d}"] = dev_runs[bounds[i] : bounds[i + 1]]
     return shards
+
+
+def describe_runs(runs: Sequence[RunSpec]) -> str:
+    """A short summary of runs for people, one clause per axis: ``35 runs: dataset tutorial;
+    lr 0.0001..0.5 (14 values); seed 1..5 (5 values); ...``."""
+    clauses = []
+    for field in fields(RunSpec):
+        values = sorted({getattr(r, field.name) for r in runs}, key=lambda v: (v is None, v))
+        shown = [
+            "full" if v is None and field.name == "batch_size" else f"{v:g}" if isinstance(v, float) else str(v)
+            for v in values
+        ]
+        if len(shown) <= 2:
+            clauses.append(f"{field.name} {', '.join(shown)}")
+        else:
+            clauses.append(f"{field.name} {shown[0]}..{shown[-1]} ({len(shown)} values)")
+    return f"{len(runs)} runs: " + "; ".join(clauses)
+
+
+def plan(config: Mapping[str, Any], devices: Sequence[str]) -> tuple[list[RunSpec], dict[str, list[RunSpec]]]:
+    """A checked config's runs (a run's id is its index) and their split into training jobs,
+    as :func:`expand_grid` and :func:`shard` make them."""
+    runs = expand_grid(config, devices)
+    sharding = config["sharding"]
+    return runs, shard(runs, sharding["jobs_per_device"], sharding["max_runs_per_job"])
+
+
+def specs_digest(runs: Sequence[RunSpec], run_ids: Sequence[int]) -> str:
+    """12 hex digits of the sha256 of the runs' specs and ids: a job's params carry it, so a
+    change of its runs re-runs it, and its script checks that it re-derived the same runs."""
+    text = json.dumps([[int(i), r.to_dict()] for i, r in zip(run_ids, runs, strict=True)], sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]

@@ -8,7 +8,13 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from snakemake.utils import validate
 
 from gdbench.config import ConfigError, check_config, config_hash
-from gdbench.runs import expand_grid, resolve_devices, shard
+from gdbench.runs import (
+    cuda_present,
+    describe_runs,
+    plan,
+    resolve_devices,
+    specs_digest,
+)
 
 # Check the config before any job runs: one readable line and a non-zero exit on error.
 try:
@@ -18,24 +24,13 @@ except ConfigError as exc:
 validate(config, schema="../schemas/config.schema.yaml")
 
 
-def _cuda_visible():
-    """Whether CUDA is visible here (torch is imported only when `auto` needs it)."""
-    import torch
-
-    return torch.cuda.is_available()
-
-
+# `auto` is resolved here, without importing torch: see gdbench.runs.cuda_present for the rule.
 _device_setting = lookup(dpath="grid/device", within=config)
 DEVICES = resolve_devices(
-    _device_setting, _cuda_visible() if _device_setting == "auto" else False
+    _device_setting, cuda_present() if _device_setting == "auto" else False
 )
-RUNS = expand_grid(config, DEVICES)
+RUNS, SHARDS = plan(config, DEVICES)
 RUN_IDS = {run: i for i, run in enumerate(RUNS)}
-SHARDS = shard(
-    RUNS,
-    lookup(dpath="sharding/jobs_per_device", within=config),
-    lookup(dpath="sharding/max_runs_per_job", within=config),
-)
 TIMING = lookup(dpath="timing/enabled", within=config)
 
 
@@ -51,9 +46,18 @@ def startup_message():
     )
 
 
+def digest(value):
+    """A short fingerprint of a value (its canonical JSON): params that change when it does."""
+    return config_hash(value)[:12]
+
+
 def shard_runs(wildcards):
-    """The run specs (as plain dicts) of one training job: its params, so a change re-runs it."""
-    return [run.to_dict() for run in SHARDS[wildcards.shard]]
+    """What a training job trains, as a param people can read: a summary of its runs and a
+    digest of their specs and ids (a change re-runs the job; the script re-derives the specs
+    from the config with gdbench.runs.plan and checks them against this digest).
+    """
+    runs = SHARDS[wildcards.shard]
+    return f"{describe_runs(runs)} [{specs_digest(runs, [RUN_IDS[r] for r in runs])}]"
 
 
 def results_config(names):
@@ -68,14 +72,19 @@ def results_config(names):
     }
 
 
+def described_config(names):
+    """The param standing for ``results_config(names)``: the datasets named, and a digest."""
+    return f"datasets {', '.join(sorted(names))}; training and analysis settings [{digest(results_config(names))}]"
+
+
 def shard_config(wildcards):
-    """A training job's params: the config it trains with (its own datasets only)."""
-    return results_config({run.dataset for run in SHARDS[wildcards.shard]})
+    """A training job's config param (its own datasets only)."""
+    return described_config({run.dataset for run in SHARDS[wildcards.shard]})
 
 
 def grid_config(wildcards):
-    """The config the whole grid trains with (only the datasets the grid uses)."""
-    return results_config({run.dataset for run in RUNS})
+    """The config param of jobs that use the whole grid's datasets."""
+    return described_config({run.dataset for run in RUNS})
 
 
 def shard_csv_files(wildcards):
@@ -84,10 +93,6 @@ def shard_csv_files(wildcards):
     return [
         config["datasets"][n]["csv"] for n in names if "csv" in config["datasets"][n]
     ]
-
-
-def shard_run_ids(wildcards):
-    return [RUN_IDS[run] for run in SHARDS[wildcards.shard]]
 
 
 def device_of(name):

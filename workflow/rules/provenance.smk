@@ -20,7 +20,7 @@ rule provenance:
     conda:
         "../envs/gdbench.yaml"
     params:
-        config=config,
+        config=f"config {config_hash(config)}",
         repo=workflow.basedir,
         devices=DEVICES,
     message:

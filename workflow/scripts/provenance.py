@@ -16,7 +16,7 @@ with open(snakemake.log[0], "w") as log:
     sys.stderr = log
     jobs = [json.loads(Path(p).read_text()) for p in snakemake.input.meta]
     record = collect(
-        snakemake.params.config,
+        snakemake.config,
         started=min(job["started"] for job in jobs),
         repo=snakemake.params.repo,
         recorded=jobs[0]["runtime"],  # as the training job saw it (no torch import here)

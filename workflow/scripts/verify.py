@@ -17,9 +17,7 @@ with open(snakemake.log[0], "w") as log:
     set_deterministic(snakemake.threads)
     summary = pd.read_parquet(snakemake.input.summary)
     devices = [d for d in snakemake.params.devices]
-    result = verify(
-        snakemake.params.config, snakemake.input.trajectories, summary, snakemake.params.sample, devices=devices
-    )
+    result = verify(snakemake.config, snakemake.input.trajectories, summary, snakemake.params.sample, devices=devices)
     for run in result["runs"]:
         status = "identical" if run["identical"] else f"DIFFERS: {run['problem']}"
         print(f"run {run['run_id']} {run['run']} {run['engine']}: {status}", file=log)

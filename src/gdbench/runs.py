@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import itertools
+import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence

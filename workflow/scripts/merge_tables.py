@@ -6,9 +6,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this checkout's gdbench
 
 
-from gdbench import io
 import pyarrow.parquet as pq
 
+from gdbench import io
 from gdbench.tables import concat_parquet, concat_tables
 
 PREVIEW_ROWS = 20

@@ -29,10 +29,12 @@ onstart:
 
 
 onsuccess:
+    print(verdict_message())
     print("gdbench: done; tables in results/tables, plots in results/plots")
 
 
 onerror:
+    print(verdict_message())
     print(
         "gdbench: a job failed; see its log under results/logs (finished jobs' outputs are kept)"
     )

@@ -132,3 +132,40 @@ def test_describe_runs_is_short_and_readable() -> None:
     assert text.startswith("5000 runs: dataset tutorial; lr 0.0001..")
     assert "(100 values); seed 0..49 (50 values); epochs 2000; device cpu" in text
     assert len(text) < 250
+
+
+def test_convergence_plot_keys_every_line_and_every_divergence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader can tell 0.17, 0.18 and 0.19 apart (distinct colours, each named on the colour
+    bar) and read each diverged run's learning rate next to its x on the top edge."""
+    import numpy as np
+    from matplotlib.colors import to_rgb
+
+    from gdbench import plots, tables, theory
+    from gdbench.data import parse_dataset
+    from gdbench.engines import train
+
+    spec = parse_dataset("tutorial", {"x": [1, 2, 3], "y": [2, 4, 6]})
+    lrs = [0.0001, 0.01, 0.05, 0.1, 0.15, 0.17, 0.18, 0.19, 0.25, 0.5]
+    batch = train([RunSpec("tutorial", lr, 1, 300) for lr in lrs], {"tutorial": spec})
+    summary = tables.summary(batch, {"tutorial": theory.analyse(spec.build())})
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, png, svg: figures.append(fig))
+    plots.convergence(tables.trajectories(batch), summary, tmp_path / "c.png", tmp_path / "c.svg")
+    (fig,) = figures
+    ax, bar = fig.axes[0], fig.axes[1]
+
+    colours = {}
+    for line in ax.get_lines():
+        if line.get_marker() == "x":
+            continue
+        colours.setdefault(line.get_color() if isinstance(line.get_color(), str) else tuple(line.get_color()), line)
+    rgb = np.array([to_rgb(c) for c in colours])
+    assert len(rgb) == len(lrs)
+    closest = min(np.linalg.norm(a - b) for i, a in enumerate(rgb) for b in rgb[i + 1 :])
+    assert closest > 0.08, f"two learning rates get nearly the same colour (distance {closest:.3f})"
+    assert [t.get_text() for t in bar.get_yticklabels()] == [f"{lr:g}" for lr in lrs]
+
+    diverged = sorted(summary.loc[summary["diverged"], "lr"])
+    assert diverged == [0.19, 0.25, 0.5]
+    labels = {t.get_text() for t in ax.texts}
+    assert {f"{lr:g}" for lr in diverged} <= labels, labels

@@ -44,7 +44,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.cm import ScalarMappable  # noqa: E402
-from matplotlib.colors import Colormap, ListedColormap, LogNorm  # noqa: E402
+from matplotlib.colors import BoundaryNorm, Colormap, ListedColormap, LogNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
@@ -170,6 +170,18 @@ def _lr_norm(lrs: np.ndarray) -> LogNorm:
         mid = np.sqrt(lo * hi)
         lo, hi = min(lo, mid / np.sqrt(10)), max(hi, mid * np.sqrt(10))
     return LogNorm(lo, hi)
+
+
+def _lr_steps(lrs: np.ndarray) -> tuple[dict[float, tuple], BoundaryNorm, Colormap, np.ndarray]:
+    """One colour per distinct learning rate, in equal steps of a many-hued palette (turbo,
+    without its darkest and palest ends), so that neighbours such as 0.17, 0.18 and 0.19 differ
+    even where a log scale would give them one shade. Returns the colour of each lr, the
+    norm and colour map of a stepped colour bar (position i is the i-th smallest lr), and the lrs."""
+    distinct = np.unique(lrs[np.isfinite(lrs) & (lrs > 0)])
+    n = max(distinct.size, 1)
+    colours = matplotlib.colormaps["turbo"](np.linspace(0.05, 0.92, n) if n > 1 else [0.05])
+    colour_of = {float(lr): tuple(colours[i]) for i, lr in enumerate(distinct)}
+    return colour_of, BoundaryNorm(np.arange(n + 1) - 0.5, n), ListedColormap(colours), distinct
 
 
 def _fmt(x: float) -> str:
@@ -454,10 +466,10 @@ def convergence(
         facets = _facets(lines)
         line_keys = _facet_of(lines, facets)
         fig, by_key = _grid(facets, 5.2, 3.7, extra_width=0.9)
-        norm, cmap = _lr_norm(lines["lr"].to_numpy(dtype=float)), _lr_cmap()
+        colour_of, step_norm, step_cmap, distinct = _lr_steps(lines["lr"].to_numpy(dtype=float))
         ranges = _cost_ranges(agg, line_keys)
 
-        tops: dict[tuple, list[tuple[int, tuple]]] = {}
+        tops: dict[tuple, list[tuple[int, tuple, float]]] = {}
         ends: dict[tuple, list[tuple[float, float, tuple]]] = {}
         for i, row in enumerate(lines.itertuples(index=False)):
             key = line_keys[i]
@@ -468,15 +480,16 @@ def convergence(
                 continue
             top = ranges[key[0]][1]
             med, lo, hi = (np.minimum(v[sl], top * 10) for v in (agg.median, agg.lo, agg.hi))
-            colour = cmap(norm(row.lr))
+            colour = colour_of.get(float(row.lr), (0.5, 0.5, 0.5, 1.0))
+            rank = float(np.searchsorted(distinct, row.lr)) / max(distinct.size, 1)
             all_diverged = row.n_diverged == row.n_runs
             style = {"color": colour, "lw": 1.2 if all_diverged else 1.6, "ls": (0, (4, 2)) if all_diverged else "-"}
             if x.size == 1:
                 style.update(marker="o", ms=4)
             if row.n_runs > 1 and np.any(hi > lo):
                 ax.fill_between(x, lo, hi, color=colour, alpha=0.15, lw=0, zorder=1)
-            ax.plot(x, med, zorder=2 + float(norm(row.lr)), **style)
-            tops.setdefault(key, []).extend((e, colour) for e in row.diverged_epochs)
+            ax.plot(x, med, zorder=2 + rank, **style)
+            tops.setdefault(key, []).extend((e, colour, float(row.lr)) for e in row.diverged_epochs)
             if not all_diverged and np.isfinite(med[-1]) and med[-1] < top:
                 ends.setdefault(key, []).append((float(row.lr), float(med[-1]), colour))
         max_epoch = int(agg.epoch.max(initial=0))
@@ -487,15 +500,18 @@ def convergence(
             if max_epoch > _SYMLOG_ABOVE:
                 ax.set_xscale("symlog", linthresh=10, linscale=0.6)
             ax.set_xlim(0, max(max_epoch, 1))
-            ax.set_title(facets.title(key), pad=10)  # room for the divergence markers on the top edge
-            for e, colour in tops.get(key, []):
+            marks = tops.get(key, [])
+            # Room above the top edge for the divergence markers and their learning rates.
+            ax.set_title(facets.title(key), pad=34 if marks else 10)
+            for e, colour, _lr in marks:
                 ax.plot([e], [top], marker="x", ms=8, mew=2, color=colour, clip_on=False, zorder=10, ls="none")
+            _divergence_labels(ax, marks, top)
             _end_labels(ax, ends.get(key, []), bottom, top)
             if not ax.has_data():
                 _empty_note(ax, "no runs")
         xlabel = "epoch (log scale beyond 10)" if max_epoch > _SYMLOG_ABOVE else "epoch"
         _label_outer(facets, by_key, xlabel, "cost (MSE)")
-        _lr_colorbar(fig, list(by_key.values()), norm, cmap, lines["lr"].to_numpy(dtype=float))
+        _lr_step_colorbar(fig, list(by_key.values()), step_norm, step_cmap, distinct)
 
         handles = [Line2D([], [], color="0.3", lw=1.6, label="median over seeds, band: min–max")]
         if any(tops.values()):
@@ -510,7 +526,7 @@ def convergence(
                     ms=7,
                     mew=2,
                     markevery=[-1],
-                    label="diverged (× on the top edge at its divergence epoch)",
+                    label="diverged (× on the top edge at its divergence epoch, labelled with its lr)",
                 )
             )
         if any(r[2] for r in ranges.values()):
@@ -608,6 +624,39 @@ def _end_labels(ax: Axes, ends: list[tuple[float, float, tuple]], bottom: float,
             annotation_clip=False,
             arrowprops={"arrowstyle": "-", "color": colour, "lw": 0.7, "shrinkA": 0, "shrinkB": 1},
         )
+
+
+def _divergence_labels(ax: Axes, marks: list[tuple[int, tuple, float]], top: float) -> None:
+    """Label the divergence markers of each learning rate with the lr, above its first marker
+    (slanted, so labels of neighbouring epochs do not run into each other)."""
+    first: dict[float, tuple[int, tuple]] = {}
+    for e, colour, lr in sorted(marks, key=lambda m: m[0]):
+        first.setdefault(lr, (e, colour))
+    for lr, (e, colour) in sorted(first.items(), key=lambda item: item[1][0]):
+        ax.annotate(
+            f"{lr:g}",
+            xy=(e, top),
+            xytext=(2, 7),
+            textcoords="offset points",
+            rotation=40,
+            ha="left",
+            va="bottom",
+            fontsize="x-small",
+            color=colour,
+            annotation_clip=False,
+        )
+
+
+def _lr_step_colorbar(fig: Figure, axes: list[Axes], norm: BoundaryNorm, cmap: Colormap, lrs: np.ndarray) -> None:
+    """A stepped learning-rate colour bar: one block per learning rate of the grid, each labelled
+    (every k-th when there are many)."""
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.9, pad=0.02, aspect=30)
+    bar.set_label("learning rate")
+    every = max(1, int(np.ceil(lrs.size / 24)))
+    ticks = np.arange(lrs.size)[::every]
+    bar.set_ticks(ticks, labels=[f"{lrs[i]:g}" for i in ticks])
+    bar.ax.yaxis.set_minor_locator(NullLocator())
+    bar.ax.tick_params(labelsize="small")
 
 
 def _lr_colorbar(fig: Figure, axes: list[Axes], norm: LogNorm, cmap: Colormap, lrs: np.ndarray) -> None:

@@ -51,6 +51,31 @@ def digest(value):
     return config_hash(value)[:12]
 
 
+VERDICT = "results/reproducibility.json"
+
+
+def verdict_message():
+    """The reproducibility verdict in one line, for the end of a run (where users look)."""
+    import json
+
+    try:
+        result = json.loads(Path(VERDICT).read_text())
+    except (OSError, ValueError):
+        return f"gdbench: reproducibility unknown: no {VERDICT} (see results/logs/verify.log)"
+    verdict = "PASSED" if result.get("passed") else "FAILED"
+    lesson = "" if result.get("lesson_log_reproduced") else " not"
+    trained = [p.stat().st_mtime for p in Path("results/shards").glob("*/summary.parquet")]
+    if max(trained, default=0) > Path(VERDICT).stat().st_mtime:
+        verdict += (
+            " for earlier results (the results changed since: run `snakemake verify`)"
+        )
+    return (
+        f"gdbench: reproducibility {verdict}: {result.get('runs_identical')} of "
+        f"{result.get('runs_checked')} re-trained runs bit-identical, the lesson's log{lesson} "
+        f"reproduced (results/reproducibility.html)"
+    )
+
+
 def shard_runs(wildcards):
     """What a training job trains, as a param people can read: a summary of its runs and a
     digest of their specs and ids (a change re-runs the job; the script re-derives the specs

@@ -2,9 +2,10 @@
 
 
 rule verify:
+    # The shards, not the joined tables: verify starts as soon as training ends.
     input:
-        trajectories=rules.merge_tables.output.trajectories,
-        summary=rules.merge_tables.output.summary_parquet,
+        trajectories=shard_outputs("trajectories.parquet"),
+        summary=shard_outputs("summary.parquet"),
     output:
         verdict="results/reproducibility.json",
         verdict_html=report(

@@ -15,7 +15,7 @@ from gdbench.verify import failure_message, verify
 with open(snakemake.log[0], "w") as log:
     sys.stderr = log
     set_deterministic(snakemake.threads)
-    summary = pd.read_parquet(snakemake.input.summary)
+    summary = pd.concat([pd.read_parquet(p) for p in snakemake.input.summary], ignore_index=True)
     devices = [d for d in snakemake.params.devices]
     result = verify(snakemake.config, snakemake.input.trajectories, summary, snakemake.params.sample, devices=devices)
     for run in result["runs"]:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_workflow
+from conftest import REPO, run_workflow
 
 from gdbench.config import ConfigError, check_config
 from gdbench.runs import RunSpec, cuda_present, describe_runs
@@ -169,3 +169,43 @@ def test_convergence_plot_keys_every_line_and_every_divergence(tmp_path: Path, m
     assert diverged == [0.19, 0.25, 0.5]
     labels = {t.get_text() for t in ax.texts}
     assert {f"{lr:g}" for lr in diverged} <= labels, labels
+
+
+def test_a_run_ends_with_its_verdict_and_a_change_reads_short(tmp_path: Path) -> None:
+    """The last lines of a run say PASSED (or FAILED, when a stored trajectory no longer
+    matches a re-run); after a config change, the dry run names the one training job the change
+    touches in a few short lines, instead of printing every run spec of the grid."""
+    import pandas as pd
+
+    grid = {"dataset": ["tutorial"], "lr": [0.01, 0.1, 0.5], "seed": [1, 2], "epochs": [60], "device": ["cpu"]}
+    config = {"grid": grid, "timing": {"enabled": False}, "verify": {"sample": 6}}
+    first = run_workflow(tmp_path, config, "--cores", "2")
+    assert "gdbench: reproducibility PASSED: 6 of 6 re-trained runs bit-identical" in first.stdout
+
+    grid["lr"] = [0.01, 0.1, 0.2]  # the second shard (lr 0.1, 0.5) changes, the first does not
+    dry = run_workflow(tmp_path, config, "-n")
+    out = dry.stdout + dry.stderr
+    assert "Training shard cpu-001" in out and "Training shard cpu-000" not in out
+    assert "lr 0.1, 0.5" in out and "lr 0.1, 0.2" in out  # what changed, readable
+    assert max(len(line) for line in out.splitlines()) < 700
+    assert "Shell command" not in out
+
+    shard = tmp_path / "results" / "shards" / "cpu-000" / "trajectories.parquet"
+    table = pd.read_parquet(shard)
+    table["W"] = table["W"] + 1e-3  # a stored trajectory that a re-run no longer reproduces
+    table.to_parquet(shard)
+    grid["lr"] = [0.01, 0.1, 0.5]
+    failed = run_workflow(tmp_path, config, "--cores", "2", "verify", check=False)
+    assert failed.returncode != 0
+    assert "gdbench: reproducibility FAILED" in failed.stdout + failed.stderr
+
+
+def test_readme_and_cluster_docs_tell_a_newcomer_what_they_need() -> None:
+    """The set-up offers torch's CPU-only build beside the default, "What you get" lists the
+    timing folder and the HTML pages, and the cluster guide asks for a shared file system."""
+    readme = (REPO / "README.md").read_text()
+    assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in readme
+    assert "conda env create -f environment.yml" in readme
+    assert "timing/" in readme and "*.html" in readme
+    cluster = (REPO / "docs" / "cluster.md").read_text()
+    assert "shared file system" in cluster.lower() or "file system the login node and every" in cluster

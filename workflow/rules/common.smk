@@ -58,14 +58,23 @@ def verdict_message():
     """The reproducibility verdict in one line, for the end of a run (where users look)."""
     import json
 
+    trained = max(
+        (p.stat().st_mtime for p in Path("results/shards").glob("*/summary.parquet")),
+        default=0,
+    )
     try:
         result = json.loads(Path(VERDICT).read_text())
     except (OSError, ValueError):
+        log = Path("results/logs/verify.log")
+        if log.exists() and log.stat().st_mtime >= trained:
+            lines = log.read_text().splitlines()
+            errors = [line for line in lines if line.startswith("error: ")]
+            if errors:  # verify stopped the run: its one-line reason
+                return f"gdbench: reproducibility FAILED: {errors[-1][7:]} (see {log})"
         return f"gdbench: reproducibility unknown: no {VERDICT} (see results/logs/verify.log)"
     verdict = "PASSED" if result.get("passed") else "FAILED"
     lesson = "" if result.get("lesson_log_reproduced") else " not"
-    trained = [p.stat().st_mtime for p in Path("results/shards").glob("*/summary.parquet")]
-    if max(trained, default=0) > Path(VERDICT).stat().st_mtime:
+    if trained > Path(VERDICT).stat().st_mtime:
         verdict += (
             " for earlier results (the results changed since: run `snakemake verify`)"
         )
@@ -150,6 +159,52 @@ def all_outputs():
     if len(DEVICES) > 1:
         outputs.append("results/tables/device_agreement.csv")
     return outputs
+
+
+def figure(name, caption, category, label):
+    """A figure's two outputs: the PNG (shown in the report) and the SVG."""
+    return {
+        f"{name}_png": report(
+            f"results/plots/{name}.png",
+            caption=f"../report/{caption}",
+            category=category,
+            labels={"result": label},
+        ),
+        f"{name}_svg": f"results/plots/{name}.svg",
+    }
+
+
+def figures():
+    outputs = {
+        **figure("convergence", "convergence.rst", "Convergence", "cost vs epoch"),
+        **figure(
+            "divergence",
+            "divergence.rst",
+            "Divergence",
+            "final cost vs learning rate",
+        ),
+    }
+    if TIMING:
+        outputs.update(
+            figure(
+                "timing",
+                "timing.rst",
+                "Timing",
+                "seconds per epoch and throughput",
+            )
+        )
+    return outputs
+
+
+def figure_inputs(wildcards):
+    inputs = {
+        "trajectories": rules.merge_tables.output.trajectories,
+        "summary": rules.merge_tables.output.summary_parquet,
+        "theory": rules.theory.output.csv,
+    }
+    if TIMING:
+        inputs["timing"] = rules.timing_table.output[0]
+    return inputs
 
 
 def write_theory(dataset_config, datasets, csv_path, html_path, log_path):

@@ -50,26 +50,3 @@ rule timing_table:
     run:
         # Cheap: runs inside Snakemake instead of starting a Python process.
         join_csv(input, output[0], log[0])
-
-
-rule plot_timing:
-    input:
-        rules.timing_table.output[0],
-    output:
-        png=report(
-            "results/plots/timing.png",
-            caption="../report/timing.rst",
-            category="Timing",
-            labels={"result": "seconds per epoch and throughput"},
-        ),
-        svg="results/plots/timing.svg",
-    log:
-        "results/logs/plot_timing.log",
-    benchmark:
-        "results/benchmarks/plot_timing.tsv"
-    conda:
-        "../envs/gdbench.yaml"
-    message:
-        "Plotting the timings"
-    script:
-        "../scripts/plot_timing.py"

@@ -39,8 +39,8 @@ def timing(inputs, png, svg, log):
 
 with open(snakemake.log[0], "w") as log:
     sys.stderr = log
-    for key in snakemake.output.keys():
+    for key, png in snakemake.output.items():
         if key.endswith("_png"):
             name = key[: -len("_png")]
-            globals()[name](snakemake.input, snakemake.output[key], snakemake.output[f"{name}_svg"], log)
+            globals()[name](snakemake.input, png, snakemake.output[f"{name}_svg"], log)
             print(f"drew {name}", file=log, flush=True)

@@ -220,6 +220,41 @@ def write_theory(dataset_config, datasets, csv_path, html_path, log_path):
     io.write_text(table.to_string(index=False) + "\n", log_path)
 
 
+def write_provenance(meta_paths, json_path, html_path, log_path, repo, devices):
+    """What produced the results, as JSON and as an HTML table for the report; the versions
+    are those the first training job saw (no torch import here)."""
+    import json
+
+    import pandas as pd
+
+    from gdbench import io
+    from gdbench.provenance import collect, flatten
+
+    jobs = [json.loads(Path(p).read_text()) for p in meta_paths]
+    keys = ("started", "finished", "seconds", "threads", "runs")
+    record = collect(
+        config,
+        started=min(job["started"] for job in jobs),
+        repo=repo,
+        recorded=jobs[0]["runtime"],
+        extra={
+            "grid_devices": list(devices),
+            "training_jobs": [
+                {
+                    **{k: job[k] for k in keys},
+                    "cuda_devices": job["runtime"]["devices"]["cuda"],
+                }
+                for job in jobs
+            ],
+        },
+    )
+    io.write_json(record, json_path)
+    table = pd.DataFrame(flatten(record), columns=["key", "value"])
+    note = "What produced these results."
+    io.write_html_table(table, html_path, "Provenance", note)
+    io.write_text(f"provenance of {len(jobs)} training jobs recorded\n", log_path)
+
+
 def join_csv(paths, out_path, log_path):
     """Concatenate CSV tables (one per device) into one."""
     import pandas as pd

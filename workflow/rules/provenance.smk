@@ -1,6 +1,10 @@
 # Provenance: versions, machine, config and its hash, commit, start and end times.
 
 
+localrules:
+    provenance,
+
+
 rule provenance:
     input:
         meta=shard_outputs("meta.json"),
@@ -25,5 +29,13 @@ rule provenance:
         devices=DEVICES,
     message:
         "Recording provenance"
-    script:
-        "../scripts/provenance.py"
+    run:
+        # Cheap (no torch, pandas already loaded): runs inside Snakemake, no Python start.
+        write_provenance(
+            input.meta,
+            output.json,
+            output.html,
+            log[0],
+            params.repo,
+            params.devices,
+        )

@@ -516,17 +516,20 @@ def _or(items: list[str], prefix: str = "") -> str:
     return f"{prefix}{', '.join(items[:-1])} or {items[-1]}"
 
 
-def _admits_number(schema: Mapping[str, Any], root: Mapping[str, Any]) -> bool:
+def _admits_number(
+    schema: Mapping[str, Any], root: Mapping[str, Any], kinds: tuple[str, ...] = ("number", "integer")
+) -> bool:
     schema = _resolve(schema, root)
-    if schema.get("type") in ("number", "integer"):
+    if schema.get("type") in kinds:
         return True
-    if "items" in schema and _admits_number(schema["items"], root):
+    if "items" in schema and _admits_number(schema["items"], root, kinds):
         return True
-    return any(_admits_number(s, root) for key in ("anyOf", "oneOf") for s in schema.get(key, []))
+    return any(_admits_number(s, root, kinds) for key in ("anyOf", "oneOf") for s in schema.get(key, []))
 
 
 def _number_hint(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any]) -> str:
-    """Why a value the user wrote as a number is not one."""
+    """Why a value the user wrote as a number is not one (the one place gdbench says how YAML
+    reads exponents: an integer key gets its digits, since 1.0e+6 would be a float)."""
     if isinstance(value, float) and not math.isfinite(value):
         return " (NaN and infinity are not allowed)"
     if not isinstance(value, str) or not _admits_number(schema, root):
@@ -535,6 +538,8 @@ def _number_hint(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any])
     if match:
         sign, whole, frac, exp_sign, exp = match.groups()
         fixed = f"{sign}{whole}.{frac or '0'}e{exp_sign or '+'}{exp}"
+        if not _admits_number(schema, root, ("number",)) and float(fixed) == int(float(fixed)):
+            fixed = str(int(float(fixed)))
         return (
             f"; YAML reads {value} as a string (a number with an exponent needs a dot and a signed "
             f"exponent): write {fixed}"

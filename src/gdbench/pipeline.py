@@ -40,17 +40,17 @@ def theories(
 
 
 def train_options(config: Mapping[str, Any], progress: Progress | None = None) -> TrainOptions:
+    """How a checked config (:func:`gdbench.config.check_config`, which fills the defaults) trains."""
     from gdbench.engines import TrainOptions
 
-    training = config.get("training", {})
-    analysis = config.get("analysis", {})
+    training, analysis = config["training"], config["analysis"]
     return TrainOptions(
-        record_every=int(training.get("record_every", 1)),
+        record_every=int(training["record_every"]),
         criteria=Criteria(
-            converged_below=float(analysis.get("converged_below", Criteria.converged_below)),
-            diverged_factor=float(analysis.get("diverged_factor", Criteria.diverged_factor)),
+            converged_below=float(analysis["converged_below"]),
+            diverged_factor=float(analysis["diverged_factor"]),
         ),
-        chunk_epochs=int(training.get("chunk_epochs", 64)),
+        chunk_epochs=int(training["chunk_epochs"]),
         progress=progress,
     )
 

@@ -32,7 +32,7 @@ def main(params, output, threads, log_path):
             say(f"error: {exc}")
             sys.exit(f"gdbench: {exc}")
         elapsed = time.perf_counter() - clock
-        every = params.config["training"].get("log_every", 100)
+        every = params.config["training"]["log_every"]
         for line in training_log(batch, every, params.run_ids):
             say(line)
         say(f"{now()} trained {len(runs)} runs in {elapsed:.3f} s ({int(summary['diverged'].sum())} diverged)")

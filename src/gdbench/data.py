@@ -44,7 +44,20 @@ SYNTHETIC_DEFAULTS: dict[str, float] = {
 
 
 class DatasetError(ValueError):
-    """A dataset cannot be built; the message names the dataset and the fix."""
+    """A dataset cannot be built; the message names the dataset and the fix.
+
+    When one key of the dataset's entry is at fault, ``key`` is its path inside the entry
+    (``("synthetic", "x_max")``), ``value`` its value and ``problem`` what is wrong with it, so
+    that :func:`gdbench.config.check_config` can name the config key.
+    """
+
+    def __init__(self, message: str, key: tuple[str, ...] = (), value: Any = None, problem: str = "") -> None:
+        super().__init__(message)
+        self.key, self.value, self.problem = key, value, problem
+
+
+def _key_error(name: str, key: tuple[str, ...], value: Any, problem: str) -> DatasetError:
+    return DatasetError(f"dataset {name!r}: {' '.join(key)} {problem}", key, value, problem)
 
 
 @dataclass(frozen=True)
@@ -133,7 +146,8 @@ def parse_dataset(name: str, raw: Any) -> DatasetSpec:
         if params["noise"] < 0:
             raise DatasetError(f"{where}: synthetic noise must be >= 0, got {params['noise']!r}")
         if params["x_max"] < params["x_min"]:
-            raise DatasetError(f"{where}: synthetic x_max must be >= x_min")
+            x_min = syn.get("x_min", SYNTHETIC_DEFAULTS["x_min"])
+            raise _key_error(name, ("synthetic", "x_max"), syn["x_max"], f"must be >= x_min ({x_min!r})")
         return DatasetSpec(name, "synthetic", tuple(sorted(params.items())))
     if "csv" in keys:
         _only(where, keys, {"csv", "x", "y"})
@@ -183,7 +197,12 @@ def _checked(name: str, xs: Any, ys: Any) -> Dataset:
     if len(xs) == 0 or len(ys) == 0:
         raise DatasetError(f"{where}: x and y must not be empty")
     if len(xs) != len(ys):
-        raise DatasetError(f"{where}: x has {len(xs)} values but y has {len(ys)}; they must pair up")
+        raise DatasetError(
+            f"{where}: x has {len(xs)} values but y has {len(ys)}; they must pair up",
+            ("y",),
+            ys,
+            f"has {len(ys)} values but x has {len(xs)}; x and y must pair up",
+        )
     arrays = []
     for label, values in (("x", xs), ("y", ys)):
         out = np.empty(len(values), dtype=np.float64)

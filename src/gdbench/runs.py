@@ -17,10 +17,6 @@ from typing import Any
 ENGINES = ("loop", "batched")
 INITS = ("zeros", "normal")
 DTYPES = ("float32", "float64")
-DEVICES = ("cpu", "cuda")
-
-#: Training keys that may be a single value or a list (a list adds a grid axis).
-TRAINING_AXES = ("init", "batch_size", "dtype", "engine")
 
 
 @dataclass(frozen=True, order=True)

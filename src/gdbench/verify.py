@@ -22,10 +22,6 @@ from gdbench.runs import RunSpec, batch_size_value
 _LINE = re.compile(r"Epoch\s+(\d+)/\d+ W: (\S+), b: (\S+) Cost: (\S+)")
 
 
-class ReproducibilityError(RuntimeError):
-    """A re-run differs from the stored results; the message names the run and the epoch."""
-
-
 def parse_log(text: str) -> pd.DataFrame:
     """Lesson-style log lines as a table (epoch, W, b, cost as printed)."""
     rows = [m.groups() for m in map(_LINE.match, text.splitlines()) if m]

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from gdbench.analysis import VerdictTracker
-from gdbench.engines.common import DTYPES, DataSource, TrainOptions, check_device, initial_params, shuffle_generator
+from gdbench.engines.common import DTYPE_OF, DataSource, TrainOptions, check_device, initial_params, shuffle_generator
 from gdbench.runs import RunSpec
 from gdbench.trajectory import TrajectoryBatch, record_schedule
 
@@ -189,7 +189,7 @@ def train_batched(runs: list[RunSpec], data: DataSource, options: TrainOptions) 
         if not same or data.get(run).n != n:
             raise ValueError("train_batched: runs must share device, dtype, batch_size and number of points")
     device = check_device(first.device)
-    dtype = DTYPES[first.dtype]
+    dtype = DTYPE_OF[first.dtype]
     start_time = time.perf_counter()
     R = len(runs)
     keys = [data.key(r) for r in runs]

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from gdbench.analysis import VerdictTracker
-from gdbench.engines.common import DTYPES, DataSource, TrainOptions, check_device, initial_params, shuffle_generator
+from gdbench.engines.common import DTYPE_OF, DataSource, TrainOptions, check_device, initial_params, shuffle_generator
 from gdbench.runs import RunSpec
 from gdbench.trajectory import TrajectoryBatch, record_schedule
 
@@ -78,7 +78,7 @@ def train_loop(runs: list[RunSpec], data: DataSource, options: TrainOptions) -> 
     tracker = VerdictTracker(len(runs), options.criteria)
     for i, run in enumerate(runs):
         device = check_device(run.device)
-        x, y = data.get(run).tensors(DTYPES[run.dtype], device)
+        x, y = data.get(run).tensors(DTYPE_OF[run.dtype], device)
         start = time.perf_counter()
         Ws, bs, cs = lesson_run(run, x, y, options.criteria.diverged_factor)
         if device.type == "cuda":

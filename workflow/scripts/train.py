@@ -8,10 +8,10 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this ch
 import time
 
 from gdbench import io
+from gdbench.determinism import set_deterministic
 from gdbench.engines import DeviceError
 from gdbench.pipeline import train_runs, training_log
 from gdbench.provenance import now, runtime
-from gdbench.reproducibility import set_deterministic
 from gdbench.runs import RunSpec
 
 

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from gdbench import timing
-from gdbench.data import parse_dataset, tutorial
+from gdbench.data import parse_dataset
 from gdbench.engines import DeviceError, TrainOptions, train
+from gdbench.lesson import tutorial
 from gdbench.runs import RunSpec
 from gdbench.theory import analyse
 from gdbench.timing import TIMING_COLUMNS, TimingResult, crossover_n, measure, measure_plan, plan, timing_table

@@ -15,8 +15,7 @@ from pathlib import Path
 from gdbench import io
 from gdbench.data import DatasetError, parse_dataset
 from gdbench.engines import DeviceError, TrainOptions, train
-from gdbench.lesson import LOG_EVERY, TUTORIAL_DATASET, lesson_spec
-from gdbench.pipeline import lesson_lines
+from gdbench.lesson import LOG_EVERY, TUTORIAL_DATASET, lesson_lines, lesson_spec
 
 
 def _tutorial(args: argparse.Namespace) -> int:

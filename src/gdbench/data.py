@@ -2,7 +2,7 @@
 
 Three kinds, as written in a config's ``datasets:`` mapping:
 
-* inline points: ``{x: [1, 2, 3], y: [2, 4, 6]}`` (the lesson's data);
+* inline points: ``{x: [1, 2, 3], y: [2, 4, 6]}`` (the lesson's data, :func:`gdbench.lesson.tutorial`);
 * a CSV file: ``{csv: data/points.csv, x: hours, y: score}``;
 * a seeded synthetic line: ``{synthetic: {n: 64, slope: 2.0, intercept: 0.5, noise: 0.5,
   x_min: 0.0, x_max: 3.0}}``. Its x values are evenly spaced (so the cost's curvature, and with
@@ -29,10 +29,6 @@ if TYPE_CHECKING:  # torch is imported where it is used: config checks stay fast
 
 #: Dataset names must be safe in file names, wildcards and shells.
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
-
-#: The lesson's training data.
-TUTORIAL_X = (1.0, 2.0, 3.0)
-TUTORIAL_Y = (2.0, 4.0, 6.0)
 
 SYNTHETIC_DEFAULTS: dict[str, float] = {
     "slope": 2.0,
@@ -170,11 +166,6 @@ def parse_dataset(name: str, raw: Any) -> DatasetSpec:
 def load_dataset(name: str, raw: Any, seed: int = 0, base_dir: str | Path = ".") -> Dataset:
     """Parse and build in one step."""
     return parse_dataset(name, raw).build(seed=seed, base_dir=base_dir)
-
-
-def tutorial() -> Dataset:
-    """The lesson's three points."""
-    return Dataset("tutorial", np.array(TUTORIAL_X), np.array(TUTORIAL_Y))
 
 
 def _only(where: str, keys: set, allowed: set) -> None:

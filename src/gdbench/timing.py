@@ -53,6 +53,7 @@ from gdbench.analysis import crossover
 from gdbench.config import ConfigError, check_config, load_config
 from gdbench.data import DatasetSpec, parse_dataset
 from gdbench.engines import DataSource, TrainOptions, check_device, lesson_run, train_batched
+from gdbench.lesson import LESSON_LR
 from gdbench.provenance import cpu_model
 from gdbench.runs import ENGINES, RunSpec
 from gdbench.theory import analyse
@@ -79,9 +80,6 @@ THROUGHPUT_N = 3
 
 #: Learning rates of a timed batch: from this to half the critical learning rate.
 LOWEST_LR = 1.0e-4
-
-#: The learning rate of a single timed run: the lesson's (or half the critical one, if smaller).
-LESSON_LR = 0.01
 
 #: A plan item: (engine, n, runs).
 PlanItem = tuple[str, int, int]

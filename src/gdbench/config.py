@@ -203,7 +203,7 @@ def format_path(path: KeyPath) -> str:
         if isinstance(part, int) and not isinstance(part, bool):
             out += f"[{part}]"
         elif not isinstance(part, str):
-            out += f"[{_fmt(part)}]"
+            out += f"[{_as_yaml(part)}]"
         elif _SIMPLE_KEY.match(part):
             out += f".{part}" if out else part
         else:
@@ -213,11 +213,12 @@ def format_path(path: KeyPath) -> str:
 
 def format_value(value: Any, limit: int = _MAX_VALUE_CHARS) -> str:
     """A value as the user would write it (JSON-like, floats as YAML reads them), shortened."""
-    text = _fmt(value)
+    text = _as_yaml(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _fmt(value: Any) -> str:
+def _as_yaml(value: Any) -> str:
+    """A value as YAML text (``null``, ``true``, ``1.0e-6``, ``"text"``, ``[1, 2]``), unshortened."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -236,9 +237,9 @@ def _fmt(value: Any) -> str:
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{_fmt(str(k))}: {_fmt(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{_as_yaml(str(k))}: {_as_yaml(v)}" for k, v in value.items()) + "}"
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+        return "[" + ", ".join(_as_yaml(v) for v in value) + "]"
     return repr(value)
 
 
@@ -462,9 +463,9 @@ def _describe(schema: Mapping[str, Any], root: Mapping[str, Any]) -> str:
     if "title" in schema and schema is not root:
         return str(schema["title"])
     if "const" in schema:
-        return _fmt(schema["const"])
+        return _as_yaml(schema["const"])
     if "enum" in schema:
-        return _or([_fmt(v) for v in schema["enum"]], prefix="one of " if len(schema["enum"]) > 2 else "")
+        return _or([_as_yaml(v) for v in schema["enum"]], prefix="one of " if len(schema["enum"]) > 2 else "")
     for key in ("anyOf", "oneOf"):
         if key in schema:
             branches = [_resolve(s, root) for s in schema[key]]
@@ -490,16 +491,16 @@ def _describe(schema: Mapping[str, Any], root: Mapping[str, Any]) -> str:
         words = "an integer" if kind == "integer" else "a number"
         bounds = []
         if "minimum" in schema and "maximum" in schema:
-            bounds.append(f"from {_fmt(schema['minimum'])} to {_fmt(schema['maximum'])}")
+            bounds.append(f"from {_as_yaml(schema['minimum'])} to {_as_yaml(schema['maximum'])}")
         else:
             if "minimum" in schema:
-                bounds.append(f">= {_fmt(schema['minimum'])}")
+                bounds.append(f">= {_as_yaml(schema['minimum'])}")
             if "maximum" in schema:
-                bounds.append(f"<= {_fmt(schema['maximum'])}")
+                bounds.append(f"<= {_as_yaml(schema['maximum'])}")
         if "exclusiveMinimum" in schema:
-            bounds.append(f"> {_fmt(schema['exclusiveMinimum'])}")
+            bounds.append(f"> {_as_yaml(schema['exclusiveMinimum'])}")
         if "exclusiveMaximum" in schema:
-            bounds.append(f"< {_fmt(schema['exclusiveMaximum'])}")
+            bounds.append(f"< {_as_yaml(schema['exclusiveMaximum'])}")
         return " ".join([words, " and ".join(bounds)]).strip()
     if kind == "string":
         if "pattern" in schema:
@@ -565,7 +566,7 @@ def _check_datasets(config: Mapping[str, Any], base_dir: Path, grid_dataset_give
     for i, name in enumerate(config["grid"]["dataset"]):
         if name not in datasets:
             close = difflib.get_close_matches(name, list(datasets), n=1, cutoff=0.7)
-            hint = f"; did you mean {_fmt(close[0])}?" if close else ""
+            hint = f"; did you mean {_as_yaml(close[0])}?" if close else ""
             defined = ", ".join(datasets) or "none"
             problem = f"no such dataset{hint} (defined in datasets: {defined})"
             if not grid_dataset_given:
@@ -603,7 +604,7 @@ def _check_csv(name: str, raw: Mapping[str, Any], base_dir: Path) -> None:
     for axis in ("x", "y"):
         if raw[axis] not in columns:
             close = difflib.get_close_matches(raw[axis], columns, n=1, cutoff=0.7)
-            hint = f"did you mean {_fmt(close[0])}? " if close else ""
+            hint = f"did you mean {_as_yaml(close[0])}? " if close else ""
             raise ConfigError(
                 f"no such column in {raw['csv']}; {hint}(columns: {', '.join(columns) or 'none'})",
                 ("datasets", name, axis),

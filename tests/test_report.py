@@ -56,7 +56,7 @@ BENIGN_CONSOLE = (
     re.compile(r"cdn\.tailwindcss\.com should not be used in production"),
     re.compile(r"version.*vega-lite|vega-lite.*version", re.IGNORECASE),
     # Snakemake's Statistics view draws job runtimes on a log axis; the rules that run inside
-    # Snakemake (theory, timing_table) take ~0 s, which Vega-Lite warns about.
+    # Snakemake (theory, join_timing) take ~0 s, which Vega-Lite warns about.
     re.compile(r"WARN Log scale domain includes zero"),
 )
 

@@ -25,10 +25,10 @@ rule timing:
 
 
 localrules:
-    timing_table,
+    join_timing,
 
 
-rule timing_table:
+rule join_timing:
     input:
         expand(rules.timing.output[0], device=DEVICES),
     output:
@@ -39,9 +39,9 @@ rule timing_table:
             labels={"result": "timing"},
         ),
     log:
-        "results/logs/timing_table.log",
+        "results/logs/join_timing.log",
     benchmark:
-        "results/benchmarks/timing_table.tsv"
+        "results/benchmarks/join_timing.tsv"
     conda:
         "../envs/gdbench.yaml"
     message:
@@ -53,7 +53,7 @@ rule timing_table:
 
 rule plot_timing:
     input:
-        rules.timing_table.output[0],
+        rules.join_timing.output[0],
     output:
         png=report(
             "results/plots/timing.png",

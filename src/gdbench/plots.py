@@ -4,7 +4,7 @@ Every function takes pandas DataFrames (the contracts of :mod:`gdbench.tables` a
 table), writes one PNG (150 dpi) and one SVG atomically, and returns ``None``. All share one
 seaborn theme, applied in a context so the caller's matplotlib settings are left as they were.
 
-Conventions (see STYLE.md, "Plots people read"):
+Conventions (the same in every figure):
 
 * learning rate is a colour on a log scale (a ``LogNorm`` colour bar labelled "learning rate");
 * diverged runs are drawn distinctly and clipped at the top of the axis with a marker, so that

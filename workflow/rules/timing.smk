@@ -42,8 +42,7 @@ rule join_timing:
         "results/logs/join_timing.log",
     benchmark:
         "results/benchmarks/join_timing.tsv"
-    conda:
-        "../envs/gdbench.yaml"
+    # No conda: a run: block runs inside the Snakemake process, in its environment.
     message:
         "Joining the timing measurements"
     run:

@@ -109,6 +109,7 @@ def zero_grad_lesson(epochs: int = 20, zero_grad: bool = False) -> list[float]:
             w.grad.zero_()
         z = 2 * w
         z.backward()
+        assert w.grad is not None  # backward() filled it
         grads.append(float(w.grad))
     return grads
 

@@ -36,6 +36,7 @@ def lesson_run(
     costs: list[float] = []
     n = x.shape[0]
     minibatch = run.batch_size is not None and run.batch_size < n
+    step = run.batch_size or n  # points per update
     generator = shuffle_generator(run.seed) if minibatch else None
     limit = float("inf")
     for _epoch in range(run.epochs + 1):
@@ -50,8 +51,8 @@ def lesson_run(
             with torch.no_grad():
                 epoch_cost = torch.mean((x * W + b - y) ** 2).item()
             order = torch.randperm(n, generator=generator).to(x.device)
-            for start in range(0, n, run.batch_size):
-                batch = order[start : start + run.batch_size]
+            for start in range(0, n, step):
+                batch = order[start : start + step]
                 cost = torch.mean((x[batch] * W + b - y[batch]) ** 2)
                 optimizer.zero_grad()
                 cost.backward()

@@ -19,6 +19,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,15 +28,26 @@ import numpy as np
 if TYPE_CHECKING:  # torch is imported where it is used: config checks stay fast
     import torch
 
-#: Dataset names must be safe in file names, wildcards and shells.
-NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 
+def _schema_defs() -> dict[str, Any]:
+    """The ``$defs`` of the config's schema: dataset names and the synthetic line's defaults are
+    written there alone."""
+    import yaml
+
+    text = (resources.files("gdbench") / "schemas" / "config.schema.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)["$defs"]
+
+
+_DEFS = _schema_defs()
+
+#: Dataset names must be safe in file names, wildcards and shells (the schema's ``$defs/name``).
+NAME_PATTERN = re.compile(_DEFS["name"]["pattern"])
+
+#: The synthetic line's optional parameters and their defaults (the schema's).
 SYNTHETIC_DEFAULTS: dict[str, float] = {
-    "slope": 2.0,
-    "intercept": 0.0,
-    "noise": 0.0,
-    "x_min": 0.0,
-    "x_max": 1.0,
+    key: float(sub["default"])
+    for key, sub in _DEFS["synthetic_dataset"]["properties"]["synthetic"]["properties"].items()
+    if "default" in sub
 }
 
 

@@ -10,16 +10,17 @@ rule timing:
         "results/benchmarks/timing/{device}.tsv"
     conda:
         "../envs/gdbench.yaml"
-    # The job reserves every core so that nothing runs beside it while it measures; torch
-    # itself uses timing.threads (recorded in the table).
-    threads: workflow.cores
+    # The job reserves every core (--cores) so that nothing runs beside it while it measures;
+    # torch itself uses timing.threads (recorded in the table). Without --cores (a dry run, a
+    # cluster profile without cores) it asks for timing.threads.
+    threads: workflow.resource_settings.cores or lookup(dpath="timing/threads", within=config)
     resources:
         gpu=gpu_count,
     params:
         timing=lookup(dpath="timing", within=config),
         threads=lookup(dpath="timing/threads", within=config),
     message:
-        "Timing the engines on {wildcards.device} ({params.threads} torch thread(s), machine reserved)"
+        "Timing the engines on {wildcards.device} ({params.threads} torch thread(s); {threads} core(s) reserved)"
     script:
         "../scripts/timing.py"
 

@@ -52,6 +52,17 @@ def test_plan_rejects_yaml_strings_with_a_hint() -> None:
         plan({"sizes": ["1e6"]})
 
 
+def test_command_line_reads_its_config_through_the_schema(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m gdbench.timing --config FILE` checks the file as the workflow does: a bad
+    timing value stops it with the config's one-line error, before anything is measured."""
+    config = tmp_path / "config.yaml"
+    config.write_text("timing: {sizes: [1e6]}\n")
+    assert timing.main(["--config", str(config), "--out", str(tmp_path / "t.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and 'timing.sizes[0] = "1e6"' in err and "write 1000000" in err
+    assert not (tmp_path / "t.csv").exists()
+
+
 def test_timed_data_at_n3_is_the_lessons_data() -> None:
     """The throughput panel claims to time the tutorial data; at n=3 the timed line is it."""
     ds = timing.timing_dataset_spec(3).build()

@@ -66,7 +66,7 @@ def test_set_deterministic_sets_what_torch_sets_without_loading_its_compiler() -
     leaves it in (ATen's flag and the compiler's deterministic mode), without the ~1 s import
     of torch's compiler; also where the compiler was imported first."""
     ours = _python(
-        _DETERMINISM_STATE.format(setup="from gdbench.reproducibility import set_deterministic\nset_deterministic(1)")
+        _DETERMINISM_STATE.format(setup="from gdbench.determinism import set_deterministic\nset_deterministic(1)")
     )
     theirs = _python(
         _DETERMINISM_STATE.format(
@@ -77,7 +77,7 @@ def test_set_deterministic_sets_what_torch_sets_without_loading_its_compiler() -
     assert ours.stdout.split() == ["True", "False", "True", "True", "False"]
     assert theirs.stdout.split()[:4] == ours.stdout.split()[:4]
     first = _python(
-        "import torch._inductor.config as inductor\nfrom gdbench.reproducibility import set_deterministic\n"
+        "import torch._inductor.config as inductor\nfrom gdbench.determinism import set_deterministic\n"
         "set_deterministic()\nprint(inductor.deterministic)",
         TORCHINDUCTOR_DETERMINISTIC="0",
     )

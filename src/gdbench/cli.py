@@ -37,8 +37,8 @@ def _load_checked(path: str) -> dict:
 
 def _train(args: argparse.Namespace) -> int:
     from gdbench import io
+    from gdbench.determinism import set_deterministic
     from gdbench.pipeline import train_runs
-    from gdbench.reproducibility import set_deterministic
     from gdbench.runs import expand_grid
 
     config = _load_checked(args.spec)

@@ -203,7 +203,7 @@ def figure_inputs(wildcards):
         "theory": rules.theory.output.csv,
     }
     if TIMING:
-        inputs["timing"] = rules.timing_table.output[0]
+        inputs["timing"] = rules.join_timing.output[0]
     return inputs
 
 

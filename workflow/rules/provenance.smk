@@ -8,6 +8,8 @@ localrules:
 rule provenance:
     input:
         meta=shard_outputs("meta.json"),
+        # Not read: it only orders the job after the tables are merged, so the record's
+        # "finished" time comes after every table is written.
         summary=rules.merge_tables.output.summary_parquet,
     output:
         json="results/provenance.json",
@@ -21,8 +23,7 @@ rule provenance:
         "results/logs/provenance.log",
     benchmark:
         "results/benchmarks/provenance.tsv"
-    conda:
-        "../envs/gdbench.yaml"
+    # No conda: a run: block runs inside the Snakemake process, in its environment.
     params:
         config=f"config {config_hash(config)}",
         repo=workflow.basedir,

@@ -26,10 +26,10 @@ rule timing:
 
 
 localrules:
-    timing_table,
+    join_timing,
 
 
-rule timing_table:
+rule join_timing:
     input:
         expand(rules.timing.output[0], device=DEVICES),
     output:
@@ -40,11 +40,10 @@ rule timing_table:
             labels={"result": "timing"},
         ),
     log:
-        "results/logs/timing_table.log",
+        "results/logs/join_timing.log",
     benchmark:
-        "results/benchmarks/timing_table.tsv"
-    conda:
-        "../envs/gdbench.yaml"
+        "results/benchmarks/join_timing.tsv"
+    # No conda: a run: block runs inside the Snakemake process, in its environment.
     message:
         "Joining the timing measurements"
     run:

@@ -1,8 +1,8 @@
 """Workflow wall time against a hand-written single-process script, and a 10,000-run grid.
 
-    python benchmarks/pipeline.py            # 70-run lesson grid and default grid vs hand-written, then 10k
-    python benchmarks/pipeline.py --skip-10k --skip-default
-    python benchmarks/pipeline.py --keep DIR # keep the workflow's results (and its per-job benchmarks) in DIR
+    python benchmarks/workflow_walltime.py            # 70-run lesson grid and default grid vs hand-written, then 10k
+    python benchmarks/workflow_walltime.py --skip-10k --skip-default
+    python benchmarks/workflow_walltime.py --keep DIR # keep the workflow's results (and its per-job benchmarks) in DIR
 
 The first comparison is the first run a newcomer makes: a 70-run grid of the lesson's data
 (14 lrs x 5 seeds x 2000 epochs, cpu, every other setting the default, timing included),

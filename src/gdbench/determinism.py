@@ -26,7 +26,7 @@ def set_deterministic(threads: int | None = None) -> None:
     os.environ["TORCHINDUCTOR_DETERMINISTIC"] = "1"
     inductor = sys.modules.get("torch._inductor.config")
     if inductor is not None:
-        inductor.deterministic = True  # type: ignore[attr-defined]
+        setattr(inductor, "deterministic", True)  # noqa: B010 (a module attribute)
     torch._C._set_deterministic_algorithms(True, warn_only=False)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False

@@ -14,12 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gdbench.data import DatasetError, parse_dataset
-from gdbench.lesson import LOG_EVERY, TUTORIAL_DATASET, lesson_spec
+from gdbench.lesson import LOG_EVERY, TUTORIAL_DATASET, lesson_lines, lesson_spec
 
 
 def _tutorial(args: argparse.Namespace) -> int:
     from gdbench.engines import TrainOptions, train
-    from gdbench.pipeline import lesson_lines
 
     run = lesson_spec(engine=args.engine, device=args.device)
     data = {"tutorial": parse_dataset("tutorial", TUTORIAL_DATASET)}

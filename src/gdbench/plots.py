@@ -192,9 +192,7 @@ def _fmt_sig(x: float) -> str:
     return _fmt_int(float(f"{x:.2g}"))
 
 
-def _excess(
-    cost: np.ndarray, optimal: np.ndarray | None, dtype: np.ndarray | None
-) -> tuple[np.ndarray, str | None]:
+def _excess(cost: np.ndarray, optimal: np.ndarray | None, dtype: np.ndarray | None) -> tuple[np.ndarray, str | None]:
     """Excess cost ``cost - optimal`` (float64; ``cost`` itself without an optimum). Where
     the optimum is > 0, finite values below the float floor (``FLOOR_ULPS`` ulps of the
     optimal cost in the run's dtype, where rounding scatters converged runs, even below 0)
@@ -880,7 +878,9 @@ def rate(summary: pd.DataFrame, theory: pd.DataFrame, out_png: PathLike, out_svg
                 odd = ~np.isclose(own["predicted_rate"].to_numpy(), generic, rtol=1e-9, atol=1e-12)
                 if odd.any():
                     sel = own[odd]
-                    ax.scatter(sel["lr_ratio"], sel["predicted_rate"], s=60, facecolors="none", edgecolors="0.3", zorder=3)
+                    ax.scatter(
+                        sel["lr_ratio"], sel["predicted_rate"], s=60, facecolors="none", edgecolors="0.3", zorder=3
+                    )
             measured = part[np.isfinite(part["rate"])]
             if len(measured):
                 any_measured = True

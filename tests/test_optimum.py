@@ -176,16 +176,15 @@ def test_summary_columns_of_the_optimum(default_grid):
     opts = {o.seed: o.optimal_cost for o in optima(config, ["noisy"], [1, 2, 3])}
     noisy = default_grid[default_grid["dataset"] == "noisy"]
     np.testing.assert_array_equal(noisy["optimal_cost"], noisy["seed"].map(opts))
-    np.testing.assert_array_equal(default_grid["excess_cost"], default_grid["final_cost"] - default_grid["optimal_cost"])
+    excess = default_grid["final_cost"] - default_grid["optimal_cost"]
+    np.testing.assert_array_equal(default_grid["excess_cost"], excess)
     assert (default_grid.loc[default_grid["dataset"] == "tutorial", "optimal_cost"] == 0).all()
 
 
 def test_predicted_diverged_is_empty_where_the_theory_does_not_apply():
     """Minibatch runs, and runs that start at the optimum, get no prediction (NA, not False);
     full-batch runs do, and a start at the optimum has converged at epoch 0."""
-    config = grid_config(
-        {"noisy": "default", "flat": {"x": [1, 2, 3], "y": [0, 0, 0]}}, batch_size=[8, "full"]
-    )
+    config = grid_config({"noisy": "default", "flat": {"x": [1, 2, 3], "y": [0, 0, 0]}}, batch_size=[8, "full"])
     config["grid"]["lr"] = [0.01, 0.5]
     config["grid"]["seed"] = [1]
     config["grid"]["epochs"] = [50]

@@ -16,7 +16,10 @@ from gdbench.runs import RunSpec
 DTYPES = [torch.float32, torch.float64]
 
 
-def verdicts(costs, dtype, criteria=Criteria(), optimal=0.0, floor=0.0, chunk=None):
+DEFAULT = Criteria()
+
+
+def verdicts(costs, dtype, criteria=DEFAULT, optimal=0.0, floor=0.0, chunk=None):
     """Feed one run's per-epoch costs (epoch 0 first) through a tracker, ``chunk`` epochs at a
     time as the batched engine does (all at once by default), stopping when it says done."""
     cost = torch.tensor(costs, dtype=dtype)[:, None]

@@ -47,8 +47,13 @@ DEFAULT_DIVERGED_FACTOR = 1.0e6
 FLOOR_ULPS = 4
 #: The rate is fitted where the excess is at most this fraction of the initial excess ...
 RATE_BELOW_START = 1.0e-3
-#: ... and above this multiple of the float floor ...
-RATE_ABOVE_FLOOR = 1.0e3
+#: ... and above this multiple of the float floor; the fit takes the window's last
+#: RATE_TAIL_FACTOR (its lowest decade) ...
+RATE_ABOVE_FLOOR = 1.0e2
+RATE_TAIL_FACTOR = 10.0
+#: ... and above the square of this many ulps of the largest |y| (where the residuals' rounding,
+#: 2 sqrt(excess) ulp(y), is 0.2% of the excess: it matters for data a line fits exactly) ...
+RATE_RESIDUAL_ULPS = 1.0e3
 #: ... on at least this many recorded epochs.
 RATE_MIN_POINTS = 3
 
@@ -95,23 +100,36 @@ def float_floor(optimal_cost: float, y_scale: float, dtype: str) -> float:
     return FLOOR_ULPS * (ulp_cost + ulp_y * ulp_y)
 
 
-def measured_rate(epochs: np.ndarray, excess: np.ndarray, initial_excess: float, floor: float) -> float:
+def rate_window_bottom(floor: float, y_scale: float, dtype: str) -> float:
+    """The smallest excess :func:`measured_rate` fits: ``RATE_ABOVE_FLOOR x floor +
+    (RATE_RESIDUAL_ULPS x spacing(max|y|))^2`` in the run's dtype."""
+    ulp_y = float(np.spacing(np.dtype(dtype).type(abs(y_scale))))
+    return RATE_ABOVE_FLOOR * floor + (RATE_RESIDUAL_ULPS * ulp_y) ** 2
+
+
+def measured_rate(epochs: np.ndarray, excess: np.ndarray, initial_excess: float, bottom: float) -> float:
     """The asymptotic contraction factor per epoch of a run's excess cost, or NaN.
 
-    The *window* is the recorded epochs whose excess ``E`` satisfies
-    ``RATE_ABOVE_FLOOR x floor < E <= RATE_BELOW_START x initial_excess``; the fit takes the
-    window's lower half in decades, the epochs with ``E <= sqrt(upper x min E in the
-    window)``, where faster directions have died out longest, and returns ``exp(slope)`` of
-    the least-squares line of ``ln E`` against epoch. NaN with fewer than
-    ``RATE_MIN_POINTS`` epochs to fit."""
+    The *window* is the recorded epochs before the first one whose excess does not fall below
+    the previous recorded epoch's (in exact arithmetic gradient descent's excess falls every
+    epoch: a rise or a repeat is rounding, e.g. steps too small to move float32 parameters)
+    whose excess ``E`` satisfies ``bottom < E <= RATE_BELOW_START x initial_excess``
+    (``bottom`` from :func:`rate_window_bottom`); the fit takes the
+    window's lowest decade, the epochs with ``E <= RATE_TAIL_FACTOR x min E in the window``,
+    where faster directions have died out longest, and returns ``exp(slope)`` of the
+    least-squares line of ``ln E`` against epoch. NaN with fewer than ``RATE_MIN_POINTS``
+    epochs to fit."""
     e = np.asarray(epochs, dtype=np.float64)
     x = np.asarray(excess, dtype=np.float64)
     upper = RATE_BELOW_START * float(initial_excess)
     with np.errstate(invalid="ignore"):
-        window = np.isfinite(x) & (x > RATE_ABOVE_FLOOR * floor) & (x <= upper) & (x > 0)
+        window = np.isfinite(x) & (x > bottom) & (x <= upper) & (x > 0)
+        stalled = np.flatnonzero(~(x[1:] < x[:-1]))
+    if stalled.size:
+        window[stalled[0] + 1 :] = False
     if window.sum() < RATE_MIN_POINTS:
         return float("nan")
-    tail = window & (x <= np.sqrt(upper * float(x[window].min())))
+    tail = window & (x <= RATE_TAIL_FACTOR * float(x[window].min()))
     if tail.sum() < RATE_MIN_POINTS:
         return float("nan")
     t = e[tail]

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from gdbench import tables
-from gdbench.analysis import Criteria, measured_rate
+from gdbench.analysis import Criteria, measured_rate, rate_window_bottom
 from gdbench.config import ConfigError
 from gdbench.data import DatasetSpec, parse_dataset
 from gdbench.lesson import format_line
@@ -107,7 +107,8 @@ def train_runs(
         if v.converged_at[i] >= 0 and not v.diverged[i]:
             epochs, _, _, cost = batch.run_trajectory(i)
             excess = cost.astype(np.float64) - v.optimal_cost[i]
-            rate[i] = measured_rate(epochs, excess, v.initial_cost[i] - v.optimal_cost[i], v.floor[i])
+            bottom = rate_window_bottom(v.floor[i], float(np.max(np.abs(data.get(run).y))), run.dtype)
+            rate[i] = measured_rate(epochs, excess, v.initial_cost[i] - v.optimal_cost[i], bottom)
     return (
         batch,
         tables.trajectories(batch, run_ids),

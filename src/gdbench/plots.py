@@ -553,7 +553,7 @@ def convergence(
                     [],
                     [],
                     ls="none",
-                    label=f"y axis ends at {TOP_FACTOR:g}× the initial cost: diverging runs leave the top",
+                    label=f"y axis ends at {TOP_FACTOR:g}× the initial excess: diverging runs leave the top",
                 )
             )
         if agg.had_zero:

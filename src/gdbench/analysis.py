@@ -33,7 +33,7 @@ The **measured rate** (:func:`measured_rate`) fits the asymptotic contraction of
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -156,8 +156,8 @@ class VerdictTracker:
         import torch
 
         self.criteria = criteria
-        f64 = dict(dtype=torch.float64, device=device)
-        i64 = dict(dtype=torch.int64, device=device)
+        f64: dict[str, Any] = dict(dtype=torch.float64, device=device)
+        i64: dict[str, Any] = dict(dtype=torch.int64, device=device)
         zeros = np.zeros(n_runs)
         self.optimal_cost = torch.tensor(zeros if optimal_cost is None else optimal_cost, **f64)
         self.floor = torch.tensor(zeros if floor is None else floor, **f64)

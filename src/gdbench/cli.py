@@ -11,12 +11,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from gdbench import io
 from gdbench.data import DatasetError, parse_dataset
 from gdbench.engines import DeviceError, TrainOptions, train
-from gdbench.lesson import LOG_EVERY, TUTORIAL_DATASET, lesson_spec
-from gdbench.pipeline import lesson_lines
+from gdbench.lesson import LOG_EVERY, TUTORIAL_DATASET, lesson_lines, lesson_spec
 
 
 def _tutorial(args: argparse.Namespace) -> int:
@@ -35,8 +35,8 @@ def _load_checked(path: str) -> dict:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from gdbench.determinism import set_deterministic
     from gdbench.pipeline import train_runs
-    from gdbench.reproducibility import set_deterministic
     from gdbench.runs import expand_grid
 
     config = _load_checked(args.spec)
@@ -67,7 +67,8 @@ def _theory(args: argparse.Namespace) -> int:
     from gdbench.tables import theory_table
 
     config = _load_checked(args.spec) if args.spec else {"datasets": {"tutorial": TUTORIAL_DATASET}}
-    seeds = config.get("grid", {}).get("seed", [0])
+    grid: Any = config.get("grid", {})
+    seeds = [int(s) for s in grid.get("seed", [0])]
     print(theory_table(theories(config), optima(config, list(config["datasets"]), seeds)).to_string(index=False))
     return 0
 

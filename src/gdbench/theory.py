@@ -66,14 +66,6 @@ class Theory:
     def to_dict(self) -> dict[str, float | int | str]:
         return {k: getattr(self, k) for k in ("dataset", "n", "lambda_min", "lambda_max", "critical_lr", "fastest_lr")}
 
-    def lr_ratio(self, lr: float) -> float:
-        return lr / self.critical_lr
-
-    def predicted_diverged(self, lr: float) -> bool:
-        """Whether full-batch GD at ``lr`` diverges from a generic start (lr > 2/lambda_max;
-        at exactly 2/lambda_max it neither converges nor diverges)."""
-        return lr > self.critical_lr
-
     def predicted_rate(self, lr: float, initial_error: tuple[float, float], factor: RateFactor | None = None) -> float:
         """:func:`predicted_rate` for this dataset's Hessian."""
         lam = np.array([self.lambda_min, self.lambda_max])

@@ -13,7 +13,8 @@ import yaml
 
 from gdbench import plots
 from gdbench.config import ConfigError, check_config
-from gdbench.data import Dataset, parse_dataset, tutorial
+from gdbench.data import Dataset, parse_dataset
+from gdbench.lesson import tutorial
 from gdbench.pipeline import optima, theories, train_runs
 from gdbench.runs import RunSpec, expand_grid
 from gdbench.tables import theory_table

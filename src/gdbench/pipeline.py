@@ -98,6 +98,7 @@ def train_runs(
     full = np.array([r.batch_size is None or r.batch_size >= n for r, n in zip(runs, n_points, strict=True)])
     predicted = np.full(len(runs), np.nan)
     rate = np.full(len(runs), np.nan)
+    y_scale: dict[tuple[str, int], float] = {}
     for i, run in enumerate(runs):
         if not full[i]:
             continue
@@ -107,7 +108,10 @@ def train_runs(
         if v.converged_at[i] >= 0 and not v.diverged[i]:
             epochs, _, _, cost = batch.run_trajectory(i)
             excess = cost.astype(np.float64) - v.optimal_cost[i]
-            bottom = rate_window_bottom(v.floor[i], float(np.max(np.abs(data.get(run).y))), run.dtype)
+            key = data.key(run)
+            if key not in y_scale:
+                y_scale[key] = float(np.max(np.abs(data.get(run).y)))
+            bottom = rate_window_bottom(v.floor[i], y_scale[key], run.dtype)
             rate[i] = measured_rate(epochs, excess, v.initial_cost[i] - v.optimal_cost[i], bottom)
     return (
         batch,

@@ -163,6 +163,8 @@ class VerdictTracker:
         self.floor = torch.tensor(zeros if floor is None else floor, **f64)
         self.threshold = torch.full((n_runs,), float("nan"), **f64)
         self.conv_threshold = torch.full((n_runs,), float("nan"), **f64)
+        self.div_screen = torch.full((n_runs,), float("nan"), **f64)
+        self.conv_screen = torch.full((n_runs,), float("nan"), **f64)
         self.initial_cost = torch.full((n_runs,), float("nan"), **f64)
         self.final_W = torch.full((n_runs,), float("nan"), **f64)
         self.final_b = torch.full((n_runs,), float("nan"), **f64)
@@ -192,10 +194,9 @@ class VerdictTracker:
         import torch
 
         K = cost.shape[0]
-        c64 = cost.to(torch.float64)
         optimal = self.optimal_cost[idx]
         if first_epoch == 0:
-            c0 = c64[0]
+            c0 = cost[0].to(torch.float64)
             self.initial_cost[idx] = c0
             self.threshold[idx] = torch.where(c0 > 0, c0, torch.ones_like(c0)) * self.criteria.diverged_factor
             e0, floor = c0 - optimal, self.floor[idx]
@@ -204,10 +205,29 @@ class VerdictTracker:
             self.conv_threshold[idx] = torch.where(
                 e0 <= floor, torch.full_like(e0, float("inf")), torch.where(relative >= floor, relative, never)
             )
+            # Screens in the cost's own dtype (cheap), never stricter than the float64 tests:
+            # a chunk none of whose costs passes them is decided without float64 work.
+            limit = self.threshold[idx].clamp(max=torch.finfo(cost.dtype).max)
+            self.div_screen[idx] = _rounded(limit, cost.dtype, down=True)
+            bound = optimal + self.conv_threshold[idx]
+            self.conv_screen[idx] = _rounded(bound + bound.abs() * 1e-6, cost.dtype, down=False)
+        fresh = self.converged_at[idx] < 0
+        candidates = ~(cost <= self.div_screen[idx].to(cost.dtype)) | (
+            (cost <= self.conv_screen[idx].to(cost.dtype)) & fresh
+        )
+        cols = torch.arange(idx.shape[0], device=cost.device)
+        if not bool(candidates.any()):  # no divergence and no new convergence in this chunk
+            last = torch.full_like(cols, K - 1)
+            self.min_cost[idx] = torch.minimum(self.min_cost[idx], cost.min(0).values.to(torch.float64))
+            self.final_cost[idx] = cost[K - 1].to(torch.float64)
+            self.final_W[idx] = W[K - 1].to(torch.float64)
+            self.final_b[idx] = b[K - 1].to(torch.float64)
+            self.last_epoch[idx] = last + first_epoch
+            return end_epoch < first_epoch + K
+        c64 = cost.to(torch.float64)
         finite = torch.isfinite(c64)
         bad = ~finite | (c64 > self.threshold[idx])
         has_bad = bad.any(0)
-        cols = torch.arange(idx.shape[0], device=cost.device)
         conv = finite & (c64 - optimal <= self.conv_threshold[idx])
         if bool(has_bad.any()):
             first_bad = torch.where(has_bad, bad.to(torch.int8).argmax(0), K - 1)
@@ -250,6 +270,16 @@ class VerdictTracker:
             optimal_cost=np_(self.optimal_cost),
             floor=np_(self.floor),
         )
+
+
+def _rounded(x: torch.Tensor, dtype: torch.dtype, down: bool) -> torch.Tensor:
+    """float64 ``x`` rounded to ``dtype`` towards -inf (``down``) or +inf, as float64."""
+    import torch
+
+    r = x.to(dtype)
+    wrong = r.to(torch.float64) > x if down else r.to(torch.float64) < x
+    step = torch.full_like(r, -float("inf") if down else float("inf"))
+    return torch.where(wrong, torch.nextafter(r, step), r).to(torch.float64)
 
 
 def crossover(n: np.ndarray, slow: np.ndarray, fast: np.ndarray) -> tuple[float | None, str]:

@@ -99,6 +99,7 @@ def train_runs(
     predicted = np.full(len(runs), np.nan)
     rate = np.full(len(runs), np.nan)
     y_scale: dict[tuple[str, int], float] = {}
+    recorded = batch.recorded_mask()
     for i, run in enumerate(runs):
         if not full[i]:
             continue
@@ -106,7 +107,7 @@ def train_runs(
         w0, b0 = initial_params(run)
         predicted[i] = theory[run.dataset].predicted_rate(run.lr, (w0 - opt.W_star, b0 - opt.b_star))
         if v.converged_at[i] >= 0 and not v.diverged[i]:
-            epochs, _, _, cost = batch.run_trajectory(i)
+            epochs, cost = batch.epochs[recorded[i]], batch.cost[i, recorded[i]]
             excess = cost.astype(np.float64) - v.optimal_cost[i]
             key = data.key(run)
             if key not in y_scale:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from gdbench.runs import RunSpec
-from gdbench.theory import Theory
+from gdbench.theory import Optimum, Theory
 from gdbench.trajectory import TrajectoryBatch
 
 #: The grid axes, in the order tables list them.
@@ -27,9 +27,13 @@ SUMMARY_COLUMNS = (
     "final_b",
     "final_cost",
     "min_cost",
+    "optimal_cost",
+    "excess_cost",
     "diverged",
     "diverged_at",
     "converged_at",
+    "rate",
+    "predicted_rate",
     "critical_lr",
     "fastest_lr",
     "lr_ratio",
@@ -88,10 +92,18 @@ def summary(
     theories: Mapping[str, Theory],
     run_ids: Sequence[int] | None = None,
     n_points: Sequence[int] | None = None,
+    *,
+    rate: np.ndarray | None = None,
+    predicted_rate: np.ndarray | None = None,
+    full_batch: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """One row per run: axes, verdicts, theory and training time.
+    """One row per run: axes, verdicts, optimum, rates, theory and training time.
 
-    ``theories`` maps dataset name to its :class:`~gdbench.theory.Theory`."""
+    ``theories`` maps dataset name to its :class:`~gdbench.theory.Theory`; ``rate`` and
+    ``predicted_rate`` (NaN where not defined) and ``full_batch`` are per run (absent: NaN,
+    and every run full batch). ``predicted_diverged`` (``predicted_rate > 1``) is empty where
+    the full-batch theory does not apply: minibatch runs and runs without a predicted rate
+    (their initial error has no component with excess cost, i.e. an initial excess of 0)."""
     df = run_table(batch.runs, run_ids)
     v = batch.verdicts
     critical = np.array([theories[r.dataset].critical_lr for r in batch.runs])
@@ -104,22 +116,39 @@ def summary(
     df["final_b"] = v.final_b
     df["final_cost"] = v.final_cost
     df["min_cost"] = v.min_cost
+    df["optimal_cost"] = v.optimal_cost
+    df["excess_cost"] = v.final_cost - v.optimal_cost
     df["diverged"] = v.diverged.astype(bool)
     df["diverged_at"] = pd.array(np.where(v.diverged_at >= 0, v.diverged_at, 0), dtype="Int64")
     df.loc[v.diverged_at < 0, "diverged_at"] = pd.NA
     df["converged_at"] = pd.array(np.where(v.converged_at >= 0, v.converged_at, 0), dtype="Int64")
     df.loc[v.converged_at < 0, "converged_at"] = pd.NA
+    nan = np.full(len(df), np.nan)
+    df["rate"] = nan if rate is None else np.asarray(rate, dtype=np.float64)
+    df["predicted_rate"] = nan if predicted_rate is None else np.asarray(predicted_rate, dtype=np.float64)
     df["critical_lr"] = critical
     df["fastest_lr"] = fastest
     df["lr_ratio"] = lr / critical
-    df["predicted_diverged"] = lr >= critical
+    full = np.ones(len(df), dtype=bool) if full_batch is None else np.asarray(full_batch, dtype=bool)
+    known = full & np.isfinite(df["predicted_rate"].to_numpy())
+    predicted_diverged = pd.array(df["predicted_rate"].to_numpy() > 1, dtype="boolean")
+    predicted_diverged[~known] = pd.NA
+    df["predicted_diverged"] = predicted_diverged
     df["train_seconds"] = batch.seconds
     return df[list(SUMMARY_COLUMNS)]
 
 
-def theory_table(theories: Mapping[str, Theory]) -> pd.DataFrame:
-    """One row per dataset: n, eigenvalues, critical and fastest learning rate."""
-    return pd.DataFrame([t.to_dict() for t in theories.values()])
+def theory_table(theories: Mapping[str, Theory], optima: Sequence[Optimum] = ()) -> pd.DataFrame:
+    """One row per dataset (per dataset and seed where the points depend on the seed): n,
+    eigenvalues, critical and fastest learning rate, and with ``optima`` the optimum
+    ``W_star``, ``b_star``, ``optimal_cost`` (``seed`` empty where it does not matter)."""
+    if not optima:
+        return pd.DataFrame([t.to_dict() for t in theories.values()])
+    rows = [{**theories[o.dataset].to_dict(), **o.to_dict()} for o in optima]
+    df = pd.DataFrame(rows)
+    df["seed"] = pd.array(df["seed"].tolist(), dtype="Int64")
+    first = ["dataset", "seed"]
+    return df[first + [c for c in df.columns if c not in first]]
 
 
 def concat_parquet(paths: Sequence[str], out: str) -> int:

@@ -151,6 +151,7 @@ def all_outputs():
         "results/tables/theory.csv",
         "results/plots/convergence.png",
         "results/plots/divergence.png",
+        "results/plots/rate.png",
         "results/provenance.json",
     ]
     if TIMING:
@@ -177,6 +178,7 @@ def figure(name, caption, category, label):
 def figures():
     outputs = {
         **figure("convergence", "convergence.rst", "Convergence", "cost vs epoch"),
+        **figure("rate", "rate.rst", "Convergence", "rate vs learning rate"),
         **figure(
             "divergence",
             "divergence.rst",
@@ -207,15 +209,21 @@ def figure_inputs(wildcards):
     return inputs
 
 
-def write_theory(dataset_config, datasets, csv_path, html_path, log_path):
-    """The theory table of the grid's datasets, as CSV and as HTML for the report."""
+def write_theory(dataset_config, datasets, seeds, csv_path, html_path, log_path):
+    """The theory table of the grid's datasets (and seeds, where the points depend on them),
+    with each one's optimum, as CSV and as HTML for the report."""
     from gdbench import io
-    from gdbench.pipeline import theories
+    from gdbench.pipeline import optima, theories
     from gdbench.tables import theory_table
 
-    table = theory_table(theories(dataset_config, datasets))
+    table = theory_table(
+        theories(dataset_config, datasets), optima(dataset_config, datasets, seeds)
+    )
     io.write_csv(table, csv_path)
-    note = "Full-batch gradient descent converges iff lr < critical_lr."
+    note = (
+        "Full-batch gradient descent converges iff lr < critical_lr; "
+        "optimal_cost is the least-squares cost (W_star, b_star)."
+    )
     io.write_html_table(table, html_path, "Theory per dataset", note)
     io.write_text(table.to_string(index=False) + "\n", log_path)
 

@@ -27,6 +27,11 @@ def convergence(inputs, png, svg, log):
     plots.convergence(trajectories, summary, png, svg)
 
 
+def rate(inputs, png, svg, log):
+    """Measured rate of the excess cost vs lr / critical_lr, over the predicted rate."""
+    plots.rate(pd.read_parquet(inputs.summary), pd.read_csv(inputs.theory), png, svg)
+
+
 def divergence(inputs, png, svg, log):
     """Final cost vs learning rate, with the critical and the fastest learning rate."""
     plots.divergence(pd.read_parquet(inputs.summary), pd.read_csv(inputs.theory), png, svg)

@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this ch
 import time
 
 from gdbench import io
+from gdbench.config import ConfigError
 from gdbench.determinism import set_deterministic
 from gdbench.engines import DeviceError
 from gdbench.pipeline import train_runs, training_log
@@ -33,7 +34,7 @@ def main(config, shard, params, output, threads, log_path):
         clock = time.perf_counter()
         try:
             batch, traj, summary = train_runs(config, runs, run_ids, progress=say)
-        except DeviceError as exc:
+        except (DeviceError, ConfigError) as exc:  # no usable device; data that overflow the dtype
             say(f"error: {exc}")
             sys.exit(f"gdbench: {exc}")
         elapsed = time.perf_counter() - clock

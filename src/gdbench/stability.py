@@ -88,6 +88,25 @@ def critical_factor(spec: OptimizerSpec) -> float:
     return 2.0 * (1.0 + beta) / (1.0 - spec.dampening)
 
 
+def critical_rule(spec: OptimizerSpec) -> str:
+    """The critical lr as a formula, for tables and plot labels: ``2/λmax``,
+    ``2(1+β)/λmax (β=0.9)``, ...; empty without a theory."""
+    if not has_theory(spec):
+        return ""
+    beta, d, wd = spec.momentum, spec.dampening, spec.weight_decay
+    lam = "(λmax+wd)" if wd else "λmax"
+    if beta == 0:
+        rule = f"2/{lam}"
+    elif spec.nesterov:
+        rule = f"2(1+β)/((1+2β){lam})"
+    elif d:
+        rule = f"2(1+β)/((1-d){lam})"
+    else:
+        rule = f"2(1+β)/{lam}"
+    given = [f"β={beta:g}"] * (beta != 0) + [f"d={d:g}"] * (d != 0) + [f"wd={wd:g}"] * (wd != 0)
+    return rule + (f" ({', '.join(given)})" if given else "")
+
+
 def critical_lr(spec: OptimizerSpec, lambda_max: float) -> float:
     """The smallest learning rate at which full-batch runs diverge (NaN without a theory)."""
     return critical_factor(spec) / (lambda_max + spec.weight_decay)

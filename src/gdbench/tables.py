@@ -156,8 +156,8 @@ def optimizer_of(name: str, optimizers: Mapping[str, OptimizerSpec] | None) -> O
 
 def theory_table(theories: Mapping[str, Theory], optimizers: Mapping[str, OptimizerSpec] | None = None) -> pd.DataFrame:
     """One row per dataset and optimizer (plain SGD when none are given): n, eigenvalues,
-    the optimizer's settings, its critical and fastest learning rate (empty where it has no
-    closed form)."""
+    the optimizer's settings, its critical learning rate and that as a formula, and its
+    fastest learning rate (empty where there is no closed form)."""
     specs = optimizers or {DEFAULT_NAME: PLAIN_SGD}
     rows = []
     for t in theories.values():
@@ -172,6 +172,7 @@ def theory_table(theories: Mapping[str, Theory], optimizers: Mapping[str, Optimi
                     "lambda_min": t.lambda_min,
                     "lambda_max": t.lambda_max,
                     "critical_lr": s.critical_lr,
+                    "critical_rule": stability.critical_rule(spec),
                     "fastest_lr": s.fastest_lr,
                 }
             )

@@ -309,3 +309,33 @@ def test_summary_theory_is_per_run_optimizer_and_engines_agree_with_it() -> None
     assert adam["critical_lr"].isna().all() and adam["predicted_diverged"].isna().all()
     theory = tables.theory_table({"tutorial": analyse(DATASETS["tutorial"].build(seed=0))}, specs)
     assert theory["optimizer"].tolist() == list(specs) and theory["critical_lr"].isna().tolist() == [0, 0, 0, 1]
+
+
+# --------------------------------------------------------------------------------------------
+# plots
+
+
+def test_plots_facet_by_optimizer_with_each_ones_theory(tmp_path) -> None:
+    """With several optimizers the reader sees one row of facets per optimizer, each with
+    its own critical lr (heavy ball's is about twice plain SGD's), and Adam's facet says it
+    has none, instead of every optimizer drawn against plain SGD's line."""
+    from gdbench import plots
+
+    specs = {s.name: s for s in (OptimizerSpec("sgd"), SPECS[1], OptimizerSpec("adam", kind="adam"))}
+    runs = [RunSpec("tutorial", lr, 1, 100, optimizer=name) for name in specs for lr in (0.01, 0.1, 0.3)]
+    batch = train(runs, DATASETS, TrainOptions(optimizers=specs))
+    theories = {"tutorial": analyse(DATASETS["tutorial"].build(seed=0))}
+    summary = tables.summary(batch, theories, optimizers=specs)
+    plots.divergence(summary, tables.theory_table(theories, specs), tmp_path / "d.png", tmp_path / "d.svg")
+    svg = (tmp_path / "d.svg").read_text()
+    for text in (
+        "dataset = tutorial | optimizer = sgd",
+        "dataset = tutorial | optimizer = hb",
+        "critical lr 2/λmax = 0.180",
+        "critical lr 2(1+β)/λmax (β=0.9) = 0.343",
+        "no closed-form critical lr",
+    ):
+        assert text in svg, text
+    assert svg.index("optimizer = sgd") < svg.index("optimizer = hb") < svg.index("optimizer = adam")
+    plots.convergence(tables.trajectories(batch), summary, tmp_path / "c.png", tmp_path / "c.svg")
+    assert "dataset = tutorial | optimizer = adam" in (tmp_path / "c.svg").read_text()

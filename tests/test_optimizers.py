@@ -339,3 +339,28 @@ def test_plots_facet_by_optimizer_with_each_ones_theory(tmp_path) -> None:
     assert svg.index("optimizer = sgd") < svg.index("optimizer = hb") < svg.index("optimizer = adam")
     plots.convergence(tables.trajectories(batch), summary, tmp_path / "c.png", tmp_path / "c.svg")
     assert "dataset = tutorial | optimizer = adam" in (tmp_path / "c.svg").read_text()
+
+
+# --------------------------------------------------------------------------------------------
+# timing
+
+
+def test_timing_has_an_optimizer_axis_at_two_measurements_each(tmp_path) -> None:
+    """timing.csv says what each optimizer costs in both engines, without re-timing every
+    size per optimizer (the timing job runs on every default run), and the plot shows it."""
+    from gdbench import plots, timing
+
+    config = {"sizes": [3, 50], "runs": [1, 20], "epochs": 3, "repeats": 3, "min_run_time": 0.005}
+    config["optimizers"] = ["sgd", "heavy_ball", "adam"]
+    items = timing.plan(config)
+    extra = [i for i in items if i[3] != "sgd"]
+    pairs = (("loop", 1), ("batched", 20))
+    assert extra == [(engine, 3, runs, name) for name in ("heavy_ball", "adam") for engine, runs in pairs]
+    specs = {name: parse_optimizer(name, OPTIMIZERS[name]) for name in ("heavy_ball", "adam")}
+    table = timing.timing_table(timing.measure_plan(config, "cpu", optimizers=specs))
+    assert table["optimizer"].tolist() == [i[3] for i in items] and (table["median_s_per_epoch"] > 0).all()
+    with pytest.raises(KeyError, match="nesterov"):
+        timing.measure_plan({**config, "optimizers": ["sgd", "nesterov"]}, "cpu", optimizers=specs)
+    plots.timing(table, tmp_path / "t.png", tmp_path / "t.svg")
+    svg = (tmp_path / "t.svg").read_text()
+    assert "optimizers at n = 3" in svg and "heavy_ball" in svg and "cpu, batched, 20 runs" in svg

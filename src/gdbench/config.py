@@ -149,6 +149,8 @@ def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dict[
     grid = checked.get("grid")
     grid_dataset_given = isinstance(grid, Mapping) and "dataset" in grid
     grid_optimizer_given = isinstance(grid, Mapping) and "optimizer" in grid
+    timing = checked.get("timing")
+    timing_optimizers_given = isinstance(timing, Mapping) and "optimizers" in timing
     # Validate what the user wrote (so messages show their values), then again with the
     # defaults filled in (they are valid by construction; this keeps it so).
     for _ in ("as written", "with defaults"):
@@ -157,7 +159,7 @@ def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dict[
             raise _schema_error(error)
         fill_defaults(checked)
     _check_datasets(checked, Path(base_dir), grid_dataset_given)
-    _check_optimizers(checked, grid_optimizer_given)
+    _check_optimizers(checked, grid_optimizer_given, timing_optimizers_given)
     _check_batch_sizes(checked, Path(base_dir))
     _check_job_count(checked)
     return checked
@@ -571,7 +573,7 @@ def _check_datasets(config: Mapping[str, Any], base_dir: Path, grid_dataset_give
             parse_dataset(name, raw)
         except DatasetError as exc:
             raise ConfigError(_strip_dataset(exc, name), ("datasets", name), raw) from None
-    _check_names(config, "dataset", "datasets", grid_dataset_given)
+    _check_names(config, ("grid", "dataset"), "datasets", grid_dataset_given)
     for name in config["grid"]["dataset"]:
         raw = datasets[name]
         if "csv" in raw:
@@ -587,7 +589,7 @@ def _check_datasets(config: Mapping[str, Any], base_dir: Path, grid_dataset_give
             raise ConfigError(_strip_dataset(exc, name), ("datasets", name), raw) from None
 
 
-def _check_optimizers(config: Mapping[str, Any], grid_optimizer_given: bool) -> None:
+def _check_optimizers(config: Mapping[str, Any], grid_optimizer_given: bool, timing_optimizers_given: bool) -> None:
     optimizers = config["optimizers"]
     for name, raw in optimizers.items():
         ((kind, args),) = raw.items()
@@ -602,20 +604,27 @@ def _check_optimizers(config: Mapping[str, Any], grid_optimizer_given: bool) -> 
             parse_optimizer(name, raw)
         except OptimizerError as exc:
             raise ConfigError(str(exc).removeprefix(f"optimizer {name!r}: "), ("optimizers", name), raw) from None
-    _check_names(config, "optimizer", "optimizers", grid_optimizer_given)
+    _check_names(config, ("grid", "optimizer"), "optimizers", grid_optimizer_given)
+    if not timing_optimizers_given:  # the default names that optimizers defines (else plain sgd)
+        timing = config["timing"]
+        timing["optimizers"] = [name for name in timing["optimizers"] if name in optimizers] or ["sgd"]
+    elif config["timing"]["enabled"]:
+        _check_names(config, ("timing", "optimizers"), "optimizers", True)
 
 
-def _check_names(config: Mapping[str, Any], axis: str, section: str, given: bool) -> None:
-    """Every name in ``grid.<axis>`` is defined in ``<section>``; else "did you mean"."""
+def _check_names(config: Mapping[str, Any], key: tuple[str, str], section: str, given: bool) -> None:
+    """Every name in the list at ``key`` (e.g. ``grid.dataset``) is defined in ``<section>``;
+    else one line with "did you mean"."""
     defined = config[section]
-    for i, name in enumerate(config["grid"][axis]):
+    what = section.removesuffix("s")
+    for i, name in enumerate(config[key[0]][key[1]]):
         if name not in defined:
             close = difflib.get_close_matches(name, list(defined), n=1, cutoff=0.7)
             hint = f"; did you mean {_fmt(close[0])}?" if close else ""
-            problem = f"no such {axis}{hint} (defined in {section}: {', '.join(defined) or 'none'})"
+            problem = f"no such {what}{hint} (defined in {section}: {', '.join(defined) or 'none'})"
             if not given:
-                problem += f"; grid.{axis} was not given and defaults to the default {section}: set it"
-            raise ConfigError(problem, ("grid", axis, i), name)
+                problem += f"; {format_path(key)} was not given and defaults to the default {section}: set it"
+            raise ConfigError(problem, (*key, i), name)
 
 
 def _check_csv(name: str, raw: Mapping[str, Any], base_dir: Path) -> None:

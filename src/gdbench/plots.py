@@ -833,6 +833,10 @@ def timing(timing_df: pd.DataFrame, out_png: PathLike, out_svg: PathLike) -> Non
     throughput, run-epochs per second vs grid size, one line per device (and n). Rows with
     missing or non-positive medians (failed measurements) are skipped. The title names the
     machine (``device_name``) and CPU threads.
+
+    With an ``optimizer`` column, these two panels show the first optimizer of the table
+    (timed at every size) and a third panel compares the optimizers at n = 3: run-epochs per
+    second of each (device, engine, grid size) measured for more than one optimizer.
     """
     df = timing_df.copy()
     for col in ("n", "runs", "threads", "median_s_per_epoch", "iqr_s_per_epoch", "run_epochs_per_s"):
@@ -843,14 +847,27 @@ def timing(timing_df: pd.DataFrame, out_png: PathLike, out_svg: PathLike) -> Non
     if "runs" not in df.columns:
         df["runs"] = 1.0
     ok = np.isfinite(df["median_s_per_epoch"]) & (df["median_s_per_epoch"] > 0) & np.isfinite(df["n"]) & (df["n"] > 0)
-    good = df[ok]
     devices = _device_order(df["device"])
+    everything = df
+    optimizers: list[str] = []
+    if "optimizer" in df.columns:
+        df["optimizer"] = df["optimizer"].astype(str)
+        optimizers = list(dict.fromkeys(df["optimizer"]))
+        first = df["optimizer"] == optimizers[0] if optimizers else np.ones(len(df), dtype=bool)
+        df, ok = df[first], ok[first]
+    good = df[ok]
+    compare = len(optimizers) > 1
     with _theme():
-        fig = Figure(figsize=(12.5, 5.0), layout="constrained")
-        left, right = fig.subplots(1, 2)
-        _timing_left(left, good, devices)
-        _timing_right(right, df, devices)
-        fig.suptitle(_machine_title(df, devices))
+        fig = Figure(figsize=(18.0 if compare else 12.5, 5.0), layout="constrained")
+        panels = fig.subplots(1, 3 if compare else 2)
+        _timing_left(panels[0], good, devices)
+        _timing_right(panels[1], df, devices)
+        if compare:
+            _timing_optimizers(panels[2], everything, devices, optimizers)
+        title = _machine_title(everything, devices)
+        if compare:
+            title += f" — left and middle: optimizer {optimizers[0]}"
+        fig.suptitle(title)
         _save(fig, out_png, out_svg)
 
 
@@ -967,6 +984,36 @@ def _timing_right(ax: Axes, df: pd.DataFrame, devices: list[str]) -> None:
                 label=f"{device}, n = {_fmt_int(n)}",
             )
     ax.legend(loc="best", fontsize="small", ncols=2 if len(sizes) * len(devices) > 6 else 1)
+
+
+def _timing_optimizers(ax: Axes, df: pd.DataFrame, devices: list[str], optimizers: list[str]) -> None:
+    """Run-epochs per second by optimizer at n = 3: one line per (device, engine, grid size)
+    measured with more than one optimizer."""
+    ax.set(yscale="log", xlabel="optimizer", ylabel="run-epochs per second (median)")
+    ax.set_title("optimizers at n = 3 (the lesson's data)")
+    rows = df[(df["n"] == 3) & np.isfinite(df["run_epochs_per_s"]) & (df["run_epochs_per_s"] > 0)]
+    x = {name: i for i, name in enumerate(optimizers)}
+    series = rows.groupby(["device", "engine", "runs"], sort=False)
+    drawn = 0
+    for (device, engine, runs), g in series:
+        g = g.groupby("optimizer", sort=False)["run_epochs_per_s"].median()
+        if len(g) < 2:
+            continue
+        order = sorted(g.index, key=lambda name: x.get(name, len(x)))
+        marker, ls = _ENGINE_STYLE.get(engine, ("D", ":"))
+        big = runs > 1
+        ax.plot(
+            [x[name] for name in order], g[order].to_numpy(), marker=marker, ls=ls, ms=7 if big else 6,
+            mfc=_device_colour(device, devices) if big else "white", color=_device_colour(device, devices), lw=1.6,
+            label=f"{device}, {engine}, {_fmt_int(runs)} run{'s' if runs != 1 else ''}",
+        )  # fmt: skip
+        drawn += 1
+    ax.set_xticks(range(len(optimizers)), optimizers)
+    ax.set_xlim(-0.5, len(optimizers) - 0.5)
+    if drawn:
+        ax.legend(loc="best", fontsize="small")
+    else:
+        _empty_note(ax, "no optimizer measured twice at n = 3")
 
 
 def _machine_title(df: pd.DataFrame, devices: list[str]) -> str:

@@ -364,3 +364,27 @@ def test_timing_has_an_optimizer_axis_at_two_measurements_each(tmp_path) -> None
     plots.timing(table, tmp_path / "t.png", tmp_path / "t.svg")
     svg = (tmp_path / "t.svg").read_text()
     assert "optimizers at n = 3" in svg and "heavy_ball" in svg and "cpu, batched, 20 runs" in svg
+
+
+# --------------------------------------------------------------------------------------------
+# CUDA (run by benchmarks/gpu_check.sh with the other `cuda` tests; not yet run on a GPU)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("optimizer", ["heavy_ball", "nesterov", "damped", "adam", "amsgrad"])
+@pytest.mark.parametrize("batch_size", [None, 8])
+def test_cuda_optimizers_alone_equal_batch_and_agree_with_cpu(optimizer: str, batch_size: int | None) -> None:
+    """On CUDA too a run alone equals the same run in a batch (`snakemake verify`), and the
+    batched engine on CUDA agrees with the loop engine on the CPU within float32 tolerance
+    (verdicts equal; converging runs' trajectories within 1e-5 relative)."""
+    runs = runs_of(optimizer, "batched", "noisy", batch_size=batch_size, epochs=150, device="cuda")
+    together = train(runs, DATASETS, OPTIONS)
+    for i in (0, 5, len(runs) - 1):
+        alone = train([runs[i]], DATASETS, OPTIONS)
+        for a, b in zip(alone.run_trajectory(0), together.run_trajectory(i), strict=True):
+            np.testing.assert_array_equal(a, b)
+    cpu = train(runs_of(optimizer, "loop", "noisy", batch_size=batch_size, epochs=150), DATASETS, OPTIONS)
+    np.testing.assert_array_equal(cpu.verdicts.diverged, together.verdicts.diverged)
+    for i in np.nonzero(~cpu.verdicts.diverged)[0]:
+        np.testing.assert_allclose(together.cost[i], cpu.cost[i], rtol=1e-5, atol=1e-7, equal_nan=True)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 import yaml
 
 from gdbench import stability, tables
-from gdbench.config import ConfigError, check_config
+from gdbench.config import ConfigError, check_config, load_config
 from gdbench.data import parse_dataset
 from gdbench.engines import TrainOptions, train
 from gdbench.optimizers import PLAIN_SGD, OptimizerError, OptimizerSpec, optimizer_specs, parse_optimizer
@@ -79,9 +81,10 @@ def test_the_issue_example_parses_to_torch_arguments() -> None:
 
 
 def test_default_grid_has_plain_sgd_and_momentum() -> None:
-    """The default grid shows the lesson (plain SGD) beside momentum, whose stable range differs."""
-    specs = optimizer_specs(check_config({}))
-    names = check_config({})["grid"]["optimizer"]
+    """The default grid (config/config.yaml) shows the lesson (plain SGD) beside momentum,
+    whose stable range differs."""
+    config = check_config(load_config(Path(__file__).parents[1] / "config" / "config.yaml"))
+    specs, names = optimizer_specs(config), config["grid"]["optimizer"]
     assert specs[names[0]] == OptimizerSpec("sgd") and any(specs[n].momentum > 0 for n in names)
 
 

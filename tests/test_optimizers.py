@@ -311,7 +311,7 @@ def test_summary_theory_is_per_run_optimizer_and_engines_agree_with_it() -> None
     assert sgd_like["critical_lr"].nunique() == 3
     adam = table[table["optimizer"] == "adam"]
     assert adam["critical_lr"].isna().all() and adam["predicted_diverged"].isna().all()
-    theory = tables.theory_table({"tutorial": analyse(DATASETS["tutorial"].build(seed=0))}, specs)
+    theory = tables.theory_table({"tutorial": analyse(DATASETS["tutorial"].build(seed=0))}, optimizers=specs)
     assert theory["optimizer"].tolist() == list(specs) and theory["critical_lr"].isna().tolist() == [0, 0, 0, 1]
 
 
@@ -330,7 +330,7 @@ def test_plots_facet_by_optimizer_with_each_ones_theory(tmp_path) -> None:
     batch = train(runs, DATASETS, TrainOptions(optimizers=specs))
     theories = {"tutorial": analyse(DATASETS["tutorial"].build(seed=0))}
     summary = tables.summary(batch, theories, optimizers=specs)
-    plots.divergence(summary, tables.theory_table(theories, specs), tmp_path / "d.png", tmp_path / "d.svg")
+    plots.divergence(summary, tables.theory_table(theories, optimizers=specs), tmp_path / "d.png", tmp_path / "d.svg")
     svg = (tmp_path / "d.svg").read_text()
     for text in (
         "dataset = tutorial | optimizer = sgd",

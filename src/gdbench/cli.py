@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from gdbench import io
 from gdbench.data import DatasetError, parse_dataset
@@ -62,13 +63,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _theory(args: argparse.Namespace) -> int:
-    from gdbench.pipeline import theories
+    from gdbench.pipeline import optima, theories
     from gdbench.tables import theory_table
 
     config = _load_checked(args.spec) if args.spec else {"datasets": {"tutorial": TUTORIAL_DATASET}}
     from gdbench.optimizers import optimizer_specs
 
-    print(theory_table(theories(config), optimizer_specs(config)).to_string(index=False))
+    grid: Any = config.get("grid", {})
+    seeds = [int(s) for s in grid.get("seed", [0])]
+    optimum_rows = optima(config, list(config["datasets"]), seeds)
+    print(theory_table(theories(config), optimum_rows, optimizer_specs(config)).to_string(index=False))
     return 0
 
 
@@ -86,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", action="append", help="override grid.device (repeatable)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.set_defaults(func=_train)
-    p = sub.add_parser("theory", help="critical and fastest learning rates per dataset")
+    p = sub.add_parser("theory", help="critical and fastest learning rates and the optimum per dataset")
     p.add_argument("spec", nargs="?", help="config file (default: the lesson's data)")
     p.set_defaults(func=_theory)
     return parser

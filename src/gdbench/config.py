@@ -161,6 +161,7 @@ def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dict[
     _check_datasets(checked, Path(base_dir), grid_dataset_given)
     _check_optimizers(checked, grid_optimizer_given, timing_optimizers_given)
     _check_batch_sizes(checked, Path(base_dir))
+    _check_initial_costs(checked, Path(base_dir))
     _check_job_count(checked)
     return checked
 
@@ -676,6 +677,45 @@ def _check_batch_sizes(config: Mapping[str, Any], base_dir: Path) -> None:
                 path,
                 value,
             )
+
+
+def _check_initial_costs(config: Mapping[str, Any], base_dir: Path) -> None:
+    """A dataset whose initial cost (epoch 0, from the initial W and b) is not finite in a
+    dtype of the grid cannot be trained: every run would be an overflow from its first epoch.
+    Computed as the engines do, in that dtype: ``mean(((x * W0) + b0 - y)^2)``."""
+    import numpy as np
+
+    training, grid = config["training"], config["grid"]
+    dtypes = as_list(training["dtype"])
+    starts = []
+    if "zeros" in as_list(training["init"]):
+        starts.append((0.0, 0.0, "zeros"))
+    if "normal" in as_list(training["init"]):
+        from gdbench.engines.common import initial_params  # torch: only for normal init
+        from gdbench.runs import RunSpec
+
+        for dtype in dtypes:
+            for seed in grid["seed"]:
+                w0, b0 = initial_params(RunSpec("x", 1.0, seed, 0, init="normal", dtype=dtype))
+                starts.append((w0, b0, f"normal init, seed {seed}"))
+    for name in dict.fromkeys(grid["dataset"]):
+        raw = config["datasets"][name]
+        if "synthetic" in raw:
+            continue
+        data = parse_dataset(name, raw).build(seed=0, base_dir=base_dir)
+        for dtype in dtypes:
+            t = np.dtype(dtype).type
+            x, y = data.x.astype(dtype), data.y.astype(dtype)
+            with np.errstate(over="ignore", invalid="ignore"):
+                for w0, b0, how in starts:
+                    d = x * t(w0) + t(b0) - y
+                    cost = np.mean(d * d, dtype=dtype)
+                    if not np.isfinite(cost):
+                        raise ConfigError(
+                            f"its initial cost ({how}) is {cost} in {dtype}: the points overflow {dtype} when "
+                            "squared; scale them down or use training.dtype float64",
+                            ("datasets", name),
+                        )
 
 
 def _check_job_count(config: Mapping[str, Any]) -> None:

@@ -53,10 +53,10 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogFormatter, NullLocator  # noqa: E402
 
-from gdbench.analysis import crossover  # noqa: E402
+from gdbench.analysis import FLOOR_ULPS, crossover  # noqa: E402
 from gdbench.io import atomic_path  # noqa: E402
 
-__all__ = ["DPI", "convergence", "divergence", "timing"]
+__all__ = ["DPI", "convergence", "divergence", "rate", "timing"]
 
 PathLike = str | os.PathLike[str]
 
@@ -193,6 +193,28 @@ def _fmt_sig(x: float) -> str:
     if not np.isfinite(x) or x <= 0:
         return str(x)
     return _fmt_int(float(f"{x:.2g}"))
+
+
+def _excess(cost: np.ndarray, optimal: np.ndarray | None, dtype: np.ndarray | None) -> tuple[np.ndarray, str | None]:
+    """Excess cost ``cost - optimal`` (float64; ``cost`` itself without an optimum). Where
+    the optimum is > 0, finite values below the float floor (``FLOOR_ULPS`` ulps of the
+    optimal cost in the run's dtype, where rounding scatters converged runs, even below 0)
+    are drawn at it; returns the values and a note when any was raised."""
+    cost = np.asarray(cost, dtype=np.float64)
+    if optimal is None:
+        return cost.copy(), None
+    optimal = np.asarray(optimal, dtype=np.float64)
+    excess = cost - optimal
+    floor = np.zeros_like(excess)
+    dtypes = np.asarray(dtype).astype(str) if dtype is not None else np.full(excess.shape, "float64")
+    for name in np.unique(dtypes):
+        sel = dtypes == name
+        kind = np.dtype(name if name in ("float32", "float64", "float16") else "float64").type
+        floor[sel] = FLOOR_ULPS * np.spacing(optimal[sel].astype(kind)).astype(np.float64)
+    low = np.isfinite(excess) & (optimal > 0) & (excess < floor)
+    excess[low] = floor[low]
+    note = f"excess within {FLOOR_ULPS} ulps of the optimum (rounding) drawn there"
+    return excess, note if low.any() else None
 
 
 @dataclass
@@ -353,6 +375,14 @@ def _aggregate_lines(trajectories: pd.DataFrame, summary: pd.DataFrame, max_line
     k_code = rid_codes[rows]
     k_epoch = epoch[rows]
     k_cost = trajectories["cost"].to_numpy()[rows].astype(np.float64)
+    # The excess over each run's optimal cost (from the summary), when it has one.
+    if len(summary) and {"run_id", "optimal_cost"} <= set(summary.columns):
+        pos = pd.Index(summary["run_id"].to_numpy()).get_indexer(rid_uniques)
+        optimal = np.where(pos >= 0, summary["optimal_cost"].to_numpy(dtype=np.float64)[pos], 0.0)
+        dtypes = summary["dtype"].astype(str).to_numpy()[pos] if "dtype" in summary.columns else None
+        k_cost, note = _excess(k_cost, optimal[k_code], None if dtypes is None else dtypes[k_code])
+        if note:
+            notes.append(note)
 
     # The run table: one row per run, its facet and lr (first kept row of each run).
     first = rows[np.unique(k_code, return_index=True)[1]]
@@ -437,13 +467,17 @@ def convergence(
     *,
     max_lines: int = 40,
 ) -> None:
-    """Cost vs epoch on a log axis, one line per learning rate, a facet per dataset (and device).
+    """Excess cost vs epoch on a log axis, one line per learning rate, a facet per dataset
+    (and device). The excess is each run's cost minus its optimal cost (the summary's
+    ``optimal_cost``; the cost itself when the summary has none), so noisy data, whose best
+    line keeps a cost above 0, read like noise-free data; values within the float floor of a
+    positive optimum are drawn at that floor (noted).
 
     Each line is the median over seeds, with a band from the smallest to the largest seed.
     Learning rate is the line's colour (log colour bar). The y axis is clipped to
-    ``TOP_FACTOR`` x the largest initial cost of the facet's dataset, so diverging runs leave
+    ``TOP_FACTOR`` x the largest initial excess of the facet's dataset, so diverging runs leave
     at the top; lines whose every seed diverged are dashed, and every divergence is marked
-    with an ``x`` on the top edge at its epoch. Costs of exactly 0 are drawn at a floor
+    with an ``x`` on the top edge at its epoch. Excesses of exactly 0 are drawn at a floor
     (noted under the plot). Large tables are thinned to at most ``MAX_POINTS`` epochs per line
     and ``max_lines`` learning rates per facet before anything is drawn.
     """
@@ -453,7 +487,7 @@ def convergence(
         if lines.empty:
             fig = Figure(figsize=(6, 4), layout="constrained")
             ax = fig.subplots()
-            ax.set(xlabel="epoch", ylabel="cost (MSE)", yscale="log", title="Convergence")
+            ax.set(xlabel="epoch", ylabel=_EXCESS_LABEL, yscale="log", title="Convergence")
             _empty_note(ax, "no trajectories to draw")
             _save(fig, out_png, out_svg)
             return
@@ -500,7 +534,7 @@ def convergence(
             if not ax.has_data():
                 _empty_note(ax, "no runs")
         xlabel = "epoch (log scale beyond 10)" if max_epoch > _SYMLOG_ABOVE else "epoch"
-        _label_outer(facets, by_key, xlabel, "cost (MSE)")
+        _label_outer(facets, by_key, xlabel, _EXCESS_LABEL)
         _lr_colorbar(fig, list(by_key.values()), norm, cmap, lines["lr"].to_numpy(dtype=float))
 
         handles = [Line2D([], [], color="0.3", lw=1.6, label="median over seeds, band: min–max")]
@@ -525,16 +559,19 @@ def convergence(
                     [],
                     [],
                     ls="none",
-                    label=f"y axis ends at {TOP_FACTOR:g}× the initial cost: diverging runs leave the top",
+                    label=f"y axis ends at {TOP_FACTOR:g}× the initial excess: diverging runs leave the top",
                 )
             )
         if agg.had_zero:
-            handles.append(Line2D([], [], ls="none", label=f"cost exactly 0 drawn at {agg.floor:.0e} (log axis)"))
+            handles.append(Line2D([], [], ls="none", label=f"excess exactly 0 drawn at {agg.floor:.0e} (log axis)"))
         handles += [Line2D([], [], ls="none", label=n) for n in dict.fromkeys(agg.notes)]
         wide = fig.get_figwidth() >= 10
         fig.legend(handles=handles, loc="outside lower center", ncols=2 if wide else 1, fontsize="small")
-        fig.suptitle("Convergence: cost vs epoch, one line per learning rate")
+        fig.suptitle("Convergence: excess cost (cost − optimal cost) vs epoch, one line per learning rate")
         _save(fig, out_png, out_svg)
+
+
+_EXCESS_LABEL = "excess cost (MSE − optimal MSE)"
 
 
 def _cost_ranges(agg: _Lines, line_keys: list[tuple[str, tuple]]) -> dict[str, tuple[float, float, bool]]:
@@ -640,12 +677,16 @@ def _lr_colorbar(fig: Figure, axes: list[Axes], norm: LogNorm, cmap: Colormap, l
 
 
 def divergence(summary: pd.DataFrame, theory: pd.DataFrame, out_png: PathLike, out_svg: PathLike) -> None:
-    """Final cost vs learning rate on log-log axes, with the theory's critical and fastest lr.
+    """Final excess cost vs learning rate on log-log axes, with the theory's critical and
+    fastest lr.
 
-    A facet per dataset (and per optimizer, device, engine, ... when they vary). Runs that did
-    not diverge are drawn as the median over seeds with min–max error bars; diverged runs as
-    red crosses at the cost of their divergence epoch (what the summary's ``final_cost`` holds
-    for them); a cost that overflowed to inf or NaN is drawn as a triangle on the top edge. Per
+    The final cost is the last epoch's cost (its forward pass, before that epoch's update: the
+    lesson's convention), minus the run's ``optimal_cost`` when the summary has it (values
+    within the float floor of a positive optimum drawn at that floor, noted). A facet per
+    dataset (and per optimizer, device, engine, ... when they vary). Runs that did not diverge
+    are drawn as the median over seeds with min–max error bars; diverged runs as red crosses
+    at the excess of their divergence epoch (what the summary's ``final_cost`` holds for
+    them); a cost that overflowed to inf or NaN is drawn as a triangle on the top edge. Per
     dataset and optimizer a dashed line marks the critical lr (``2/λmax`` for plain gradient
     descent, the theory table's ``critical_rule`` for momentum; beyond it, shaded, theory
     predicts divergence) and a dotted line the fastest step ``2/(λmax+λmin)`` where there is
@@ -656,7 +697,9 @@ def divergence(summary: pd.DataFrame, theory: pd.DataFrame, out_png: PathLike, o
     runs["final_cost"] = pd.to_numeric(runs["final_cost"], errors="coerce").astype(float)
     runs["diverged"] = runs["diverged"].fillna(False).astype(bool) if "diverged" in runs else False
     lines = _theory_lines(runs, theory)
-    cost = runs["final_cost"].to_numpy()
+    optimal = runs["optimal_cost"].to_numpy(dtype=np.float64) if "optimal_cost" in runs.columns else None
+    dtypes = runs["dtype"].astype(str).to_numpy() if "dtype" in runs.columns else None
+    cost, floor_note = _excess(runs["final_cost"].to_numpy(), optimal, dtypes)
     finite = np.isfinite(cost)
     positive = cost[finite & (cost > 0)]
     floor = min(ZERO_FLOOR, float(positive.min()) / 10) if positive.size else ZERO_FLOOR
@@ -666,7 +709,7 @@ def divergence(summary: pd.DataFrame, theory: pd.DataFrame, out_png: PathLike, o
         if runs.empty:
             fig = Figure(figsize=(6, 4), layout="constrained")
             ax = fig.subplots()
-            ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="final cost (MSE)", title="Divergence")
+            ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel=_FINAL_LABEL, title="Divergence")
             _empty_note(ax, "no runs to draw")
             _save(fig, out_png, out_svg)
             return
@@ -695,20 +738,24 @@ def divergence(summary: pd.DataFrame, theory: pd.DataFrame, out_png: PathLike, o
             facet_lines = lines.get(theory_key, _NO_THEORY)
             drawn |= _divergence_facet(ax, part, y_ranges.get(key[0], (1e-3, 1e3)), facet_lines)
             ax.set_title(facets.title(key))
-        _label_outer(facets, by_key, "learning rate", "final cost (MSE)")
+        _label_outer(facets, by_key, "learning rate", _FINAL_LABEL)
         legend = [handle for kind, handle in _DIVERGENCE_HANDLES.items() if kind in drawn]
         if had_zero:
-            legend.append(Line2D([], [], ls="none", label=f"cost exactly 0 drawn at {floor:.0e} (log axis)"))
+            legend.append(Line2D([], [], ls="none", label=f"excess exactly 0 drawn at {floor:.0e} (log axis)"))
+        if floor_note:
+            legend.append(Line2D([], [], ls="none", label=floor_note))
         wide = fig.get_figwidth() >= 10
         fig.legend(handles=legend, loc="outside lower center", ncols=2 if wide else 1, fontsize="small")
-        fig.suptitle("Divergence: final cost vs learning rate, with the theory's critical learning rate")
+        fig.suptitle("Divergence: final excess cost vs learning rate, with the theory's critical learning rate")
         _save(fig, out_png, out_svg)
 
+
+_FINAL_LABEL = "final excess cost (MSE − optimal MSE)"
 
 _DIVERGENCE_HANDLES = {
     "stable": Line2D(
         [], [], ls="none", marker="o", ms=6, color=_CONVERGED_COLOUR,
-        label="did not diverge: cost after the last epoch (median over seeds, bars: min–max)",
+        label="did not diverge: last epoch's cost (before its update), median over seeds, bars: min–max",
     ),
     "diverged": Line2D(
         [], [], ls="none", marker="X", ms=8, color=_DIVERGED_COLOUR, label="diverged: cost at the divergence epoch"
@@ -768,11 +815,12 @@ def _divergence_facet(ax: Axes, part: pd.DataFrame, y_range: tuple[float, float]
         label = f"critical lr {theory.rule} = {_fmt(crit)}"
         handles.append(ax.axvline(crit, color=_CRITICAL_COLOUR, ls="--", lw=1.3, label=label))
     if np.isfinite(fast) and fast > 0:
-        label = f"fastest 2/(λmax+λmin) = {_fmt(fast)}"
+        singular = np.isfinite(crit) and np.isclose(fast, crit / 2, rtol=1e-12)  # lambda_min = 0
+        label = f"fastest {'1/λmax' if singular else '2/(λmax+λmin)'} = {_fmt(fast)}"
         handles.append(ax.axvline(fast, color=_FASTEST_COLOUR, ls=":", lw=1.8, label=label))
     if handles:
         if np.isfinite(crit) and crit > 0:
-            handles.append(Patch(color=_DIVERGED_COLOUR, alpha=0.12, label="theory: diverges (lr ≥ critical)"))
+            handles.append(Patch(color=_DIVERGED_COLOUR, alpha=0.12, label="theory: diverges (lr > critical)"))
         ax.legend(handles=handles, loc="best", fontsize="x-small")
     elif not theory.closed_form:
         _corner_note(ax, "no closed-form critical lr")
@@ -821,6 +869,106 @@ def _corner_note(ax: Axes, text: str) -> None:
         0.02, 0.98, text, transform=ax.transAxes, va="top", ha="left", fontsize="x-small", color="0.3",
         bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "0.8", "alpha": 0.9},
     )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# Rate
+
+
+def rate(summary: pd.DataFrame, theory: pd.DataFrame, out_png: PathLike, out_svg: PathLike) -> None:
+    """Measured rate vs lr / critical_lr (linear axes), over the rate theory predicts, a facet
+    per dataset.
+
+    Points: the summary's ``rate`` of each converging full-batch run (the contraction factor
+    of its excess cost per epoch, fitted on the tail), coloured by learning rate. Dashed
+    curve: the predicted rate ``max over lambda > 0 of (1 - lr lambda)^2`` from the theory
+    table's eigenvalues, for a start with error along every eigen-direction: a V with its
+    bottom at the fastest lr (dotted) that reaches 1 at the critical lr (x = 1). Runs whose
+    start lacks a direction follow their own ``predicted_rate`` (drawn as open circles).
+    """
+    runs = summary.copy()
+    for col in ("rate", "predicted_rate", "lr_ratio", "lr"):
+        runs[col] = pd.to_numeric(runs[col], errors="coerce").astype(float) if col in runs else np.nan
+    if "dataset" not in runs:
+        runs["dataset"] = "all"
+    eig = _eigenvalues(theory)
+    with _theme():
+        facets = _facets(runs[["dataset"]].drop_duplicates()) if len(runs) else None
+        if facets is None or not facets.keys:
+            fig = Figure(figsize=(6, 4), layout="constrained")
+            ax = fig.subplots()
+            ax.set(xlabel=_RATE_X, ylabel=_RATE_Y, title="Rate")
+            _empty_note(ax, "no runs to draw")
+            _save(fig, out_png, out_svg)
+            return
+        fig, by_key = _grid(facets, 5.2, 3.9, extra_width=0.9)
+        norm, cmap = _lr_norm(runs["lr"].to_numpy()), _lr_cmap()
+        any_measured = False
+        for key, ax in by_key.items():
+            part = runs[runs["dataset"].astype(str).to_numpy() == key[0]]
+            lam = eig.get(key[0])
+            if lam is not None:
+                crit = 2.0 / lam.max()
+                x = np.unique(np.concatenate([np.linspace(0.0, 1.0, 401), [_fastest_ratio(lam)]]))
+                lr = x * crit
+                pos = lam[lam > 0]
+                curve = np.max((1.0 - lr[:, None] * pos[None, :]) ** 2, axis=1)
+                ax.plot(x, curve, ls="--", color=_CRITICAL_COLOUR, lw=1.3, zorder=2)
+                ax.axvline(_fastest_ratio(lam), color=_FASTEST_COLOUR, ls=":", lw=1.8, zorder=1)
+                ax.axvline(1.0, color=_DIVERGED_COLOUR, ls="-", lw=0.8, alpha=0.6, zorder=1)
+            own = part[np.isfinite(part["predicted_rate"]) & np.isfinite(part["rate"])]
+            if lam is not None and len(own):
+                generic = np.max((1.0 - own["lr"].to_numpy()[:, None] * lam[lam > 0][None, :]) ** 2, axis=1)
+                odd = ~np.isclose(own["predicted_rate"].to_numpy(), generic, rtol=1e-9, atol=1e-12)
+                if odd.any():
+                    sel = own[odd]
+                    ax.scatter(
+                        sel["lr_ratio"], sel["predicted_rate"], s=60, facecolors="none", edgecolors="0.3", zorder=3
+                    )
+            measured = part[np.isfinite(part["rate"])]
+            if len(measured):
+                any_measured = True
+                ax.scatter(
+                    measured["lr_ratio"], measured["rate"], c=cmap(norm(measured["lr"].to_numpy())),
+                    s=28, edgecolors="white", linewidths=0.5, zorder=4,
+                )  # fmt: skip
+            else:
+                _empty_note(ax, "no converging full-batch run")
+            ax.set(xlim=(0.0, 1.1), ylim=(-0.02, 1.05))
+            ax.set_title(facets.title(key))
+        _label_outer(facets, by_key, _RATE_X, _RATE_Y)
+        _lr_colorbar(fig, list(by_key.values()), norm, cmap, runs["lr"].to_numpy())
+        handles = [
+            Line2D([], [], ls="none", marker="o", color="0.3", label="measured: fit to the tail of the excess cost"),
+            Line2D([], [], ls="--", color=_CRITICAL_COLOUR, label="predicted: max over λ > 0 of (1 − lr·λ)²"),
+            Line2D([], [], ls=":", color=_FASTEST_COLOUR, lw=1.8, label="fastest lr"),
+            Line2D([], [], ls="-", color=_DIVERGED_COLOUR, alpha=0.6, label="critical lr 2/λmax (rate 1)"),
+        ]
+        if not any_measured:
+            handles.append(Line2D([], [], ls="none", label="no run converged with full batches: no measured rate"))
+        wide = fig.get_figwidth() >= 10
+        fig.legend(handles=handles, loc="outside lower center", ncols=2 if wide else 1, fontsize="small")
+        fig.suptitle("Rate: contraction of the excess cost per epoch, measured vs predicted")
+        _save(fig, out_png, out_svg)
+
+
+_RATE_X = "learning rate / critical learning rate"
+_RATE_Y = "rate (excess cost ratio per epoch)"
+
+
+def _eigenvalues(theory: pd.DataFrame) -> dict[str, np.ndarray]:
+    """(lambda_min, lambda_max) per dataset from the theory table."""
+    if theory is None or not {"dataset", "lambda_min", "lambda_max"} <= set(theory.columns):
+        return {}
+    first = theory.groupby(theory["dataset"].astype(str), sort=False)[["lambda_min", "lambda_max"]].first()
+    return {str(ds): row.to_numpy(dtype=np.float64) for ds, row in first.iterrows()}
+
+
+def _fastest_ratio(lam: np.ndarray) -> float:
+    """The fastest lr as a fraction of the critical lr (1/2 when lambda_min is 0)."""
+    lam_min, lam_max = float(lam.min()), float(lam.max())
+    fastest = 1.0 / lam_max if lam_min == 0 else 2.0 / (lam_max + lam_min)
+    return fastest * lam_max / 2.0
 
 
 # --------------------------------------------------------------------------------------------

@@ -75,7 +75,11 @@ def results_config(runs):
 def timing_optimizers(wildcards):
     """The definitions of the optimizers the timing job times (plain sgd needs none)."""
     names = lookup(dpath="timing/optimizers", within=config)
-    return {name: config["optimizers"][name] for name in names if name in config["optimizers"]}
+    return {
+        name: config["optimizers"][name]
+        for name in names
+        if name in config["optimizers"]
+    }
 
 
 def shard_config(wildcards):
@@ -122,6 +126,7 @@ def all_outputs():
         "results/tables/theory.csv",
         "results/plots/convergence.png",
         "results/plots/divergence.png",
+        "results/plots/rate.png",
         "results/provenance.json",
     ]
     if TIMING:
@@ -132,21 +137,23 @@ def all_outputs():
     return outputs
 
 
-def write_theory(dataset_config, datasets, csv_path, html_path, log_path):
-    """The theory table of the grid's datasets and optimizers, as CSV and as HTML for the
-    report."""
+def write_theory(dataset_config, datasets, seeds, csv_path, html_path, log_path):
+    """The theory table of the grid's datasets (and seeds, where the points depend on them)
+    and optimizers, with each dataset's optimum, as CSV and as HTML for the report."""
     from gdbench import io
-    from gdbench.pipeline import theories
     from gdbench.optimizers import optimizer_specs
+    from gdbench.pipeline import optima, theories
     from gdbench.tables import theory_table
 
     table = theory_table(
-        theories(dataset_config, datasets), optimizer_specs(dataset_config)
+        theories(dataset_config, datasets),
+        optima(dataset_config, datasets, seeds),
+        optimizer_specs(dataset_config),
     )
     io.write_csv(table, csv_path)
     note = (
-        "Full-batch runs of each optimizer converge iff lr < critical_lr "
-        "(empty: no closed form, e.g. Adam)."
+        "Full-batch runs of each optimizer converge iff lr < critical_lr (empty: no "
+        "closed form, e.g. Adam); optimal_cost is the least-squares cost (W_star, b_star)."
     )
     io.write_html_table(table, html_path, "Theory per dataset", note)
     io.write_text(table.to_string(index=False) + "\n", log_path)

@@ -1,4 +1,4 @@
-# Plots: convergence and divergence from the tables (timing has its own rules).
+# Plots: convergence, divergence and rate from the tables (timing has its own rules).
 
 
 rule plot_convergence:
@@ -47,3 +47,27 @@ rule plot_divergence:
         "Plotting final cost vs learning rate with the critical learning rate"
     script:
         "../scripts/plot_divergence.py"
+
+
+rule plot_rate:
+    input:
+        summary=rules.merge_tables.output.summary_parquet,
+        theory=rules.theory.output.csv,
+    output:
+        png=report(
+            "results/plots/rate.png",
+            caption="../report/rate.rst",
+            category="Convergence",
+            labels={"result": "rate vs learning rate"},
+        ),
+        svg="results/plots/rate.svg",
+    log:
+        "results/logs/plot_rate.log",
+    benchmark:
+        "results/benchmarks/plot_rate.tsv"
+    conda:
+        "../envs/gdbench.yaml"
+    message:
+        "Plotting the measured rate of each converging run against the predicted rate"
+    script:
+        "../scripts/plot_rate.py"

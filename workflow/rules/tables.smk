@@ -52,12 +52,18 @@ rule theory:
     params:
         config=grid_config,
         datasets=lookup(dpath="grid/dataset", within=config),
+        seeds=lookup(dpath="grid/seed", within=config),
     message:
-        "Computing the Hessian's eigenvalues and critical learning rates"
+        "Computing the Hessian's eigenvalues, critical learning rates and each dataset's optimum"
     run:
-        # Cheap (no torch): runs inside Snakemake instead of starting a Python process.
+        # Cheap: runs inside Snakemake instead of starting a Python process.
         write_theory(
-            params.config, params.datasets, output.csv, output.html, log[0]
+            params.config,
+            params.datasets,
+            params.seeds,
+            output.csv,
+            output.html,
+            log[0],
         )
 
 

@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this ch
 import time
 
 from gdbench import io
+from gdbench.config import ConfigError
 from gdbench.determinism import set_deterministic
 from gdbench.engines import DeviceError
 from gdbench.pipeline import train_runs, training_log
@@ -28,7 +29,7 @@ def main(params, output, threads, log_path):
         clock = time.perf_counter()
         try:
             batch, traj, summary = train_runs(params.config, runs, params.run_ids, progress=say)
-        except DeviceError as exc:
+        except (DeviceError, ConfigError) as exc:  # no usable device; data that overflow the dtype
             say(f"error: {exc}")
             sys.exit(f"gdbench: {exc}")
         elapsed = time.perf_counter() - clock

@@ -235,7 +235,7 @@ def train_batched(runs: list[RunSpec], data: DataSource, options: TrainOptions) 
 
     schedule = record_schedule([r.epochs for r in runs], options.record_every)
     rec = torch.full((3, schedule.size, R), float("nan"), dtype=dtype, device=device)
-    tracker = VerdictTracker(R, options.criteria, device)
+    tracker = VerdictTracker(R, options.criteria, device, *data.references(runs))
     boundaries = sorted({r.epochs + 1 for r in runs})
     max_epoch = boundaries[-1] - 1
 

@@ -97,7 +97,7 @@ def train_loop(runs: list[RunSpec], data: DataSource, options: TrainOptions) -> 
     b = np.full(shape, np.nan, dtype=dtype)
     cost = np.full(shape, np.nan, dtype=dtype)
     seconds = np.zeros(len(runs))
-    tracker = VerdictTracker(len(runs), options.criteria)
+    tracker = VerdictTracker(len(runs), options.criteria, "cpu", *data.references(runs))
     for i, run in enumerate(runs):
         device = check_device(run.device)
         x, y = data.get(run).tensors(DTYPE_OF[run.dtype], device)

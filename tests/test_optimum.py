@@ -29,10 +29,10 @@ def points(x, y, name="d") -> Dataset:
 
 
 def grid_config(datasets, **training):
-    """The default config's grid (lrs, seeds, epochs) on ``datasets``, on the CPU."""
+    """The default config's grid (lrs, seeds, epochs) on ``datasets``, on the CPU, plain SGD."""
     config = {
         "datasets": {k: DEFAULT["datasets"][k] if isinstance(v, str) else v for k, v in datasets.items()},
-        "grid": {**DEFAULT["grid"], "dataset": list(datasets), "device": ["cpu"]},
+        "grid": {**DEFAULT["grid"], "dataset": list(datasets), "device": ["cpu"], "optimizer": ["sgd"]},
         "training": {**DEFAULT["training"], **training},
         "analysis": DEFAULT["analysis"],
     }

@@ -69,9 +69,12 @@ def _theory(args: argparse.Namespace) -> int:
     from gdbench.tables import theory_table
 
     config = _load_checked(args.spec) if args.spec else {"datasets": {"tutorial": TUTORIAL_DATASET}}
+    from gdbench.optimizers import optimizer_specs
+
     grid: Any = config.get("grid", {})
     seeds = [int(s) for s in grid.get("seed", [0])]
-    print(theory_table(theories(config), optima(config, list(config["datasets"]), seeds)).to_string(index=False))
+    optimum_rows = optima(config, list(config["datasets"]), seeds)
+    print(theory_table(theories(config), optimum_rows, optimizer_specs(config)).to_string(index=False))
     return 0
 
 

@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from gdbench import tables
+from gdbench import stability, tables
 from gdbench.analysis import Criteria, measured_rate, rate_window_bottom
 from gdbench.config import ConfigError
 from gdbench.data import DatasetSpec, parse_dataset
 from gdbench.lesson import lesson_lines
+from gdbench.optimizers import optimizer_specs
 from gdbench.runs import RunSpec
 from gdbench.theory import Optimum, Theory, analyse, optimum
 from gdbench.trajectory import TrajectoryBatch
@@ -69,6 +70,7 @@ def train_options(config: Mapping[str, Any], progress: Progress | None = None) -
         ),
         chunk_epochs=int(training["chunk_epochs"]),
         progress=progress,
+        optimizers=optimizer_specs(config),
     )
 
 
@@ -84,7 +86,8 @@ def train_runs(
     from gdbench.engines.common import initial_params
 
     data = DataSource(dataset_specs(config), base_dir)
-    batch = train(list(runs), data, train_options(config, progress))
+    options = train_options(config, progress)
+    batch = train(list(runs), data, options)
     v = batch.verdicts
     for bad in np.flatnonzero(~np.isfinite(v.initial_cost)):
         run = runs[int(bad)]
@@ -105,7 +108,12 @@ def train_runs(
             continue
         opt = data.optimum(run)
         w0, b0 = initial_params(run)
-        predicted[i] = theory[run.dataset].predicted_rate(run.lr, (w0 - opt.W_star, b0 - opt.b_star))
+        spec = options.optimizer(run)
+        factor = stability.rate_factor(spec)  # None: no closed form (Adam), or weight decay
+        if factor is not None:
+            plain = spec.kind == "sgd" and spec.momentum == 0  # theory's own (1 - lr lambda)^2
+            e0 = (w0 - opt.W_star, b0 - opt.b_star)
+            predicted[i] = theory[run.dataset].predicted_rate(run.lr, e0, None if plain else factor)
         if v.converged_at[i] >= 0 and not v.diverged[i]:
             epochs, cost = batch.epochs[recorded[i]], batch.cost[i, recorded[i]]
             excess = cost.astype(np.float64) - v.optimal_cost[i]
@@ -117,7 +125,9 @@ def train_runs(
     return (
         batch,
         tables.trajectories(batch, run_ids),
-        tables.summary(batch, theory, run_ids, n_points, rate=rate, predicted_rate=predicted, full_batch=full),
+        tables.summary(
+            batch, theory, run_ids, n_points, options.optimizers, rate=rate, predicted_rate=predicted, full_batch=full
+        ),
     )
 
 

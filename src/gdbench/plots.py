@@ -76,7 +76,7 @@ _SYMLOG_ABOVE = 100
 _MAX_END_LABELS = 12
 
 #: Run attributes that split facets into rows when they take more than one value.
-_ROW_AXES = ("device", "engine", "init", "batch_size", "dtype", "epochs")
+_ROW_AXES = ("optimizer", "device", "engine", "init", "batch_size", "dtype", "epochs")
 _DEVICE_COLOURS = {"cpu": "#1f77b4", "cuda": "#2ca02c"}
 _ENGINE_STYLE = {"loop": ("o", "-"), "batched": ("s", "--")}
 _CONVERGED_COLOUR = "#3b5b92"
@@ -250,8 +250,11 @@ def _facets(runs: pd.DataFrame, max_cols: int = 3) -> _Facets:
     row_axes = [a for a in _ROW_AXES if a in runs.columns and runs[a].nunique(dropna=False) > 1]
     datasets = _ordered(runs["dataset"]) if "dataset" in runs.columns else ["all"]
     if row_axes:
+        # In each axis' own order (categorical: the config's; e.g. sgd before heavy_ball).
+        rank = [{v: i for i, v in enumerate(_ordered(runs[a]))} for a in row_axes]
         row_keys = sorted(
             {tuple(r) for r in runs[row_axes].astype(str).itertuples(index=False, name=None)},
+            key=lambda key: tuple(rank[i].get(v, len(rank[i])) for i, v in enumerate(key)),
         )
     else:
         row_keys = [()]
@@ -729,13 +732,15 @@ def divergence(summary: pd.DataFrame, theory: pd.DataFrame, out_png: PathLike, o
     The final cost is the last epoch's cost (its forward pass, before that epoch's update: the
     lesson's convention), minus the run's ``optimal_cost`` when the summary has it (values
     within the float floor of a positive optimum drawn at that floor, noted). A facet per
-    dataset (and per device, engine, ... when they vary). Runs that did not
-    diverge are drawn as the median over seeds with min–max error bars; diverged runs as red
-    crosses at the excess of their divergence epoch (what the summary's ``final_cost`` holds for
+    dataset (and per optimizer, device, engine, ... when they vary). Runs that did not diverge
+    are drawn as the median over seeds with min–max error bars; diverged runs as red crosses
+    at the excess of their divergence epoch (what the summary's ``final_cost`` holds for
     them); a cost that overflowed to inf or NaN is drawn as a triangle on the top edge. Per
-    dataset a dashed line marks the critical lr ``2/λmax`` (beyond it, shaded, theory predicts
-    divergence) and a dotted line the fastest step ``2/(λmax+λmin)``. Exact zeros are drawn at
-    a floor (noted).
+    dataset and optimizer a dashed line marks the critical lr (``2/λmax`` for plain gradient
+    descent, the theory table's ``critical_rule`` for momentum; beyond it, shaded, theory
+    predicts divergence) and a dotted line the fastest step ``2/(λmax+λmin)`` where there is
+    one; an optimizer without a closed form (Adam) says so. Exact zeros are drawn at a floor
+    (noted).
     """
     runs = summary.copy()
     runs["final_cost"] = pd.to_numeric(runs["final_cost"], errors="coerce").astype(float)
@@ -771,9 +776,16 @@ def divergence(summary: pd.DataFrame, theory: pd.DataFrame, out_png: PathLike, o
         for i, k in enumerate(runs["_facet"]):
             rows_of.setdefault(k, []).append(i)
         drawn: set[str] = set()
+        only = _ordered(runs["optimizer"]) if "optimizer" in runs.columns else []
         for key, ax in by_key.items():
             part = runs.iloc[rows_of.get(key, [])]
-            drawn |= _divergence_facet(ax, part, y_ranges.get(key[0], (1e-3, 1e3)), lines.get(key[0], (np.nan, np.nan)))
+            if "optimizer" in facets.row_axes:
+                optimizer: str | None = key[1][facets.row_axes.index("optimizer")]
+            else:
+                optimizer = only[0] if len(only) == 1 else None
+            theory_key = (key[0], optimizer) if (key[0], optimizer) in lines else (key[0], None)
+            facet_lines = lines.get(theory_key, _NO_THEORY)
+            drawn |= _divergence_facet(ax, part, y_ranges.get(key[0], (1e-3, 1e3)), facet_lines)
             ax.set_title(facets.title(key))
         _label_outer(facets, by_key, "learning rate", _FINAL_LABEL)
         legend = [handle for kind, handle in _DIVERGENCE_HANDLES.items() if kind in drawn]
@@ -804,9 +816,20 @@ _DIVERGENCE_HANDLES = {
 }  # fmt: skip
 
 
-def _divergence_facet(
-    ax: Axes, part: pd.DataFrame, y_range: tuple[float, float], theory_lrs: tuple[float, float]
-) -> set[str]:
+@dataclass(frozen=True)
+class _TheoryLines:
+    """A facet's theory: critical and fastest lr (NaN: none) and the critical lr's rule."""
+
+    critical: float = np.nan
+    fastest: float = np.nan
+    rule: str = "2/λmax"
+    closed_form: bool = True
+
+
+_NO_THEORY = _TheoryLines()
+
+
+def _divergence_facet(ax: Axes, part: pd.DataFrame, y_range: tuple[float, float], theory: _TheoryLines) -> set[str]:
     """One facet of the divergence plot; returns the kinds of marker it drew."""
     drawn = set()
     y_lo, y_hi = y_range
@@ -830,7 +853,7 @@ def _divergence_facet(
         ax.plot(
             lrs, np.full(lrs.size, y_hi), ls="none", marker="^", ms=8, color=_DIVERGED_COLOUR, clip_on=False, zorder=4
         )
-    crit, fast = theory_lrs
+    crit, fast = theory.critical, theory.fastest
     lrs = part["lr"].to_numpy(dtype=float)
     xs = np.concatenate([lrs[np.isfinite(lrs) & (lrs > 0)], [v for v in (crit, fast) if np.isfinite(v) and v > 0]])
     x_lo, x_hi = (xs.min() / 2, xs.max() * 2) if xs.size else (1e-3, 1.0)
@@ -838,7 +861,7 @@ def _divergence_facet(
     handles: list[Line2D | Patch] = []
     if np.isfinite(crit) and crit > 0:
         ax.axvspan(crit, x_hi, color=_DIVERGED_COLOUR, alpha=0.07, lw=0, zorder=0)
-        label = f"critical lr 2/λmax = {_fmt(crit)}"
+        label = f"critical lr {theory.rule} = {_fmt(crit)}"
         handles.append(ax.axvline(crit, color=_CRITICAL_COLOUR, ls="--", lw=1.3, label=label))
     if np.isfinite(fast) and fast > 0:
         singular = np.isfinite(crit) and np.isclose(fast, crit / 2, rtol=1e-12)  # lambda_min = 0
@@ -848,6 +871,8 @@ def _divergence_facet(
         if np.isfinite(crit) and crit > 0:
             handles.append(Patch(color=_DIVERGED_COLOUR, alpha=0.12, label="theory: diverges (lr > critical)"))
         ax.legend(handles=handles, loc="best", fontsize="x-small")
+    elif not theory.closed_form:
+        _corner_note(ax, "no closed-form critical lr")
     if not len(part):
         _empty_note(ax, "no runs")
     return drawn
@@ -865,19 +890,34 @@ def _log_range(values: np.ndarray) -> tuple[float, float]:
     return lo, hi
 
 
-def _theory_lines(summary: pd.DataFrame, theory: pd.DataFrame) -> dict[str, tuple[float, float]]:
-    """(critical lr, fastest lr) per dataset, from the theory table, else from the summary."""
-    out: dict[str, tuple[float, float]] = {}
+def _theory_lines(summary: pd.DataFrame, theory: pd.DataFrame) -> dict[tuple[str, str | None], _TheoryLines]:
+    """The theory per (dataset, optimizer) (optimizer None: the table has no such column),
+    from the theory table, else from the summary."""
+    out: dict[tuple[str, str | None], _TheoryLines] = {}
     for frame in (summary, theory):  # theory last: it wins
         if frame is None or not {"dataset", "critical_lr"} <= set(frame.columns):
             continue
-        cols = ["critical_lr"] + (["fastest_lr"] if "fastest_lr" in frame.columns else [])
-        first = frame.groupby(frame["dataset"].astype(str), sort=False, observed=True)[cols].first()
-        for ds, row in first.iterrows():
+        keys = [frame["dataset"].astype(str)]
+        if "optimizer" in frame.columns:
+            keys.append(frame["optimizer"].astype(str))
+        cols = [c for c in ("critical_lr", "fastest_lr", "critical_rule") if c in frame.columns]
+        first = frame.groupby(keys, sort=False, observed=True)[cols].first()
+        for key, row in first.iterrows():
+            ds, opt = (key, None) if len(keys) == 1 else key
             crit = float(row["critical_lr"]) if pd.notna(row["critical_lr"]) else np.nan
             fast = float(row["fastest_lr"]) if "fastest_lr" in row and pd.notna(row["fastest_lr"]) else np.nan
-            out[str(ds)] = (crit, fast)
+            rule = str(row["critical_rule"]) if "critical_rule" in row and pd.notna(row["critical_rule"]) else "2/λmax"
+            lines = _TheoryLines(crit, fast, rule, closed_form=bool(np.isfinite(crit)))
+            out[(str(ds), opt)] = lines
+            out.setdefault((str(ds), None), lines)  # the first optimizer stands for the dataset
     return out
+
+
+def _corner_note(ax: Axes, text: str) -> None:
+    ax.text(
+        0.02, 0.98, text, transform=ax.transAxes, va="top", ha="left", fontsize="x-small", color="0.3",
+        bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "0.8", "alpha": 0.9},
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -994,6 +1034,10 @@ def timing(timing_df: pd.DataFrame, out_png: PathLike, out_svg: PathLike) -> Non
     throughput, run-epochs per second vs grid size, one line per device (and n). Rows with
     missing or non-positive medians (failed measurements) are skipped. The title names the
     machine (``device_name``) and CPU threads.
+
+    With an ``optimizer`` column, these two panels show the first optimizer of the table
+    (timed at every size) and a third panel compares the optimizers at n = 3: run-epochs per
+    second of each (device, engine, grid size) measured for more than one optimizer.
     """
     df = timing_df.copy()
     for col in ("n", "runs", "threads", "median_s_per_epoch", "iqr_s_per_epoch", "run_epochs_per_s"):
@@ -1004,14 +1048,27 @@ def timing(timing_df: pd.DataFrame, out_png: PathLike, out_svg: PathLike) -> Non
     if "runs" not in df.columns:
         df["runs"] = 1.0
     ok = np.isfinite(df["median_s_per_epoch"]) & (df["median_s_per_epoch"] > 0) & np.isfinite(df["n"]) & (df["n"] > 0)
-    good = df[ok]
     devices = _device_order(df["device"])
+    everything = df
+    optimizers: list[str] = []
+    if "optimizer" in df.columns:
+        df["optimizer"] = df["optimizer"].astype(str)
+        optimizers = list(dict.fromkeys(df["optimizer"]))
+        first = df["optimizer"] == optimizers[0] if optimizers else np.ones(len(df), dtype=bool)
+        df, ok = df[first], ok[first]
+    good = df[ok]
+    compare = len(optimizers) > 1
     with _theme():
-        fig = Figure(figsize=(12.5, 5.0), layout="constrained")
-        left, right = fig.subplots(1, 2)
-        _timing_left(left, good, devices)
-        _timing_right(right, df, devices)
-        fig.suptitle(_machine_title(df, devices))
+        fig = Figure(figsize=(18.0 if compare else 12.5, 5.0), layout="constrained")
+        panels = fig.subplots(1, 3 if compare else 2)
+        _timing_left(panels[0], good, devices)
+        _timing_right(panels[1], df, devices)
+        if compare:
+            _timing_optimizers(panels[2], everything, devices, optimizers)
+        title = _machine_title(everything, devices)
+        if compare:
+            title += f" — left and middle: optimizer {optimizers[0]}"
+        fig.suptitle(title)
         _save(fig, out_png, out_svg)
 
 
@@ -1129,6 +1186,36 @@ def _timing_right(ax: Axes, df: pd.DataFrame, devices: list[str]) -> None:
                 label=f"{device}, n = {_fmt_int(n)}",
             )
     ax.legend(loc="best", fontsize="small", ncols=2 if len(sizes) * len(devices) > 6 else 1)
+
+
+def _timing_optimizers(ax: Axes, df: pd.DataFrame, devices: list[str], optimizers: list[str]) -> None:
+    """Run-epochs per second by optimizer at n = 3: one line per (device, engine, grid size)
+    measured with more than one optimizer."""
+    ax.set(yscale="log", xlabel="optimizer", ylabel="run-epochs per second (median)")
+    ax.set_title("optimizers at n = 3 (the lesson's data)")
+    rows = df[(df["n"] == 3) & np.isfinite(df["run_epochs_per_s"]) & (df["run_epochs_per_s"] > 0)]
+    x = {name: i for i, name in enumerate(optimizers)}
+    series = rows.groupby(["device", "engine", "runs"], sort=False)
+    drawn = 0
+    for (device, engine, runs), g in series:
+        g = g.groupby("optimizer", sort=False)["run_epochs_per_s"].median()
+        if len(g) < 2:
+            continue
+        order = sorted(g.index, key=lambda name: x.get(name, len(x)))
+        marker, ls = _ENGINE_STYLE.get(engine, ("D", ":"))
+        big = runs > 1
+        ax.plot(
+            [x[name] for name in order], g[order].to_numpy(), marker=marker, ls=ls, ms=7 if big else 6,
+            mfc=_device_colour(device, devices) if big else "white", color=_device_colour(device, devices), lw=1.6,
+            label=f"{device}, {engine}, {_fmt_int(runs)} run{'s' if runs != 1 else ''}",
+        )  # fmt: skip
+        drawn += 1
+    ax.set_xticks(range(len(optimizers)), optimizers)
+    ax.set_xlim(-0.5, len(optimizers) - 0.5)
+    if drawn:
+        ax.legend(loc="best", fontsize="small")
+    else:
+        _empty_note(ax, "no optimizer measured twice at n = 3")
 
 
 def _machine_title(df: pd.DataFrame, devices: list[str]) -> str:

@@ -94,31 +94,51 @@ def shard_runs(wildcards):
     return f"{describe_runs(runs)} [{specs_digest(runs, [RUN_IDS[r] for r in runs])}]"
 
 
-def results_config(names):
-    """What training needs of the config for the datasets ``names``: their definitions and
-    the training and analysis settings (so editing an unused dataset re-runs nothing).
+def results_config(runs):
+    """What training ``runs`` needs of the config: the definitions of their datasets and
+    optimizers, and the training and analysis settings (so editing an unused dataset or
+    optimizer re-runs nothing).
     """
     training = {k: v for k, v in config["training"].items() if k != "threads"}
+    datasets = sorted({run.dataset for run in runs})
+    optimizers = dict.fromkeys(run.optimizer for run in runs)  # in the grid's order
     return {
-        "datasets": {name: config["datasets"][name] for name in sorted(names)},
+        "datasets": {name: config["datasets"][name] for name in datasets},
+        "optimizers": {name: config["optimizers"][name] for name in optimizers},
         "training": training,
         "analysis": config["analysis"],
     }
 
 
-def described_config(names):
-    """The param standing for ``results_config(names)``: the datasets named, and a digest."""
-    return f"datasets {', '.join(sorted(names))}; training and analysis settings [{digest(results_config(names))}]"
+def described_config(runs):
+    """The param standing for ``results_config(runs)``: the datasets and optimizers of the
+    runs, and a digest of everything they train with (a change re-runs the job)."""
+    datasets = ", ".join(sorted({run.dataset for run in runs}))
+    optimizers = ", ".join(dict.fromkeys(run.optimizer for run in runs))
+    return (
+        f"datasets {datasets}; optimizers {optimizers}; training and analysis settings "
+        f"[{digest(results_config(runs))}]"
+    )
+
+
+def timing_optimizers(wildcards):
+    """The definitions of the optimizers the timing job times (plain sgd needs none)."""
+    names = lookup(dpath="timing/optimizers", within=config)
+    return {
+        name: config["optimizers"][name]
+        for name in names
+        if name in config["optimizers"]
+    }
 
 
 def shard_config(wildcards):
-    """A training job's config param (its own datasets only)."""
-    return described_config({run.dataset for run in SHARDS[wildcards.shard]})
+    """A training job's config param (its own datasets and optimizers only)."""
+    return described_config(SHARDS[wildcards.shard])
 
 
 def grid_config(wildcards):
-    """The config param of jobs that use the whole grid's datasets."""
-    return described_config({run.dataset for run in RUNS})
+    """The config param of jobs that use the whole grid's datasets and optimizers."""
+    return described_config(RUNS)
 
 
 def shard_csv_files(wildcards):
@@ -210,19 +230,22 @@ def figure_inputs(wildcards):
 
 
 def write_theory(dataset_config, datasets, seeds, csv_path, html_path, log_path):
-    """The theory table of the grid's datasets (and seeds, where the points depend on them),
-    with each one's optimum, as CSV and as HTML for the report."""
+    """The theory table of the grid's datasets (and seeds, where the points depend on them)
+    and optimizers, with each dataset's optimum, as CSV and as HTML for the report."""
     from gdbench import io
+    from gdbench.optimizers import optimizer_specs
     from gdbench.pipeline import optima, theories
     from gdbench.tables import theory_table
 
     table = theory_table(
-        theories(dataset_config, datasets), optima(dataset_config, datasets, seeds)
+        theories(dataset_config, datasets),
+        optima(dataset_config, datasets, seeds),
+        optimizer_specs(dataset_config),
     )
     io.write_csv(table, csv_path)
     note = (
-        "Full-batch gradient descent converges iff lr < critical_lr; "
-        "optimal_cost is the least-squares cost (W_star, b_star)."
+        "Full-batch runs of each optimizer converge iff lr < critical_lr (empty: no "
+        "closed form, e.g. Adam); optimal_cost is the least-squares cost (W_star, b_star)."
     )
     io.write_html_table(table, html_path, "Theory per dataset", note)
     io.write_text(table.to_string(index=False) + "\n", log_path)

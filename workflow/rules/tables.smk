@@ -61,7 +61,7 @@ rule theory:
     run:
         # Cheap: runs inside Snakemake instead of starting a Python process.
         write_theory(
-            results_config(set(params.datasets)),
+            results_config(RUNS),
             params.datasets,
             params.seeds,
             output.csv,

@@ -19,6 +19,7 @@ rule timing:
     params:
         timing=lookup(dpath="timing", within=config),
         threads=lookup(dpath="timing/threads", within=config),
+        optimizers=timing_optimizers,
     message:
         "Timing the engines on {wildcards.device} ({params.threads} torch thread(s); {threads} core(s) reserved)"
     script:

@@ -150,7 +150,8 @@ BAD_CONFIGS = [
     pytest.param("sharding: {jobs_per_device: 0}", "sharding.jobs_per_device", "0", ["from 1"], id="jobs0"),
     pytest.param("sharding: {max_runs_per_job: 0}", "sharding.max_runs_per_job", "0", [">= 1"], id="max-runs0"),
     pytest.param(
-        "grid: {lr: [" + ", ".join(f"0.{i:03d}" for i in range(1, 101)) + "], seed: [1, 2, 3, 4, 5, 6, 7, 8]}\n"
+        "grid: {lr: [" + ", ".join(f"0.{i:03d}" for i in range(1, 101)) + "], seed: [1, 2, 3, 4, 5, 6, 7, 8],"
+        " optimizer: [sgd]}\n"
         "sharding: {max_runs_per_job: 1}",
         "sharding.max_runs_per_job",
         "1",

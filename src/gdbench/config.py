@@ -642,7 +642,7 @@ def _check_batch_sizes(config: Mapping[str, Any], base_dir: Path) -> None:
 
 def _check_job_count(config: Mapping[str, Any]) -> None:
     grid, training, sharding = config["grid"], config["training"], config["sharding"]
-    runs = math.prod(len(grid[k]) for k in ("dataset", "lr", "seed", "epochs"))
+    runs = math.prod(len(grid[k]) for k in ("dataset", "optimizer", "lr", "seed", "epochs"))
     runs *= math.prod(len(as_list(training[k])) for k in ("init", "batch_size", "dtype", "engine"))
     devices = 1 if grid["device"] == "auto" else len(grid["device"])
     jobs_per_device, max_runs = sharding["jobs_per_device"], sharding["max_runs_per_job"]

@@ -25,7 +25,8 @@ TRAINING_AXES = ("init", "batch_size", "dtype", "engine")
 
 @dataclass(frozen=True, order=True)
 class RunSpec:
-    """One training run. ``batch_size`` is ``None`` for full batch (the lesson)."""
+    """One training run. ``batch_size`` is ``None`` for full batch (the lesson); ``optimizer``
+    names one of the config's optimizers (:mod:`gdbench.optimizers`), ``sgd`` by default."""
 
     dataset: str
     lr: float
@@ -36,6 +37,7 @@ class RunSpec:
     batch_size: int | None = None
     dtype: str = "float32"
     engine: str = "batched"
+    optimizer: str = "sgd"
 
     def __post_init__(self) -> None:
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -50,14 +52,18 @@ class RunSpec:
             raise ValueError(f"run {self.label()}: engine must be one of {ENGINES}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"run {self.label()}: batch_size must be >= 1 or full")
+        if not (isinstance(self.optimizer, str) and self.optimizer):
+            raise ValueError(f"run {self.label()}: optimizer must be the name of an optimizer")
 
     @property
     def batch_label(self) -> str:
         return "full" if self.batch_size is None else str(self.batch_size)
 
     def label(self) -> str:
-        """A short human-readable name, e.g. ``tutorial lr=0.01 seed=1 cpu``."""
-        return f"{self.dataset} lr={self.lr:g} seed={self.seed} epochs={self.epochs} {self.device}"
+        """A short human-readable name, e.g. ``tutorial lr=0.01 seed=1 epochs=2000 cpu``
+        (the optimizer is named when it is not plain ``sgd``)."""
+        opt = "" if self.optimizer == "sgd" else f" {self.optimizer}"
+        return f"{self.dataset}{opt} lr={self.lr:g} seed={self.seed} epochs={self.epochs} {self.device}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,7 +92,8 @@ def resolve_devices(value: Any, cuda_available: bool) -> list[str]:
 
 
 def expand_grid(config: Mapping[str, Any], devices: Sequence[str] | None = None) -> list[RunSpec]:
-    """All runs of a config's grid, in a stable order (device, dataset, then the rest).
+    """All runs of a config's grid, in a stable order (device, dataset, optimizer, then the
+    rest). A grid without ``optimizer`` trains plain ``sgd``.
 
     ``devices`` overrides ``grid.device`` (the workflow resolves ``auto`` once, where the DAG
     is built, and passes the result).
@@ -100,6 +107,7 @@ def expand_grid(config: Mapping[str, Any], devices: Sequence[str] | None = None)
     axes = [
         list(devices),
         as_list(grid["dataset"]),
+        as_list(grid.get("optimizer", "sgd")),
         [float(v) for v in as_list(grid["lr"])],
         [int(v) for v in as_list(grid["seed"])],
         [int(v) for v in as_list(grid["epochs"])],
@@ -109,8 +117,8 @@ def expand_grid(config: Mapping[str, Any], devices: Sequence[str] | None = None)
         as_list(training.get("engine", "batched")),
     ]
     runs = [
-        RunSpec(dataset=ds, lr=lr, seed=seed, epochs=ep, device=dev, init=init, batch_size=bs, dtype=dt, engine=en)
-        for dev, ds, lr, seed, ep, init, bs, dt, en in itertools.product(*axes)
+        RunSpec(ds, lr, seed, ep, device=dev, init=init, batch_size=bs, dtype=dt, engine=en, optimizer=op)
+        for dev, ds, op, lr, seed, ep, init, bs, dt, en in itertools.product(*axes)
     ]
     return list(dict.fromkeys(runs))
 

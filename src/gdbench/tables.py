@@ -17,7 +17,7 @@ from gdbench.theory import Theory
 from gdbench.trajectory import TrajectoryBatch
 
 #: The grid axes, in the order tables list them.
-AXES = ("dataset", "device", "engine", "lr", "seed", "epochs", "init", "batch_size", "dtype")
+AXES = ("dataset", "optimizer", "device", "engine", "lr", "seed", "epochs", "init", "batch_size", "dtype")
 TRAJECTORY_COLUMNS = ("run_id", *AXES, "epoch", "W", "b", "cost")
 SUMMARY_COLUMNS = (
     "run_id",
@@ -36,7 +36,7 @@ SUMMARY_COLUMNS = (
     "predicted_diverged",
     "train_seconds",
 )
-_CATEGORICAL = ("dataset", "device", "engine", "init", "batch_size", "dtype")
+_CATEGORICAL = ("dataset", "optimizer", "device", "engine", "init", "batch_size", "dtype")
 
 
 def run_table(runs: Sequence[RunSpec], run_ids: Sequence[int] | None = None) -> pd.DataFrame:
@@ -46,6 +46,7 @@ def run_table(runs: Sequence[RunSpec], run_ids: Sequence[int] | None = None) -> 
         {
             "run_id": ids.astype(np.int32),
             "dataset": [r.dataset for r in runs],
+            "optimizer": [r.optimizer for r in runs],
             "device": [r.device for r in runs],
             "engine": [r.engine for r in runs],
             "lr": np.array([r.lr for r in runs], dtype=np.float64),

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from gdbench.optimizers import OptimizerSpec, optimizer_specs
 from gdbench.runs import RunSpec, expand_grid
 
 if TYPE_CHECKING:  # torch loads only when something is trained
@@ -68,7 +69,7 @@ EDGE_COLUMNS = (
 #: Relative width to which the float64 horizon edge is located.
 HORIZON_REL_WIDTH = 1.0e-10
 #: Learning rates per round of the horizon search (its cost grows with the probes per round).
-HORIZON_PER_ROUND = 32
+HORIZON_PER_ROUND = 16
 #: A search stops after this many rounds whatever the widths (only a float-precision
 #: rel_width could need more).
 MAX_ROUNDS = 100
@@ -109,7 +110,6 @@ class Case:
 
     def run(self, lr: float) -> RunSpec:
         """The CPU, batched-engine run of this case at ``lr``."""
-        extra = {} if self.optimizer == "sgd" and not _has_optimizer_axis() else {"optimizer": self.optimizer}
         return RunSpec(
             dataset=self.dataset,
             lr=lr,
@@ -120,12 +120,8 @@ class Case:
             batch_size=self.batch_size,
             dtype=self.dtype,
             engine="batched",
-            **extra,
+            optimizer=self.optimizer,
         )
-
-
-def _has_optimizer_axis() -> bool:
-    return "optimizer" in {f.name for f in dataclasses.fields(RunSpec)}
 
 
 def grid_cases(config: Mapping[str, Any]) -> list[Case]:
@@ -134,7 +130,7 @@ def grid_cases(config: Mapping[str, Any]) -> list[Case]:
     cases = [
         Case(
             dataset=r.dataset,
-            optimizer=getattr(r, "optimizer", "sgd"),
+            optimizer=r.optimizer,
             batch_size=r.batch_size,
             init=r.init,
             dtype=r.dtype,
@@ -234,40 +230,28 @@ def _located(cases: Sequence[Case], data: DataSource, options: TrainOptions) -> 
     return diverges
 
 
-def sgd_constants(config: Mapping[str, Any], optimizer: str) -> dict[str, Any] | None:
-    """torch.optim.SGD's constants of a named optimizer (momentum, dampening, nesterov,
-    weight_decay), or None when it is not SGD (Adam: no closed-form theory)."""
-    if optimizer == "sgd" and optimizer not in config.get("optimizers", {}):
-        raw: Mapping[str, Any] = {"sgd": {}}
-    else:
-        raw = config["optimizers"][optimizer]
-    if "sgd" not in raw:
-        return None
-    sgd = raw["sgd"] or {}
-    return {
-        "momentum": float(sgd.get("momentum", 0.0)),
-        "dampening": float(sgd.get("dampening", 0.0)),
-        "nesterov": bool(sgd.get("nesterov", False)),
-        "weight_decay": float(sgd.get("weight_decay", 0.0)),
-    }
-
-
-def critical_lr(lambda_max: float, sgd: Mapping[str, Any] | None) -> float:
-    """The asymptotic edge of full-batch SGD as torch does it: ``lr (1 - dampening) lam``
-    below ``2 (1 + momentum)`` (heavy ball; plain SGD at momentum 0), or ``lr lam`` below
-    ``2 (1 + momentum) / (1 + 2 momentum)`` (Nesterov), with ``lam = lambda_max +
-    weight_decay``. NaN for optimizers without a closed form (``sgd`` None: Adam)."""
-    if sgd is None:
+def critical_lr(lambda_max: float, optimizer: OptimizerSpec) -> float:
+    """The asymptotic edge of full-batch SGD as torch does it, with ``lam = lambda_max +
+    weight_decay``: ``lr (1 - dampening) lam < 2 (1 + momentum)`` (heavy ball; plain SGD at
+    momentum 0) or ``lr lam < 2 (1 + momentum) / (1 + 2 momentum)`` (Nesterov). NaN for Adam
+    (no closed form)."""
+    if optimizer.kind != "sgd":
         return float("nan")
-    lam = lambda_max + sgd["weight_decay"]
-    beta = sgd["momentum"]
-    if sgd["nesterov"]:
+    lam = lambda_max + optimizer.weight_decay
+    beta = optimizer.momentum
+    if optimizer.nesterov:
         return 2 * (1 + beta) / ((1 + 2 * beta) * lam)
-    return 2 * (1 + beta) / ((1 - sgd["dampening"]) * lam)
+    if beta == 0:
+        return 2 / lam
+    return 2 * (1 + beta) / ((1 - optimizer.dampening) * lam)
 
 
 def _theory(
-    config: Mapping[str, Any], cases: Sequence[Case], data: DataSource, settings: EdgeSettings, factor: float
+    cases: Sequence[Case],
+    data: DataSource,
+    optimizers: Mapping[str, OptimizerSpec],
+    settings: EdgeSettings,
+    factor: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``critical_lr`` and ``horizon_edge`` per case (horizon: full-batch SGD family only)."""
     from gdbench.engines.common import initial_params
@@ -280,12 +264,12 @@ def _theory(
     for i, case in enumerate(cases):
         run = case.run(1.0)
         points = data.get(run)
-        sgd = sgd_constants(config, case.optimizer)
-        critical[i] = critical_lr(analyse(points).lambda_max, sgd)
-        if sgd is None or (case.batch_size is not None and case.batch_size < points.n):
+        optimizer = optimizers[case.optimizer]
+        critical[i] = critical_lr(analyse(points).lambda_max, optimizer)
+        if optimizer.kind != "sgd" or (case.batch_size is not None and case.batch_size < points.n):
             continue
         W0, b0 = initial_params(run)
-        problems.append(Recurrence(points.x, points.y, W0, b0, case.epochs, factor, **sgd))
+        problems.append(Recurrence(points.x, points.y, W0, b0, case.epochs, factor, **optimizer.arguments()))
         where.append(i)
     horizon = np.full(len(cases), np.nan)
     horizon[where] = horizon_edges(
@@ -318,7 +302,7 @@ def edge_table(config: Mapping[str, Any], base_dir: str | Path = ".", progress: 
         settings.lrs_per_round,
         progress,
     )
-    critical, horizon = _theory(config, searched, data, settings, options.criteria.diverged_factor)
+    critical, horizon = _theory(searched, data, optimizer_specs(config), settings, options.criteria.diverged_factor)
     pick = np.asarray(answer, dtype=np.int64)
     return pd.DataFrame(
         {

@@ -35,6 +35,8 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 
 from gdbench.data import DatasetError, parse_dataset
+from gdbench.optimizers import KINDS as OPTIMIZER_KINDS
+from gdbench.optimizers import OptimizerError, parse_optimizer
 from gdbench.runs import as_list, batch_size_value, shard_count
 
 __all__ = ["ConfigError", "check_config", "config_hash", "default_config", "load_config", "schema"]
@@ -133,9 +135,10 @@ def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dict[
     Schema (types, bounds, unknown keys, empty or repeated list values), then what the schema
     cannot express: every ``grid.dataset`` is defined in ``datasets``; every dataset parses;
     each one the grid uses builds (CSV files are read relative to ``base_dir``, their columns
-    must exist, x and y must pair up); integer batch sizes are smaller than some dataset the
-    grid uses; the grid does not make more than ``MAX_TRAINING_JOBS`` training jobs. Raises
-    :class:`ConfigError` on the first problem.
+    must exist, x and y must pair up); every ``grid.optimizer`` is defined in ``optimizers``
+    and torch would accept it (nesterov needs momentum and no dampening); integer batch
+    sizes are smaller than some dataset the grid uses; the grid does not make more than
+    ``MAX_TRAINING_JOBS`` training jobs. Raises :class:`ConfigError` on the first problem.
     """
     if not isinstance(config, Mapping):
         raise ConfigError(
@@ -145,6 +148,7 @@ def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dict[
     _coerce_text(checked, _schema(), _schema())
     grid = checked.get("grid")
     grid_dataset_given = isinstance(grid, Mapping) and "dataset" in grid
+    grid_optimizer_given = isinstance(grid, Mapping) and "optimizer" in grid
     # Validate what the user wrote (so messages show their values), then again with the
     # defaults filled in (they are valid by construction; this keeps it so).
     for _ in ("as written", "with defaults"):
@@ -153,6 +157,7 @@ def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dict[
             raise _schema_error(error)
         fill_defaults(checked)
     _check_datasets(checked, Path(base_dir), grid_dataset_given)
+    _check_optimizers(checked, grid_optimizer_given)
     _check_batch_sizes(checked, Path(base_dir))
     _check_job_count(checked)
     _check_edge(checked)
@@ -392,6 +397,8 @@ def _schema_error(error: ValidationError) -> ConfigError:
         return ConfigError(f"bad dataset name: must be {_describe(error.schema, root)}", [*path, name], name)
     if error.validator == "additionalProperties" and error.validator_value is False:
         allowed = list(error.schema.get("properties", {}))
+        if len(path) == 2 and path[0] == "optimizers":  # the kinds, not only the branch's own
+            allowed = list(OPTIMIZER_KINDS)
         extra = [k for k in error.instance if k not in allowed]
         key = extra[0]
         problem = _unknown_key_problem(key, path, allowed)
@@ -565,15 +572,7 @@ def _check_datasets(config: Mapping[str, Any], base_dir: Path, grid_dataset_give
             parse_dataset(name, raw)
         except DatasetError as exc:
             raise ConfigError(_strip_dataset(exc, name), ("datasets", name), raw) from None
-    for i, name in enumerate(config["grid"]["dataset"]):
-        if name not in datasets:
-            close = difflib.get_close_matches(name, list(datasets), n=1, cutoff=0.7)
-            hint = f"; did you mean {_fmt(close[0])}?" if close else ""
-            defined = ", ".join(datasets) or "none"
-            problem = f"no such dataset{hint} (defined in datasets: {defined})"
-            if not grid_dataset_given:
-                problem += "; grid.dataset was not given and defaults to the default datasets: set it"
-            raise ConfigError(problem, ("grid", "dataset", i), name)
+    _check_names(config, "dataset", "datasets", grid_dataset_given)
     for name in config["grid"]["dataset"]:
         raw = datasets[name]
         if "csv" in raw:
@@ -587,6 +586,37 @@ def _check_datasets(config: Mapping[str, Any], base_dir: Path, grid_dataset_give
                 problem = _strip_dataset(exc, name).removeprefix(f"{str(base_dir / raw['csv'])!r} ")
                 raise ConfigError(problem, ("datasets", name, "csv"), raw["csv"]) from None
             raise ConfigError(_strip_dataset(exc, name), ("datasets", name), raw) from None
+
+
+def _check_optimizers(config: Mapping[str, Any], grid_optimizer_given: bool) -> None:
+    optimizers = config["optimizers"]
+    for name, raw in optimizers.items():
+        ((kind, args),) = raw.items()
+        if kind == "sgd" and args.get("nesterov") and (args["momentum"] <= 0 or args["dampening"] != 0):
+            why, fix = ("momentum > 0", "momentum: 0.9") if args["momentum"] <= 0 else ("dampening 0", "dampening: 0")
+            raise ConfigError(
+                f"nesterov needs {why} (torch.optim.SGD refuses it otherwise); set {fix}, or nesterov: false",
+                ("optimizers", name, kind, "nesterov"),
+                True,
+            )
+        try:
+            parse_optimizer(name, raw)
+        except OptimizerError as exc:
+            raise ConfigError(str(exc).removeprefix(f"optimizer {name!r}: "), ("optimizers", name), raw) from None
+    _check_names(config, "optimizer", "optimizers", grid_optimizer_given)
+
+
+def _check_names(config: Mapping[str, Any], axis: str, section: str, given: bool) -> None:
+    """Every name in ``grid.<axis>`` is defined in ``<section>``; else "did you mean"."""
+    defined = config[section]
+    for i, name in enumerate(config["grid"][axis]):
+        if name not in defined:
+            close = difflib.get_close_matches(name, list(defined), n=1, cutoff=0.7)
+            hint = f"; did you mean {_fmt(close[0])}?" if close else ""
+            problem = f"no such {axis}{hint} (defined in {section}: {', '.join(defined) or 'none'})"
+            if not given:
+                problem += f"; grid.{axis} was not given and defaults to the default {section}: set it"
+            raise ConfigError(problem, ("grid", axis, i), name)
 
 
 def _check_csv(name: str, raw: Mapping[str, Any], base_dir: Path) -> None:

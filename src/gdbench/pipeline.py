@@ -16,6 +16,7 @@ from gdbench import tables
 from gdbench.analysis import Criteria
 from gdbench.data import DatasetSpec, parse_dataset
 from gdbench.lesson import format_line
+from gdbench.optimizers import optimizer_specs
 from gdbench.runs import RunSpec
 from gdbench.theory import Theory, analyse
 from gdbench.trajectory import TrajectoryBatch
@@ -52,6 +53,7 @@ def train_options(config: Mapping[str, Any], progress: Progress | None = None) -
         ),
         chunk_epochs=int(training.get("chunk_epochs", 64)),
         progress=progress,
+        optimizers=optimizer_specs(config),
     )
 
 

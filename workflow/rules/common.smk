@@ -56,26 +56,30 @@ def shard_runs(wildcards):
     return [run.to_dict() for run in SHARDS[wildcards.shard]]
 
 
-def results_config(names):
-    """What training needs of the config for the datasets ``names``: their definitions and
-    the training and analysis settings (so editing an unused dataset re-runs nothing).
+def results_config(runs):
+    """What training ``runs`` needs of the config: the definitions of their datasets and
+    optimizers, and the training and analysis settings (so editing an unused dataset or
+    optimizer re-runs nothing).
     """
     training = {k: v for k, v in config["training"].items() if k != "threads"}
+    datasets = sorted({run.dataset for run in runs})
+    optimizers = sorted({run.optimizer for run in runs})
     return {
-        "datasets": {name: config["datasets"][name] for name in sorted(names)},
+        "datasets": {name: config["datasets"][name] for name in datasets},
+        "optimizers": {name: config["optimizers"][name] for name in optimizers},
         "training": training,
         "analysis": config["analysis"],
     }
 
 
 def shard_config(wildcards):
-    """A training job's params: the config it trains with (its own datasets only)."""
-    return results_config({run.dataset for run in SHARDS[wildcards.shard]})
+    """A training job's params: the config it trains with (its own datasets and optimizers)."""
+    return results_config(SHARDS[wildcards.shard])
 
 
 def grid_config(wildcards):
-    """The config the whole grid trains with (only the datasets the grid uses)."""
-    return results_config({run.dataset for run in RUNS})
+    """The config the whole grid trains with (only the datasets and optimizers it uses)."""
+    return results_config(RUNS)
 
 
 def shard_csv_files(wildcards):

@@ -15,6 +15,7 @@ import torch
 
 from gdbench.analysis import Criteria
 from gdbench.data import Dataset, DatasetSpec
+from gdbench.optimizers import DEFAULT_NAME, PLAIN_SGD, OptimizerSpec
 from gdbench.runs import RunSpec
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -34,7 +35,9 @@ class TrainOptions:
     ``record_every``: keep every k-th epoch (plus each run's last) in the trajectories; 0
     keeps only the last. ``chunk_epochs``: how often the batched engine checks for diverged
     or finished runs and stops computing them. ``cuda_graphs``: replay each chunk of
-    full-batch epochs on CUDA from a captured graph (one launch per chunk).
+    full-batch epochs on CUDA from a captured graph (one launch per chunk). ``optimizers``:
+    the optimizer each run names (``RunSpec.optimizer``), by name; ``sgd`` is plain SGD unless
+    given otherwise.
     """
 
     record_every: int = 1
@@ -42,6 +45,17 @@ class TrainOptions:
     chunk_epochs: int = 64
     progress: Progress | None = None
     cuda_graphs: bool = True
+    optimizers: Mapping[str, OptimizerSpec] = field(default_factory=lambda: {DEFAULT_NAME: PLAIN_SGD})
+
+    def optimizer(self, run: RunSpec) -> OptimizerSpec:
+        """The optimizer ``run`` names."""
+        spec = self.optimizers.get(run.optimizer)
+        if spec is None:
+            if run.optimizer == DEFAULT_NAME:
+                return PLAIN_SGD
+            known = sorted({*self.optimizers, DEFAULT_NAME})
+            raise KeyError(f"optimizer {run.optimizer!r} of run {run.label()} is not defined; known: {known}")
+        return spec
 
 
 def check_device(device: str) -> torch.device:

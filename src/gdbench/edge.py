@@ -74,7 +74,7 @@ HORIZON_PER_ROUND = 16
 #: rel_width could need more).
 MAX_ROUNDS = 100
 
-#: (case indexes [A], learning rates [A, M]) -> whether each run diverges [A, M].
+#: (search index of each probe [K], learning rates [K]) -> whether each probe's run diverges [K].
 Diverges = Callable[[np.ndarray, np.ndarray], np.ndarray]
 Progress = Callable[[str], None]
 
@@ -175,47 +175,52 @@ def bracket(
     per_round: int,
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Bracket, for each of ``n`` cases, the smallest learning rate in ``[lr_min, lr_max]`` at
-    which ``diverges`` says its run diverges (see the module docstring). Returns ``(lo, hi)``
-    arrays: ``lo`` did not diverge, ``hi`` did; ``hi`` is NaN when nothing diverged up to
-    ``lr_max`` (then ``lo = lr_max``), ``lo`` is NaN when ``lr_min`` diverged already."""
+    """Bracket, for each of ``n`` searches, the smallest learning rate in ``[lr_min, lr_max]``
+    at which ``diverges`` says its run diverges (see the module docstring), with combs of
+    ``per_round`` probes (fewer in a last round that needs fewer). Each round makes one call of
+    ``diverges`` with every probe of every open search. Returns ``(lo, hi)`` arrays: ``lo`` did not diverge,
+    ``hi`` did; ``hi`` is NaN when nothing diverged up to ``lr_max`` (then ``lo = lr_max``),
+    ``lo`` is NaN when ``lr_min`` diverged already."""
     if not (0 < lr_min < lr_max and math.isfinite(lr_max)):
         raise ValueError(f"edge search: need 0 < lr_min < lr_max, got {lr_min!r}, {lr_max!r}")
     if per_round < 2 or not rel_width > 0:
         raise ValueError("edge search: need lrs_per_round >= 2 and rel_width > 0")
     lo = np.full(n, np.nan)
     hi = np.full(n, np.nan)
-    if n == 0:
-        return lo, hi
     step = math.log1p(rel_width)
+    idx = np.arange(n)
     comb = np.geomspace(lr_min, lr_max, per_round)
     comb[0], comb[-1] = lr_min, lr_max
-    lrs = np.tile(comb, (n, 1))
-    idx = np.arange(n)
+    combs = [comb] * n
     for round_no in range(MAX_ROUNDS):
+        if idx.size == 0:
+            break
         clock = time.perf_counter()
-        d = np.asarray(diverges(idx, lrs), dtype=bool)
-        hit = d.any(axis=1)
-        first = np.where(hit, d.argmax(axis=1), lrs.shape[1])
-        rows = np.arange(idx.size)
-        below = np.where(first > 0, lrs[rows, np.maximum(first - 1, 0)], lo[idx])
-        hi[idx] = np.where(hit, lrs[rows, np.minimum(first, lrs.shape[1] - 1)], hi[idx])
-        lo[idx] = np.where(hit, below, lrs[:, -1])
+        owner = np.repeat(idx, [c.size for c in combs])
+        d = np.asarray(diverges(owner, np.concatenate(combs)), dtype=bool)
+        for i, comb, hits in zip(idx, combs, np.split(d, np.cumsum([c.size for c in combs])[:-1]), strict=True):
+            if hits.any():
+                first = int(hits.argmax())
+                hi[i] = comb[first]
+                if first > 0:
+                    lo[i] = comb[first - 1]
+            else:
+                lo[i] = comb[-1]
         open_ = np.isfinite(lo) & np.isfinite(hi) & (hi / lo - 1 > rel_width)
         if progress:
-            widest = np.nanmax(hi[idx] / lo[idx] - 1, initial=0.0)
+            width = hi[idx] / lo[idx] - 1
+            widest = float(np.nanmax(width)) if np.isfinite(width).any() else 0.0
             progress(
-                f"edge search round {round_no}: {idx.size} searches x {lrs.shape[1]} learning rates "
-                f"({lrs.size} runs) in {time.perf_counter() - clock:.2f} s; widest bracket now {widest:.3g} "
-                f"relative, {int(open_.sum())} still wider than {rel_width:g}"
+                f"edge search round {round_no}: {idx.size} searches, {owner.size} runs (one tensor program per "
+                f"engine group) in {time.perf_counter() - clock:.2f} s; widest bracket now {widest:.3g} relative, "
+                f"{int(open_.sum())} still wider than {rel_width:g}"
             )
-        if not open_.any():
-            break
         idx = np.flatnonzero(open_)
-        log_width = np.log(hi[idx] / lo[idx])
-        m = int(min(per_round, max(1, math.ceil(float(log_width.max()) / step * (1 + 1e-9)) - 1)))
-        t = np.arange(1, m + 1) / (m + 1)
-        lrs = lo[idx, None] * np.exp(log_width[:, None] * t[None, :])
+        combs = []
+        for i in idx:
+            log_width = math.log(hi[i] / lo[i])
+            m = int(min(per_round, max(1, math.ceil(log_width / step * (1 + 1e-9)) - 1)))
+            combs.append(lo[i] * np.exp(log_width * np.arange(1, m + 1) / (m + 1)))
     return lo, hi
 
 
@@ -223,9 +228,9 @@ def _located(cases: Sequence[Case], data: DataSource, options: TrainOptions) -> 
     """The engines' verdict: every (case, lr) as a run, all in one :func:`gdbench.engines.train`."""
     from gdbench.engines import train
 
-    def diverges(idx: np.ndarray, lrs: np.ndarray) -> np.ndarray:
-        runs = [cases[i].run(float(lr)) for i, row in zip(idx, lrs, strict=True) for lr in row]
-        return train(runs, data, options).verdicts.diverged.reshape(lrs.shape)
+    def diverges(owner: np.ndarray, lrs: np.ndarray) -> np.ndarray:
+        runs = [cases[i].run(float(lr)) for i, lr in zip(owner, lrs, strict=True)]
+        return train(runs, data, options).verdicts.diverged
 
     return diverges
 
@@ -272,9 +277,7 @@ def _theory(
         problems.append(Recurrence(points.x, points.y, W0, b0, case.epochs, factor, **optimizer.arguments()))
         where.append(i)
     horizon = np.full(len(cases), np.nan)
-    horizon[where] = horizon_edges(
-        problems, settings.lr_min, settings.lr_max, HORIZON_REL_WIDTH, HORIZON_PER_ROUND
-    )
+    horizon[where] = horizon_edges(problems, settings.lr_min, settings.lr_max, HORIZON_REL_WIDTH, HORIZON_PER_ROUND)
     return critical, horizon
 
 

@@ -82,7 +82,9 @@ def edge(table: pd.DataFrame, out_png: PathLike, out_svg: PathLike) -> None:
             ax.set_title(facets.title(key))
         _label_outer(facets, by_key, "optimizer", "learning rate")
         legend = [h for kind, h in _HANDLES.items() if kind in drawn]
-        fig.legend(handles=legend, loc="outside lower center", ncols=2 if fig.get_figwidth() >= 10 else 1, fontsize="small")
+        fig.legend(
+            handles=legend, loc="outside lower center", ncols=2 if fig.get_figwidth() >= 10 else 1, fontsize="small"
+        )
         fig.suptitle("Stability edge: the smallest learning rate that diverges within the run's epochs")
         _save(fig, out_png, out_svg)
 

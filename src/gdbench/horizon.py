@@ -115,7 +115,7 @@ def diverges(problems: list[Recurrence], lrs: np.ndarray, chunk: int = 32) -> np
     """
     lrs = np.asarray(lrs, dtype=np.float64)
     P, L = lrs.shape
-    if P != len(problems):
+    if len(problems) != P:
         raise ValueError(f"diverges: {len(problems)} problems but {P} rows of learning rates")
     modes = [_modes(p) for p in problems]
 
@@ -175,7 +175,14 @@ def horizon_edges(
 
     if not problems:
         return np.zeros(0)
-    lo, hi = bracket(
-        lambda idx, lrs: diverges([problems[i] for i in idx], lrs), len(problems), lr_min, lr_max, rel_width, per_round
-    )
+
+    def verdicts(owner: np.ndarray, lrs: np.ndarray) -> np.ndarray:
+        # The probes come as contiguous equal-sized combs per problem (the sizes are equal).
+        rows, counts = np.unique(owner, return_counts=True)
+        grid = lrs.reshape(rows.size, -1) if (counts == counts[0]).all() else None
+        if grid is None:
+            return np.concatenate([diverges([problems[r]], lrs[owner == r][None, :])[0] for r in rows])
+        return diverges([problems[r] for r in rows], grid).reshape(-1)
+
+    lo, hi = bracket(verdicts, len(problems), lr_min, lr_max, rel_width, per_round)
     return np.sqrt(lo * hi)

@@ -7,11 +7,13 @@ import pytest
 import torch
 import yaml
 
+from gdbench import stability, tables
 from gdbench.config import ConfigError, check_config
 from gdbench.data import parse_dataset
 from gdbench.engines import TrainOptions, train
 from gdbench.optimizers import PLAIN_SGD, OptimizerError, OptimizerSpec, optimizer_specs, parse_optimizer
 from gdbench.runs import RunSpec, expand_grid
+from gdbench.theory import analyse
 
 DATASETS = {
     "tutorial": parse_dataset("tutorial", {"x": [1, 2, 3], "y": [2, 4, 6]}),
@@ -203,3 +205,137 @@ def test_loop_engine_is_torch_optim_itself() -> None:
             Ws.append(W.item())
         batch = train([RunSpec("tutorial", 0.1, 1, 50, engine="loop", optimizer=name)], DATASETS, OPTIONS)
         np.testing.assert_array_equal(batch.W[0], np.array(Ws, dtype=np.float32))
+
+
+# --------------------------------------------------------------------------------------------
+# theory
+
+
+def lesson_lambdas() -> tuple[float, float]:
+    t = analyse(DATASETS["tutorial"].build(seed=0))
+    return t.lambda_min, t.lambda_max
+
+
+SPECS = [
+    OptimizerSpec("sgd"),
+    OptimizerSpec("hb", momentum=0.9),
+    OptimizerSpec("hb37", momentum=0.37),
+    OptimizerSpec("nesterov", momentum=0.9, nesterov=True),
+    OptimizerSpec("nesterov95", momentum=0.95, nesterov=True),
+    OptimizerSpec("damped", momentum=0.6, dampening=0.4),
+    OptimizerSpec("decayed", momentum=0.5, weight_decay=0.3),
+]
+
+
+def test_critical_lrs_on_the_lessons_data() -> None:
+    """The numbers the lesson's data gives (FACTS.md): plain 2/λmax, heavy ball 2(1+β)/λmax,
+    Nesterov 2(1+β)/((1+2β)λmax), as torch.optim.SGD steps them."""
+    _, lam_max = lesson_lambdas()
+    assert stability.critical_lr(OptimizerSpec(), lam_max) == pytest.approx(0.180295, abs=1e-6)
+    assert stability.critical_lr(SPECS[1], lam_max) == pytest.approx(0.342560, abs=1e-6)
+    assert stability.critical_lr(SPECS[3], lam_max) == pytest.approx(0.122343, abs=1e-6)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
+def test_critical_lr_separates_decay_from_growth_in_the_recurrence(spec: OptimizerSpec) -> None:
+    """Half a percent below the critical lr the float64 recurrence (torch's steps) decays,
+    half a percent above it grows: the closed form is the recurrence's own edge."""
+    _, lam_max = lesson_lambdas()
+    crit = stability.critical_lr(spec, lam_max)
+    below = stability.simulate(spec, 0.995 * crit, lam_max, 20_000)
+    above = stability.simulate(spec, 1.005 * crit, lam_max, 20_000)
+    assert below[-1] < 1e-3 and above[-1] > 1e3
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
+@pytest.mark.parametrize("fraction", [0.05, 0.3, 0.7, 0.95, 1.2])
+def test_spectral_radius_is_the_recurrence_decay_rate(spec: OptimizerSpec, fraction: float) -> None:
+    """torch's steps (the float64 simulation) are the 2x2 iteration matrix, and the error
+    along each direction shrinks (grows) per step by the matrix's spectral radius, measured
+    over 10,000 steps of the recurrence (renormalised, so no float floor or overflow)."""
+    lam_min, lam_max = lesson_lambdas()
+    lr = fraction * stability.critical_lr(spec, lam_max)
+    for lam, rho in zip((lam_min, lam_max), stability.spectral_radius(spec, lr, [lam_min, lam_max]), strict=True):
+        M = stability.iteration_matrix(spec, lr, lam)
+        g0 = lam + spec.weight_decay  # the first gradient from e = 1; torch's buffer starts as it
+        step = g0 * (1 + spec.momentum if spec.nesterov else 1)
+        state, powers = np.array([1.0 - lr * step, g0 if spec.momentum else 0.0]), []
+        for _ in range(60):
+            state = M @ state
+            powers.append(abs(state[0]))
+        np.testing.assert_allclose(stability.simulate(spec, lr, lam, 61)[1:], powers, rtol=1e-9, atol=1e-300)
+        if rho < 1e-6:
+            continue  # the error is gone after a step or two: no rate to measure
+        state, log_norm = np.array([1.0, 0.0]), []
+        for _ in range(20_000):
+            state = M @ state
+            size = np.abs(state).max()
+            state /= size
+            log_norm.append(np.log(size))
+        measured = np.exp(np.mean(log_norm[10_000:]))
+        assert measured == pytest.approx(rho, abs=2e-3), (lam, rho, measured)
+
+
+def test_rate_factor_is_squared_radius_and_empty_out_of_scope() -> None:
+    """The excess cost shrinks by rho² per epoch; Adam, momentum >= 1 and weight decay have
+    no factor (their predicted columns stay empty instead of being wrong)."""
+    lam = np.array(lesson_lambdas())
+    factor = stability.rate_factor(SPECS[1])
+    assert factor is not None
+    np.testing.assert_allclose(factor(0.1, lam), stability.spectral_radius(SPECS[1], 0.1, lam) ** 2)
+    np.testing.assert_allclose(stability.rate_factor(OptimizerSpec())(0.1, lam), (1 - 0.1 * lam) ** 2)
+    for spec in (OptimizerSpec("a", kind="adam"), OptimizerSpec("m", momentum=1.0), SPECS[-1]):
+        assert stability.rate_factor(spec) is None
+    assert np.isnan(stability.critical_lr(OptimizerSpec("a", kind="adam"), lam[1]))
+
+
+def test_summary_theory_is_per_run_optimizer_and_engines_agree_with_it() -> None:
+    """The summary's critical_lr, lr_ratio and predicted_diverged are the run's optimizer's;
+    full-batch float64 runs just below / above each critical lr converge / diverge as
+    predicted; Adam's theory columns are empty."""
+    _, lam_max = lesson_lambdas()
+    specs = {s.name: s for s in (OptimizerSpec("sgd"), SPECS[2], SPECS[4], OptimizerSpec("adam", kind="adam"))}
+    runs = []
+    for name, spec in specs.items():
+        crit = stability.critical_lr(spec, lam_max) if spec.kind == "sgd" else 0.2
+        runs += [RunSpec("tutorial", f * crit, 1, 3000, dtype="float64", optimizer=name) for f in (0.97, 1.03)]
+    batch = train(runs, DATASETS, TrainOptions(optimizers=specs))
+    table = tables.summary(batch, {"tutorial": analyse(DATASETS["tutorial"].build(seed=0))}, optimizers=specs)
+    sgd_like = table[table["optimizer"] != "adam"]
+    assert sgd_like["predicted_diverged"].tolist() == sgd_like["diverged"].tolist() == [False, True] * 3
+    np.testing.assert_allclose(sgd_like["lr_ratio"], [0.97, 1.03] * 3)
+    assert sgd_like["critical_lr"].nunique() == 3
+    adam = table[table["optimizer"] == "adam"]
+    assert adam["critical_lr"].isna().all() and adam["predicted_diverged"].isna().all()
+    theory = tables.theory_table({"tutorial": analyse(DATASETS["tutorial"].build(seed=0))}, specs)
+    assert theory["optimizer"].tolist() == list(specs) and theory["critical_lr"].isna().tolist() == [0, 0, 0, 1]
+
+
+# --------------------------------------------------------------------------------------------
+# plots
+
+
+def test_plots_facet_by_optimizer_with_each_ones_theory(tmp_path) -> None:
+    """With several optimizers the reader sees one row of facets per optimizer, each with
+    its own critical lr (heavy ball's is about twice plain SGD's), and Adam's facet says it
+    has none, instead of every optimizer drawn against plain SGD's line."""
+    from gdbench import plots
+
+    specs = {s.name: s for s in (OptimizerSpec("sgd"), SPECS[1], OptimizerSpec("adam", kind="adam"))}
+    runs = [RunSpec("tutorial", lr, 1, 100, optimizer=name) for name in specs for lr in (0.01, 0.1, 0.3)]
+    batch = train(runs, DATASETS, TrainOptions(optimizers=specs))
+    theories = {"tutorial": analyse(DATASETS["tutorial"].build(seed=0))}
+    summary = tables.summary(batch, theories, optimizers=specs)
+    plots.divergence(summary, tables.theory_table(theories, specs), tmp_path / "d.png", tmp_path / "d.svg")
+    svg = (tmp_path / "d.svg").read_text()
+    for text in (
+        "dataset = tutorial | optimizer = sgd",
+        "dataset = tutorial | optimizer = hb",
+        "critical lr 2/λmax = 0.180",
+        "critical lr 2(1+β)/λmax (β=0.9) = 0.343",
+        "no closed-form critical lr",
+    ):
+        assert text in svg, text
+    assert svg.index("optimizer = sgd") < svg.index("optimizer = hb") < svg.index("optimizer = adam")
+    plots.convergence(tables.trajectories(batch), summary, tmp_path / "c.png", tmp_path / "c.svg")
+    assert "dataset = tutorial | optimizer = adam" in (tmp_path / "c.svg").read_text()

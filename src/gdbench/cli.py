@@ -67,7 +67,9 @@ def _theory(args: argparse.Namespace) -> int:
     from gdbench.tables import theory_table
 
     config = _load_checked(args.spec) if args.spec else {"datasets": {"tutorial": TUTORIAL_DATASET}}
-    print(theory_table(theories(config)).to_string(index=False))
+    from gdbench.optimizers import optimizer_specs
+
+    print(theory_table(theories(config), optimizer_specs(config)).to_string(index=False))
     return 0
 
 

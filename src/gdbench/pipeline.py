@@ -68,13 +68,14 @@ def train_runs(
     from gdbench.engines import DataSource, train
 
     data = DataSource(dataset_specs(config), base_dir)
-    batch = train(list(runs), data, train_options(config, progress))
+    options = train_options(config, progress)
+    batch = train(list(runs), data, options)
     theory = theories(config, [r.dataset for r in runs], base_dir)
     n_points = [data.get(r).n for r in runs]
     return (
         batch,
         tables.trajectories(batch, run_ids),
-        tables.summary(batch, theory, run_ids, n_points),
+        tables.summary(batch, theory, run_ids, n_points, options.optimizers),
     )
 
 

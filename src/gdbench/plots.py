@@ -73,7 +73,7 @@ _SYMLOG_ABOVE = 100
 _MAX_END_LABELS = 12
 
 #: Run attributes that split facets into rows when they take more than one value.
-_ROW_AXES = ("device", "engine", "init", "batch_size", "dtype", "epochs")
+_ROW_AXES = ("optimizer", "device", "engine", "init", "batch_size", "dtype", "epochs")
 _DEVICE_COLOURS = {"cpu": "#1f77b4", "cuda": "#2ca02c"}
 _ENGINE_STYLE = {"loop": ("o", "-"), "batched": ("s", "--")}
 _CONVERGED_COLOUR = "#3b5b92"
@@ -213,8 +213,11 @@ def _facets(runs: pd.DataFrame, max_cols: int = 3) -> _Facets:
     row_axes = [a for a in _ROW_AXES if a in runs.columns and runs[a].nunique(dropna=False) > 1]
     datasets = _ordered(runs["dataset"]) if "dataset" in runs.columns else ["all"]
     if row_axes:
+        # In each axis' own order (categorical: the config's; e.g. sgd before heavy_ball).
+        rank = [{v: i for i, v in enumerate(_ordered(runs[a]))} for a in row_axes]
         row_keys = sorted(
             {tuple(r) for r in runs[row_axes].astype(str).itertuples(index=False, name=None)},
+            key=lambda key: tuple(rank[i].get(v, len(rank[i])) for i, v in enumerate(key)),
         )
     else:
         row_keys = [()]
@@ -635,13 +638,15 @@ def _lr_colorbar(fig: Figure, axes: list[Axes], norm: LogNorm, cmap: Colormap, l
 def divergence(summary: pd.DataFrame, theory: pd.DataFrame, out_png: PathLike, out_svg: PathLike) -> None:
     """Final cost vs learning rate on log-log axes, with the theory's critical and fastest lr.
 
-    A facet per dataset (and per device, engine, ... when they vary). Runs that did not
-    diverge are drawn as the median over seeds with min–max error bars; diverged runs as red
-    crosses at the cost of their divergence epoch (what the summary's ``final_cost`` holds for
-    them); a cost that overflowed to inf or NaN is drawn as a triangle on the top edge. Per
-    dataset a dashed line marks the critical lr ``2/λmax`` (beyond it, shaded, theory predicts
-    divergence) and a dotted line the fastest step ``2/(λmax+λmin)``. Exact zeros are drawn at
-    a floor (noted).
+    A facet per dataset (and per optimizer, device, engine, ... when they vary). Runs that did
+    not diverge are drawn as the median over seeds with min–max error bars; diverged runs as
+    red crosses at the cost of their divergence epoch (what the summary's ``final_cost`` holds
+    for them); a cost that overflowed to inf or NaN is drawn as a triangle on the top edge. Per
+    dataset and optimizer a dashed line marks the critical lr (``2/λmax`` for plain gradient
+    descent, the theory table's ``critical_rule`` for momentum; beyond it, shaded, theory
+    predicts divergence) and a dotted line the fastest step ``2/(λmax+λmin)`` where there is
+    one; an optimizer without a closed form (Adam) says so. Exact zeros are drawn at a floor
+    (noted).
     """
     runs = summary.copy()
     runs["final_cost"] = pd.to_numeric(runs["final_cost"], errors="coerce").astype(float)
@@ -675,9 +680,16 @@ def divergence(summary: pd.DataFrame, theory: pd.DataFrame, out_png: PathLike, o
         for i, k in enumerate(runs["_facet"]):
             rows_of.setdefault(k, []).append(i)
         drawn: set[str] = set()
+        only = _ordered(runs["optimizer"]) if "optimizer" in runs.columns else []
         for key, ax in by_key.items():
             part = runs.iloc[rows_of.get(key, [])]
-            drawn |= _divergence_facet(ax, part, y_ranges.get(key[0], (1e-3, 1e3)), lines.get(key[0], (np.nan, np.nan)))
+            if "optimizer" in facets.row_axes:
+                optimizer: str | None = key[1][facets.row_axes.index("optimizer")]
+            else:
+                optimizer = only[0] if len(only) == 1 else None
+            theory_key = (key[0], optimizer) if (key[0], optimizer) in lines else (key[0], None)
+            facet_lines = lines.get(theory_key, _NO_THEORY)
+            drawn |= _divergence_facet(ax, part, y_ranges.get(key[0], (1e-3, 1e3)), facet_lines)
             ax.set_title(facets.title(key))
         _label_outer(facets, by_key, "learning rate", "final cost (MSE)")
         legend = [handle for kind, handle in _DIVERGENCE_HANDLES.items() if kind in drawn]
@@ -704,9 +716,20 @@ _DIVERGENCE_HANDLES = {
 }  # fmt: skip
 
 
-def _divergence_facet(
-    ax: Axes, part: pd.DataFrame, y_range: tuple[float, float], theory_lrs: tuple[float, float]
-) -> set[str]:
+@dataclass(frozen=True)
+class _TheoryLines:
+    """A facet's theory: critical and fastest lr (NaN: none) and the critical lr's rule."""
+
+    critical: float = np.nan
+    fastest: float = np.nan
+    rule: str = "2/λmax"
+    closed_form: bool = True
+
+
+_NO_THEORY = _TheoryLines()
+
+
+def _divergence_facet(ax: Axes, part: pd.DataFrame, y_range: tuple[float, float], theory: _TheoryLines) -> set[str]:
     """One facet of the divergence plot; returns the kinds of marker it drew."""
     drawn = set()
     y_lo, y_hi = y_range
@@ -730,7 +753,7 @@ def _divergence_facet(
         ax.plot(
             lrs, np.full(lrs.size, y_hi), ls="none", marker="^", ms=8, color=_DIVERGED_COLOUR, clip_on=False, zorder=4
         )
-    crit, fast = theory_lrs
+    crit, fast = theory.critical, theory.fastest
     lrs = part["lr"].to_numpy(dtype=float)
     xs = np.concatenate([lrs[np.isfinite(lrs) & (lrs > 0)], [v for v in (crit, fast) if np.isfinite(v) and v > 0]])
     x_lo, x_hi = (xs.min() / 2, xs.max() * 2) if xs.size else (1e-3, 1.0)
@@ -738,7 +761,7 @@ def _divergence_facet(
     handles = []
     if np.isfinite(crit) and crit > 0:
         ax.axvspan(crit, x_hi, color=_DIVERGED_COLOUR, alpha=0.07, lw=0, zorder=0)
-        label = f"critical lr 2/λmax = {_fmt(crit)}"
+        label = f"critical lr {theory.rule} = {_fmt(crit)}"
         handles.append(ax.axvline(crit, color=_CRITICAL_COLOUR, ls="--", lw=1.3, label=label))
     if np.isfinite(fast) and fast > 0:
         label = f"fastest 2/(λmax+λmin) = {_fmt(fast)}"
@@ -747,6 +770,8 @@ def _divergence_facet(
         if np.isfinite(crit) and crit > 0:
             handles.append(Patch(color=_DIVERGED_COLOUR, alpha=0.12, label="theory: diverges (lr ≥ critical)"))
         ax.legend(handles=handles, loc="best", fontsize="x-small")
+    elif not theory.closed_form:
+        _corner_note(ax, "no closed-form critical lr")
     if not len(part):
         _empty_note(ax, "no runs")
     return drawn
@@ -764,19 +789,34 @@ def _log_range(values: np.ndarray) -> tuple[float, float]:
     return lo, hi
 
 
-def _theory_lines(summary: pd.DataFrame, theory: pd.DataFrame) -> dict[str, tuple[float, float]]:
-    """(critical lr, fastest lr) per dataset, from the theory table, else from the summary."""
-    out: dict[str, tuple[float, float]] = {}
+def _theory_lines(summary: pd.DataFrame, theory: pd.DataFrame) -> dict[tuple[str, str | None], _TheoryLines]:
+    """The theory per (dataset, optimizer) (optimizer None: the table has no such column),
+    from the theory table, else from the summary."""
+    out: dict[tuple[str, str | None], _TheoryLines] = {}
     for frame in (summary, theory):  # theory last: it wins
         if frame is None or not {"dataset", "critical_lr"} <= set(frame.columns):
             continue
-        cols = ["critical_lr"] + (["fastest_lr"] if "fastest_lr" in frame.columns else [])
-        first = frame.groupby(frame["dataset"].astype(str), sort=False, observed=True)[cols].first()
-        for ds, row in first.iterrows():
+        keys = [frame["dataset"].astype(str)]
+        if "optimizer" in frame.columns:
+            keys.append(frame["optimizer"].astype(str))
+        cols = [c for c in ("critical_lr", "fastest_lr", "critical_rule") if c in frame.columns]
+        first = frame.groupby(keys, sort=False, observed=True)[cols].first()
+        for key, row in first.iterrows():
+            ds, opt = (key, None) if len(keys) == 1 else key
             crit = float(row["critical_lr"]) if pd.notna(row["critical_lr"]) else np.nan
             fast = float(row["fastest_lr"]) if "fastest_lr" in row and pd.notna(row["fastest_lr"]) else np.nan
-            out[str(ds)] = (crit, fast)
+            rule = str(row["critical_rule"]) if "critical_rule" in row and pd.notna(row["critical_rule"]) else "2/λmax"
+            lines = _TheoryLines(crit, fast, rule, closed_form=bool(np.isfinite(crit)))
+            out[(str(ds), opt)] = lines
+            out.setdefault((str(ds), None), lines)  # the first optimizer stands for the dataset
     return out
+
+
+def _corner_note(ax: Axes, text: str) -> None:
+    ax.text(
+        0.02, 0.98, text, transform=ax.transAxes, va="top", ha="left", fontsize="x-small", color="0.3",
+        bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "0.8", "alpha": 0.9},
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------

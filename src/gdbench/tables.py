@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from gdbench import stability
+from gdbench.optimizers import DEFAULT_NAME, PLAIN_SGD, OptimizerSpec
 from gdbench.runs import RunSpec
 from gdbench.theory import Theory
 from gdbench.trajectory import TrajectoryBatch
@@ -89,14 +91,18 @@ def summary(
     theories: Mapping[str, Theory],
     run_ids: Sequence[int] | None = None,
     n_points: Sequence[int] | None = None,
+    optimizers: Mapping[str, OptimizerSpec] | None = None,
 ) -> pd.DataFrame:
     """One row per run: axes, verdicts, theory and training time.
 
-    ``theories`` maps dataset name to its :class:`~gdbench.theory.Theory`."""
+    ``theories`` maps dataset name to its :class:`~gdbench.theory.Theory`, ``optimizers``
+    optimizer name to its spec (absent: plain SGD). The theory columns are the run's
+    optimizer's (:mod:`gdbench.stability`); empty where it has no closed form (Adam)."""
     df = run_table(batch.runs, run_ids)
     v = batch.verdicts
-    critical = np.array([theories[r.dataset].critical_lr for r in batch.runs])
-    fastest = np.array([theories[r.dataset].fastest_lr for r in batch.runs])
+    ranges = stability_by_run(batch.runs, theories, optimizers)
+    critical = np.array([s.critical_lr for s in ranges])
+    fastest = np.array([s.fastest_lr for s in ranges])
     lr = df["lr"].to_numpy()
     df["n_points"] = (
         np.asarray(n_points, dtype=np.int64) if n_points is not None else [theories[r.dataset].n for r in batch.runs]
@@ -113,14 +119,64 @@ def summary(
     df["critical_lr"] = critical
     df["fastest_lr"] = fastest
     df["lr_ratio"] = lr / critical
-    df["predicted_diverged"] = lr >= critical
+    predicted = pd.array(lr >= critical, dtype="boolean")
+    predicted[np.isnan(critical)] = pd.NA
+    df["predicted_diverged"] = predicted
     df["train_seconds"] = batch.seconds
     return df[list(SUMMARY_COLUMNS)]
 
 
-def theory_table(theories: Mapping[str, Theory]) -> pd.DataFrame:
-    """One row per dataset: n, eigenvalues, critical and fastest learning rate."""
-    return pd.DataFrame([t.to_dict() for t in theories.values()])
+def stability_by_run(
+    runs: Sequence[RunSpec], theories: Mapping[str, Theory], optimizers: Mapping[str, OptimizerSpec] | None = None
+) -> list[stability.Stability]:
+    """The stable range of each run's optimizer on its dataset (computed once per pair)."""
+    cache: dict[tuple[str, str], stability.Stability] = {}
+    out = []
+    for run in runs:
+        key = (run.dataset, run.optimizer)
+        if key not in cache:
+            cache[key] = stability.analyse(
+                run.dataset,
+                optimizer_of(run.optimizer, optimizers),
+                theories[run.dataset].lambda_min,
+                theories[run.dataset].lambda_max,
+            )
+        out.append(cache[key])
+    return out
+
+
+def optimizer_of(name: str, optimizers: Mapping[str, OptimizerSpec] | None) -> OptimizerSpec:
+    """The spec named ``name``; plain SGD for ``sgd`` when ``optimizers`` does not define it."""
+    if optimizers and name in optimizers:
+        return optimizers[name]
+    if name == DEFAULT_NAME:
+        return PLAIN_SGD
+    raise KeyError(f"optimizer {name!r} is not defined; known: {sorted(optimizers or {})}")
+
+
+def theory_table(theories: Mapping[str, Theory], optimizers: Mapping[str, OptimizerSpec] | None = None) -> pd.DataFrame:
+    """One row per dataset and optimizer (plain SGD when none are given): n, eigenvalues,
+    the optimizer's settings, its critical learning rate and that as a formula, and its
+    fastest learning rate (empty where there is no closed form)."""
+    specs = optimizers or {DEFAULT_NAME: PLAIN_SGD}
+    rows = []
+    for t in theories.values():
+        for spec in specs.values():
+            s = stability.analyse(t.dataset, spec, t.lambda_min, t.lambda_max)
+            rows.append(
+                {
+                    "dataset": t.dataset,
+                    "optimizer": spec.name,
+                    "settings": spec.describe(),
+                    "n": t.n,
+                    "lambda_min": t.lambda_min,
+                    "lambda_max": t.lambda_max,
+                    "critical_lr": s.critical_lr,
+                    "critical_rule": stability.critical_rule(spec),
+                    "fastest_lr": s.fastest_lr,
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 def concat_parquet(paths: Sequence[str], out: str) -> int:

@@ -63,7 +63,7 @@ def results_config(runs):
     """
     training = {k: v for k, v in config["training"].items() if k != "threads"}
     datasets = sorted({run.dataset for run in runs})
-    optimizers = sorted({run.optimizer for run in runs})
+    optimizers = dict.fromkeys(run.optimizer for run in runs)  # in the grid's order
     return {
         "datasets": {name: config["datasets"][name] for name in datasets},
         "optimizers": {name: config["optimizers"][name] for name in optimizers},
@@ -129,14 +129,21 @@ def all_outputs():
 
 
 def write_theory(dataset_config, datasets, csv_path, html_path, log_path):
-    """The theory table of the grid's datasets, as CSV and as HTML for the report."""
+    """The theory table of the grid's datasets and optimizers, as CSV and as HTML for the
+    report."""
     from gdbench import io
     from gdbench.pipeline import theories
+    from gdbench.optimizers import optimizer_specs
     from gdbench.tables import theory_table
 
-    table = theory_table(theories(dataset_config, datasets))
+    table = theory_table(
+        theories(dataset_config, datasets), optimizer_specs(dataset_config)
+    )
     io.write_csv(table, csv_path)
-    note = "Full-batch gradient descent converges iff lr < critical_lr."
+    note = (
+        "Full-batch runs of each optimizer converge iff lr < critical_lr "
+        "(empty: no closed form, e.g. Adam)."
+    )
     io.write_html_table(table, html_path, "Theory per dataset", note)
     io.write_text(table.to_string(index=False) + "\n", log_path)
 

@@ -235,22 +235,6 @@ def _located(cases: Sequence[Case], data: DataSource, options: TrainOptions) -> 
     return diverges
 
 
-def critical_lr(lambda_max: float, optimizer: OptimizerSpec) -> float:
-    """The asymptotic edge of full-batch SGD as torch does it, with ``lam = lambda_max +
-    weight_decay``: ``lr (1 - dampening) lam < 2 (1 + momentum)`` (heavy ball; plain SGD at
-    momentum 0) or ``lr lam < 2 (1 + momentum) / (1 + 2 momentum)`` (Nesterov). NaN for Adam
-    (no closed form)."""
-    if optimizer.kind != "sgd":
-        return float("nan")
-    lam = lambda_max + optimizer.weight_decay
-    beta = optimizer.momentum
-    if optimizer.nesterov:
-        return 2 * (1 + beta) / ((1 + 2 * beta) * lam)
-    if beta == 0:
-        return 2 / lam
-    return 2 * (1 + beta) / ((1 - optimizer.dampening) * lam)
-
-
 def _theory(
     cases: Sequence[Case],
     data: DataSource,
@@ -261,6 +245,7 @@ def _theory(
     """``critical_lr`` and ``horizon_edge`` per case (horizon: full-batch SGD family only)."""
     from gdbench.engines.common import initial_params
     from gdbench.horizon import Recurrence, horizon_edges
+    from gdbench.stability import critical_lr
     from gdbench.theory import analyse
 
     critical = np.full(len(cases), np.nan)
@@ -270,7 +255,7 @@ def _theory(
         run = case.run(1.0)
         points = data.get(run)
         optimizer = optimizers[case.optimizer]
-        critical[i] = critical_lr(analyse(points).lambda_max, optimizer)
+        critical[i] = critical_lr(optimizer, analyse(points).lambda_max)
         if optimizer.kind != "sgd" or (case.batch_size is not None and case.batch_size < points.n):
             continue
         W0, b0 = initial_params(run)

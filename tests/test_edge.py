@@ -305,7 +305,7 @@ def test_edge_job_needs_no_training_and_can_be_switched_off(tmp_path: Path) -> N
     """The edge job depends on the config only (it runs beside training, never after it);
     edge.enabled: false drops it from the default target."""
     config = {"grid": {"dataset": ["tutorial"], "lr": [0.1], "seed": [1], "device": ["cpu"]}}
-    proc = run_workflow(tmp_path, config, "-n", "--quiet", "rules", "results/plots/edge.png")
+    proc = run_workflow(tmp_path, config, "-n", "results/plots/edge.png", "--quiet", "rules")
     assert _jobs(proc) == {"edge": 1}
     proc = run_workflow(tmp_path, {**config, "edge": {"enabled": False}}, "-n", "--quiet", "rules")
     assert "edge" not in _jobs(proc)

@@ -25,6 +25,7 @@ threshold ``diverged_factor x C_0`` (``x 1`` when ``C_0 = 0``), as in the engine
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,7 +120,7 @@ def diverges(problems: list[Recurrence], lrs: np.ndarray, chunk: int = 32) -> np
         raise ValueError(f"diverges: {len(problems)} problems but {P} rows of learning rates")
     modes = [_modes(p) for p in problems]
 
-    def per_row(values: list[float] | list[bool]) -> np.ndarray:  # [P] -> [P*L]
+    def per_row(values: Sequence[float | bool]) -> np.ndarray:  # [P] -> [P*L]
         return np.repeat(np.asarray(values), L)
 
     def per_dir(values: list[np.ndarray]) -> np.ndarray:  # [P][2] -> [P*L, 2]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 import yaml
 
 from gdbench import stability, tables
-from gdbench.config import ConfigError, check_config
+from gdbench.config import ConfigError, check_config, load_config
 from gdbench.data import parse_dataset
 from gdbench.engines import TrainOptions, train
 from gdbench.optimizers import PLAIN_SGD, OptimizerError, OptimizerSpec, optimizer_specs, parse_optimizer
@@ -79,9 +82,10 @@ def test_the_issue_example_parses_to_torch_arguments() -> None:
 
 
 def test_default_grid_has_plain_sgd_and_momentum() -> None:
-    """The default grid shows the lesson (plain SGD) beside momentum, whose stable range differs."""
-    specs = optimizer_specs(check_config({}))
-    names = check_config({})["grid"]["optimizer"]
+    """The default grid (config/config.yaml) shows the lesson (plain SGD) beside momentum,
+    whose stable range differs."""
+    config = check_config(load_config(Path(__file__).parents[1] / "config" / "config.yaml"))
+    specs, names = optimizer_specs(config), config["grid"]["optimizer"]
     assert specs[names[0]] == OptimizerSpec("sgd") and any(specs[n].momentum > 0 for n in names)
 
 
@@ -339,3 +343,93 @@ def test_plots_facet_by_optimizer_with_each_ones_theory(tmp_path) -> None:
     assert svg.index("optimizer = sgd") < svg.index("optimizer = hb") < svg.index("optimizer = adam")
     plots.convergence(tables.trajectories(batch), summary, tmp_path / "c.png", tmp_path / "c.svg")
     assert "dataset = tutorial | optimizer = adam" in (tmp_path / "c.svg").read_text()
+
+
+# --------------------------------------------------------------------------------------------
+# timing
+
+
+def test_timing_has_an_optimizer_axis_at_two_measurements_each(tmp_path) -> None:
+    """timing.csv says what each optimizer costs in both engines, without re-timing every
+    size per optimizer (the timing job runs on every default run), and the plot shows it."""
+    from gdbench import plots, timing
+
+    config = {"sizes": [3, 50], "runs": [1, 20], "epochs": 3, "repeats": 3, "min_run_time": 0.005}
+    config["optimizers"] = ["sgd", "heavy_ball", "adam"]
+    items = timing.plan(config)
+    extra = [i for i in items if i[3] != "sgd"]
+    pairs = (("loop", 1), ("batched", 20))
+    assert extra == [(engine, 3, runs, name) for name in ("heavy_ball", "adam") for engine, runs in pairs]
+    specs = {name: parse_optimizer(name, OPTIMIZERS[name]) for name in ("heavy_ball", "adam")}
+    table = timing.timing_table(timing.measure_plan(config, "cpu", optimizers=specs))
+    assert table["optimizer"].tolist() == [i[3] for i in items] and (table["median_s_per_epoch"] > 0).all()
+    with pytest.raises(KeyError, match="nesterov"):
+        timing.measure_plan({**config, "optimizers": ["sgd", "nesterov"]}, "cpu", optimizers=specs)
+    plots.timing(table, tmp_path / "t.png", tmp_path / "t.svg")
+    svg = (tmp_path / "t.svg").read_text()
+    assert "optimizers at n = 3" in svg and "heavy_ball" in svg and "cpu, batched, 20 runs" in svg
+
+
+# --------------------------------------------------------------------------------------------
+# CUDA (run by benchmarks/gpu_check.sh with the other `cuda` tests; not yet run on a GPU)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("optimizer", ["heavy_ball", "nesterov", "damped", "adam", "amsgrad"])
+@pytest.mark.parametrize("batch_size", [None, 8])
+def test_cuda_optimizers_alone_equal_batch_and_agree_with_cpu(optimizer: str, batch_size: int | None) -> None:
+    """On CUDA too a run alone equals the same run in a batch (`snakemake verify`), and the
+    batched engine on CUDA agrees with the loop engine on the CPU within float32 tolerance
+    (verdicts equal; converging runs' trajectories within 1e-5 relative)."""
+    runs = runs_of(optimizer, "batched", "noisy", batch_size=batch_size, epochs=150, device="cuda")
+    together = train(runs, DATASETS, OPTIONS)
+    for i in (0, 5, len(runs) - 1):
+        alone = train([runs[i]], DATASETS, OPTIONS)
+        for a, b in zip(alone.run_trajectory(0), together.run_trajectory(i), strict=True):
+            np.testing.assert_array_equal(a, b)
+    cpu = train(runs_of(optimizer, "loop", "noisy", batch_size=batch_size, epochs=150), DATASETS, OPTIONS)
+    np.testing.assert_array_equal(cpu.verdicts.diverged, together.verdicts.diverged)
+    for i in np.nonzero(~cpu.verdicts.diverged)[0]:
+        np.testing.assert_allclose(together.cost[i], cpu.cost[i], rtol=1e-5, atol=1e-7, equal_nan=True)
+
+
+# --------------------------------------------------------------------------------------------
+# the workflow
+
+
+@pytest.mark.slow
+def test_workflow_with_optimizers_end_to_end(tmp_path) -> None:
+    """A grid over optimizers through Snakemake: every table has the optimizer, theory per
+    optimizer, timing per optimizer, and `snakemake verify` re-trains momentum and Adam runs
+    bit for bit (their state is per run, whatever job and batch they were trained in)."""
+    import pandas as pd
+    from conftest import run_workflow
+
+    config = {
+        "optimizers": {"sgd": {"sgd": {}}, "hb": {"sgd": {"momentum": 0.7}}, "adam": {"adam": {}}},
+        "grid": {
+            "dataset": ["tutorial"],
+            "optimizer": ["sgd", "hb", "adam"],
+            "lr": [0.01, 0.2, 0.4],
+            "seed": [1],
+            "epochs": [300],
+            "device": ["cpu"],
+        },
+        "timing": {"sizes": [3], "runs": [1, 10], "epochs": 3, "repeats": 3, "min_run_time": 0.01},
+        "verify": {"sample": 9},
+    }
+    run_workflow(tmp_path, config, "--cores", "2")
+    tables = tmp_path / "results" / "tables"
+    summary = pd.read_csv(tables / "summary.csv")
+    assert summary["optimizer"].tolist() == ["sgd"] * 3 + ["hb"] * 3 + ["adam"] * 3
+    assert summary["diverged"].tolist() == [False, True, True, False, False, True] + [False] * 3
+    assert summary["predicted_diverged"].tolist()[:6] == summary["diverged"].tolist()[:6]
+    np.testing.assert_allclose(summary["critical_lr"][:6], [0.180295] * 3 + [0.306501] * 3, atol=2e-6)
+    assert summary["critical_lr"][6:].isna().all()
+    theory = pd.read_csv(tables / "theory.csv")
+    assert theory["optimizer"].tolist() == ["sgd", "hb", "adam"]
+    assert set(pd.read_csv(tables / "timing.csv")["optimizer"]) == {"sgd", "hb", "adam"}
+    assert "optimizer" in pd.read_parquet(tables / "trajectories.parquet", columns=["optimizer"]).columns
+    verdict = json.loads((tmp_path / "results" / "reproducibility.json").read_text())
+    assert verdict["passed"] is True and verdict["runs_identical"] == verdict["runs_checked"] >= 9, verdict

@@ -29,8 +29,6 @@ def test_default_grid_expands_in_config_order() -> None:
 
 def test_a_grid_without_optimizer_trains_plain_sgd() -> None:
     """A grid (or run spec) that names no optimizer is the lesson's plain SGD, as before."""
-    runs = expand_grid({"grid": {"dataset": ["t"], "lr": [0.1, 0.2], "seed": [1], "epochs": [10]}}, ["cpu"])
-    assert [r.optimizer for r in runs] == ["sgd", "sgd"]
     checked = check_config({"grid": {"dataset": ["tutorial"], "lr": [0.1], "seed": [1]}})
     assert [r.optimizer for r in expand_grid(checked, ["cpu"])] == ["sgd"]
     assert RunSpec("t", 0.1, 1, 10).optimizer == "sgd"

@@ -149,6 +149,8 @@ def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dict[
     grid = checked.get("grid")
     grid_dataset_given = isinstance(grid, Mapping) and "dataset" in grid
     grid_optimizer_given = isinstance(grid, Mapping) and "optimizer" in grid
+    timing = checked.get("timing")
+    timing_optimizers_given = isinstance(timing, Mapping) and "optimizers" in timing
     # Validate what the user wrote (so messages show their values), then again with the
     # defaults filled in (they are valid by construction; this keeps it so).
     for _ in ("as written", "with defaults"):
@@ -157,7 +159,7 @@ def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dict[
             raise _schema_error(error)
         fill_defaults(checked)
     _check_datasets(checked, Path(base_dir), grid_dataset_given)
-    _check_optimizers(checked, grid_optimizer_given)
+    _check_optimizers(checked, grid_optimizer_given, timing_optimizers_given)
     _check_batch_sizes(checked, Path(base_dir))
     _check_job_count(checked)
     _check_edge(checked)
@@ -209,7 +211,7 @@ def format_path(path: KeyPath) -> str:
         if isinstance(part, int) and not isinstance(part, bool):
             out += f"[{part}]"
         elif not isinstance(part, str):
-            out += f"[{_fmt(part)}]"
+            out += f"[{_as_yaml(part)}]"
         elif _SIMPLE_KEY.match(part):
             out += f".{part}" if out else part
         else:
@@ -219,11 +221,12 @@ def format_path(path: KeyPath) -> str:
 
 def format_value(value: Any, limit: int = _MAX_VALUE_CHARS) -> str:
     """A value as the user would write it (JSON-like, floats as YAML reads them), shortened."""
-    text = _fmt(value)
+    text = _as_yaml(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _fmt(value: Any) -> str:
+def _as_yaml(value: Any) -> str:
+    """A value as YAML text (``null``, ``true``, ``1.0e-6``, ``"text"``, ``[1, 2]``), unshortened."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -242,9 +245,9 @@ def _fmt(value: Any) -> str:
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{_fmt(str(k))}: {_fmt(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{_as_yaml(str(k))}: {_as_yaml(v)}" for k, v in value.items()) + "}"
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+        return "[" + ", ".join(_as_yaml(v) for v in value) + "]"
     return repr(value)
 
 
@@ -470,9 +473,9 @@ def _describe(schema: Mapping[str, Any], root: Mapping[str, Any]) -> str:
     if "title" in schema and schema is not root:
         return str(schema["title"])
     if "const" in schema:
-        return _fmt(schema["const"])
+        return _as_yaml(schema["const"])
     if "enum" in schema:
-        return _or([_fmt(v) for v in schema["enum"]], prefix="one of " if len(schema["enum"]) > 2 else "")
+        return _or([_as_yaml(v) for v in schema["enum"]], prefix="one of " if len(schema["enum"]) > 2 else "")
     for key in ("anyOf", "oneOf"):
         if key in schema:
             branches = [_resolve(s, root) for s in schema[key]]
@@ -498,16 +501,16 @@ def _describe(schema: Mapping[str, Any], root: Mapping[str, Any]) -> str:
         words = "an integer" if kind == "integer" else "a number"
         bounds = []
         if "minimum" in schema and "maximum" in schema:
-            bounds.append(f"from {_fmt(schema['minimum'])} to {_fmt(schema['maximum'])}")
+            bounds.append(f"from {_as_yaml(schema['minimum'])} to {_as_yaml(schema['maximum'])}")
         else:
             if "minimum" in schema:
-                bounds.append(f">= {_fmt(schema['minimum'])}")
+                bounds.append(f">= {_as_yaml(schema['minimum'])}")
             if "maximum" in schema:
-                bounds.append(f"<= {_fmt(schema['maximum'])}")
+                bounds.append(f"<= {_as_yaml(schema['maximum'])}")
         if "exclusiveMinimum" in schema:
-            bounds.append(f"> {_fmt(schema['exclusiveMinimum'])}")
+            bounds.append(f"> {_as_yaml(schema['exclusiveMinimum'])}")
         if "exclusiveMaximum" in schema:
-            bounds.append(f"< {_fmt(schema['exclusiveMaximum'])}")
+            bounds.append(f"< {_as_yaml(schema['exclusiveMaximum'])}")
         return " ".join([words, " and ".join(bounds)]).strip()
     if kind == "string":
         if "pattern" in schema:
@@ -524,17 +527,20 @@ def _or(items: list[str], prefix: str = "") -> str:
     return f"{prefix}{', '.join(items[:-1])} or {items[-1]}"
 
 
-def _admits_number(schema: Mapping[str, Any], root: Mapping[str, Any]) -> bool:
+def _admits_number(
+    schema: Mapping[str, Any], root: Mapping[str, Any], kinds: tuple[str, ...] = ("number", "integer")
+) -> bool:
     schema = _resolve(schema, root)
-    if schema.get("type") in ("number", "integer"):
+    if schema.get("type") in kinds:
         return True
-    if "items" in schema and _admits_number(schema["items"], root):
+    if "items" in schema and _admits_number(schema["items"], root, kinds):
         return True
-    return any(_admits_number(s, root) for key in ("anyOf", "oneOf") for s in schema.get(key, []))
+    return any(_admits_number(s, root, kinds) for key in ("anyOf", "oneOf") for s in schema.get(key, []))
 
 
 def _number_hint(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any]) -> str:
-    """Why a value the user wrote as a number is not one."""
+    """Why a value the user wrote as a number is not one (the one place gdbench says how YAML
+    reads exponents: an integer key gets its digits, since 1.0e+6 would be a float)."""
     if isinstance(value, float) and not math.isfinite(value):
         return " (NaN and infinity are not allowed)"
     if not isinstance(value, str) or not _admits_number(schema, root):
@@ -543,6 +549,8 @@ def _number_hint(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any])
     if match:
         sign, whole, frac, exp_sign, exp = match.groups()
         fixed = f"{sign}{whole}.{frac or '0'}e{exp_sign or '+'}{exp}"
+        if not _admits_number(schema, root, ("number",)) and float(fixed) == int(float(fixed)):
+            fixed = str(int(float(fixed)))
         return (
             f"; YAML reads {value} as a string (a number with an exponent needs a dot and a signed "
             f"exponent): write {fixed}"
@@ -556,23 +564,16 @@ def _number_hint(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any])
 
 def _check_datasets(config: Mapping[str, Any], base_dir: Path, grid_dataset_given: bool) -> None:
     datasets = config["datasets"]
+    # The schema checked each dataset's shape; gdbench.data checks what relates its values
+    # (x and y pair up, x_min <= x_max), for configs and for datasets built in code alike.
     for name, raw in datasets.items():
-        if "x" in raw and "y" in raw and "csv" not in raw and len(raw["x"]) != len(raw["y"]):
-            raise ConfigError(
-                f"has {len(raw['y'])} values but x has {len(raw['x'])}; x and y must pair up",
-                ("datasets", name, "y"),
-                raw["y"],
-            )
-        syn = raw.get("synthetic")
-        if syn is not None and syn["x_max"] < syn["x_min"]:
-            raise ConfigError(
-                f"must be >= x_min ({_fmt(syn['x_min'])})", ("datasets", name, "synthetic", "x_max"), syn["x_max"]
-            )
         try:
             parse_dataset(name, raw)
         except DatasetError as exc:
+            if exc.key:
+                raise ConfigError(exc.problem, ("datasets", name, *exc.key), exc.value) from None
             raise ConfigError(_strip_dataset(exc, name), ("datasets", name), raw) from None
-    _check_names(config, "dataset", "datasets", grid_dataset_given)
+    _check_names(config, ("grid", "dataset"), "datasets", grid_dataset_given)
     for name in config["grid"]["dataset"]:
         raw = datasets[name]
         if "csv" in raw:
@@ -588,7 +589,7 @@ def _check_datasets(config: Mapping[str, Any], base_dir: Path, grid_dataset_give
             raise ConfigError(_strip_dataset(exc, name), ("datasets", name), raw) from None
 
 
-def _check_optimizers(config: Mapping[str, Any], grid_optimizer_given: bool) -> None:
+def _check_optimizers(config: Mapping[str, Any], grid_optimizer_given: bool, timing_optimizers_given: bool) -> None:
     optimizers = config["optimizers"]
     for name, raw in optimizers.items():
         ((kind, args),) = raw.items()
@@ -603,20 +604,27 @@ def _check_optimizers(config: Mapping[str, Any], grid_optimizer_given: bool) -> 
             parse_optimizer(name, raw)
         except OptimizerError as exc:
             raise ConfigError(str(exc).removeprefix(f"optimizer {name!r}: "), ("optimizers", name), raw) from None
-    _check_names(config, "optimizer", "optimizers", grid_optimizer_given)
+    _check_names(config, ("grid", "optimizer"), "optimizers", grid_optimizer_given)
+    if not timing_optimizers_given:  # the default names that optimizers defines (else plain sgd)
+        timing = config["timing"]
+        timing["optimizers"] = [name for name in timing["optimizers"] if name in optimizers] or ["sgd"]
+    elif config["timing"]["enabled"]:
+        _check_names(config, ("timing", "optimizers"), "optimizers", True)
 
 
-def _check_names(config: Mapping[str, Any], axis: str, section: str, given: bool) -> None:
-    """Every name in ``grid.<axis>`` is defined in ``<section>``; else "did you mean"."""
+def _check_names(config: Mapping[str, Any], key: tuple[str, str], section: str, given: bool) -> None:
+    """Every name in the list at ``key`` (e.g. ``grid.dataset``) is defined in ``<section>``;
+    else one line with "did you mean"."""
     defined = config[section]
-    for i, name in enumerate(config["grid"][axis]):
+    what = section.removesuffix("s")
+    for i, name in enumerate(config[key[0]][key[1]]):
         if name not in defined:
             close = difflib.get_close_matches(name, list(defined), n=1, cutoff=0.7)
-            hint = f"; did you mean {_fmt(close[0])}?" if close else ""
-            problem = f"no such {axis}{hint} (defined in {section}: {', '.join(defined) or 'none'})"
+            hint = f"; did you mean {_as_yaml(close[0])}?" if close else ""
+            problem = f"no such {what}{hint} (defined in {section}: {', '.join(defined) or 'none'})"
             if not given:
-                problem += f"; grid.{axis} was not given and defaults to the default {section}: set it"
-            raise ConfigError(problem, ("grid", axis, i), name)
+                problem += f"; {format_path(key)} was not given and defaults to the default {section}: set it"
+            raise ConfigError(problem, (*key, i), name)
 
 
 def _check_csv(name: str, raw: Mapping[str, Any], base_dir: Path) -> None:
@@ -636,7 +644,7 @@ def _check_csv(name: str, raw: Mapping[str, Any], base_dir: Path) -> None:
     for axis in ("x", "y"):
         if raw[axis] not in columns:
             close = difflib.get_close_matches(raw[axis], columns, n=1, cutoff=0.7)
-            hint = f"did you mean {_fmt(close[0])}? " if close else ""
+            hint = f"did you mean {_as_yaml(close[0])}? " if close else ""
             raise ConfigError(
                 f"no such column in {raw['csv']}; {hint}(columns: {', '.join(columns) or 'none'})",
                 ("datasets", name, axis),

@@ -124,6 +124,13 @@ def parse_optimizer(name: str, raw: Mapping[str, Any]) -> OptimizerSpec:
     return OptimizerSpec(name=name, kind=kind, **args)
 
 
+def default_specs() -> dict[str, OptimizerSpec]:
+    """The optimizers a config that defines none has (the schema's default ``optimizers``)."""
+    from gdbench.config import default_config
+
+    return optimizer_specs(default_config())
+
+
 def optimizer_specs(config: Mapping[str, Any]) -> dict[str, OptimizerSpec]:
     """The config's optimizers, parsed; plain SGD (as ``sgd``) when it defines none."""
     raw = config.get("optimizers")

@@ -4,7 +4,7 @@ Every function takes pandas DataFrames (the contracts of :mod:`gdbench.tables` a
 table), writes one PNG (150 dpi) and one SVG atomically, and returns ``None``. All share one
 seaborn theme, applied in a context so the caller's matplotlib settings are left as they were.
 
-Conventions (see STYLE.md, "Plots people read"):
+Conventions (the same in every figure):
 
 * learning rate is a colour on a log scale (a ``LogNorm`` colour bar labelled "learning rate");
 * diverged runs are drawn distinctly and clipped at the top of the axis with a marker, so that
@@ -23,6 +23,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import matplotlib
 
@@ -31,7 +32,9 @@ def _backend_chosen() -> bool:
     try:
         return matplotlib.get_backend(auto_select=False) is not None
     except TypeError:  # matplotlib < 3.10
-        return dict.__getitem__(matplotlib.rcParams, "backend") is not matplotlib.rcsetup._auto_backend_sentinel
+        from matplotlib import rcsetup
+
+        return dict.__getitem__(matplotlib.rcParams, "backend") is not rcsetup._auto_backend_sentinel
 
 
 # Agg (no display needed) unless the caller chose a backend, or imported pyplot and so may
@@ -89,7 +92,7 @@ _FASTEST_COLOUR = "#1a9e77"
 @contextmanager
 def _theme() -> Iterator[None]:
     """The one theme of every figure, applied without touching the caller's rcParams."""
-    rc = {
+    rc: dict[Any, Any] = {  # matplotlib types the keys as literals
         "svg.fonttype": "none",  # text stays text in the SVG (searchable, smaller)
         "svg.hashsalt": "gdbench",  # stable element ids: the same figure gives the same file
         "savefig.dpi": DPI,
@@ -382,10 +385,10 @@ def _aggregate_lines(trajectories: pd.DataFrame, summary: pd.DataFrame, max_line
     for idx in per_line.groupby(facet_cols, sort=False, observed=True).indices.values():
         lrs = per_line["lr"].to_numpy()[idx]
         if lrs.size > max_lines:
-            order = np.argsort(lrs, kind="stable")
+            by_lr = np.argsort(lrs, kind="stable")
             pick = np.unique(np.round(np.linspace(0, lrs.size - 1, max_lines)).astype(np.int64))
             drop = np.setdiff1d(np.arange(lrs.size), pick)
-            shown[idx[order[drop]]] = False
+            shown[idx[by_lr[drop]]] = False
             notes.append(f"{len(pick)} of {lrs.size} learning rates drawn (evenly spaced)")
     line_of_code = np.full(len(rid_uniques), -1, dtype=np.int64)
     line_of_code[runs["code"].to_numpy()] = np.where(shown[runs["line"].to_numpy()], runs["line"].to_numpy(), -1)
@@ -618,9 +621,10 @@ def _lr_colorbar(fig: Figure, axes: list[Axes], norm: LogNorm, cmap: Colormap, l
     bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.9, pad=0.02, aspect=30)
     bar.set_label("learning rate")
     distinct = np.unique(lrs[np.isfinite(lrs) & (lrs > 0)])
+    assert norm.vmin is not None and norm.vmax is not None  # the caller's norm has both limits
     if norm.vmax / norm.vmin < 100 and 0 < distinct.size <= _MAX_END_LABELS:
         # A narrow range has few or no decades to label: label the learning rates themselves.
-        bar.ax.yaxis.set_major_locator(FixedLocator(distinct))
+        bar.ax.yaxis.set_major_locator(FixedLocator(distinct.tolist()))
         bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     else:
         plain = norm.vmin >= 1e-4 and norm.vmax <= 1e4
@@ -758,7 +762,7 @@ def _divergence_facet(ax: Axes, part: pd.DataFrame, y_range: tuple[float, float]
     xs = np.concatenate([lrs[np.isfinite(lrs) & (lrs > 0)], [v for v in (crit, fast) if np.isfinite(v) and v > 0]])
     x_lo, x_hi = (xs.min() / 2, xs.max() * 2) if xs.size else (1e-3, 1.0)
     ax.set(xscale="log", yscale="log", xlim=(x_lo, x_hi), ylim=(y_lo, y_hi))
-    handles = []
+    handles: list[Line2D | Patch] = []
     if np.isfinite(crit) and crit > 0:
         ax.axvspan(crit, x_hi, color=_DIVERGED_COLOUR, alpha=0.07, lw=0, zorder=0)
         label = f"critical lr {theory.rule} = {_fmt(crit)}"
@@ -833,6 +837,10 @@ def timing(timing_df: pd.DataFrame, out_png: PathLike, out_svg: PathLike) -> Non
     throughput, run-epochs per second vs grid size, one line per device (and n). Rows with
     missing or non-positive medians (failed measurements) are skipped. The title names the
     machine (``device_name``) and CPU threads.
+
+    With an ``optimizer`` column, these two panels show the first optimizer of the table
+    (timed at every size) and a third panel compares the optimizers at n = 3: run-epochs per
+    second of each (device, engine, grid size) measured for more than one optimizer.
     """
     df = timing_df.copy()
     for col in ("n", "runs", "threads", "median_s_per_epoch", "iqr_s_per_epoch", "run_epochs_per_s"):
@@ -843,14 +851,27 @@ def timing(timing_df: pd.DataFrame, out_png: PathLike, out_svg: PathLike) -> Non
     if "runs" not in df.columns:
         df["runs"] = 1.0
     ok = np.isfinite(df["median_s_per_epoch"]) & (df["median_s_per_epoch"] > 0) & np.isfinite(df["n"]) & (df["n"] > 0)
-    good = df[ok]
     devices = _device_order(df["device"])
+    everything = df
+    optimizers: list[str] = []
+    if "optimizer" in df.columns:
+        df["optimizer"] = df["optimizer"].astype(str)
+        optimizers = list(dict.fromkeys(df["optimizer"]))
+        first = df["optimizer"] == optimizers[0] if optimizers else np.ones(len(df), dtype=bool)
+        df, ok = df[first], ok[first]
+    good = df[ok]
+    compare = len(optimizers) > 1
     with _theme():
-        fig = Figure(figsize=(12.5, 5.0), layout="constrained")
-        left, right = fig.subplots(1, 2)
-        _timing_left(left, good, devices)
-        _timing_right(right, df, devices)
-        fig.suptitle(_machine_title(df, devices))
+        fig = Figure(figsize=(18.0 if compare else 12.5, 5.0), layout="constrained")
+        panels = fig.subplots(1, 3 if compare else 2)
+        _timing_left(panels[0], good, devices)
+        _timing_right(panels[1], df, devices)
+        if compare:
+            _timing_optimizers(panels[2], everything, devices, optimizers)
+        title = _machine_title(everything, devices)
+        if compare:
+            title += f" — left and middle: optimizer {optimizers[0]}"
+        fig.suptitle(title)
         _save(fig, out_png, out_svg)
 
 
@@ -933,6 +954,7 @@ def _crossover(cpu: pd.Series, gpu: pd.Series) -> tuple[float | None, str]:
         return None, f"CUDA not faster up to n = {_fmt_int(n[-1])}"
     if status == "always":
         return None, f"CUDA faster already at n = {_fmt_int(n[0])}"
+    assert at is not None  # status "crosses" comes with the crossing's n
     return at, f"CUDA faster from n ≈ {_fmt_sig(at)}"
 
 
@@ -967,6 +989,36 @@ def _timing_right(ax: Axes, df: pd.DataFrame, devices: list[str]) -> None:
                 label=f"{device}, n = {_fmt_int(n)}",
             )
     ax.legend(loc="best", fontsize="small", ncols=2 if len(sizes) * len(devices) > 6 else 1)
+
+
+def _timing_optimizers(ax: Axes, df: pd.DataFrame, devices: list[str], optimizers: list[str]) -> None:
+    """Run-epochs per second by optimizer at n = 3: one line per (device, engine, grid size)
+    measured with more than one optimizer."""
+    ax.set(yscale="log", xlabel="optimizer", ylabel="run-epochs per second (median)")
+    ax.set_title("optimizers at n = 3 (the lesson's data)")
+    rows = df[(df["n"] == 3) & np.isfinite(df["run_epochs_per_s"]) & (df["run_epochs_per_s"] > 0)]
+    x = {name: i for i, name in enumerate(optimizers)}
+    series = rows.groupby(["device", "engine", "runs"], sort=False)
+    drawn = 0
+    for (device, engine, runs), g in series:
+        g = g.groupby("optimizer", sort=False)["run_epochs_per_s"].median()
+        if len(g) < 2:
+            continue
+        order = sorted(g.index, key=lambda name: x.get(name, len(x)))
+        marker, ls = _ENGINE_STYLE.get(engine, ("D", ":"))
+        big = runs > 1
+        ax.plot(
+            [x[name] for name in order], g[order].to_numpy(), marker=marker, ls=ls, ms=7 if big else 6,
+            mfc=_device_colour(device, devices) if big else "white", color=_device_colour(device, devices), lw=1.6,
+            label=f"{device}, {engine}, {_fmt_int(runs)} run{'s' if runs != 1 else ''}",
+        )  # fmt: skip
+        drawn += 1
+    ax.set_xticks(range(len(optimizers)), optimizers)
+    ax.set_xlim(-0.5, len(optimizers) - 0.5)
+    if drawn:
+        ax.legend(loc="best", fontsize="small")
+    else:
+        _empty_note(ax, "no optimizer measured twice at n = 3")
 
 
 def _machine_title(df: pd.DataFrame, devices: list[str]) -> str:

@@ -72,6 +72,12 @@ def results_config(runs):
     }
 
 
+def timing_optimizers(wildcards):
+    """The definitions of the optimizers the timing job times (plain sgd needs none)."""
+    names = lookup(dpath="timing/optimizers", within=config)
+    return {name: config["optimizers"][name] for name in names if name in config["optimizers"]}
+
+
 def shard_config(wildcards):
     """A training job's params: the config it trains with (its own datasets and optimizers)."""
     return results_config(SHARDS[wildcards.shard])

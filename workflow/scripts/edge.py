@@ -10,7 +10,7 @@ import time
 from gdbench import io
 from gdbench.edge import edge_table
 from gdbench.edge_plot import edge
-from gdbench.reproducibility import set_deterministic
+from gdbench.determinism import set_deterministic
 
 
 def main(params, output, threads, log_path):

@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this ch
 import pandas as pd
 
 from gdbench import io
-from gdbench.reproducibility import set_deterministic
+from gdbench.determinism import set_deterministic
 from gdbench.verify import failure_message, verify
 
 with open(snakemake.log[0], "w") as log:

@@ -73,10 +73,9 @@ class AdamUpdate:
         self.dtype = dtype
         self.step = 0
         R = lr.shape[0]
-        like = {"dtype": dtype, "device": lr.device}
-        self.exp_avg = torch.zeros((2, R), **like)
-        self.exp_avg_sq = torch.zeros((2, R), **like)
-        self.max_exp_avg_sq = torch.zeros((2, R), **like) if spec.amsgrad else None
+        self.exp_avg = torch.zeros((2, R), dtype=dtype, device=lr.device)
+        self.exp_avg_sq = torch.zeros((2, R), dtype=dtype, device=lr.device)
+        self.max_exp_avg_sq = torch.zeros((2, R), dtype=dtype, device=lr.device) if spec.amsgrad else None
 
     stateless = False
 

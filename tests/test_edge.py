@@ -318,3 +318,11 @@ def _jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
         if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
             jobs[parts[0]] = int(parts[1])
     return jobs
+
+
+def test_an_empty_search_range_is_a_config_error() -> None:
+    """lr_min at or above lr_max stops before any job, naming the key."""
+    from gdbench.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"edge\.lr_min = 1\.0: must be below edge\.lr_max"):
+        check_config({"edge": {"lr_min": 1.0, "lr_max": 0.5}})

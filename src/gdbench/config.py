@@ -704,7 +704,7 @@ def _check_edge(config: Mapping[str, Any]) -> None:
     edge = config["edge"]
     if edge["lr_min"] >= edge["lr_max"]:
         raise ConfigError(
-            f"must be below edge.lr_max ({_fmt(edge['lr_max'])}): the edge is searched in [lr_min, lr_max]",
+            f"must be below edge.lr_max ({format_value(edge['lr_max'])}): the edge is searched in [lr_min, lr_max]",
             ("edge", "lr_min"),
             edge["lr_min"],
         )

@@ -8,9 +8,9 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this ch
 import time
 
 from gdbench import io
+from gdbench.determinism import set_deterministic
 from gdbench.edge import edge_table
 from gdbench.edge_plot import edge
-from gdbench.determinism import set_deterministic
 
 
 def main(params, output, threads, log_path):

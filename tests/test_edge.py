@@ -279,6 +279,7 @@ def test_edge_plot_draws_every_kind_of_answer(tmp_path: Path) -> None:
     svg = (tmp_path / "e.svg").read_text()
     for text in ("critical_lr", "horizon_edge", "no divergence up to lr_max", "diverges already at lr_min"):
         assert text in svg
+    assert "optimizer = " not in svg  # optimizers are the x axis of one facet, not facets of their own
 
 
 def test_workflow_writes_the_edge_table_and_plot(small_run: Path) -> None:

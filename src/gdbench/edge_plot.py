@@ -72,8 +72,9 @@ def edge(table: pd.DataFrame, out_png: PathLike, out_svg: PathLike) -> None:
             _empty_note(ax, "no edge searched")
             _save(fig, out_png, out_svg)
             return
-        facets = _facets(df)
-        df["_facet"] = _facet_of(df, facets)
+        by_case = df.drop(columns="optimizer")  # optimizers share a facet: they are its x axis
+        facets = _facets(by_case)
+        df["_facet"] = _facet_of(by_case, facets)
         fig, by_key = _grid(facets, 1.2 + 1.5 * df["optimizer"].nunique(), 4.2)
         drawn: set[str] = set()
         for key, ax in by_key.items():

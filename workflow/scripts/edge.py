@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this ch
 import time
 
 from gdbench import io
+from gdbench.config import check_config
 from gdbench.determinism import set_deterministic
 from gdbench.edge import edge_table
 from gdbench.edge_plot import edge
@@ -22,7 +23,8 @@ def main(params, output, threads, log_path):
 
         set_deterministic(threads)
         clock = time.perf_counter()
-        table = edge_table(params.config, progress=say)
+        # The params hold only what the edge depends on; checking fills in the other defaults.
+        table = edge_table(check_config(params.config), progress=say)
         say(f"located {len(table)} edges in {time.perf_counter() - clock:.2f} s")
         say(table.to_string(index=False))
         io.write_csv(table, output.csv)

@@ -21,6 +21,7 @@ include: "workflow/rules/plots.smk"
 include: "workflow/rules/timing.smk"
 include: "workflow/rules/provenance.smk"
 include: "workflow/rules/verify.smk"
+include: "workflow/rules/edge.smk"
 
 
 # messages

@@ -163,6 +163,7 @@ def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dict[
     _check_batch_sizes(checked, Path(base_dir))
     _check_initial_costs(checked, Path(base_dir))
     _check_job_count(checked)
+    _check_edge(checked)
     return checked
 
 
@@ -745,6 +746,17 @@ def _check_job_count(config: Mapping[str, Any]) -> None:
             f"pays ~1.5 s of start-up); raise max_runs_per_job or lower jobs_per_device",
             ("sharding", key),
             value,
+        )
+
+
+def _check_edge(config: Mapping[str, Any]) -> None:
+    """The edge search needs a range: lr_min below lr_max."""
+    edge = config["edge"]
+    if edge["lr_min"] >= edge["lr_max"]:
+        raise ConfigError(
+            f"must be below edge.lr_max ({format_value(edge['lr_max'])}): the edge is searched in [lr_min, lr_max]",
+            ("edge", "lr_min"),
+            edge["lr_min"],
         )
 
 

@@ -177,6 +177,8 @@ def all_outputs():
     if TIMING:
         outputs += ["results/tables/timing.csv", "results/plots/timing.png"]
     outputs += ["results/reproducibility.json", "results/tables/lesson_log.csv"]
+    if lookup(dpath="edge/enabled", within=config):
+        outputs += ["results/tables/edge.csv", "results/plots/edge.png"]
     if len(DEVICES) > 1:
         outputs.append("results/tables/device_agreement.csv")
     return outputs
@@ -295,3 +297,30 @@ def join_csv(paths, out_path, log_path):
     table = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
     io.write_csv(table, out_path)
     io.write_text(table.to_string(index=False) + "\n", log_path)
+
+
+def edge_config(wildcards):
+    """What the edge search depends on: the grid without lr and device, the definitions it
+    uses, the training axes, the verdict and the edge section (so grid.lr re-runs nothing).
+    """
+    grid = {k: v for k, v in config["grid"].items() if k not in ("lr", "device")}
+    used = set(grid.get("optimizer", []))
+    return {
+        "datasets": {name: config["datasets"][name] for name in grid["dataset"]},
+        "optimizers": {
+            k: v for k, v in config.get("optimizers", {}).items() if k in used
+        },
+        "grid": grid,
+        "training": {k: config["training"][k] for k in ("init", "batch_size", "dtype")},
+        "analysis": config["analysis"],
+        "edge": config["edge"],
+    }
+
+
+def edge_csv_files(wildcards):
+    """CSV files of the grid's datasets: inputs, so editing one re-runs the search."""
+    return [
+        config["datasets"][n]["csv"]
+        for n in config["grid"]["dataset"]
+        if "csv" in config["datasets"][n]
+    ]

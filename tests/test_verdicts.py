@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from gdbench.analysis import Criteria, VerdictTracker, float_floor, measured_rate
 from gdbench.data import parse_dataset
 from gdbench.engines import TrainOptions, train
 from gdbench.runs import RunSpec
+from gdbench.verdicts import Criteria, VerdictTracker, float_floor, measured_rate
 
 DTYPES = [torch.float32, torch.float64]
 

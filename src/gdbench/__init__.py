@@ -2,7 +2,7 @@
 
 The package is the pipeline's core and works without Snakemake. Data flows one way:
 config -> run specs (:mod:`gdbench.runs`) -> engine (:mod:`gdbench.engines`) ->
-trajectories and verdicts (:mod:`gdbench.analysis`) -> tables (:mod:`gdbench.tables`) ->
+trajectories and verdicts (:mod:`gdbench.verdicts`) -> tables (:mod:`gdbench.tables`) ->
 plots (:mod:`gdbench.plots`).
 """
 

@@ -3,7 +3,7 @@
 The asymptotic bound (``critical_lr``: ``2 / lambda_max`` for plain SGD) says where the error
 starts to grow; how far it grows within a run's ``epochs`` is another matter. Just above the
 bound it grows by ``|1 - lr lambda_max|`` per epoch, so a finite run only *diverges* (cost
-non-finite or above ``diverged_factor`` x its initial cost: :mod:`gdbench.analysis`) a little
+non-finite or above ``diverged_factor`` x its initial cost: :mod:`gdbench.verdicts`) a little
 above it. This module computes that finite-horizon edge exactly enough to compare a located
 edge with: the recurrence of full-batch SGD, heavy ball or Nesterov as ``torch.optim.SGD``
 does them, in float64, with the exact quadratic cost.

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from gdbench import stability, tables
-from gdbench.analysis import Criteria, measured_rate, rate_window_bottom
 from gdbench.config import ConfigError
 from gdbench.data import DatasetSpec, parse_dataset
 from gdbench.lesson import lesson_lines
@@ -21,6 +20,7 @@ from gdbench.optimizers import optimizer_specs
 from gdbench.runs import RunSpec
 from gdbench.theory import Optimum, Theory, analyse, optimum
 from gdbench.trajectory import TrajectoryBatch
+from gdbench.verdicts import Criteria, measured_rate, rate_window_bottom
 
 if TYPE_CHECKING:  # the engines (and torch) load only when something is trained
     from gdbench.engines import TrainOptions

@@ -54,7 +54,6 @@ import pandas as pd
 import torch
 
 from gdbench import stability
-from gdbench.analysis import crossover
 from gdbench.config import ConfigError, check_config, load_config
 from gdbench.data import DatasetSpec, parse_dataset
 from gdbench.engines import DataSource, TrainOptions, check_device, lesson_run, train_batched
@@ -63,6 +62,7 @@ from gdbench.optimizers import DEFAULT_NAME, PLAIN_SGD, OptimizerSpec, default_s
 from gdbench.provenance import cpu_model
 from gdbench.runs import ENGINES, RunSpec
 from gdbench.theory import analyse
+from gdbench.verdicts import crossover
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gdbench.analysis import Verdicts
 from gdbench.runs import RunSpec
+from gdbench.verdicts import Verdicts
 
 
 def record_schedule(end_epochs: list[int] | np.ndarray, record_every: int) -> np.ndarray:

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gdbench.analysis import Criteria, float_floor
 from gdbench.data import Dataset, DatasetSpec
 from gdbench.optimizers import DEFAULT_NAME, PLAIN_SGD, OptimizerSpec
 from gdbench.runs import RunSpec
 from gdbench.theory import Optimum, optimum
+from gdbench.verdicts import Criteria, float_floor
 
 #: torch dtype of each RunSpec dtype name (gdbench.runs.DTYPES).
 DTYPE_OF = {"float32": torch.float32, "float64": torch.float64}
@@ -130,7 +130,7 @@ class DataSource:
 
     def references(self, runs: Sequence[RunSpec]) -> tuple[np.ndarray, np.ndarray]:
         """Each run's float64 optimal cost and float floor (what its verdicts measure the
-        excess cost against; see :mod:`gdbench.analysis`), computed once per set of points."""
+        excess cost against; see :mod:`gdbench.verdicts`), computed once per set of points."""
         per_key: dict[tuple[tuple[str, int], str], tuple[float, float]] = {}
         for r in runs:
             key = (self.key(r), r.dtype)

@@ -13,11 +13,11 @@ import time
 import numpy as np
 import torch
 
-from gdbench.analysis import VerdictTracker
 from gdbench.engines.common import DTYPE_OF, DataSource, TrainOptions, check_device, initial_params, shuffle_generator
 from gdbench.optimizers import PLAIN_SGD, OptimizerSpec
 from gdbench.runs import RunSpec
 from gdbench.trajectory import TrajectoryBatch, record_schedule
+from gdbench.verdicts import VerdictTracker
 
 
 def torch_optimizer(spec: OptimizerSpec, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
@@ -45,7 +45,7 @@ def lesson_run(
     default).
 
     Training stops after the first epoch whose cost is non-finite or above
-    ``diverged_factor`` x the initial cost (see :mod:`gdbench.analysis`). Minibatch runs
+    ``diverged_factor`` x the initial cost (see :mod:`gdbench.verdicts`). Minibatch runs
     shuffle with their seed and report, per epoch, the full-data cost at the epoch's start."""
     torch.manual_seed(run.seed)
     w0, b0 = initial_params(run)

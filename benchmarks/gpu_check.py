@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from gdbench import timing
+from gdbench import timing, timing_results
 from gdbench.data import parse_dataset
 from gdbench.engines import TrainOptions, train
 from gdbench.runs import RunSpec
@@ -281,7 +281,7 @@ def timing_items(device: str, quick: bool) -> list[tuple[str, int, int, int]]:
 
 
 def timing_step(out: Path, csv: Path, devices: list[str], threads: int, quick: bool, steps: Steps) -> str:
-    results: list[timing.TimingResult] = []
+    results: list[timing_results.TimingResult] = []
     repeats, min_run_time = (3, 0.05) if quick else (REPEATS, MIN_RUN_TIME)
     for device in devices:
         for engine, n, runs, epochs in timing_items(device, quick):
@@ -322,7 +322,7 @@ def bar_step(out: Path, csv: Path, threads: int, quick: bool, steps: Steps) -> s
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
     runs, epochs = (BAR_RUNS, BAR_EPOCHS) if cuda else (10000, 50 if quick else 200)
-    table = pd.read_csv(csv) if csv.is_file() else pd.DataFrame(columns=timing.TIMING_COLUMNS)
+    table = pd.read_csv(csv) if csv.is_file() else pd.DataFrame(columns=timing_results.TIMING_COLUMNS)
     short = table[(table.device == device) & (table.engine == "batched") & (table.n == 3) & (table.runs == runs)]
     short = short.dropna(subset=["median_s_per_epoch"])
     if cuda:
@@ -341,7 +341,7 @@ def bar_step(out: Path, csv: Path, threads: int, quick: bool, steps: Steps) -> s
     fixed = t_short - (short_epochs + 1) * marginal
     floor = table[(table.device == device) & (table.engine == "batched") & (table.n == 3) & (table.runs == 1)]
     floor_s = float(floor.median_s_per_epoch.iloc[0]) if len(floor) else float("nan")
-    cross = {e: timing.crossover_n(table, e) if len(table) else None for e in ("loop", "batched")}
+    cross = {e: timing_results.crossover_n(table, e) if len(table) else None for e in ("loop", "batched")}
     metrics = [
         ("device", device, timing.device_name(device)),
         ("runs", runs, "tutorial data (the timing line at n=3), lrs 1e-4..critical/2"),

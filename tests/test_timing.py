@@ -19,7 +19,8 @@ from gdbench.engines import DeviceError, TrainOptions, train
 from gdbench.lesson import tutorial
 from gdbench.runs import RunSpec
 from gdbench.theory import analyse
-from gdbench.timing import TIMING_COLUMNS, TimingResult, crossover_n, measure, measure_plan, plan, timing_table
+from gdbench.timing import measure, measure_plan, plan
+from gdbench.timing_results import TIMING_COLUMNS, TimingResult, crossover_n, timing_table
 
 #: CUDA tests carry the ``cuda`` marker (``pytest -m cuda``) and skip cleanly without CUDA.
 no_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (torch sees none)")

@@ -10,8 +10,9 @@ import torch
 
 from gdbench.data import parse_dataset
 from gdbench.engines import TrainOptions, train
+from gdbench.engines.tracker import VerdictTracker
 from gdbench.runs import RunSpec
-from gdbench.verdicts import Criteria, VerdictTracker, float_floor, measured_rate
+from gdbench.verdicts import Criteria, float_floor, measured_rate
 
 DTYPES = [torch.float32, torch.float64]
 

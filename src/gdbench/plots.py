@@ -54,7 +54,8 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogFormatter, NullLocator  # noqa: E402
 
 from gdbench.io import atomic_path  # noqa: E402
-from gdbench.verdicts import FLOOR_ULPS, crossover  # noqa: E402
+from gdbench.timing_results import crossover  # noqa: E402
+from gdbench.verdicts import FLOOR_ULPS  # noqa: E402
 
 __all__ = ["DPI", "convergence", "divergence", "rate", "timing"]
 
@@ -1141,7 +1142,7 @@ def _timing_left(ax: Axes, good: pd.DataFrame, devices: list[str]) -> None:
 
 def _crossover(cpu: pd.Series, gpu: pd.Series) -> tuple[float | None, str]:
     """Where ``gpu`` seconds (indexed by n) drop below ``cpu`` and stay below (see
-    :func:`gdbench.verdicts.crossover`), or ``None``, and the words for the plot."""
+    :func:`gdbench.timing_results.crossover`), or ``None``, and the words for the plot."""
     both = pd.concat({"cpu": cpu, "gpu": gpu}, axis=1).dropna()
     n = both.index.to_numpy(dtype=float)
     at, status = crossover(n, both["cpu"].to_numpy(), both["gpu"].to_numpy())

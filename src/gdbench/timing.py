@@ -31,8 +31,8 @@ How (the way ``torch.utils.benchmark``, pytest-benchmark and asv measure):
 
 :func:`plan` lists what a timing config asks for, :func:`measure` takes one measurement,
 :func:`measure_plan` takes a config's measurements on one device (a failed measurement, e.g.
-out of memory, becomes a row of NaN with its reason logged), and :func:`timing_table` makes
-the published table. ``python -m gdbench.timing --device cpu --out timing.csv`` runs a config's
+out of memory, becomes a row of NaN with its reason logged), and :func:`gdbench.timing_results.timing_table`
+makes the published table. ``python -m gdbench.timing --device cpu --out timing.csv`` runs a config's
 timing from the command line.
 """
 
@@ -44,13 +44,11 @@ import math
 import sys
 import timeit
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from gdbench import stability
@@ -62,7 +60,7 @@ from gdbench.optimizers import DEFAULT_NAME, PLAIN_SGD, OptimizerSpec, default_s
 from gdbench.provenance import cpu_model
 from gdbench.runs import ENGINES, RunSpec
 from gdbench.theory import analyse
-from gdbench.verdicts import crossover
+from gdbench.timing_results import TimingResult, timing_table
 
 log = logging.getLogger(__name__)
 
@@ -72,22 +70,6 @@ log = logging.getLogger(__name__)
 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 from torch.utils.benchmark import Measurement, Timer  # noqa: E402  (after the line above)
 
-#: The published table's columns, in order (``results/tables/timing.csv``).
-TIMING_COLUMNS = (
-    "device",
-    "device_name",
-    "engine",
-    "optimizer",
-    "n",
-    "runs",
-    "epochs",
-    "threads",
-    "median_s_per_epoch",
-    "iqr_s_per_epoch",
-    "repeats",
-    "run_epochs_per_s",
-)
-
 #: Data size of the throughput panel (batched grid sizes): the lesson's three points.
 THROUGHPUT_N = 3
 
@@ -96,37 +78,6 @@ LOWEST_LR = 1.0e-4
 
 #: A plan item: (engine, n, runs, optimizer name).
 PlanItem = tuple[str, int, int, str]
-
-
-@dataclass
-class TimingResult:
-    """One timing measurement: seconds per epoch of one engine and optimizer on one device and
-    problem size.
-
-    ``median_s_per_epoch`` and ``iqr_s_per_epoch`` are over ``repeats`` measurements (each the
-    mean of one or more calls, as ``torch.utils.benchmark`` blocks them); ``run_epochs_per_s``
-    is ``runs / median_s_per_epoch``. A failed measurement has NaN values, ``repeats`` 0 and
-    its reason in ``error`` (which is not a column of the published table).
-    """
-
-    device: str
-    device_name: str
-    engine: str
-    n: int
-    runs: int
-    epochs: int
-    threads: int
-    median_s_per_epoch: float
-    iqr_s_per_epoch: float
-    repeats: int
-    run_epochs_per_s: float
-    error: str = ""
-    optimizer: str = DEFAULT_NAME
-
-    @property
-    def ok(self) -> bool:
-        """Whether the measurement succeeded."""
-        return not self.error and math.isfinite(self.median_s_per_epoch)
 
 
 # ----------------------------------------------------------------------------- the machine
@@ -413,33 +364,6 @@ def measure_plan(
             progress(result)
         results.append(result)
     return results
-
-
-def timing_table(results: Sequence[TimingResult]) -> pd.DataFrame:
-    """The published timing table: exactly :data:`TIMING_COLUMNS`, one row per measurement."""
-    rows = [{k: v for k, v in asdict(r).items() if k in TIMING_COLUMNS} for r in results]
-    table = pd.DataFrame(rows, columns=list(TIMING_COLUMNS))
-    ints = ("n", "runs", "epochs", "threads", "repeats")
-    floats = ("median_s_per_epoch", "iqr_s_per_epoch", "run_epochs_per_s")
-    return table.astype({**dict.fromkeys(ints, "int64"), **dict.fromkeys(floats, "float64")})
-
-
-def crossover_n(table: pd.DataFrame, engine: str = "loop") -> float | None:
-    """The data size n from which CUDA is faster than CPU for ``engine`` (single runs).
-
-    Interpolated log-log between the two measured sizes around the crossing; the smallest
-    size when CUDA is faster at every size; ``None`` when either device is missing or CUDA
-    never overtakes (faster at the largest size and every size above the crossing).
-    """
-    rows = table[(table.engine == engine) & (table.runs == 1)].dropna(subset=["median_s_per_epoch"])
-    if "optimizer" in rows.columns and len(rows):  # the first optimizer, timed at every size
-        rows = rows[rows.optimizer == rows.optimizer.iloc[0]]
-    is_cuda = rows.device.astype(str).str.startswith("cuda")
-    cpu = rows[~is_cuda].groupby("n").median_s_per_epoch.median()
-    cuda = rows[is_cuda].groupby("n").median_s_per_epoch.median()
-    both = pd.concat({"cpu": cpu, "cuda": cuda}, axis=1).dropna().sort_index()
-    n, _ = crossover(both.index.to_numpy(), both.cpu.to_numpy(), both.cuda.to_numpy())
-    return n
 
 
 # ----------------------------------------------------------------------------- command line

@@ -11,7 +11,8 @@ from gdbench import io
 from gdbench.determinism import set_deterministic
 from gdbench.engines import DeviceError
 from gdbench.optimizers import optimizer_specs
-from gdbench.timing import measure_plan, timing_table
+from gdbench.timing import measure_plan
+from gdbench.timing_results import timing_table
 
 with open(snakemake.log[0], "w") as log:
     sys.stderr = log

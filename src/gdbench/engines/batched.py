@@ -26,11 +26,11 @@ import numpy as np
 import torch
 
 from gdbench.engines.common import DTYPE_OF, DataSource, TrainOptions, check_device, initial_params, shuffle_generator
+from gdbench.engines.tracker import VerdictTracker
 from gdbench.engines.updates import SGDUpdate, Update, make_update
 from gdbench.optimizers import PLAIN_SGD
 from gdbench.runs import RunSpec
 from gdbench.trajectory import TrajectoryBatch, record_schedule
-from gdbench.verdicts import VerdictTracker
 
 #: Up to this many points, the pairwise tree sum adds in the order the CPU's own reduction
 #: does ((x0 + x1) + x2), so the fast point-major layout stays bit-identical to the loop.

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from gdbench.engines.common import DTYPE_OF, DataSource, TrainOptions, check_device, initial_params, shuffle_generator
+from gdbench.engines.tracker import VerdictTracker
 from gdbench.optimizers import PLAIN_SGD, OptimizerSpec
 from gdbench.runs import RunSpec
 from gdbench.trajectory import TrajectoryBatch, record_schedule
-from gdbench.verdicts import VerdictTracker
 
 
 def torch_optimizer(spec: OptimizerSpec, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:

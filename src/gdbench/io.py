@@ -11,7 +11,7 @@ import glob
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -83,3 +83,13 @@ def write_json(data: Any, path: str | os.PathLike[str]) -> None:
 def write_text(text: str, path: str | os.PathLike[str]) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def join_csv(
+    paths: Sequence[str | os.PathLike[str]], out_path: str | os.PathLike[str], log_path: str | os.PathLike[str]
+) -> None:
+    """Concatenate CSV tables (e.g. one per device) into one, and the joined table as text to
+    ``log_path``."""
+    table = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+    write_csv(table, out_path)
+    write_text(table.to_string(index=False) + "\n", log_path)

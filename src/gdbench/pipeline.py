@@ -147,3 +147,26 @@ def training_log(batch: TrajectoryBatch, every: int, run_ids: Sequence[int] | No
         yield f"# run {ids[i]}: {run.label()} engine={run.engine} init={run.init} batch={run.batch_label}"
         yield from lesson_lines(batch, every, i)
         yield f"# run {ids[i]}: {describe_verdict(batch, i)}"
+
+
+def write_theory(
+    config: Mapping[str, Any],
+    datasets: Sequence[str],
+    seeds: Sequence[int],
+    csv_path: str | Path,
+    html_path: str | Path,
+    log_path: str | Path,
+) -> None:
+    """The theory table of ``datasets`` (and ``seeds``, where the points depend on them) and of
+    the config's optimizers, with each dataset's optimum, as CSV, as HTML for the report and as
+    text to ``log_path``."""
+    from gdbench import io
+
+    table = tables.theory_table(theories(config, datasets), optima(config, datasets, seeds), optimizer_specs(config))
+    io.write_csv(table, csv_path)
+    note = (
+        "Full-batch runs of each optimizer converge iff lr < critical_lr (empty: no "
+        "closed form, e.g. Adam); optimal_cost is the least-squares cost (W_star, b_star)."
+    )
+    io.write_html_table(table, html_path, "Theory per dataset", note)
+    io.write_text(table.to_string(index=False) + "\n", log_path)

@@ -9,8 +9,9 @@ import platform
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from gdbench.config import config_hash
@@ -136,3 +137,39 @@ def flatten(record: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]
         else:
             rows.append((name, value if isinstance(value, str) else json.dumps(value, default=str)))
     return rows
+
+
+def write_provenance(
+    config: Mapping[str, Any],
+    meta_paths: Sequence[str | os.PathLike[str]],
+    json_path: str | os.PathLike[str],
+    html_path: str | os.PathLike[str],
+    log_path: str | os.PathLike[str],
+    repo: str | os.PathLike[str],
+    devices: Sequence[str],
+) -> None:
+    """What produced the results of a checked ``config``, as JSON and as an HTML table for the
+    report. The versions are those the first training job recorded (its ``meta.json``, one of
+    ``meta_paths``), so this imports no torch."""
+    import pandas as pd
+
+    from gdbench import io
+
+    jobs = [json.loads(Path(p).read_text()) for p in meta_paths]
+    keys = ("started", "finished", "seconds", "threads", "runs")
+    record = collect(
+        config,
+        started=min(job["started"] for job in jobs),
+        repo=repo,
+        recorded=jobs[0]["runtime"],
+        extra={
+            "grid_devices": list(devices),
+            "training_jobs": [
+                {**{k: job[k] for k in keys}, "cuda_devices": job["runtime"]["devices"]["cuda"]} for job in jobs
+            ],
+        },
+    )
+    io.write_json(record, json_path)
+    table = pd.DataFrame(flatten(record), columns=["key", "value"])
+    io.write_html_table(table, html_path, "Provenance", "What produced these results.")
+    io.write_text(f"provenance of {len(jobs)} training jobs recorded\n", log_path)

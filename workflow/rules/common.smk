@@ -1,4 +1,5 @@
-# Imports, config validation, and the small helpers the rules call.
+# Imports, config validation, and the small helpers the rules call (job code lives in the
+# package: run: blocks call gdbench functions).
 import sys
 from pathlib import Path
 
@@ -8,6 +9,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from snakemake.utils import validate
 
 from gdbench.config import ConfigError, check_config, config_hash
+from gdbench.reproducibility import verdict_message
 from gdbench.runs import (
     cuda_present,
     describe_runs,
@@ -49,40 +51,6 @@ def startup_message():
 def digest(value):
     """A short fingerprint of a value (its canonical JSON): params that change when it does."""
     return config_hash(value)[:12]
-
-
-VERDICT = "results/reproducibility.json"
-
-
-def verdict_message():
-    """The reproducibility verdict in one line, for the end of a run (where users look)."""
-    import json
-
-    trained = max(
-        (p.stat().st_mtime for p in Path("results/shards").glob("*/summary.parquet")),
-        default=0,
-    )
-    try:
-        result = json.loads(Path(VERDICT).read_text())
-    except (OSError, ValueError):
-        log = Path("results/logs/verify.log")
-        if log.exists() and log.stat().st_mtime >= trained:
-            lines = log.read_text().splitlines()
-            errors = [line for line in lines if line.startswith("error: ")]
-            if errors:  # verify stopped the run: its one-line reason
-                return f"gdbench: reproducibility FAILED: {errors[-1][7:]} (see {log})"
-        return f"gdbench: reproducibility unknown: no {VERDICT} (see results/logs/verify.log)"
-    verdict = "PASSED" if result.get("passed") else "FAILED"
-    lesson = "" if result.get("lesson_log_reproduced") else " not"
-    if trained > Path(VERDICT).stat().st_mtime:
-        verdict += (
-            " for earlier results (the results changed since: run `snakemake verify`)"
-        )
-    return (
-        f"gdbench: reproducibility {verdict}: {result.get('runs_identical')} of "
-        f"{result.get('runs_checked')} re-trained runs bit-identical, the lesson's log{lesson} "
-        f"reproduced (results/reproducibility.html)"
-    )
 
 
 def shard_runs(wildcards):
@@ -229,74 +197,6 @@ def figure_inputs(wildcards):
     if TIMING:
         inputs["timing"] = rules.join_timing.output[0]
     return inputs
-
-
-def write_theory(dataset_config, datasets, seeds, csv_path, html_path, log_path):
-    """The theory table of the grid's datasets (and seeds, where the points depend on them)
-    and optimizers, with each dataset's optimum, as CSV and as HTML for the report."""
-    from gdbench import io
-    from gdbench.optimizers import optimizer_specs
-    from gdbench.pipeline import optima, theories
-    from gdbench.tables import theory_table
-
-    table = theory_table(
-        theories(dataset_config, datasets),
-        optima(dataset_config, datasets, seeds),
-        optimizer_specs(dataset_config),
-    )
-    io.write_csv(table, csv_path)
-    note = (
-        "Full-batch runs of each optimizer converge iff lr < critical_lr (empty: no "
-        "closed form, e.g. Adam); optimal_cost is the least-squares cost (W_star, b_star)."
-    )
-    io.write_html_table(table, html_path, "Theory per dataset", note)
-    io.write_text(table.to_string(index=False) + "\n", log_path)
-
-
-def write_provenance(meta_paths, json_path, html_path, log_path, repo, devices):
-    """What produced the results, as JSON and as an HTML table for the report; the versions
-    are those the first training job saw (no torch import here)."""
-    import json
-
-    import pandas as pd
-
-    from gdbench import io
-    from gdbench.provenance import collect, flatten
-
-    jobs = [json.loads(Path(p).read_text()) for p in meta_paths]
-    keys = ("started", "finished", "seconds", "threads", "runs")
-    record = collect(
-        config,
-        started=min(job["started"] for job in jobs),
-        repo=repo,
-        recorded=jobs[0]["runtime"],
-        extra={
-            "grid_devices": list(devices),
-            "training_jobs": [
-                {
-                    **{k: job[k] for k in keys},
-                    "cuda_devices": job["runtime"]["devices"]["cuda"],
-                }
-                for job in jobs
-            ],
-        },
-    )
-    io.write_json(record, json_path)
-    table = pd.DataFrame(flatten(record), columns=["key", "value"])
-    note = "What produced these results."
-    io.write_html_table(table, html_path, "Provenance", note)
-    io.write_text(f"provenance of {len(jobs)} training jobs recorded\n", log_path)
-
-
-def join_csv(paths, out_path, log_path):
-    """Concatenate CSV tables (one per device) into one."""
-    import pandas as pd
-
-    from gdbench import io
-
-    table = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
-    io.write_csv(table, out_path)
-    io.write_text(table.to_string(index=False) + "\n", log_path)
 
 
 def edge_config(wildcards):

@@ -32,7 +32,10 @@ rule provenance:
         "Recording provenance"
     run:
         # Cheap (no torch, pandas already loaded): runs inside Snakemake, no Python start.
+        from gdbench.provenance import write_provenance
+
         write_provenance(
+            config,
             input.meta,
             output.json,
             output.html,

@@ -60,6 +60,8 @@ rule theory:
         "Computing the Hessian's eigenvalues, critical learning rates and each dataset's optimum"
     run:
         # Cheap: runs inside Snakemake instead of starting a Python process.
+        from gdbench.pipeline import write_theory
+
         write_theory(
             results_config(RUNS),
             params.datasets,

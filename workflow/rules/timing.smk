@@ -49,4 +49,6 @@ rule join_timing:
         "Joining the timing measurements"
     run:
         # Cheap: runs inside Snakemake instead of starting a Python process.
+        from gdbench.io import join_csv
+
         join_csv(input, output[0], log[0])

@@ -1,0 +1,74 @@
+"""The small jobs Snakemake runs in its own process (``run:`` blocks) and its closing line:
+joining CSVs, the theory table, the provenance record and the reproducibility verdict line."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from gdbench.config import check_config, config_hash
+from gdbench.io import join_csv
+from gdbench.pipeline import write_theory
+from gdbench.provenance import write_provenance
+from gdbench.reproducibility import verdict_message
+
+
+def test_join_csv_concatenates_in_order_and_logs_the_table(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("device,s\ncpu,1.5\n")
+    (tmp_path / "b.csv").write_text("device,s\ncuda,0.25\ncuda,0.5\n")
+    join_csv([tmp_path / "a.csv", tmp_path / "b.csv"], tmp_path / "out" / "t.csv", tmp_path / "t.log")
+    table = pd.read_csv(tmp_path / "out" / "t.csv")
+    assert table.device.tolist() == ["cpu", "cuda", "cuda"] and table.s.tolist() == [1.5, 0.25, 0.5]
+    assert "cuda" in (tmp_path / "t.log").read_text()
+
+
+def test_write_theory_gives_one_row_per_dataset_and_optimizer(tmp_path: Path) -> None:
+    config = check_config({"grid": {"dataset": ["tutorial"], "lr": [0.01], "seed": [0]}})
+    csv, html, log = tmp_path / "theory.csv", tmp_path / "theory.html", tmp_path / "theory.log"
+    write_theory(config, ["tutorial"], [0], csv, html, log)
+    table = pd.read_csv(csv)
+    assert set(table.dataset) == {"tutorial"}
+    assert len(table) == len(config["optimizers"])
+    assert "critical_lr" in table.columns and (table.critical_lr.dropna() > 0).all()
+    assert "Theory per dataset" in html.read_text() and "tutorial" in log.read_text()
+
+
+def test_write_provenance_records_the_jobs_and_the_config(tmp_path: Path) -> None:
+    config = check_config({})
+    runtime = {"versions": {"torch": "9.9"}, "devices": {"cuda": []}, "deterministic": {}}
+    metas = []
+    for i, started in enumerate(["2026-01-02T00:00:00", "2026-01-01T00:00:00"]):
+        meta = {"started": started, "finished": started, "seconds": 1.0, "threads": 1, "runs": 2, "runtime": runtime}
+        metas.append(tmp_path / f"m{i}.json")
+        metas[-1].write_text(json.dumps(meta))
+    out = tmp_path / "provenance.json"
+    write_provenance(config, metas, out, tmp_path / "p.html", tmp_path / "p.log", tmp_path, ["cpu"])
+    record = json.loads(out.read_text())
+    assert record["config_hash"] == config_hash(config)
+    assert record["started"] == "2026-01-01T00:00:00"  # the earliest job
+    assert record["versions"] == {"torch": "9.9"} and record["grid_devices"] == ["cpu"]
+    assert [job["runs"] for job in record["training_jobs"]] == [2, 2]
+    assert (tmp_path / "p.log").read_text() == "provenance of 2 training jobs recorded\n"
+
+
+def test_verdict_message_reads_the_verdict_and_its_age(tmp_path: Path) -> None:
+    assert "reproducibility unknown: no results/reproducibility.json" in verdict_message(tmp_path)
+    logs = tmp_path / "results" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "verify.log").write_text("checking\nerror: run 3 differs\n")
+    assert verdict_message(tmp_path) == ("gdbench: reproducibility FAILED: run 3 differs (see results/logs/verify.log)")
+    verdict = {"passed": True, "runs_identical": 4, "runs_checked": 4, "lesson_log_reproduced": True}
+    (tmp_path / "results" / "reproducibility.json").write_text(json.dumps(verdict))
+    assert verdict_message(tmp_path) == (
+        "gdbench: reproducibility PASSED: 4 of 4 re-trained runs bit-identical, the lesson's log "
+        "reproduced (results/reproducibility.html)"
+    )
+    shard = tmp_path / "results" / "shards" / "cpu-000"
+    shard.mkdir(parents=True)
+    (shard / "summary.parquet").write_bytes(b"")
+    later = (tmp_path / "results" / "reproducibility.json").stat().st_mtime + 10
+    os.utime(shard / "summary.parquet", (later, later))
+    assert "PASSED for earlier results" in verdict_message(tmp_path)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import time
@@ -11,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import REPO, SNAKEFILE, run_workflow, snakemake_cmd
@@ -86,8 +92,51 @@ def test_verify_passed(small_run: Path) -> None:
     """The reproducibility verdict re-trained the lesson's run and a sample, bit-identical."""
     r = json.loads((small_run / "results" / "reproducibility.json").read_text())
     assert r["passed"] and r["lesson_log_reproduced"]
-    assert r["runs_checked"] >= 4 and r["runs_identical"] == r["runs_checked"]
+    assert r["runs_checked"] == 5 and r["runs_identical"] == r["runs_checked"]  # sample 4 + the lesson
     assert any("tutorial lr=0.01 seed=1 epochs=2000" in c["run"] for c in r["runs"])
+    assert (small_run / "results" / "reproducibility.txt").read_text().startswith("PASSED: 5 of 5")
+
+
+def flip_one_bit(trajectories: Path, run_id: int, epoch: int) -> None:
+    """Flip the lowest mantissa bit of one stored W (a change no tolerance would see)."""
+    table = pq.read_table(trajectories)
+    W = table.column("W").to_numpy().copy()
+    rows = (table.column("run_id").to_numpy() == run_id) & (table.column("epoch").to_numpy() == epoch)
+    assert rows.sum() == 1
+    W.view(np.int32 if W.dtype == np.float32 else np.int64)[rows] ^= 1
+    table = table.set_column(table.schema.get_field_index("W"), "W", pa.array(W))
+    pq.write_table(table, trajectories)
+
+
+def test_verify_fails_on_one_flipped_bit_and_the_report_says_failed(small_run: Path, tmp_path: Path) -> None:
+    """One stored number changed by one bit: `snakemake verify` fails naming the run and the
+    epoch, and the report built afterwards shows the verdict FAILED (not a missing file)."""
+    work = tmp_path / "run"
+    shutil.copytree(small_run, work, symlinks=True)
+    summary = pd.read_parquet(work / "results" / "tables" / "summary.parquet")
+    lesson = summary[(summary["dataset"] == "tutorial") & np.isclose(summary["lr"], 0.01) & (summary["seed"] == 1)]
+    run_id = int(lesson["run_id"].iloc[0])
+    flip_one_bit(work / "results" / "tables" / "trajectories.parquet", run_id, 1234)
+    config = ("--configfile", str(work / "config.yaml"))
+    proc = run_workflow(work, None, *config, "--cores", "2", "verify", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    run = f"run {run_id} (tutorial lr=0.01 seed=1 epochs=2000 cpu, batched)"
+    line = f"{run} is not reproduced: W first differs at epoch 1234 (stored 1.9834039, re-run 1.983404)"
+    assert f"gdbench verify: FAILED: {line}" in out
+    verdict = json.loads((work / "results" / "reproducibility.json").read_text())
+    assert not verdict["passed"] and verdict["message"] == line and verdict["runs_identical"] == 4
+    assert not (work / "results" / "reproducibility.txt").exists()
+    run_workflow(work, None, *config, "--report", "results/report.html")
+    page = (work / "results" / "reproducibility.html").read_text()
+    assert "Reproducibility: FAILED" in page and line in html.unescape(page)
+    assert "Reproducibility: FAILED" in embedded_files(work / "results" / "report.html")
+
+
+def embedded_files(report: Path) -> str:
+    """The text of every file the report embeds (as base64 data URIs), joined."""
+    found = re.findall(r"data:text/html;[^,]*base64,([A-Za-z0-9+/=]+)", report.read_text())
+    return "\n".join(base64.b64decode(b).decode("utf-8", "replace") for b in found)
 
 
 def test_training_logs_print_lesson_lines(small_run: Path) -> None:

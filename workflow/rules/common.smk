@@ -116,7 +116,7 @@ def all_outputs():
     ]
     if TIMING:
         outputs += ["results/tables/timing.csv", "results/plots/timing.png"]
-    outputs += ["results/reproducibility.json", "results/tables/lesson_log.csv"]
+    outputs += ["results/reproducibility.txt", "results/tables/lesson_log.csv"]
     if len(DEVICES) > 1:
         outputs.append("results/tables/device_agreement.csv")
     return outputs

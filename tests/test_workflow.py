@@ -139,6 +139,25 @@ def embedded_files(report: Path) -> str:
     return "\n".join(base64.b64decode(b).decode("utf-8", "replace") for b in found)
 
 
+def test_loop_engine_on_two_threads_passes_verify(tmp_path: Path) -> None:
+    """The loop engine with `threads: 2` on n = 100,000 points sums in torch's 2-thread order;
+    verify must re-train those runs with 2 threads (as their job recorded) and pass."""
+    config = {
+        "datasets": {"wide": {"synthetic": {"n": 100000, "slope": 2.0, "intercept": 0.5, "noise": 0.5}}},
+        "grid": {"dataset": ["wide"], "lr": [0.01, 0.02], "seed": [1], "epochs": [3], "device": ["cpu"]},
+        "training": {"engine": "loop", "threads": 2},
+        "sharding": {"jobs_per_device": 1},
+        "timing": {"enabled": False},
+        "verify": {"sample": 2},
+    }
+    run_workflow(tmp_path, config, "--cores", "2", "verify")
+    meta = json.loads((tmp_path / "results" / "shards" / "cpu-000" / "meta.json").read_text())
+    assert meta["threads"] == 2 and meta["run_ids"] == [0, 1]
+    r = json.loads((tmp_path / "results" / "reproducibility.json").read_text())
+    assert r["passed"] and r["runs_identical"] == 2
+    assert [(c["engine"], c["threads"]) for c in r["runs"]] == [("loop", 2), ("loop", 2)]
+
+
 def test_training_logs_print_lesson_lines(small_run: Path) -> None:
     """Training logs show the lesson-style line every 100 epochs for each run."""
     logs = "".join(p.read_text() for p in (small_run / "results" / "logs" / "train").glob("*.log"))

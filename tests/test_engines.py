@@ -85,6 +85,31 @@ def test_a_run_alone_equals_the_same_run_in_a_batch(batch_size: int | None) -> N
             np.testing.assert_array_equal(a, b)
 
 
+def test_an_interleaved_grid_comes_back_in_run_order_bit_for_bit() -> None:
+    """One train() call over runs whose engines, batch sizes, dtypes, epochs and datasets
+    alternate from one run to the next: the engine trains them in groups, and the results must
+    come back in the order given, each run's rows bit for bit those of the run trained alone
+    (a mix-up would give a run another run's numbers in every table)."""
+    import itertools
+
+    axes = itertools.product(("loop", "batched"), (None, 2), ("float32", "float64"), (20, 33), ("tutorial", "noisy"))
+    runs = [
+        RunSpec(ds, lr, 1, ep, engine=en, batch_size=bs, dtype=dt)
+        for (en, bs, dt, ep, ds), lr in zip(axes, itertools.cycle((0.01, 0.1, 0.5)))
+    ]
+    order = np.random.default_rng(0).permutation(len(runs))  # neighbours belong to other groups
+    runs = [runs[i] for i in order]
+    together = train(runs, DATASETS)
+    assert together.runs == runs
+    for i, run in enumerate(runs):
+        alone = train([run], DATASETS)
+        assert alone.W.dtype == (np.float64 if run.dtype == "float64" else np.float32)
+        for a, b in zip(alone.run_trajectory(0), together.run_trajectory(i), strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=f"run {i}: {run}")
+        for key in ("diverged", "diverged_at", "final_W", "final_cost"):
+            assert getattr(alone.verdicts, key)[0] == getattr(together.verdicts, key)[i], (i, key)
+
+
 def test_normal_init_agrees_and_depends_on_seed() -> None:
     """Seeded normal init: both engines start from the same (W, b); seeds differ."""
     loop = train(grid("loop", "tutorial", init="normal", epochs=300), DATASETS)

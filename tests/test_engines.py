@@ -178,6 +178,21 @@ def test_verdict_definitions() -> None:
     assert v.min_cost[0] == cost.min()
 
 
+@pytest.mark.parametrize("engine", ["batched", "loop"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_diverged_at_is_the_first_epoch_above_a_million_times_the_initial_cost(engine: str, dtype: str) -> None:
+    """diverged_at is the first epoch whose cost exceeds diverged_factor (1e6) x the initial
+    cost, read off the run's own recorded costs; a threshold set 10x too high or too low moves
+    it. Slow (0.19, 0.2) and fast (0.5, 1.0) divergence."""
+    runs = [RunSpec("tutorial", lr, 1, 2000, engine=engine, dtype=dtype) for lr in (0.19, 0.2, 0.5, 1.0)]
+    batch = train(runs, DATASETS)
+    for i in range(len(runs)):
+        epochs, _, _, cost = batch.run_trajectory(i)
+        at = batch.verdicts.diverged_at[i]
+        assert batch.verdicts.diverged[i] and epochs[-1] == at
+        assert not cost[-1] <= 1e6 * cost[0] and (cost[:-1] <= 1e6 * cost[0]).all(), runs[i]
+
+
 def test_data_source_caches_seeded_datasets() -> None:
     """Synthetic noise depends on the seed; inline data does not."""
     data = DataSource(DATASETS)

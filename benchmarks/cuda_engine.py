@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from gdbench.data import parse_dataset
+from gdbench.determinism import set_deterministic
 from gdbench.engines import TrainOptions, train
-from gdbench.reproducibility import set_deterministic
 from gdbench.runs import RunSpec
 
 DATA = {

@@ -45,7 +45,7 @@ def skip_or_fail(reason: str) -> None:
 def deterministic() -> None:
     """In-process training runs with the settings of the workflow's jobs: deterministic
     algorithms and one torch thread (a test that needs other threads sets and restores them)."""
-    from gdbench.reproducibility import set_deterministic
+    from gdbench.determinism import set_deterministic
 
     set_deterministic(1)
 

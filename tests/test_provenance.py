@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 from gdbench.config import check_config, config_hash
+from gdbench.determinism import set_deterministic
 from gdbench.provenance import collect, deterministic_settings, flatten, git_commit
-from gdbench.reproducibility import set_deterministic
 
 
 def git(repo: Path, *args: str) -> str:

@@ -40,13 +40,13 @@ GRID = SMALL_CONFIG["grid"]
 RUNS_PER_DEVICE = len(GRID["dataset"]) * len(GRID["lr"]) * len(GRID["seed"])
 LRS_AS_RENDERED = ", ".join(str(lr) for lr in GRID["lr"])
 
-# Console messages every offline load logs (see /work/shared/FACTS.md): the embedded Tailwind
-# build's production warning (no request is made) and Vega-Lite's version warning.
+# Console messages every offline load logs (measured with Snakemake 9's report): the embedded
+# Tailwind build's production warning (no request is made) and Vega-Lite's version warning.
 BENIGN_CONSOLE = (
     re.compile(r"cdn\.tailwindcss\.com should not be used in production"),
     re.compile(r"version.*vega-lite|vega-lite.*version", re.IGNORECASE),
     # Snakemake's Statistics view draws job runtimes on a log axis; the rules that run inside
-    # Snakemake (theory, timing_table) take ~0 s, which Vega-Lite warns about.
+    # Snakemake (theory, join_timing) take ~0 s, which Vega-Lite warns about.
     re.compile(r"WARN Log scale domain includes zero"),
 )
 

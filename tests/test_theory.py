@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gdbench.data import parse_dataset, tutorial
+from gdbench.data import parse_dataset
 from gdbench.engines import TrainOptions, train
+from gdbench.lesson import tutorial
 from gdbench.runs import RunSpec
 from gdbench.theory import analyse, hessian
 

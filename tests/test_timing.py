@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from gdbench import timing
-from gdbench.data import parse_dataset, tutorial
+from gdbench.data import parse_dataset
 from gdbench.engines import DeviceError, TrainOptions, train
+from gdbench.lesson import tutorial
 from gdbench.runs import RunSpec
 from gdbench.theory import analyse
 from gdbench.timing import TIMING_COLUMNS, TimingResult, crossover_n, measure, measure_plan, plan, timing_table
@@ -45,8 +46,19 @@ def test_plan_is_sizes_plus_grid_sizes_never_the_cross_product() -> None:
 
 def test_plan_rejects_yaml_strings_with_a_hint() -> None:
     """YAML reads `1e6` as a string; the message must tell the user how to write it."""
-    with pytest.raises(ValueError, match=r"1000000 or 1\.0e\+6"):
+    with pytest.raises(ValueError, match=r"YAML reads 1e6 as a string .*write 1000000$"):
         plan({"sizes": ["1e6"]})
+
+
+def test_command_line_reads_its_config_through_the_schema(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m gdbench.timing --config FILE` checks the file as the workflow does: a bad
+    timing value stops it with the config's one-line error, before anything is measured."""
+    config = tmp_path / "config.yaml"
+    config.write_text("timing: {sizes: [1e6]}\n")
+    assert timing.main(["--config", str(config), "--out", str(tmp_path / "t.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and 'timing.sizes[0] = "1e6"' in err and "write 1000000" in err
+    assert not (tmp_path / "t.csv").exists()
 
 
 def test_timed_data_at_n3_is_the_lessons_data() -> None:

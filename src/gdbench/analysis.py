@@ -15,7 +15,7 @@ the verdicts do not depend on ``record_every`` and are defined in one place:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -63,8 +63,8 @@ class VerdictTracker:
         import torch
 
         self.criteria = criteria
-        f64 = dict(dtype=torch.float64, device=device)
-        i64 = dict(dtype=torch.int64, device=device)
+        f64: dict[str, Any] = dict(dtype=torch.float64, device=device)
+        i64: dict[str, Any] = dict(dtype=torch.int64, device=device)
         self.threshold = torch.full((n_runs,), float("nan"), **f64)
         self.final_W = torch.full((n_runs,), float("nan"), **f64)
         self.final_b = torch.full((n_runs,), float("nan"), **f64)

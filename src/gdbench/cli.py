@@ -15,8 +15,7 @@ from pathlib import Path
 from gdbench import io
 from gdbench.data import DatasetError, parse_dataset
 from gdbench.engines import DeviceError, TrainOptions, train
-from gdbench.lesson import LOG_EVERY, TUTORIAL_DATASET, lesson_spec
-from gdbench.pipeline import lesson_lines
+from gdbench.lesson import LOG_EVERY, TUTORIAL_DATASET, lesson_lines, lesson_spec
 
 
 def _tutorial(args: argparse.Namespace) -> int:
@@ -35,8 +34,8 @@ def _load_checked(path: str) -> dict:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from gdbench.determinism import set_deterministic
     from gdbench.pipeline import train_runs
-    from gdbench.reproducibility import set_deterministic
     from gdbench.runs import expand_grid
 
     config = _load_checked(args.spec)

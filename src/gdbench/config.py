@@ -203,7 +203,7 @@ def format_path(path: KeyPath) -> str:
         if isinstance(part, int) and not isinstance(part, bool):
             out += f"[{part}]"
         elif not isinstance(part, str):
-            out += f"[{_fmt(part)}]"
+            out += f"[{_as_yaml(part)}]"
         elif _SIMPLE_KEY.match(part):
             out += f".{part}" if out else part
         else:
@@ -213,11 +213,12 @@ def format_path(path: KeyPath) -> str:
 
 def format_value(value: Any, limit: int = _MAX_VALUE_CHARS) -> str:
     """A value as the user would write it (JSON-like, floats as YAML reads them), shortened."""
-    text = _fmt(value)
+    text = _as_yaml(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _fmt(value: Any) -> str:
+def _as_yaml(value: Any) -> str:
+    """A value as YAML text (``null``, ``true``, ``1.0e-6``, ``"text"``, ``[1, 2]``), unshortened."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -236,9 +237,9 @@ def _fmt(value: Any) -> str:
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{_fmt(str(k))}: {_fmt(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{_as_yaml(str(k))}: {_as_yaml(v)}" for k, v in value.items()) + "}"
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+        return "[" + ", ".join(_as_yaml(v) for v in value) + "]"
     return repr(value)
 
 
@@ -462,9 +463,9 @@ def _describe(schema: Mapping[str, Any], root: Mapping[str, Any]) -> str:
     if "title" in schema and schema is not root:
         return str(schema["title"])
     if "const" in schema:
-        return _fmt(schema["const"])
+        return _as_yaml(schema["const"])
     if "enum" in schema:
-        return _or([_fmt(v) for v in schema["enum"]], prefix="one of " if len(schema["enum"]) > 2 else "")
+        return _or([_as_yaml(v) for v in schema["enum"]], prefix="one of " if len(schema["enum"]) > 2 else "")
     for key in ("anyOf", "oneOf"):
         if key in schema:
             branches = [_resolve(s, root) for s in schema[key]]
@@ -490,16 +491,16 @@ def _describe(schema: Mapping[str, Any], root: Mapping[str, Any]) -> str:
         words = "an integer" if kind == "integer" else "a number"
         bounds = []
         if "minimum" in schema and "maximum" in schema:
-            bounds.append(f"from {_fmt(schema['minimum'])} to {_fmt(schema['maximum'])}")
+            bounds.append(f"from {_as_yaml(schema['minimum'])} to {_as_yaml(schema['maximum'])}")
         else:
             if "minimum" in schema:
-                bounds.append(f">= {_fmt(schema['minimum'])}")
+                bounds.append(f">= {_as_yaml(schema['minimum'])}")
             if "maximum" in schema:
-                bounds.append(f"<= {_fmt(schema['maximum'])}")
+                bounds.append(f"<= {_as_yaml(schema['maximum'])}")
         if "exclusiveMinimum" in schema:
-            bounds.append(f"> {_fmt(schema['exclusiveMinimum'])}")
+            bounds.append(f"> {_as_yaml(schema['exclusiveMinimum'])}")
         if "exclusiveMaximum" in schema:
-            bounds.append(f"< {_fmt(schema['exclusiveMaximum'])}")
+            bounds.append(f"< {_as_yaml(schema['exclusiveMaximum'])}")
         return " ".join([words, " and ".join(bounds)]).strip()
     if kind == "string":
         if "pattern" in schema:
@@ -516,17 +517,20 @@ def _or(items: list[str], prefix: str = "") -> str:
     return f"{prefix}{', '.join(items[:-1])} or {items[-1]}"
 
 
-def _admits_number(schema: Mapping[str, Any], root: Mapping[str, Any]) -> bool:
+def _admits_number(
+    schema: Mapping[str, Any], root: Mapping[str, Any], kinds: tuple[str, ...] = ("number", "integer")
+) -> bool:
     schema = _resolve(schema, root)
-    if schema.get("type") in ("number", "integer"):
+    if schema.get("type") in kinds:
         return True
-    if "items" in schema and _admits_number(schema["items"], root):
+    if "items" in schema and _admits_number(schema["items"], root, kinds):
         return True
-    return any(_admits_number(s, root) for key in ("anyOf", "oneOf") for s in schema.get(key, []))
+    return any(_admits_number(s, root, kinds) for key in ("anyOf", "oneOf") for s in schema.get(key, []))
 
 
 def _number_hint(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any]) -> str:
-    """Why a value the user wrote as a number is not one."""
+    """Why a value the user wrote as a number is not one (the one place gdbench says how YAML
+    reads exponents: an integer key gets its digits, since 1.0e+6 would be a float)."""
     if isinstance(value, float) and not math.isfinite(value):
         return " (NaN and infinity are not allowed)"
     if not isinstance(value, str) or not _admits_number(schema, root):
@@ -535,6 +539,8 @@ def _number_hint(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any])
     if match:
         sign, whole, frac, exp_sign, exp = match.groups()
         fixed = f"{sign}{whole}.{frac or '0'}e{exp_sign or '+'}{exp}"
+        if not _admits_number(schema, root, ("number",)) and float(fixed) == int(float(fixed)):
+            fixed = str(int(float(fixed)))
         return (
             f"; YAML reads {value} as a string (a number with an exponent needs a dot and a signed "
             f"exponent): write {fixed}"
@@ -548,26 +554,19 @@ def _number_hint(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any])
 
 def _check_datasets(config: Mapping[str, Any], base_dir: Path, grid_dataset_given: bool) -> None:
     datasets = config["datasets"]
+    # The schema checked each dataset's shape; gdbench.data checks what relates its values
+    # (x and y pair up, x_min <= x_max), for configs and for datasets built in code alike.
     for name, raw in datasets.items():
-        if "x" in raw and "y" in raw and "csv" not in raw and len(raw["x"]) != len(raw["y"]):
-            raise ConfigError(
-                f"has {len(raw['y'])} values but x has {len(raw['x'])}; x and y must pair up",
-                ("datasets", name, "y"),
-                raw["y"],
-            )
-        syn = raw.get("synthetic")
-        if syn is not None and syn["x_max"] < syn["x_min"]:
-            raise ConfigError(
-                f"must be >= x_min ({_fmt(syn['x_min'])})", ("datasets", name, "synthetic", "x_max"), syn["x_max"]
-            )
         try:
             parse_dataset(name, raw)
         except DatasetError as exc:
+            if exc.key:
+                raise ConfigError(exc.problem, ("datasets", name, *exc.key), exc.value) from None
             raise ConfigError(_strip_dataset(exc, name), ("datasets", name), raw) from None
     for i, name in enumerate(config["grid"]["dataset"]):
         if name not in datasets:
             close = difflib.get_close_matches(name, list(datasets), n=1, cutoff=0.7)
-            hint = f"; did you mean {_fmt(close[0])}?" if close else ""
+            hint = f"; did you mean {_as_yaml(close[0])}?" if close else ""
             defined = ", ".join(datasets) or "none"
             problem = f"no such dataset{hint} (defined in datasets: {defined})"
             if not grid_dataset_given:
@@ -605,7 +604,7 @@ def _check_csv(name: str, raw: Mapping[str, Any], base_dir: Path) -> None:
     for axis in ("x", "y"):
         if raw[axis] not in columns:
             close = difflib.get_close_matches(raw[axis], columns, n=1, cutoff=0.7)
-            hint = f"did you mean {_fmt(close[0])}? " if close else ""
+            hint = f"did you mean {_as_yaml(close[0])}? " if close else ""
             raise ConfigError(
                 f"no such column in {raw['csv']}; {hint}(columns: {', '.join(columns) or 'none'})",
                 ("datasets", name, axis),

@@ -2,7 +2,7 @@
 
 Three kinds, as written in a config's ``datasets:`` mapping:
 
-* inline points: ``{x: [1, 2, 3], y: [2, 4, 6]}`` (the lesson's data);
+* inline points: ``{x: [1, 2, 3], y: [2, 4, 6]}`` (the lesson's data, :func:`gdbench.lesson.tutorial`);
 * a CSV file: ``{csv: data/points.csv, x: hours, y: score}``;
 * a seeded synthetic line: ``{synthetic: {n: 64, slope: 2.0, intercept: 0.5, noise: 0.5,
   x_min: 0.0, x_max: 3.0}}``. Its x values are evenly spaced (so the cost's curvature, and with
@@ -19,6 +19,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,24 +28,44 @@ import numpy as np
 if TYPE_CHECKING:  # torch is imported where it is used: config checks stay fast
     import torch
 
-#: Dataset names must be safe in file names, wildcards and shells.
-NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 
-#: The lesson's training data.
-TUTORIAL_X = (1.0, 2.0, 3.0)
-TUTORIAL_Y = (2.0, 4.0, 6.0)
+def _schema_defs() -> dict[str, Any]:
+    """The ``$defs`` of the config's schema: dataset names and the synthetic line's defaults are
+    written there alone."""
+    import yaml
 
+    text = (resources.files("gdbench") / "schemas" / "config.schema.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)["$defs"]
+
+
+_DEFS = _schema_defs()
+
+#: Dataset names must be safe in file names, wildcards and shells (the schema's ``$defs/name``).
+NAME_PATTERN = re.compile(_DEFS["name"]["pattern"])
+
+#: The synthetic line's optional parameters and their defaults (the schema's).
 SYNTHETIC_DEFAULTS: dict[str, float] = {
-    "slope": 2.0,
-    "intercept": 0.0,
-    "noise": 0.0,
-    "x_min": 0.0,
-    "x_max": 1.0,
+    key: float(sub["default"])
+    for key, sub in _DEFS["synthetic_dataset"]["properties"]["synthetic"]["properties"].items()
+    if "default" in sub
 }
 
 
 class DatasetError(ValueError):
-    """A dataset cannot be built; the message names the dataset and the fix."""
+    """A dataset cannot be built; the message names the dataset and the fix.
+
+    When one key of the dataset's entry is at fault, ``key`` is its path inside the entry
+    (``("synthetic", "x_max")``), ``value`` its value and ``problem`` what is wrong with it, so
+    that :func:`gdbench.config.check_config` can name the config key.
+    """
+
+    def __init__(self, message: str, key: tuple[str, ...] = (), value: Any = None, problem: str = "") -> None:
+        super().__init__(message)
+        self.key, self.value, self.problem = key, value, problem
+
+
+def _key_error(name: str, key: tuple[str, ...], value: Any, problem: str) -> DatasetError:
+    return DatasetError(f"dataset {name!r}: {' '.join(key)} {problem}", key, value, problem)
 
 
 @dataclass(frozen=True)
@@ -133,7 +154,8 @@ def parse_dataset(name: str, raw: Any) -> DatasetSpec:
         if params["noise"] < 0:
             raise DatasetError(f"{where}: synthetic noise must be >= 0, got {params['noise']!r}")
         if params["x_max"] < params["x_min"]:
-            raise DatasetError(f"{where}: synthetic x_max must be >= x_min")
+            x_min = syn.get("x_min", SYNTHETIC_DEFAULTS["x_min"])
+            raise _key_error(name, ("synthetic", "x_max"), syn["x_max"], f"must be >= x_min ({x_min!r})")
         return DatasetSpec(name, "synthetic", tuple(sorted(params.items())))
     if "csv" in keys:
         _only(where, keys, {"csv", "x", "y"})
@@ -158,11 +180,6 @@ def load_dataset(name: str, raw: Any, seed: int = 0, base_dir: str | Path = ".")
     return parse_dataset(name, raw).build(seed=seed, base_dir=base_dir)
 
 
-def tutorial() -> Dataset:
-    """The lesson's three points."""
-    return Dataset("tutorial", np.array(TUTORIAL_X), np.array(TUTORIAL_Y))
-
-
 def _only(where: str, keys: set, allowed: set) -> None:
     extra = keys - allowed
     if extra:
@@ -183,7 +200,12 @@ def _checked(name: str, xs: Any, ys: Any) -> Dataset:
     if len(xs) == 0 or len(ys) == 0:
         raise DatasetError(f"{where}: x and y must not be empty")
     if len(xs) != len(ys):
-        raise DatasetError(f"{where}: x has {len(xs)} values but y has {len(ys)}; they must pair up")
+        raise DatasetError(
+            f"{where}: x has {len(xs)} values but y has {len(ys)}; they must pair up",
+            ("y",),
+            ys,
+            f"has {len(ys)} values but x has {len(xs)}; x and y must pair up",
+        )
     arrays = []
     for label, values in (("x", xs), ("y", ys)):
         out = np.empty(len(values), dtype=np.float64)

@@ -1,15 +1,35 @@
-"""The lesson gdbench is built on: its run, its printed log, and its two side lessons.
+"""The lesson gdbench is built on: its data, its run, its printed log (written and read
+back), and its two side lessons.
 
 ``REFERENCE_LOG`` is the lesson's printed output for epochs 0..2000 every 100 epochs (the
 document prints through 1900; running its code also prints epoch 2000). A faithful
 reproduction prints exactly these lines.
+
+The lesson's training loop itself is the loop engine's core,
+:func:`gdbench.engines.loop.lesson_run`; it stays there so that this module needs no torch.
 """
 
 from __future__ import annotations
 
-from gdbench.data import TUTORIAL_X, TUTORIAL_Y
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from gdbench.data import Dataset
 from gdbench.runs import RunSpec
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from gdbench.trajectory import TrajectoryBatch
+
+#: The lesson's training data.
+TUTORIAL_X = (1.0, 2.0, 3.0)
+TUTORIAL_Y = (2.0, 4.0, 6.0)
+
+#: The lesson's learning rate (also that of a single timed run, see :mod:`gdbench.timing`).
 LESSON_LR = 0.01
 LESSON_EPOCHS = 2000
 LESSON_SEED = 1
@@ -48,9 +68,34 @@ def lesson_spec(engine: str = "batched", device: str = "cpu") -> RunSpec:
     return RunSpec("tutorial", LESSON_LR, LESSON_SEED, LESSON_EPOCHS, device=device, engine=engine)
 
 
+def tutorial() -> Dataset:
+    """The lesson's three points."""
+    return Dataset("tutorial", np.array(TUTORIAL_X), np.array(TUTORIAL_Y))
+
+
 def format_line(epoch: int, epochs: int, W: float, b: float, cost: float) -> str:
     """One line of the lesson's log, in its exact format."""
     return f"Epoch {epoch:4d}/{epochs} W: {W:.3f}, b: {b:.3f} Cost: {cost:.6f}"
+
+
+def lesson_lines(batch: TrajectoryBatch, every: int = 100, i: int = 0) -> Iterator[str]:
+    """Run ``i``'s recorded epochs that are multiples of ``every``, in the lesson's format."""
+    run = batch.runs[i]
+    epochs, W, b, cost = batch.run_trajectory(i)
+    for e, w, bb, c in zip(epochs, W, b, cost, strict=True):
+        if every > 0 and e % every == 0:
+            yield format_line(int(e), run.epochs, float(w), float(bb), float(c))
+
+
+_LINE = re.compile(r"Epoch\s+(\d+)/\d+ W: (\S+), b: (\S+) Cost: (\S+)")
+
+
+def parse_log(text: str) -> pd.DataFrame:
+    """Lesson-style log lines as a table (epoch, W, b, cost as printed)."""
+    import pandas as pd
+
+    rows = [m.groups() for m in map(_LINE.match, text.splitlines()) if m]
+    return pd.DataFrame(rows, columns=["epoch", "W", "b", "cost"]).astype({"epoch": int})
 
 
 def zero_grad_lesson(epochs: int = 20, zero_grad: bool = False) -> list[float]:
@@ -64,6 +109,7 @@ def zero_grad_lesson(epochs: int = 20, zero_grad: bool = False) -> list[float]:
             w.grad.zero_()
         z = 2 * w
         z.backward()
+        assert w.grad is not None  # backward() filled it
         grads.append(float(w.grad))
     return grads
 

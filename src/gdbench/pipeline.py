@@ -1,5 +1,5 @@
 """Glue between a config and the core: datasets, theory, training a list of runs into
-tables, and lesson-style log lines. The CLI and the workflow's rule scripts call these, so a
+tables, and the training jobs' logs. The CLI and the workflow's rule scripts call these, so a
 shard trained by Snakemake and a grid trained by ``gdbench train`` go through the same code.
 """
 
@@ -15,7 +15,7 @@ import pandas as pd
 from gdbench import tables
 from gdbench.analysis import Criteria
 from gdbench.data import DatasetSpec, parse_dataset
-from gdbench.lesson import format_line
+from gdbench.lesson import lesson_lines
 from gdbench.runs import RunSpec
 from gdbench.theory import Theory, analyse
 from gdbench.trajectory import TrajectoryBatch
@@ -40,17 +40,17 @@ def theories(
 
 
 def train_options(config: Mapping[str, Any], progress: Progress | None = None) -> TrainOptions:
+    """How a checked config (:func:`gdbench.config.check_config`, which fills the defaults) trains."""
     from gdbench.engines import TrainOptions
 
-    training = config.get("training", {})
-    analysis = config.get("analysis", {})
+    training, analysis = config["training"], config["analysis"]
     return TrainOptions(
-        record_every=int(training.get("record_every", 1)),
+        record_every=int(training["record_every"]),
         criteria=Criteria(
-            converged_below=float(analysis.get("converged_below", Criteria.converged_below)),
-            diverged_factor=float(analysis.get("diverged_factor", Criteria.diverged_factor)),
+            converged_below=float(analysis["converged_below"]),
+            diverged_factor=float(analysis["diverged_factor"]),
         ),
-        chunk_epochs=int(training.get("chunk_epochs", 64)),
+        chunk_epochs=int(training["chunk_epochs"]),
         progress=progress,
     )
 
@@ -74,15 +74,6 @@ def train_runs(
         tables.trajectories(batch, run_ids),
         tables.summary(batch, theory, run_ids, n_points),
     )
-
-
-def lesson_lines(batch: TrajectoryBatch, every: int = 100, i: int = 0) -> Iterator[str]:
-    """Run ``i``'s recorded epochs that are multiples of ``every``, in the lesson's format."""
-    run = batch.runs[i]
-    epochs, W, b, cost = batch.run_trajectory(i)
-    for e, w, bb, c in zip(epochs, W, b, cost, strict=True):
-        if every > 0 and e % every == 0:
-            yield format_line(int(e), run.epochs, float(w), float(bb), float(c))
 
 
 def describe_verdict(batch: TrajectoryBatch, i: int) -> str:

@@ -4,7 +4,7 @@ Every function takes pandas DataFrames (the contracts of :mod:`gdbench.tables` a
 table), writes one PNG (150 dpi) and one SVG atomically, and returns ``None``. All share one
 seaborn theme, applied in a context so the caller's matplotlib settings are left as they were.
 
-Conventions (see STYLE.md, "Plots people read"):
+Conventions (the same in every figure):
 
 * learning rate is a colour on a log scale (a ``LogNorm`` colour bar labelled "learning rate");
 * diverged runs are drawn distinctly and clipped at the top of the axis with a marker, so that
@@ -23,6 +23,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import matplotlib
 
@@ -31,7 +32,9 @@ def _backend_chosen() -> bool:
     try:
         return matplotlib.get_backend(auto_select=False) is not None
     except TypeError:  # matplotlib < 3.10
-        return dict.__getitem__(matplotlib.rcParams, "backend") is not matplotlib.rcsetup._auto_backend_sentinel
+        from matplotlib import rcsetup
+
+        return dict.__getitem__(matplotlib.rcParams, "backend") is not rcsetup._auto_backend_sentinel
 
 
 # Agg (no display needed) unless the caller chose a backend, or imported pyplot and so may
@@ -89,7 +92,7 @@ _FASTEST_COLOUR = "#1a9e77"
 @contextmanager
 def _theme() -> Iterator[None]:
     """The one theme of every figure, applied without touching the caller's rcParams."""
-    rc = {
+    rc: dict[Any, Any] = {  # matplotlib types the keys as literals
         "svg.fonttype": "none",  # text stays text in the SVG (searchable, smaller)
         "svg.hashsalt": "gdbench",  # stable element ids: the same figure gives the same file
         "savefig.dpi": DPI,
@@ -379,10 +382,10 @@ def _aggregate_lines(trajectories: pd.DataFrame, summary: pd.DataFrame, max_line
     for idx in per_line.groupby(facet_cols, sort=False, observed=True).indices.values():
         lrs = per_line["lr"].to_numpy()[idx]
         if lrs.size > max_lines:
-            order = np.argsort(lrs, kind="stable")
+            by_lr = np.argsort(lrs, kind="stable")
             pick = np.unique(np.round(np.linspace(0, lrs.size - 1, max_lines)).astype(np.int64))
             drop = np.setdiff1d(np.arange(lrs.size), pick)
-            shown[idx[order[drop]]] = False
+            shown[idx[by_lr[drop]]] = False
             notes.append(f"{len(pick)} of {lrs.size} learning rates drawn (evenly spaced)")
     line_of_code = np.full(len(rid_uniques), -1, dtype=np.int64)
     line_of_code[runs["code"].to_numpy()] = np.where(shown[runs["line"].to_numpy()], runs["line"].to_numpy(), -1)
@@ -615,9 +618,10 @@ def _lr_colorbar(fig: Figure, axes: list[Axes], norm: LogNorm, cmap: Colormap, l
     bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.9, pad=0.02, aspect=30)
     bar.set_label("learning rate")
     distinct = np.unique(lrs[np.isfinite(lrs) & (lrs > 0)])
+    assert norm.vmin is not None and norm.vmax is not None  # the caller's norm has both limits
     if norm.vmax / norm.vmin < 100 and 0 < distinct.size <= _MAX_END_LABELS:
         # A narrow range has few or no decades to label: label the learning rates themselves.
-        bar.ax.yaxis.set_major_locator(FixedLocator(distinct))
+        bar.ax.yaxis.set_major_locator(FixedLocator(distinct.tolist()))
         bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     else:
         plain = norm.vmin >= 1e-4 and norm.vmax <= 1e4
@@ -735,7 +739,7 @@ def _divergence_facet(
     xs = np.concatenate([lrs[np.isfinite(lrs) & (lrs > 0)], [v for v in (crit, fast) if np.isfinite(v) and v > 0]])
     x_lo, x_hi = (xs.min() / 2, xs.max() * 2) if xs.size else (1e-3, 1.0)
     ax.set(xscale="log", yscale="log", xlim=(x_lo, x_hi), ylim=(y_lo, y_hi))
-    handles = []
+    handles: list[Line2D | Patch] = []
     if np.isfinite(crit) and crit > 0:
         ax.axvspan(crit, x_hi, color=_DIVERGED_COLOUR, alpha=0.07, lw=0, zorder=0)
         label = f"critical lr 2/λmax = {_fmt(crit)}"
@@ -893,6 +897,7 @@ def _crossover(cpu: pd.Series, gpu: pd.Series) -> tuple[float | None, str]:
         return None, f"CUDA not faster up to n = {_fmt_int(n[-1])}"
     if status == "always":
         return None, f"CUDA faster already at n = {_fmt_int(n[0])}"
+    assert at is not None  # status "crosses" comes with the crossing's n
     return at, f"CUDA faster from n ≈ {_fmt_sig(at)}"
 
 

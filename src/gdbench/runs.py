@@ -17,10 +17,6 @@ from typing import Any
 ENGINES = ("loop", "batched")
 INITS = ("zeros", "normal")
 DTYPES = ("float32", "float64")
-DEVICES = ("cpu", "cuda")
-
-#: Training keys that may be a single value or a list (a list adds a grid axis).
-TRAINING_AXES = ("init", "batch_size", "dtype", "engine")
 
 
 @dataclass(frozen=True, order=True)
@@ -86,27 +82,26 @@ def resolve_devices(value: Any, cuda_available: bool) -> list[str]:
 
 
 def expand_grid(config: Mapping[str, Any], devices: Sequence[str] | None = None) -> list[RunSpec]:
-    """All runs of a config's grid, in a stable order (device, dataset, then the rest).
+    """All runs of a checked config's grid, in a stable order (device, dataset, then the rest).
 
     ``devices`` overrides ``grid.device`` (the workflow resolves ``auto`` once, where the DAG
     is built, and passes the result).
     """
-    grid = config["grid"]
-    training = config.get("training", {})
+    grid, training = config["grid"], config["training"]
     if devices is None:
         import torch
 
-        devices = resolve_devices(grid.get("device", "auto"), torch.cuda.is_available())
+        devices = resolve_devices(grid["device"], torch.cuda.is_available())
     axes = [
         list(devices),
         as_list(grid["dataset"]),
         [float(v) for v in as_list(grid["lr"])],
         [int(v) for v in as_list(grid["seed"])],
         [int(v) for v in as_list(grid["epochs"])],
-        as_list(training.get("init", "zeros")),
-        [batch_size_value(v) for v in as_list(training.get("batch_size", "full"))],
-        as_list(training.get("dtype", "float32")),
-        as_list(training.get("engine", "batched")),
+        as_list(training["init"]),
+        [batch_size_value(v) for v in as_list(training["batch_size"])],
+        as_list(training["dtype"]),
+        as_list(training["engine"]),
     ]
     runs = [
         RunSpec(dataset=ds, lr=lr, seed=seed, epochs=ep, device=dev, init=init, batch_size=bs, dtype=dt, engine=en)

@@ -30,13 +30,6 @@ class Theory:
     def to_dict(self) -> dict[str, float | int | str]:
         return asdict(self)
 
-    def lr_ratio(self, lr: float) -> float:
-        return lr / self.critical_lr
-
-    def predicted_diverged(self, lr: float) -> bool:
-        """Whether full-batch GD at ``lr`` diverges (lr >= 2/lambda_max)."""
-        return lr >= self.critical_lr
-
 
 def hessian(x: np.ndarray) -> np.ndarray:
     """The 2x2 Hessian of the MSE cost in (W, b)."""

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import platform
 import sys
 import timeit
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -51,8 +50,11 @@ import torch
 from torch.utils.benchmark import Measurement, Timer
 
 from gdbench.analysis import crossover
+from gdbench.config import ConfigError, check_config, load_config
 from gdbench.data import DatasetSpec, parse_dataset
 from gdbench.engines import DataSource, TrainOptions, check_device, lesson_run, train_batched
+from gdbench.lesson import LESSON_LR
+from gdbench.provenance import cpu_model
 from gdbench.runs import ENGINES, RunSpec
 from gdbench.theory import analyse
 
@@ -76,21 +78,8 @@ TIMING_COLUMNS = (
 #: Data size of the throughput panel (batched grid sizes): the lesson's three points.
 THROUGHPUT_N = 3
 
-#: Defaults of the config's ``timing:`` section.
-DEFAULT_TIMING: dict[str, Any] = {
-    "sizes": [3, 1000, 100000, 1000000],
-    "runs": [1, 100, 10000],
-    "engines": list(ENGINES),
-    "epochs": 20,
-    "repeats": 5,
-    "min_run_time": 0.1,
-}
-
 #: Learning rates of a timed batch: from this to half the critical learning rate.
 LOWEST_LR = 1.0e-4
-
-#: The learning rate of a single timed run: the lesson's (or half the critical one, if smaller).
-LESSON_LR = 0.01
 
 #: A plan item: (engine, n, runs).
 PlanItem = tuple[str, int, int]
@@ -129,19 +118,11 @@ class TimingResult:
 
 
 def device_name(device: str | torch.device) -> str:
-    """The CPU model (``/proc/cpuinfo``, else :mod:`platform`) or the GPU's name."""
+    """The CPU model (:func:`gdbench.provenance.cpu_model`) or the GPU's name."""
     dev = torch.device(device)
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                if key.strip() in ("model name", "Model", "Hardware") and value.strip():
-                    return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    return cpu_model()
 
 
 def _device_clock(device: torch.device) -> Callable[[], float]:
@@ -306,38 +287,20 @@ def measure_safely(
 # ----------------------------------------------------------------------------- plans and tables
 
 
-def timing_settings(timing_config: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The config's ``timing:`` section with defaults filled in and numbers as numbers."""
-    cfg = {**DEFAULT_TIMING, **dict(timing_config or {})}
+def _checked(timing_config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A ``timing:`` section checked by the config's schema, with its defaults filled in.
 
-    def positive_ints(key: str) -> list[int]:
-        values = cfg[key] if isinstance(cfg[key], (list, tuple)) else [cfg[key]]
-        out = []
-        for v in values:
-            number = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan")
-            if not (math.isfinite(number) and number >= 1 and number == int(number)):
-                hint = " (YAML reads 1e6 as a string: write 1000000 or 1.0e+6)" if isinstance(v, str) else ""
-                raise ValueError(f"timing.{key}: {v!r} is not an integer >= 1{hint}")
-            out.append(int(number))
-        return out
-
-    engines = cfg["engines"] if isinstance(cfg["engines"], (list, tuple)) else [cfg["engines"]]
-    for engine in engines:
-        if engine not in ENGINES:
-            raise ValueError(f"timing.engines: {engine!r} is not one of {ENGINES}")
-    return {
-        **cfg,
-        "sizes": positive_ints("sizes"),
-        "runs": positive_ints("runs"),
-        "engines": list(engines),
-        "epochs": int(cfg["epochs"]),
-        "repeats": int(cfg["repeats"]),
-        "min_run_time": float(cfg["min_run_time"]),
-    }
+    The schema is the only source of the defaults and of what is valid; a bad value raises
+    :class:`gdbench.config.ConfigError` (a ``ValueError``) naming the key.
+    """
+    return check_config({"timing": dict(timing_config or {})})["timing"]
 
 
 def plan(timing_config: Mapping[str, Any] | None) -> list[PlanItem]:
     """The (engine, n, runs) measurements a ``timing:`` config asks for, in a stable order.
+
+    ``timing_config`` is a config's ``timing:`` section, whole or in part: the config's schema
+    checks it and fills in the rest.
 
     * ``loop`` at each size with one run;
     * ``batched`` at each size with one run (the seconds-per-epoch vs n panel);
@@ -345,7 +308,7 @@ def plan(timing_config: Mapping[str, Any] | None) -> list[PlanItem]:
 
     Never the cross product of sizes and grid sizes (n=1e6 x 10,000 runs would not fit).
     """
-    cfg = timing_settings(timing_config)
+    cfg = _checked(timing_config)
     items: list[PlanItem] = []
     if "loop" in cfg["engines"]:
         items += [("loop", n, 1) for n in cfg["sizes"]]
@@ -368,7 +331,7 @@ def measure_plan(
     :class:`gdbench.engines.DeviceError` (the job fails with one line). After that, each
     failed measurement becomes a NaN row with its reason logged, and the others go on.
     """
-    cfg = timing_settings(timing_config)
+    cfg = _checked(timing_config)
     check_device(device)
     results = []
     for engine, n, runs in plan(cfg) if items is None else items:
@@ -428,12 +391,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="-", help="CSV to write (default: stdout)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    import yaml
-
-    config = yaml.safe_load(Path(args.config).read_text()) if Path(args.config).is_file() else {}
+    try:
+        config = check_config(load_config(args.config) if Path(args.config).is_file() else {})
+    except ConfigError as exc:
+        print(f"gdbench.timing: {exc}", file=sys.stderr)
+        return 2
     results = []
     for device in args.device or ["cpu"]:
-        results += measure_plan((config or {}).get("timing"), device, args.threads)
+        results += measure_plan(config["timing"], device, args.threads)
     table = timing_table(results)
     if args.out == "-":
         table.to_csv(sys.stdout, index=False)

@@ -8,7 +8,6 @@ threads (the batched engine's do not).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,21 +20,9 @@ import torch
 
 from gdbench.data import parse_dataset
 from gdbench.engines import TrainOptions, train
-from gdbench.lesson import LOG_EVERY, REFERENCE_LOG, TUTORIAL_DATASET, lesson_spec
-from gdbench.pipeline import lesson_lines, train_runs
+from gdbench.lesson import LOG_EVERY, REFERENCE_LOG, TUTORIAL_DATASET, lesson_lines, lesson_spec, parse_log
+from gdbench.pipeline import train_runs
 from gdbench.runs import RunSpec, batch_size_value
-
-_LINE = re.compile(r"Epoch\s+(\d+)/\d+ W: (\S+), b: (\S+) Cost: (\S+)")
-
-
-class ReproducibilityError(RuntimeError):
-    """A re-run differs from the stored results; the message names the run and the epoch."""
-
-
-def parse_log(text: str) -> pd.DataFrame:
-    """Lesson-style log lines as a table (epoch, W, b, cost as printed)."""
-    rows = [m.groups() for m in map(_LINE.match, text.splitlines()) if m]
-    return pd.DataFrame(rows, columns=["epoch", "W", "b", "cost"]).astype({"epoch": int})
 
 
 def lesson_comparison(device: str = "cpu") -> pd.DataFrame:

@@ -4,6 +4,8 @@
 rule provenance:
     input:
         meta=shard_outputs("meta.json"),
+        # Not read: it only orders the job after the tables are merged, so the record's
+        # "finished" time comes after every table is written.
         summary=rules.merge_tables.output.summary_parquet,
     output:
         json="results/provenance.json",

@@ -10,25 +10,26 @@ rule timing:
         "results/benchmarks/timing/{device}.tsv"
     conda:
         "../envs/gdbench.yaml"
-    # The job reserves every core so that nothing runs beside it while it measures; torch
-    # itself uses timing.threads (recorded in the table).
-    threads: workflow.cores
+    # The job reserves every core (--cores) so that nothing runs beside it while it measures;
+    # torch itself uses timing.threads (recorded in the table). Without --cores (a dry run, a
+    # cluster profile without cores) it asks for timing.threads.
+    threads: workflow.resource_settings.cores or lookup(dpath="timing/threads", within=config)
     resources:
         gpu=gpu_count,
     params:
         timing=lookup(dpath="timing", within=config),
         threads=lookup(dpath="timing/threads", within=config),
     message:
-        "Timing the engines on {wildcards.device} ({params.threads} torch thread(s), machine reserved)"
+        "Timing the engines on {wildcards.device} ({params.threads} torch thread(s); {threads} core(s) reserved)"
     script:
         "../scripts/timing.py"
 
 
 localrules:
-    timing_table,
+    join_timing,
 
 
-rule timing_table:
+rule join_timing:
     input:
         expand(rules.timing.output[0], device=DEVICES),
     output:
@@ -39,11 +40,10 @@ rule timing_table:
             labels={"result": "timing"},
         ),
     log:
-        "results/logs/timing_table.log",
+        "results/logs/join_timing.log",
     benchmark:
-        "results/benchmarks/timing_table.tsv"
-    conda:
-        "../envs/gdbench.yaml"
+        "results/benchmarks/join_timing.tsv"
+    # No conda: a run: block runs inside the Snakemake process, in its environment.
     message:
         "Joining the timing measurements"
     run:
@@ -53,7 +53,7 @@ rule timing_table:
 
 rule plot_timing:
     input:
-        rules.timing_table.output[0],
+        rules.join_timing.output[0],
     output:
         png=report(
             "results/plots/timing.png",

@@ -11,7 +11,7 @@ import json
 import pandas as pd
 
 from gdbench import io
-from gdbench.reproducibility import set_deterministic
+from gdbench.determinism import set_deterministic
 from gdbench.verify import failure_message, verify
 
 with open(snakemake.log[0], "w") as log:

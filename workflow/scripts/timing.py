@@ -8,8 +8,8 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this ch
 import logging
 
 from gdbench import io
+from gdbench.determinism import set_deterministic
 from gdbench.engines import DeviceError
-from gdbench.reproducibility import set_deterministic
 from gdbench.timing import measure_plan, timing_table
 
 with open(snakemake.log[0], "w") as log:

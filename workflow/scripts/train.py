@@ -8,10 +8,10 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this ch
 import time
 
 from gdbench import io
+from gdbench.determinism import set_deterministic
 from gdbench.engines import DeviceError
 from gdbench.pipeline import train_runs, training_log
 from gdbench.provenance import now, runtime
-from gdbench.reproducibility import set_deterministic
 from gdbench.runs import RunSpec
 
 
@@ -32,7 +32,7 @@ def main(params, output, threads, log_path):
             say(f"error: {exc}")
             sys.exit(f"gdbench: {exc}")
         elapsed = time.perf_counter() - clock
-        every = params.config["training"].get("log_every", 100)
+        every = params.config["training"]["log_every"]
         for line in training_log(batch, every, params.run_ids):
             say(line)
         say(f"{now()} trained {len(runs)} runs in {elapsed:.3f} s ({int(summary['diverged'].sum())} diverged)")

@@ -20,12 +20,13 @@ they stop being computed and never overflow into later work.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 import torch
 
 from gdbench.analysis import VerdictTracker
-from gdbench.engines.common import DTYPES, DataSource, TrainOptions, check_device, initial_params, shuffle_generator
+from gdbench.engines.common import DTYPE_OF, DataSource, TrainOptions, check_device, initial_params, shuffle_generator
 from gdbench.runs import RunSpec
 from gdbench.trajectory import TrajectoryBatch, record_schedule
 
@@ -64,7 +65,7 @@ class _Stepper:
         if run_major is None:  # on the CPU up to 3 points, the tree's order is the loop's own
             run_major = X.device.type == "cpu" and m > _TREE_MATCHES_LOOP_UP_TO
         self.run_major = run_major
-        like = {"dtype": X.dtype, "device": X.device}
+        like: dict[str, Any] = {"dtype": X.dtype, "device": X.device}
         self.d = torch.empty((m, R), **like)
         self.sq = torch.empty((R, m) if self.run_major else (m, R), **like)
         self.t = torch.empty((2, R, m) if self.run_major else (2, m, R), **like)
@@ -189,7 +190,7 @@ def train_batched(runs: list[RunSpec], data: DataSource, options: TrainOptions) 
         if not same or data.get(run).n != n:
             raise ValueError("train_batched: runs must share device, dtype, batch_size and number of points")
     device = check_device(first.device)
-    dtype = DTYPES[first.dtype]
+    dtype = DTYPE_OF[first.dtype]
     start_time = time.perf_counter()
     R = len(runs)
     keys = [data.key(r) for r in runs]
@@ -207,6 +208,7 @@ def train_batched(runs: list[RunSpec], data: DataSource, options: TrainOptions) 
         P = torch.tensor([initial_params(r) for r in runs], dtype=dtype).T.contiguous().to(device)
 
     minibatch = first.batch_size is not None and first.batch_size < n
+    step = first.batch_size or n  # points per update
     seeds = sorted({r.seed for r in runs})
     seed_pos = {seed: i for i, seed in enumerate(seeds)}
     seed_idx_all = torch.tensor([seed_pos[r.seed] for r in runs], device=device)
@@ -235,7 +237,7 @@ def train_batched(runs: list[RunSpec], data: DataSource, options: TrainOptions) 
             buf[0] = P
             for k in range(K):
                 perms = torch.stack([torch.randperm(n, generator=g) for g in generators], dim=1).to(device)
-                buf[k + 1] = _minibatch_epoch(buf[k], X, Y, neg_lr, perms[:, seed_idx], first.batch_size)
+                buf[k + 1] = _minibatch_epoch(buf[k], X, Y, neg_lr, perms[:, seed_idx], step)
             cost = bulk_cost(buf[:K], X, Y)
         else:
             # Same runs and chunk length as the last chunk: reuse its buffers (and graph).

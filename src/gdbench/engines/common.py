@@ -17,7 +17,8 @@ from gdbench.analysis import Criteria
 from gdbench.data import Dataset, DatasetSpec
 from gdbench.runs import RunSpec
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: torch dtype of each RunSpec dtype name (gdbench.runs.DTYPES).
+DTYPE_OF = {"float32": torch.float32, "float64": torch.float64}
 
 #: A progress callback: (message) -> None.
 Progress = Callable[[str], None]
@@ -70,7 +71,7 @@ def initial_params(run: RunSpec) -> tuple[float, float]:
     if run.init == "zeros":
         return 0.0, 0.0
     generator = torch.Generator().manual_seed(run.seed)
-    wb = torch.randn(2, generator=generator, dtype=DTYPES[run.dtype])
+    wb = torch.randn(2, generator=generator, dtype=DTYPE_OF[run.dtype])
     return float(wb[0]), float(wb[1])
 
 

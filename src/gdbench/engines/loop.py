@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from gdbench.analysis import VerdictTracker
-from gdbench.engines.common import DTYPES, DataSource, TrainOptions, check_device, initial_params, shuffle_generator
+from gdbench.engines.common import DTYPE_OF, DataSource, TrainOptions, check_device, initial_params, shuffle_generator
 from gdbench.runs import RunSpec
 from gdbench.trajectory import TrajectoryBatch, record_schedule
 
@@ -36,6 +36,7 @@ def lesson_run(
     costs: list[float] = []
     n = x.shape[0]
     minibatch = run.batch_size is not None and run.batch_size < n
+    step = run.batch_size or n  # points per update
     generator = shuffle_generator(run.seed) if minibatch else None
     limit = float("inf")
     for _epoch in range(run.epochs + 1):
@@ -50,8 +51,8 @@ def lesson_run(
             with torch.no_grad():
                 epoch_cost = torch.mean((x * W + b - y) ** 2).item()
             order = torch.randperm(n, generator=generator).to(x.device)
-            for start in range(0, n, run.batch_size):
-                batch = order[start : start + run.batch_size]
+            for start in range(0, n, step):
+                batch = order[start : start + step]
                 cost = torch.mean((x[batch] * W + b - y[batch]) ** 2)
                 optimizer.zero_grad()
                 cost.backward()
@@ -78,7 +79,7 @@ def train_loop(runs: list[RunSpec], data: DataSource, options: TrainOptions) -> 
     tracker = VerdictTracker(len(runs), options.criteria)
     for i, run in enumerate(runs):
         device = check_device(run.device)
-        x, y = data.get(run).tensors(DTYPES[run.dtype], device)
+        x, y = data.get(run).tensors(DTYPE_OF[run.dtype], device)
         start = time.perf_counter()
         Ws, bs, cs = lesson_run(run, x, y, options.criteria.diverged_factor)
         if device.type == "cuda":

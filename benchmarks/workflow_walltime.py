@@ -1,7 +1,7 @@
 """Workflow wall time against a hand-written single-process script, and a 10,000-run grid.
 
-    python benchmarks/pipeline.py            # default grid vs hand-written, then 10k grid
-    python benchmarks/pipeline.py --skip-10k
+    python benchmarks/workflow_walltime.py            # default grid vs hand-written, then 10k grid
+    python benchmarks/workflow_walltime.py --skip-10k
 
 Each figure comes from one run on this machine: rerun to see the spread.
 """

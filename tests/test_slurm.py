@@ -18,6 +18,7 @@ import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -119,7 +120,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def slurm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def slurm_env() -> Iterator[dict[str, str]]:
     """Environment for talking to the local test cluster (SLURM_CONF set); the cluster runs
     for the duration of the module, in a folder and on ports of this test run, and is always
     stopped afterwards."""
@@ -135,7 +136,8 @@ def slurm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     ctld_port = free_port()
     slurmd_port = next(p for p in iter(free_port, None) if p != ctld_port)
     env.update(
-        GDBENCH_SLURM_DIR=str(tmp_path_factory.mktemp("slurm")),
+        # Not under pytest's own folder: that one is private to root, and munged runs as munge.
+        GDBENCH_SLURM_DIR=tempfile.mkdtemp(prefix="gdbench-slurm-", dir="/tmp"),
         GDBENCH_SLURMCTLD_PORT=str(ctld_port),
         GDBENCH_SLURMD_PORT=str(slurmd_port),
     )

@@ -21,6 +21,7 @@ include: "workflow/rules/plots.smk"
 include: "workflow/rules/timing.smk"
 include: "workflow/rules/provenance.smk"
 include: "workflow/rules/verify.smk"
+include: "workflow/rules/edge.smk"
 
 
 # messages
@@ -29,10 +30,12 @@ onstart:
 
 
 onsuccess:
+    print(verdict_message())
     print("gdbench: done; tables in results/tables, plots in results/plots")
 
 
 onerror:
+    print(verdict_message())
     print(
         "gdbench: a job failed; see its log under results/logs (finished jobs' outputs are kept)"
     )

@@ -270,9 +270,9 @@ def timing_items(device: str, quick: bool) -> list[tuple[str, int, int, int]]:
     """(engine, n, runs, epochs) to time on ``device``."""
     sizes = SIZES[:3] if quick else SIZES
     grid = [r for r in GRID_SIZES if device.startswith("cuda") or r <= CPU_MAX_RUNS]
-    items = timing.plan({"sizes": sizes, "runs": grid, "engines": ["loop", "batched"]})
+    items = timing.plan({"sizes": sizes, "runs": grid, "engines": ["loop", "batched"], "optimizers": ["sgd"]})
     out = []
-    for engine, n, runs in items:
+    for engine, n, runs, _optimizer in items:
         epochs = 5 if quick else TIMING_EPOCHS
         if device == "cpu" and n * runs >= 1_000_000:
             epochs = min(epochs, CPU_BIG_EPOCHS)

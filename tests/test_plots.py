@@ -88,10 +88,14 @@ def test_convergence_mixed_grid(real, tmp_path, monkeypatch):
 
     monkeypatch.setattr(plots, "_cost_ranges", spy)
     _, svg = draw(plots.convergence, real["trajectories"], real["summary"], tmp_path=tmp_path, name="mixed")
-    for text in ("cost (MSE)", "epoch", "learning rate", "dataset = tutorial", "dataset = noisy", "diverged"):
+    for text in ("excess cost (MSE − optimal MSE)", "epoch", "learning rate", "dataset = tutorial", "diverged"):
         assert text in svg, text
+    assert "dataset = noisy" in svg
     assert "lr = 0.001" not in svg  # no categorical legend of lrs
-    initial = real["trajectories"].query("epoch == 0").groupby("dataset", observed=True)["cost"].max()
+    # The y axis is the excess over each run's optimum: its top follows the initial excess.
+    first = real["trajectories"].query("epoch == 0").merge(real["summary"][["run_id", "optimal_cost"]], on="run_id")
+    first["excess"] = first["cost"].astype(float) - first["optimal_cost"]
+    initial = first.groupby("dataset", observed=True)["excess"].max()
     assert set(seen) == {"tutorial", "noisy"}
     for ds, (bottom, top, clipped) in seen.items():
         assert clipped  # the diverging runs left through the top
@@ -114,7 +118,7 @@ def test_convergence_edge_grids(real, tmp_path, case):
     }[case]
     traj, summary = subset(real, keep)
     _, svg = draw(plots.convergence, traj, summary, tmp_path=tmp_path, name=case)
-    assert "cost (MSE)" in svg and "learning rate" in svg
+    assert "excess cost (MSE − optimal MSE)" in svg and "learning rate" in svg
 
 
 def test_convergence_nonfinite_and_zero_costs(real, tmp_path):
@@ -132,7 +136,7 @@ def test_convergence_nonfinite_and_zero_costs(real, tmp_path):
     traj.loc[rows[-20:], "cost"] = 0.0
     traj.loc[rows[5], "cost"] = np.nan
     _, svg = draw(plots.convergence, traj, summary, tmp_path=tmp_path, name="nonfinite")
-    assert "cost exactly 0 drawn at" in svg
+    assert "excess exactly 0 drawn at" in svg
 
 
 def test_convergence_devices_and_empty(real, tmp_path):
@@ -185,7 +189,7 @@ def test_divergence_mixed_grid(real, tmp_path):
     """The reader cannot see where theory says runs diverge, or cannot tell diverged runs from
     converged ones, or the axes have no units."""
     _, svg = draw(plots.divergence, real["summary"], real["theory"], tmp_path=tmp_path, name="div")
-    for text in ("learning rate", "final cost (MSE)", "critical lr 2/λmax = 0.180", "fastest 2/(λmax+λmin) = 0.176"):
+    for text in ("learning rate", "final excess cost", "critical lr 2/λmax = 0.180", "fastest 2/(λmax+λmin) = 0.176"):
         assert text in svg, text
     assert "diverged: cost at the divergence epoch" in svg
     assert "dataset = noisy" in svg
@@ -215,7 +219,7 @@ def test_divergence_overflow_and_zero(real, tmp_path):
     summary.loc[summary.index[~summary["diverged"]][0], "final_cost"] = 0.0
     _, svg = draw(plots.divergence, summary, real["theory"], tmp_path=tmp_path, name="overflow")
     assert "cost overflowed (inf/NaN): drawn on the top edge" in svg
-    assert "cost exactly 0 drawn at" in svg
+    assert "excess exactly 0 drawn at" in svg
 
 
 # --------------------------------------------------------------------------------------------

@@ -121,6 +121,13 @@ def test_report_html_and_zip_build(report_run: ReportRun) -> None:
     assert not unlabelled, f"results shown by file name instead of labels: {unlabelled}"
 
 
+def test_report_build_guesses_no_file_type(report_run: ReportRun) -> None:
+    """If this fails, building the report prints "Could not detect mimetype ... assuming
+    text/plain" (a result a browser cannot show, such as the Parquet table, is in the report)."""
+    for kind, out in report_run.report_output.items():
+        assert "Could not detect mimetype" not in out, f"report.{kind}:\n{_tail(out)}"
+
+
 def test_captions_render_without_rst_errors(report_run: ReportRun) -> None:
     """If this fails, a caption or the front page shows a docutils "System Message" error box,
     a raw ``{{ ... }}`` template, or an empty value where the config belongs, instead of

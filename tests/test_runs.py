@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from gdbench.config import check_config
+from gdbench.config import check_config, load_config
 from gdbench.runs import RunSpec, expand_grid, resolve_devices, shard, shard_count
 
 
@@ -16,11 +18,21 @@ def test_auto_devices() -> None:
 
 
 def test_default_grid_expands_in_config_order() -> None:
-    """The default grid: 2 datasets x 11 lrs x 3 seeds per device, datasets in config order."""
-    config = check_config({})
+    """The default grid: 2 datasets x 3 optimizers x 11 lrs x 3 seeds per device, datasets
+    and optimizers in config order (the runs of one optimizer stay together, so they batch)."""
+    config = check_config(load_config(Path(__file__).parents[1] / "config" / "config.yaml"))
     runs = expand_grid(config, ["cpu"])
-    assert len(runs) == 66 and len(set(runs)) == 66
+    assert len(runs) == 198 and len(set(runs)) == 198
     assert [r.dataset for r in runs[:1]] == ["tutorial"] and runs[-1].dataset == "noisy"
+    assert [r.optimizer for r in runs[::33]] == ["sgd", "heavy_ball", "nesterov"] * 2
+
+
+def test_a_grid_without_optimizer_trains_plain_sgd() -> None:
+    """A grid (or run spec) that names no optimizer is the lesson's plain SGD, as before."""
+    checked = check_config({"grid": {"dataset": ["tutorial"], "lr": [0.1], "seed": [1]}})
+    assert [r.optimizer for r in expand_grid(checked, ["cpu"])] == ["sgd"]
+    assert RunSpec("t", 0.1, 1, 10).optimizer == "sgd"
+    assert RunSpec.from_dict({"dataset": "t", "lr": 0.1, "seed": 1, "epochs": 10}).optimizer == "sgd"
 
 
 @pytest.mark.parametrize(
@@ -63,6 +75,7 @@ def test_uneven_shards_keep_every_run_in_order(n_runs: int, jobs: int, sizes: li
         {"dtype": "float16"},
         {"engine": "jax"},
         {"batch_size": 0},
+        {"optimizer": ""},
     ],
 )
 def test_bad_run_spec(kwargs: dict) -> None:

@@ -23,7 +23,14 @@ from gdbench.timing import TIMING_COLUMNS, TimingResult, crossover_n, measure, m
 no_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (torch sees none)")
 
 #: A small timing config: every code path, a fraction of a second per measurement.
-SMALL = {"sizes": [3, 50], "runs": [1, 20], "engines": ["loop", "batched"], "epochs": 5, "repeats": 3}
+SMALL = {
+    "sizes": [3, 50],
+    "runs": [1, 20],
+    "engines": ["loop", "batched"],
+    "epochs": 5,
+    "repeats": 3,
+    "optimizers": ["sgd"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +42,21 @@ def small_table() -> pd.DataFrame:
 def test_plan_is_sizes_plus_grid_sizes_never_the_cross_product() -> None:
     """A user with sizes up to 1e6 and grids up to 1e4 runs must not get a 1e6 x 1e4 job
     (it would not fit in memory); each panel gets exactly the measurements it draws."""
-    items = plan({"sizes": [3, 1000, 100000, 1000000], "runs": [1, 100, 10000], "engines": ["loop", "batched"]})
-    loop = [(n, r) for e, n, r in items if e == "loop"]
-    batched = [(n, r) for e, n, r in items if e == "batched"]
+    items = plan(
+        {
+            "sizes": [3, 1000, 100000, 1000000],
+            "runs": [1, 100, 10000],
+            "engines": ["loop", "batched"],
+            "optimizers": ["sgd"],
+        }
+    )
+    loop = [(n, r) for e, n, r, _ in items if e == "loop"]
+    batched = [(n, r) for e, n, r, _ in items if e == "batched"]
     assert loop == [(3, 1), (1000, 1), (100000, 1), (1000000, 1)]
     assert batched == [(3, 1), (1000, 1), (100000, 1), (1000000, 1), (3, 100), (3, 10000)]
-    assert max(n * r for _, n, r in items) == 1000000
-    assert plan({"sizes": [3], "runs": [5], "engines": ["batched"]}) == [("batched", 3, 1), ("batched", 3, 5)]
+    assert max(n * r for _, n, r, _ in items) == 1000000
+    small = plan({"sizes": [3], "runs": [5], "engines": ["batched"], "optimizers": ["sgd"]})
+    assert small == [("batched", 3, 1, "sgd"), ("batched", 3, 5, "sgd")]
 
 
 def test_plan_rejects_yaml_strings_with_a_hint() -> None:

@@ -57,6 +57,11 @@ def test_lesson_values_and_divergence(small_run: Path) -> None:
     assert tut["critical_lr"].round(6).eq(0.180295).all()
     diverged = s[s["diverged"]]
     assert diverged["diverged_at"].notna().all() and s.loc[~s["diverged"], "diverged_at"].isna().all()
+    # Measured against the optimum of theory.csv: the lesson's run converges (README: 1732).
+    theory = pd.read_csv(small_run / "results" / "tables" / "theory.csv")
+    assert {"W_star", "b_star", "optimal_cost"} <= set(theory.columns)
+    assert (lesson["optimal_cost"] == 0).all() and (lesson["converged_at"] == 1732).all()
+    assert (lesson["rate"] - lesson["predicted_rate"]).abs().max() < 1e-3
 
 
 def test_trajectories_end_at_divergence(small_run: Path) -> None:
@@ -72,9 +77,9 @@ def test_trajectories_end_at_divergence(small_run: Path) -> None:
 
 
 def test_plots_are_real_images(small_run: Path) -> None:
-    """PNGs and SVGs for convergence, divergence and timing exist and are images."""
+    """PNGs and SVGs for convergence, rate, divergence and timing exist and are images."""
     plots = small_run / "results" / "plots"
-    for name in ("convergence", "divergence", "timing"):
+    for name in ("convergence", "rate", "divergence", "timing"):
         png = (plots / f"{name}.png").read_bytes()
         assert png.startswith(PNG_MAGIC) and len(png) > 20_000, name
         assert "<svg" in (plots / f"{name}.svg").read_text()[:2000], name

@@ -35,6 +35,8 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 
 from gdbench.data import DatasetError, parse_dataset
+from gdbench.optimizers import KINDS as OPTIMIZER_KINDS
+from gdbench.optimizers import OptimizerError, parse_optimizer
 from gdbench.runs import as_list, batch_size_value, shard_count
 
 __all__ = ["ConfigError", "check_config", "config_hash", "default_config", "load_config", "schema"]
@@ -133,9 +135,10 @@ def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dict[
     Schema (types, bounds, unknown keys, empty or repeated list values), then what the schema
     cannot express: every ``grid.dataset`` is defined in ``datasets``; every dataset parses;
     each one the grid uses builds (CSV files are read relative to ``base_dir``, their columns
-    must exist, x and y must pair up); integer batch sizes are smaller than some dataset the
-    grid uses; the grid does not make more than ``MAX_TRAINING_JOBS`` training jobs. Raises
-    :class:`ConfigError` on the first problem.
+    must exist, x and y must pair up); every ``grid.optimizer`` is defined in ``optimizers``
+    and torch would accept it (nesterov needs momentum and no dampening); integer batch
+    sizes are smaller than some dataset the grid uses; the grid does not make more than
+    ``MAX_TRAINING_JOBS`` training jobs. Raises :class:`ConfigError` on the first problem.
     """
     if not isinstance(config, Mapping):
         raise ConfigError(
@@ -145,6 +148,9 @@ def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dict[
     _coerce_text(checked, _schema(), _schema())
     grid = checked.get("grid")
     grid_dataset_given = isinstance(grid, Mapping) and "dataset" in grid
+    grid_optimizer_given = isinstance(grid, Mapping) and "optimizer" in grid
+    timing = checked.get("timing")
+    timing_optimizers_given = isinstance(timing, Mapping) and "optimizers" in timing
     # Validate what the user wrote (so messages show their values), then again with the
     # defaults filled in (they are valid by construction; this keeps it so).
     for _ in ("as written", "with defaults"):
@@ -153,8 +159,11 @@ def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dict[
             raise _schema_error(error)
         fill_defaults(checked)
     _check_datasets(checked, Path(base_dir), grid_dataset_given)
+    _check_optimizers(checked, grid_optimizer_given, timing_optimizers_given)
     _check_batch_sizes(checked, Path(base_dir))
+    _check_initial_costs(checked, Path(base_dir))
     _check_job_count(checked)
+    _check_edge(checked)
     return checked
 
 
@@ -392,6 +401,8 @@ def _schema_error(error: ValidationError) -> ConfigError:
         return ConfigError(f"bad dataset name: must be {_describe(error.schema, root)}", [*path, name], name)
     if error.validator == "additionalProperties" and error.validator_value is False:
         allowed = list(error.schema.get("properties", {}))
+        if len(path) == 2 and path[0] == "optimizers":  # the kinds, not only the branch's own
+            allowed = list(OPTIMIZER_KINDS)
         extra = [k for k in error.instance if k not in allowed]
         key = extra[0]
         problem = _unknown_key_problem(key, path, allowed)
@@ -425,7 +436,7 @@ def _dataset_kinds(root: Mapping[str, Any]) -> str:
 
 def _unknown_key_problem(key: str, path: KeyPath, allowed: list[str]) -> str:
     hint = ""
-    close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.7)
+    close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.7) or _abbreviated(str(key), allowed)
     if close:
         hint = f"; did you mean {format_path([*path, close[0]])}?"
     else:
@@ -434,6 +445,16 @@ def _unknown_key_problem(key: str, path: KeyPath, allowed: list[str]) -> str:
             hint = f"; did you mean {format_path(elsewhere[0])}?"
     where = f"in {format_path(path)}" if path else "at the top level"
     return f"unknown key{hint} (allowed {where}: {', '.join(allowed)})"
+
+
+def _abbreviated(key: str, allowed: list[str]) -> list[str]:
+    """The allowed key that abbreviates ``key`` by its words' initials (``learning_rate`` or
+    ``learning-rates`` -> ``lr``), as a one-item list, else an empty one."""
+    words = [w for w in re.split(r"[_\-\s]+", key.lower()) if w]
+    if len(words) < 2:
+        return []
+    initials = "".join(w[0] for w in words)
+    return [k for k in allowed if k.lower() == initials][:1]
 
 
 def _all_key_paths(schema: Mapping[str, Any], prefix: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
@@ -563,15 +584,7 @@ def _check_datasets(config: Mapping[str, Any], base_dir: Path, grid_dataset_give
             if exc.key:
                 raise ConfigError(exc.problem, ("datasets", name, *exc.key), exc.value) from None
             raise ConfigError(_strip_dataset(exc, name), ("datasets", name), raw) from None
-    for i, name in enumerate(config["grid"]["dataset"]):
-        if name not in datasets:
-            close = difflib.get_close_matches(name, list(datasets), n=1, cutoff=0.7)
-            hint = f"; did you mean {_as_yaml(close[0])}?" if close else ""
-            defined = ", ".join(datasets) or "none"
-            problem = f"no such dataset{hint} (defined in datasets: {defined})"
-            if not grid_dataset_given:
-                problem += "; grid.dataset was not given and defaults to the default datasets: set it"
-            raise ConfigError(problem, ("grid", "dataset", i), name)
+    _check_names(config, ("grid", "dataset"), "datasets", grid_dataset_given)
     for name in config["grid"]["dataset"]:
         raw = datasets[name]
         if "csv" in raw:
@@ -585,6 +598,44 @@ def _check_datasets(config: Mapping[str, Any], base_dir: Path, grid_dataset_give
                 problem = _strip_dataset(exc, name).removeprefix(f"{str(base_dir / raw['csv'])!r} ")
                 raise ConfigError(problem, ("datasets", name, "csv"), raw["csv"]) from None
             raise ConfigError(_strip_dataset(exc, name), ("datasets", name), raw) from None
+
+
+def _check_optimizers(config: Mapping[str, Any], grid_optimizer_given: bool, timing_optimizers_given: bool) -> None:
+    optimizers = config["optimizers"]
+    for name, raw in optimizers.items():
+        ((kind, args),) = raw.items()
+        if kind == "sgd" and args.get("nesterov") and (args["momentum"] <= 0 or args["dampening"] != 0):
+            why, fix = ("momentum > 0", "momentum: 0.9") if args["momentum"] <= 0 else ("dampening 0", "dampening: 0")
+            raise ConfigError(
+                f"nesterov needs {why} (torch.optim.SGD refuses it otherwise); set {fix}, or nesterov: false",
+                ("optimizers", name, kind, "nesterov"),
+                True,
+            )
+        try:
+            parse_optimizer(name, raw)
+        except OptimizerError as exc:
+            raise ConfigError(str(exc).removeprefix(f"optimizer {name!r}: "), ("optimizers", name), raw) from None
+    _check_names(config, ("grid", "optimizer"), "optimizers", grid_optimizer_given)
+    if not timing_optimizers_given:  # the default names that optimizers defines (else plain sgd)
+        timing = config["timing"]
+        timing["optimizers"] = [name for name in timing["optimizers"] if name in optimizers] or ["sgd"]
+    elif config["timing"]["enabled"]:
+        _check_names(config, ("timing", "optimizers"), "optimizers", True)
+
+
+def _check_names(config: Mapping[str, Any], key: tuple[str, str], section: str, given: bool) -> None:
+    """Every name in the list at ``key`` (e.g. ``grid.dataset``) is defined in ``<section>``;
+    else one line with "did you mean"."""
+    defined = config[section]
+    what = section.removesuffix("s")
+    for i, name in enumerate(config[key[0]][key[1]]):
+        if name not in defined:
+            close = difflib.get_close_matches(name, list(defined), n=1, cutoff=0.7)
+            hint = f"; did you mean {_as_yaml(close[0])}?" if close else ""
+            problem = f"no such {what}{hint} (defined in {section}: {', '.join(defined) or 'none'})"
+            if not given:
+                problem += f"; {format_path(key)} was not given and defaults to the default {section}: set it"
+            raise ConfigError(problem, (*key, i), name)
 
 
 def _check_csv(name: str, raw: Mapping[str, Any], base_dir: Path) -> None:
@@ -639,9 +690,48 @@ def _check_batch_sizes(config: Mapping[str, Any], base_dir: Path) -> None:
             )
 
 
+def _check_initial_costs(config: Mapping[str, Any], base_dir: Path) -> None:
+    """A dataset whose initial cost (epoch 0, from the initial W and b) is not finite in a
+    dtype of the grid cannot be trained: every run would be an overflow from its first epoch.
+    Computed as the engines do, in that dtype: ``mean(((x * W0) + b0 - y)^2)``."""
+    import numpy as np
+
+    training, grid = config["training"], config["grid"]
+    dtypes = as_list(training["dtype"])
+    starts = []
+    if "zeros" in as_list(training["init"]):
+        starts.append((0.0, 0.0, "zeros"))
+    if "normal" in as_list(training["init"]):
+        from gdbench.engines.common import initial_params  # torch: only for normal init
+        from gdbench.runs import RunSpec
+
+        for dtype in dtypes:
+            for seed in grid["seed"]:
+                w0, b0 = initial_params(RunSpec("x", 1.0, seed, 0, init="normal", dtype=dtype))
+                starts.append((w0, b0, f"normal init, seed {seed}"))
+    for name in dict.fromkeys(grid["dataset"]):
+        raw = config["datasets"][name]
+        if "synthetic" in raw:
+            continue
+        data = parse_dataset(name, raw).build(seed=0, base_dir=base_dir)
+        for dtype in dtypes:
+            t = np.dtype(dtype).type
+            x, y = data.x.astype(dtype), data.y.astype(dtype)
+            with np.errstate(over="ignore", invalid="ignore"):
+                for w0, b0, how in starts:
+                    d = x * t(w0) + t(b0) - y
+                    cost = np.mean(d * d, dtype=dtype)
+                    if not np.isfinite(cost):
+                        raise ConfigError(
+                            f"its initial cost ({how}) is {cost} in {dtype}: the points overflow {dtype} when "
+                            "squared; scale them down or use training.dtype float64",
+                            ("datasets", name),
+                        )
+
+
 def _check_job_count(config: Mapping[str, Any]) -> None:
     grid, training, sharding = config["grid"], config["training"], config["sharding"]
-    runs = math.prod(len(grid[k]) for k in ("dataset", "lr", "seed", "epochs"))
+    runs = math.prod(len(grid[k]) for k in ("dataset", "optimizer", "lr", "seed", "epochs"))
     runs *= math.prod(len(as_list(training[k])) for k in ("init", "batch_size", "dtype", "engine"))
     devices = 1 if grid["device"] == "auto" else len(grid["device"])
     jobs_per_device, max_runs = sharding["jobs_per_device"], sharding["max_runs_per_job"]
@@ -656,6 +746,17 @@ def _check_job_count(config: Mapping[str, Any]) -> None:
             f"pays ~1.5 s of start-up); raise max_runs_per_job or lower jobs_per_device",
             ("sharding", key),
             value,
+        )
+
+
+def _check_edge(config: Mapping[str, Any]) -> None:
+    """The edge search needs a range: lr_min below lr_max."""
+    edge = config["edge"]
+    if edge["lr_min"] >= edge["lr_max"]:
+        raise ConfigError(
+            f"must be below edge.lr_max ({format_value(edge['lr_max'])}): the edge is searched in [lr_min, lr_max]",
+            ("edge", "lr_min"),
+            edge["lr_min"],
         )
 
 

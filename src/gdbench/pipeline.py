@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from gdbench import tables
-from gdbench.analysis import Criteria
+from gdbench import stability, tables
+from gdbench.analysis import Criteria, measured_rate, rate_window_bottom
+from gdbench.config import ConfigError
 from gdbench.data import DatasetSpec, parse_dataset
 from gdbench.lesson import lesson_lines
+from gdbench.optimizers import optimizer_specs
 from gdbench.runs import RunSpec
-from gdbench.theory import Theory, analyse
+from gdbench.theory import Optimum, Theory, analyse, optimum
 from gdbench.trajectory import TrajectoryBatch
 
 if TYPE_CHECKING:  # the engines (and torch) load only when something is trained
@@ -39,6 +41,22 @@ def theories(
     return {name: analyse(specs[name].build(seed=0, base_dir=base_dir)) for name in names}
 
 
+def optima(
+    config: Mapping[str, Any], names: Sequence[str], seeds: Sequence[int], base_dir: str | Path = "."
+) -> list[Optimum]:
+    """The optimum of each dataset ``names``; of each (dataset, seed) where the points depend
+    on the seed (synthetic noise)."""
+    specs = dataset_specs(config)
+    out = []
+    for name in dict.fromkeys(names):
+        spec = specs[name]
+        if spec.seed_dependent:
+            out += [optimum(spec.build(seed=s, base_dir=base_dir), s) for s in dict.fromkeys(seeds)]
+        else:
+            out.append(optimum(spec.build(seed=0, base_dir=base_dir)))
+    return out
+
+
 def train_options(config: Mapping[str, Any], progress: Progress | None = None) -> TrainOptions:
     """How a checked config (:func:`gdbench.config.check_config`, which fills the defaults) trains."""
     from gdbench.engines import TrainOptions
@@ -52,6 +70,7 @@ def train_options(config: Mapping[str, Any], progress: Progress | None = None) -
         ),
         chunk_epochs=int(training["chunk_epochs"]),
         progress=progress,
+        optimizers=optimizer_specs(config),
     )
 
 
@@ -64,15 +83,51 @@ def train_runs(
 ) -> tuple[TrajectoryBatch, pd.DataFrame, pd.DataFrame]:
     """Train ``runs`` and return (batch, trajectory table, summary table)."""
     from gdbench.engines import DataSource, train
+    from gdbench.engines.common import initial_params
 
     data = DataSource(dataset_specs(config), base_dir)
-    batch = train(list(runs), data, train_options(config, progress))
+    options = train_options(config, progress)
+    batch = train(list(runs), data, options)
+    v = batch.verdicts
+    for bad in np.flatnonzero(~np.isfinite(v.initial_cost)):
+        run = runs[int(bad)]
+        raise ConfigError(
+            f"the initial cost of a {run.dtype} run is not finite ({v.initial_cost[bad]}): its values overflow "
+            f"{run.dtype}; scale the data down or use dtype float64",
+            ("datasets", run.dataset),
+        )
     theory = theories(config, [r.dataset for r in runs], base_dir)
     n_points = [data.get(r).n for r in runs]
+    full = np.array([r.batch_size is None or r.batch_size >= n for r, n in zip(runs, n_points, strict=True)])
+    predicted = np.full(len(runs), np.nan)
+    rate = np.full(len(runs), np.nan)
+    y_scale: dict[tuple[str, int], float] = {}
+    recorded = batch.recorded_mask()
+    for i, run in enumerate(runs):
+        if not full[i]:
+            continue
+        opt = data.optimum(run)
+        w0, b0 = initial_params(run)
+        spec = options.optimizer(run)
+        factor = stability.rate_factor(spec)  # None: no closed form (Adam), or weight decay
+        if factor is not None:
+            plain = spec.kind == "sgd" and spec.momentum == 0  # theory's own (1 - lr lambda)^2
+            e0 = (w0 - opt.W_star, b0 - opt.b_star)
+            predicted[i] = theory[run.dataset].predicted_rate(run.lr, e0, None if plain else factor)
+        if v.converged_at[i] >= 0 and not v.diverged[i]:
+            epochs, cost = batch.epochs[recorded[i]], batch.cost[i, recorded[i]]
+            excess = cost.astype(np.float64) - v.optimal_cost[i]
+            key = data.key(run)
+            if key not in y_scale:
+                y_scale[key] = float(np.max(np.abs(data.get(run).y)))
+            bottom = rate_window_bottom(v.floor[i], y_scale[key], run.dtype)
+            rate[i] = measured_rate(epochs, excess, v.initial_cost[i] - v.optimal_cost[i], bottom)
     return (
         batch,
         tables.trajectories(batch, run_ids),
-        tables.summary(batch, theory, run_ids, n_points),
+        tables.summary(
+            batch, theory, run_ids, n_points, options.optimizers, rate=rate, predicted_rate=predicted, full_batch=full
+        ),
     )
 
 

@@ -47,16 +47,16 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.cm import ScalarMappable  # noqa: E402
-from matplotlib.colors import Colormap, ListedColormap, LogNorm  # noqa: E402
+from matplotlib.colors import BoundaryNorm, Colormap, ListedColormap, LogNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogFormatter, NullLocator  # noqa: E402
 
-from gdbench.analysis import crossover  # noqa: E402
+from gdbench.analysis import FLOOR_ULPS, crossover  # noqa: E402
 from gdbench.io import atomic_path  # noqa: E402
 
-__all__ = ["DPI", "convergence", "divergence", "timing"]
+__all__ = ["DPI", "convergence", "divergence", "rate", "timing"]
 
 PathLike = str | os.PathLike[str]
 
@@ -76,7 +76,7 @@ _SYMLOG_ABOVE = 100
 _MAX_END_LABELS = 12
 
 #: Run attributes that split facets into rows when they take more than one value.
-_ROW_AXES = ("device", "engine", "init", "batch_size", "dtype", "epochs")
+_ROW_AXES = ("optimizer", "device", "engine", "init", "batch_size", "dtype", "epochs")
 _DEVICE_COLOURS = {"cpu": "#1f77b4", "cuda": "#2ca02c"}
 _ENGINE_STYLE = {"loop": ("o", "-"), "batched": ("s", "--")}
 _CONVERGED_COLOUR = "#3b5b92"
@@ -175,6 +175,18 @@ def _lr_norm(lrs: np.ndarray) -> LogNorm:
     return LogNorm(lo, hi)
 
 
+def _lr_steps(lrs: np.ndarray) -> tuple[dict[float, tuple], BoundaryNorm, Colormap, np.ndarray]:
+    """One colour per distinct learning rate, in equal steps of a many-hued palette (turbo,
+    without its darkest and palest ends), so that neighbours such as 0.17, 0.18 and 0.19 differ
+    even where a log scale would give them one shade. Returns the colour of each lr, the
+    norm and colour map of a stepped colour bar (position i is the i-th smallest lr), and the lrs."""
+    distinct = np.unique(lrs[np.isfinite(lrs) & (lrs > 0)])
+    n = max(distinct.size, 1)
+    colours = matplotlib.colormaps["turbo"](np.linspace(0.05, 0.92, n) if n > 1 else [0.05])
+    colour_of = {float(lr): tuple(colours[i]) for i, lr in enumerate(distinct)}
+    return colour_of, BoundaryNorm(np.arange(n + 1) - 0.5, n), ListedColormap(colours), distinct
+
+
 def _fmt(x: float) -> str:
     """A number with 3 significant digits, keeping trailing zeros (0.180, not 0.18)."""
     if not np.isfinite(x):
@@ -193,6 +205,28 @@ def _fmt_sig(x: float) -> str:
     if not np.isfinite(x) or x <= 0:
         return str(x)
     return _fmt_int(float(f"{x:.2g}"))
+
+
+def _excess(cost: np.ndarray, optimal: np.ndarray | None, dtype: np.ndarray | None) -> tuple[np.ndarray, str | None]:
+    """Excess cost ``cost - optimal`` (float64; ``cost`` itself without an optimum). Where
+    the optimum is > 0, finite values below the float floor (``FLOOR_ULPS`` ulps of the
+    optimal cost in the run's dtype, where rounding scatters converged runs, even below 0)
+    are drawn at it; returns the values and a note when any was raised."""
+    cost = np.asarray(cost, dtype=np.float64)
+    if optimal is None:
+        return cost.copy(), None
+    optimal = np.asarray(optimal, dtype=np.float64)
+    excess = cost - optimal
+    floor = np.zeros_like(excess)
+    dtypes = np.asarray(dtype).astype(str) if dtype is not None else np.full(excess.shape, "float64")
+    for name in np.unique(dtypes):
+        sel = dtypes == name
+        kind = np.dtype(name if name in ("float32", "float64", "float16") else "float64").type
+        floor[sel] = FLOOR_ULPS * np.spacing(optimal[sel].astype(kind)).astype(np.float64)
+    low = np.isfinite(excess) & (optimal > 0) & (excess < floor)
+    excess[low] = floor[low]
+    note = f"excess within {FLOOR_ULPS} ulps of the optimum (rounding) drawn there"
+    return excess, note if low.any() else None
 
 
 @dataclass
@@ -216,8 +250,11 @@ def _facets(runs: pd.DataFrame, max_cols: int = 3) -> _Facets:
     row_axes = [a for a in _ROW_AXES if a in runs.columns and runs[a].nunique(dropna=False) > 1]
     datasets = _ordered(runs["dataset"]) if "dataset" in runs.columns else ["all"]
     if row_axes:
+        # In each axis' own order (categorical: the config's; e.g. sgd before heavy_ball).
+        rank = [{v: i for i, v in enumerate(_ordered(runs[a]))} for a in row_axes]
         row_keys = sorted(
             {tuple(r) for r in runs[row_axes].astype(str).itertuples(index=False, name=None)},
+            key=lambda key: tuple(rank[i].get(v, len(rank[i])) for i, v in enumerate(key)),
         )
     else:
         row_keys = [()]
@@ -350,6 +387,14 @@ def _aggregate_lines(trajectories: pd.DataFrame, summary: pd.DataFrame, max_line
     k_code = rid_codes[rows]
     k_epoch = epoch[rows]
     k_cost = trajectories["cost"].to_numpy()[rows].astype(np.float64)
+    # The excess over each run's optimal cost (from the summary), when it has one.
+    if len(summary) and {"run_id", "optimal_cost"} <= set(summary.columns):
+        pos = pd.Index(summary["run_id"].to_numpy()).get_indexer(rid_uniques)
+        optimal = np.where(pos >= 0, summary["optimal_cost"].to_numpy(dtype=np.float64)[pos], 0.0)
+        dtypes = summary["dtype"].astype(str).to_numpy()[pos] if "dtype" in summary.columns else None
+        k_cost, note = _excess(k_cost, optimal[k_code], None if dtypes is None else dtypes[k_code])
+        if note:
+            notes.append(note)
 
     # The run table: one row per run, its facet and lr (first kept row of each run).
     first = rows[np.unique(k_code, return_index=True)[1]]
@@ -434,13 +479,17 @@ def convergence(
     *,
     max_lines: int = 40,
 ) -> None:
-    """Cost vs epoch on a log axis, one line per learning rate, a facet per dataset (and device).
+    """Excess cost vs epoch on a log axis, one line per learning rate, a facet per dataset
+    (and device). The excess is each run's cost minus its optimal cost (the summary's
+    ``optimal_cost``; the cost itself when the summary has none), so noisy data, whose best
+    line keeps a cost above 0, read like noise-free data; values within the float floor of a
+    positive optimum are drawn at that floor (noted).
 
     Each line is the median over seeds, with a band from the smallest to the largest seed.
     Learning rate is the line's colour (log colour bar). The y axis is clipped to
-    ``TOP_FACTOR`` x the largest initial cost of the facet's dataset, so diverging runs leave
+    ``TOP_FACTOR`` x the largest initial excess of the facet's dataset, so diverging runs leave
     at the top; lines whose every seed diverged are dashed, and every divergence is marked
-    with an ``x`` on the top edge at its epoch. Costs of exactly 0 are drawn at a floor
+    with an ``x`` on the top edge at its epoch. Excesses of exactly 0 are drawn at a floor
     (noted under the plot). Large tables are thinned to at most ``MAX_POINTS`` epochs per line
     and ``max_lines`` learning rates per facet before anything is drawn.
     """
@@ -450,17 +499,17 @@ def convergence(
         if lines.empty:
             fig = Figure(figsize=(6, 4), layout="constrained")
             ax = fig.subplots()
-            ax.set(xlabel="epoch", ylabel="cost (MSE)", yscale="log", title="Convergence")
+            ax.set(xlabel="epoch", ylabel=_EXCESS_LABEL, yscale="log", title="Convergence")
             _empty_note(ax, "no trajectories to draw")
             _save(fig, out_png, out_svg)
             return
         facets = _facets(lines)
         line_keys = _facet_of(lines, facets)
         fig, by_key = _grid(facets, 5.2, 3.7, extra_width=0.9)
-        norm, cmap = _lr_norm(lines["lr"].to_numpy(dtype=float)), _lr_cmap()
+        colour_of, step_norm, step_cmap, distinct = _lr_steps(lines["lr"].to_numpy(dtype=float))
         ranges = _cost_ranges(agg, line_keys)
 
-        tops: dict[tuple, list[tuple[int, tuple]]] = {}
+        tops: dict[tuple, list[tuple[int, tuple, float]]] = {}
         ends: dict[tuple, list[tuple[float, float, tuple]]] = {}
         for i, row in enumerate(lines.itertuples(index=False)):
             key = line_keys[i]
@@ -471,15 +520,16 @@ def convergence(
                 continue
             top = ranges[key[0]][1]
             med, lo, hi = (np.minimum(v[sl], top * 10) for v in (agg.median, agg.lo, agg.hi))
-            colour = cmap(norm(row.lr))
+            colour = colour_of.get(float(row.lr), (0.5, 0.5, 0.5, 1.0))
+            rank = float(np.searchsorted(distinct, row.lr)) / max(distinct.size, 1)
             all_diverged = row.n_diverged == row.n_runs
             style = {"color": colour, "lw": 1.2 if all_diverged else 1.6, "ls": (0, (4, 2)) if all_diverged else "-"}
             if x.size == 1:
                 style.update(marker="o", ms=4)
             if row.n_runs > 1 and np.any(hi > lo):
                 ax.fill_between(x, lo, hi, color=colour, alpha=0.15, lw=0, zorder=1)
-            ax.plot(x, med, zorder=2 + float(norm(row.lr)), **style)
-            tops.setdefault(key, []).extend((e, colour) for e in row.diverged_epochs)
+            ax.plot(x, med, zorder=2 + rank, **style)
+            tops.setdefault(key, []).extend((e, colour, float(row.lr)) for e in row.diverged_epochs)
             if not all_diverged and np.isfinite(med[-1]) and med[-1] < top:
                 ends.setdefault(key, []).append((float(row.lr), float(med[-1]), colour))
         max_epoch = int(agg.epoch.max(initial=0))
@@ -490,15 +540,18 @@ def convergence(
             if max_epoch > _SYMLOG_ABOVE:
                 ax.set_xscale("symlog", linthresh=10, linscale=0.6)
             ax.set_xlim(0, max(max_epoch, 1))
-            ax.set_title(facets.title(key), pad=10)  # room for the divergence markers on the top edge
-            for e, colour in tops.get(key, []):
+            marks = tops.get(key, [])
+            # Room above the top edge for the divergence markers and their learning rates.
+            ax.set_title(facets.title(key), pad=34 if marks else 10)
+            for e, colour, _lr in marks:
                 ax.plot([e], [top], marker="x", ms=8, mew=2, color=colour, clip_on=False, zorder=10, ls="none")
+            _divergence_labels(ax, marks, top)
             _end_labels(ax, ends.get(key, []), bottom, top)
             if not ax.has_data():
                 _empty_note(ax, "no runs")
         xlabel = "epoch (log scale beyond 10)" if max_epoch > _SYMLOG_ABOVE else "epoch"
-        _label_outer(facets, by_key, xlabel, "cost (MSE)")
-        _lr_colorbar(fig, list(by_key.values()), norm, cmap, lines["lr"].to_numpy(dtype=float))
+        _label_outer(facets, by_key, xlabel, _EXCESS_LABEL)
+        _lr_step_colorbar(fig, list(by_key.values()), step_norm, step_cmap, distinct)
 
         handles = [Line2D([], [], color="0.3", lw=1.6, label="median over seeds, band: min–max")]
         if any(tops.values()):
@@ -513,7 +566,7 @@ def convergence(
                     ms=7,
                     mew=2,
                     markevery=[-1],
-                    label="diverged (× on the top edge at its divergence epoch)",
+                    label="diverged (× on the top edge at its divergence epoch, labelled with its lr)",
                 )
             )
         if any(r[2] for r in ranges.values()):
@@ -522,16 +575,19 @@ def convergence(
                     [],
                     [],
                     ls="none",
-                    label=f"y axis ends at {TOP_FACTOR:g}× the initial cost: diverging runs leave the top",
+                    label=f"y axis ends at {TOP_FACTOR:g}× the initial excess: diverging runs leave the top",
                 )
             )
         if agg.had_zero:
-            handles.append(Line2D([], [], ls="none", label=f"cost exactly 0 drawn at {agg.floor:.0e} (log axis)"))
+            handles.append(Line2D([], [], ls="none", label=f"excess exactly 0 drawn at {agg.floor:.0e} (log axis)"))
         handles += [Line2D([], [], ls="none", label=n) for n in dict.fromkeys(agg.notes)]
         wide = fig.get_figwidth() >= 10
         fig.legend(handles=handles, loc="outside lower center", ncols=2 if wide else 1, fontsize="small")
-        fig.suptitle("Convergence: cost vs epoch, one line per learning rate")
+        fig.suptitle("Convergence: excess cost (cost − optimal cost) vs epoch, one line per learning rate")
         _save(fig, out_png, out_svg)
+
+
+_EXCESS_LABEL = "excess cost (MSE − optimal MSE)"
 
 
 def _cost_ranges(agg: _Lines, line_keys: list[tuple[str, tuple]]) -> dict[str, tuple[float, float, bool]]:
@@ -613,6 +669,39 @@ def _end_labels(ax: Axes, ends: list[tuple[float, float, tuple]], bottom: float,
         )
 
 
+def _divergence_labels(ax: Axes, marks: list[tuple[int, tuple, float]], top: float) -> None:
+    """Label the divergence markers of each learning rate with the lr, above its first marker
+    (slanted, so labels of neighbouring epochs do not run into each other)."""
+    first: dict[float, tuple[int, tuple]] = {}
+    for e, colour, lr in sorted(marks, key=lambda m: m[0]):
+        first.setdefault(lr, (e, colour))
+    for lr, (e, colour) in sorted(first.items(), key=lambda item: item[1][0]):
+        ax.annotate(
+            f"{lr:g}",
+            xy=(e, top),
+            xytext=(2, 7),
+            textcoords="offset points",
+            rotation=40,
+            ha="left",
+            va="bottom",
+            fontsize="x-small",
+            color=colour,
+            annotation_clip=False,
+        )
+
+
+def _lr_step_colorbar(fig: Figure, axes: list[Axes], norm: BoundaryNorm, cmap: Colormap, lrs: np.ndarray) -> None:
+    """A stepped learning-rate colour bar: one block per learning rate of the grid, each labelled
+    (every k-th when there are many)."""
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.9, pad=0.02, aspect=30)
+    bar.set_label("learning rate")
+    every = max(1, int(np.ceil(lrs.size / 24)))
+    ticks = list(range(0, lrs.size, every))
+    bar.set_ticks(ticks, labels=[f"{lrs[i]:g}" for i in ticks])
+    bar.ax.yaxis.set_minor_locator(NullLocator())
+    bar.ax.tick_params(labelsize="small")
+
+
 def _lr_colorbar(fig: Figure, axes: list[Axes], norm: LogNorm, cmap: Colormap, lrs: np.ndarray) -> None:
     """The learning-rate colour bar, with a tick mark at each learning rate of the grid."""
     bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.9, pad=0.02, aspect=30)
@@ -637,21 +726,29 @@ def _lr_colorbar(fig: Figure, axes: list[Axes], norm: LogNorm, cmap: Colormap, l
 
 
 def divergence(summary: pd.DataFrame, theory: pd.DataFrame, out_png: PathLike, out_svg: PathLike) -> None:
-    """Final cost vs learning rate on log-log axes, with the theory's critical and fastest lr.
+    """Final excess cost vs learning rate on log-log axes, with the theory's critical and
+    fastest lr.
 
-    A facet per dataset (and per device, engine, ... when they vary). Runs that did not
-    diverge are drawn as the median over seeds with min–max error bars; diverged runs as red
-    crosses at the cost of their divergence epoch (what the summary's ``final_cost`` holds for
+    The final cost is the last epoch's cost (its forward pass, before that epoch's update: the
+    lesson's convention), minus the run's ``optimal_cost`` when the summary has it (values
+    within the float floor of a positive optimum drawn at that floor, noted). A facet per
+    dataset (and per optimizer, device, engine, ... when they vary). Runs that did not diverge
+    are drawn as the median over seeds with min–max error bars; diverged runs as red crosses
+    at the excess of their divergence epoch (what the summary's ``final_cost`` holds for
     them); a cost that overflowed to inf or NaN is drawn as a triangle on the top edge. Per
-    dataset a dashed line marks the critical lr ``2/λmax`` (beyond it, shaded, theory predicts
-    divergence) and a dotted line the fastest step ``2/(λmax+λmin)``. Exact zeros are drawn at
-    a floor (noted).
+    dataset and optimizer a dashed line marks the critical lr (``2/λmax`` for plain gradient
+    descent, the theory table's ``critical_rule`` for momentum; beyond it, shaded, theory
+    predicts divergence) and a dotted line the fastest step ``2/(λmax+λmin)`` where there is
+    one; an optimizer without a closed form (Adam) says so. Exact zeros are drawn at a floor
+    (noted).
     """
     runs = summary.copy()
     runs["final_cost"] = pd.to_numeric(runs["final_cost"], errors="coerce").astype(float)
     runs["diverged"] = runs["diverged"].fillna(False).astype(bool) if "diverged" in runs else False
     lines = _theory_lines(runs, theory)
-    cost = runs["final_cost"].to_numpy()
+    optimal = runs["optimal_cost"].to_numpy(dtype=np.float64) if "optimal_cost" in runs.columns else None
+    dtypes = runs["dtype"].astype(str).to_numpy() if "dtype" in runs.columns else None
+    cost, floor_note = _excess(runs["final_cost"].to_numpy(), optimal, dtypes)
     finite = np.isfinite(cost)
     positive = cost[finite & (cost > 0)]
     floor = min(ZERO_FLOOR, float(positive.min()) / 10) if positive.size else ZERO_FLOOR
@@ -661,7 +758,7 @@ def divergence(summary: pd.DataFrame, theory: pd.DataFrame, out_png: PathLike, o
         if runs.empty:
             fig = Figure(figsize=(6, 4), layout="constrained")
             ax = fig.subplots()
-            ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="final cost (MSE)", title="Divergence")
+            ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel=_FINAL_LABEL, title="Divergence")
             _empty_note(ax, "no runs to draw")
             _save(fig, out_png, out_svg)
             return
@@ -679,24 +776,35 @@ def divergence(summary: pd.DataFrame, theory: pd.DataFrame, out_png: PathLike, o
         for i, k in enumerate(runs["_facet"]):
             rows_of.setdefault(k, []).append(i)
         drawn: set[str] = set()
+        only = _ordered(runs["optimizer"]) if "optimizer" in runs.columns else []
         for key, ax in by_key.items():
             part = runs.iloc[rows_of.get(key, [])]
-            drawn |= _divergence_facet(ax, part, y_ranges.get(key[0], (1e-3, 1e3)), lines.get(key[0], (np.nan, np.nan)))
+            if "optimizer" in facets.row_axes:
+                optimizer: str | None = key[1][facets.row_axes.index("optimizer")]
+            else:
+                optimizer = only[0] if len(only) == 1 else None
+            theory_key = (key[0], optimizer) if (key[0], optimizer) in lines else (key[0], None)
+            facet_lines = lines.get(theory_key, _NO_THEORY)
+            drawn |= _divergence_facet(ax, part, y_ranges.get(key[0], (1e-3, 1e3)), facet_lines)
             ax.set_title(facets.title(key))
-        _label_outer(facets, by_key, "learning rate", "final cost (MSE)")
+        _label_outer(facets, by_key, "learning rate", _FINAL_LABEL)
         legend = [handle for kind, handle in _DIVERGENCE_HANDLES.items() if kind in drawn]
         if had_zero:
-            legend.append(Line2D([], [], ls="none", label=f"cost exactly 0 drawn at {floor:.0e} (log axis)"))
+            legend.append(Line2D([], [], ls="none", label=f"excess exactly 0 drawn at {floor:.0e} (log axis)"))
+        if floor_note:
+            legend.append(Line2D([], [], ls="none", label=floor_note))
         wide = fig.get_figwidth() >= 10
         fig.legend(handles=legend, loc="outside lower center", ncols=2 if wide else 1, fontsize="small")
-        fig.suptitle("Divergence: final cost vs learning rate, with the theory's critical learning rate")
+        fig.suptitle("Divergence: final excess cost vs learning rate, with the theory's critical learning rate")
         _save(fig, out_png, out_svg)
 
+
+_FINAL_LABEL = "final excess cost (MSE − optimal MSE)"
 
 _DIVERGENCE_HANDLES = {
     "stable": Line2D(
         [], [], ls="none", marker="o", ms=6, color=_CONVERGED_COLOUR,
-        label="did not diverge: cost after the last epoch (median over seeds, bars: min–max)",
+        label="did not diverge: last epoch's cost (before its update), median over seeds, bars: min–max",
     ),
     "diverged": Line2D(
         [], [], ls="none", marker="X", ms=8, color=_DIVERGED_COLOUR, label="diverged: cost at the divergence epoch"
@@ -708,9 +816,20 @@ _DIVERGENCE_HANDLES = {
 }  # fmt: skip
 
 
-def _divergence_facet(
-    ax: Axes, part: pd.DataFrame, y_range: tuple[float, float], theory_lrs: tuple[float, float]
-) -> set[str]:
+@dataclass(frozen=True)
+class _TheoryLines:
+    """A facet's theory: critical and fastest lr (NaN: none) and the critical lr's rule."""
+
+    critical: float = np.nan
+    fastest: float = np.nan
+    rule: str = "2/λmax"
+    closed_form: bool = True
+
+
+_NO_THEORY = _TheoryLines()
+
+
+def _divergence_facet(ax: Axes, part: pd.DataFrame, y_range: tuple[float, float], theory: _TheoryLines) -> set[str]:
     """One facet of the divergence plot; returns the kinds of marker it drew."""
     drawn = set()
     y_lo, y_hi = y_range
@@ -734,7 +853,7 @@ def _divergence_facet(
         ax.plot(
             lrs, np.full(lrs.size, y_hi), ls="none", marker="^", ms=8, color=_DIVERGED_COLOUR, clip_on=False, zorder=4
         )
-    crit, fast = theory_lrs
+    crit, fast = theory.critical, theory.fastest
     lrs = part["lr"].to_numpy(dtype=float)
     xs = np.concatenate([lrs[np.isfinite(lrs) & (lrs > 0)], [v for v in (crit, fast) if np.isfinite(v) and v > 0]])
     x_lo, x_hi = (xs.min() / 2, xs.max() * 2) if xs.size else (1e-3, 1.0)
@@ -742,15 +861,18 @@ def _divergence_facet(
     handles: list[Line2D | Patch] = []
     if np.isfinite(crit) and crit > 0:
         ax.axvspan(crit, x_hi, color=_DIVERGED_COLOUR, alpha=0.07, lw=0, zorder=0)
-        label = f"critical lr 2/λmax = {_fmt(crit)}"
+        label = f"critical lr {theory.rule} = {_fmt(crit)}"
         handles.append(ax.axvline(crit, color=_CRITICAL_COLOUR, ls="--", lw=1.3, label=label))
     if np.isfinite(fast) and fast > 0:
-        label = f"fastest 2/(λmax+λmin) = {_fmt(fast)}"
+        singular = np.isfinite(crit) and np.isclose(fast, crit / 2, rtol=1e-12)  # lambda_min = 0
+        label = f"fastest {'1/λmax' if singular else '2/(λmax+λmin)'} = {_fmt(fast)}"
         handles.append(ax.axvline(fast, color=_FASTEST_COLOUR, ls=":", lw=1.8, label=label))
     if handles:
         if np.isfinite(crit) and crit > 0:
-            handles.append(Patch(color=_DIVERGED_COLOUR, alpha=0.12, label="theory: diverges (lr ≥ critical)"))
+            handles.append(Patch(color=_DIVERGED_COLOUR, alpha=0.12, label="theory: diverges (lr > critical)"))
         ax.legend(handles=handles, loc="best", fontsize="x-small")
+    elif not theory.closed_form:
+        _corner_note(ax, "no closed-form critical lr")
     if not len(part):
         _empty_note(ax, "no runs")
     return drawn
@@ -768,19 +890,134 @@ def _log_range(values: np.ndarray) -> tuple[float, float]:
     return lo, hi
 
 
-def _theory_lines(summary: pd.DataFrame, theory: pd.DataFrame) -> dict[str, tuple[float, float]]:
-    """(critical lr, fastest lr) per dataset, from the theory table, else from the summary."""
-    out: dict[str, tuple[float, float]] = {}
+def _theory_lines(summary: pd.DataFrame, theory: pd.DataFrame) -> dict[tuple[str, str | None], _TheoryLines]:
+    """The theory per (dataset, optimizer) (optimizer None: the table has no such column),
+    from the theory table, else from the summary."""
+    out: dict[tuple[str, str | None], _TheoryLines] = {}
     for frame in (summary, theory):  # theory last: it wins
         if frame is None or not {"dataset", "critical_lr"} <= set(frame.columns):
             continue
-        cols = ["critical_lr"] + (["fastest_lr"] if "fastest_lr" in frame.columns else [])
-        first = frame.groupby(frame["dataset"].astype(str), sort=False, observed=True)[cols].first()
-        for ds, row in first.iterrows():
+        keys = [frame["dataset"].astype(str)]
+        if "optimizer" in frame.columns:
+            keys.append(frame["optimizer"].astype(str))
+        cols = [c for c in ("critical_lr", "fastest_lr", "critical_rule") if c in frame.columns]
+        first = frame.groupby(keys, sort=False, observed=True)[cols].first()
+        for key, row in first.iterrows():
+            ds, opt = (key, None) if len(keys) == 1 else key
             crit = float(row["critical_lr"]) if pd.notna(row["critical_lr"]) else np.nan
             fast = float(row["fastest_lr"]) if "fastest_lr" in row and pd.notna(row["fastest_lr"]) else np.nan
-            out[str(ds)] = (crit, fast)
+            rule = str(row["critical_rule"]) if "critical_rule" in row and pd.notna(row["critical_rule"]) else "2/λmax"
+            lines = _TheoryLines(crit, fast, rule, closed_form=bool(np.isfinite(crit)))
+            out[(str(ds), opt)] = lines
+            out.setdefault((str(ds), None), lines)  # the first optimizer stands for the dataset
     return out
+
+
+def _corner_note(ax: Axes, text: str) -> None:
+    ax.text(
+        0.02, 0.98, text, transform=ax.transAxes, va="top", ha="left", fontsize="x-small", color="0.3",
+        bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "0.8", "alpha": 0.9},
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# Rate
+
+
+def rate(summary: pd.DataFrame, theory: pd.DataFrame, out_png: PathLike, out_svg: PathLike) -> None:
+    """Measured rate vs lr / critical_lr (linear axes), over the rate theory predicts, a facet
+    per dataset.
+
+    Points: the summary's ``rate`` of each converging full-batch run (the contraction factor
+    of its excess cost per epoch, fitted on the tail), coloured by learning rate. Dashed
+    curve: the predicted rate ``max over lambda > 0 of (1 - lr lambda)^2`` from the theory
+    table's eigenvalues, for a start with error along every eigen-direction: a V with its
+    bottom at the fastest lr (dotted) that reaches 1 at the critical lr (x = 1). Runs whose
+    start lacks a direction follow their own ``predicted_rate`` (drawn as open circles).
+    """
+    runs = summary.copy()
+    for col in ("rate", "predicted_rate", "lr_ratio", "lr"):
+        runs[col] = pd.to_numeric(runs[col], errors="coerce").astype(float) if col in runs else np.nan
+    if "dataset" not in runs:
+        runs["dataset"] = "all"
+    eig = _eigenvalues(theory)
+    with _theme():
+        facets = _facets(runs[["dataset"]].drop_duplicates()) if len(runs) else None
+        if facets is None or not facets.keys:
+            fig = Figure(figsize=(6, 4), layout="constrained")
+            ax = fig.subplots()
+            ax.set(xlabel=_RATE_X, ylabel=_RATE_Y, title="Rate")
+            _empty_note(ax, "no runs to draw")
+            _save(fig, out_png, out_svg)
+            return
+        fig, by_key = _grid(facets, 5.2, 3.9, extra_width=0.9)
+        norm, cmap = _lr_norm(runs["lr"].to_numpy()), _lr_cmap()
+        any_measured = False
+        for key, ax in by_key.items():
+            part = runs[runs["dataset"].astype(str).to_numpy() == key[0]]
+            lam = eig.get(key[0])
+            if lam is not None:
+                crit = 2.0 / lam.max()
+                x = np.unique(np.concatenate([np.linspace(0.0, 1.0, 401), [_fastest_ratio(lam)]]))
+                lr = x * crit
+                pos = lam[lam > 0]
+                curve = np.max((1.0 - lr[:, None] * pos[None, :]) ** 2, axis=1)
+                ax.plot(x, curve, ls="--", color=_CRITICAL_COLOUR, lw=1.3, zorder=2)
+                ax.axvline(_fastest_ratio(lam), color=_FASTEST_COLOUR, ls=":", lw=1.8, zorder=1)
+                ax.axvline(1.0, color=_DIVERGED_COLOUR, ls="-", lw=0.8, alpha=0.6, zorder=1)
+            own = part[np.isfinite(part["predicted_rate"]) & np.isfinite(part["rate"])]
+            if lam is not None and len(own):
+                generic = np.max((1.0 - own["lr"].to_numpy()[:, None] * lam[lam > 0][None, :]) ** 2, axis=1)
+                odd = ~np.isclose(own["predicted_rate"].to_numpy(), generic, rtol=1e-9, atol=1e-12)
+                if odd.any():
+                    sel = own[odd]
+                    ax.scatter(
+                        sel["lr_ratio"], sel["predicted_rate"], s=60, facecolors="none", edgecolors="0.3", zorder=3
+                    )
+            measured = part[np.isfinite(part["rate"])]
+            if len(measured):
+                any_measured = True
+                ax.scatter(
+                    measured["lr_ratio"], measured["rate"], c=cmap(norm(measured["lr"].to_numpy())),
+                    s=28, edgecolors="white", linewidths=0.5, zorder=4,
+                )  # fmt: skip
+            else:
+                _empty_note(ax, "no converging full-batch run")
+            ax.set(xlim=(0.0, 1.1), ylim=(-0.02, 1.05))
+            ax.set_title(facets.title(key))
+        _label_outer(facets, by_key, _RATE_X, _RATE_Y)
+        _lr_colorbar(fig, list(by_key.values()), norm, cmap, runs["lr"].to_numpy())
+        handles = [
+            Line2D([], [], ls="none", marker="o", color="0.3", label="measured: fit to the tail of the excess cost"),
+            Line2D([], [], ls="--", color=_CRITICAL_COLOUR, label="predicted: max over λ > 0 of (1 − lr·λ)²"),
+            Line2D([], [], ls=":", color=_FASTEST_COLOUR, lw=1.8, label="fastest lr"),
+            Line2D([], [], ls="-", color=_DIVERGED_COLOUR, alpha=0.6, label="critical lr 2/λmax (rate 1)"),
+        ]
+        if not any_measured:
+            handles.append(Line2D([], [], ls="none", label="no run converged with full batches: no measured rate"))
+        wide = fig.get_figwidth() >= 10
+        fig.legend(handles=handles, loc="outside lower center", ncols=2 if wide else 1, fontsize="small")
+        fig.suptitle("Rate: contraction of the excess cost per epoch, measured vs predicted")
+        _save(fig, out_png, out_svg)
+
+
+_RATE_X = "learning rate / critical learning rate"
+_RATE_Y = "rate (excess cost ratio per epoch)"
+
+
+def _eigenvalues(theory: pd.DataFrame) -> dict[str, np.ndarray]:
+    """(lambda_min, lambda_max) per dataset from the theory table."""
+    if theory is None or not {"dataset", "lambda_min", "lambda_max"} <= set(theory.columns):
+        return {}
+    first = theory.groupby(theory["dataset"].astype(str), sort=False)[["lambda_min", "lambda_max"]].first()
+    return {str(ds): row.to_numpy(dtype=np.float64) for ds, row in first.iterrows()}
+
+
+def _fastest_ratio(lam: np.ndarray) -> float:
+    """The fastest lr as a fraction of the critical lr (1/2 when lambda_min is 0)."""
+    lam_min, lam_max = float(lam.min()), float(lam.max())
+    fastest = 1.0 / lam_max if lam_min == 0 else 2.0 / (lam_max + lam_min)
+    return fastest * lam_max / 2.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -797,6 +1034,10 @@ def timing(timing_df: pd.DataFrame, out_png: PathLike, out_svg: PathLike) -> Non
     throughput, run-epochs per second vs grid size, one line per device (and n). Rows with
     missing or non-positive medians (failed measurements) are skipped. The title names the
     machine (``device_name``) and CPU threads.
+
+    With an ``optimizer`` column, these two panels show the first optimizer of the table
+    (timed at every size) and a third panel compares the optimizers at n = 3: run-epochs per
+    second of each (device, engine, grid size) measured for more than one optimizer.
     """
     df = timing_df.copy()
     for col in ("n", "runs", "threads", "median_s_per_epoch", "iqr_s_per_epoch", "run_epochs_per_s"):
@@ -807,14 +1048,27 @@ def timing(timing_df: pd.DataFrame, out_png: PathLike, out_svg: PathLike) -> Non
     if "runs" not in df.columns:
         df["runs"] = 1.0
     ok = np.isfinite(df["median_s_per_epoch"]) & (df["median_s_per_epoch"] > 0) & np.isfinite(df["n"]) & (df["n"] > 0)
-    good = df[ok]
     devices = _device_order(df["device"])
+    everything = df
+    optimizers: list[str] = []
+    if "optimizer" in df.columns:
+        df["optimizer"] = df["optimizer"].astype(str)
+        optimizers = list(dict.fromkeys(df["optimizer"]))
+        first = df["optimizer"] == optimizers[0] if optimizers else np.ones(len(df), dtype=bool)
+        df, ok = df[first], ok[first]
+    good = df[ok]
+    compare = len(optimizers) > 1
     with _theme():
-        fig = Figure(figsize=(12.5, 5.0), layout="constrained")
-        left, right = fig.subplots(1, 2)
-        _timing_left(left, good, devices)
-        _timing_right(right, df, devices)
-        fig.suptitle(_machine_title(df, devices))
+        fig = Figure(figsize=(18.0 if compare else 12.5, 5.0), layout="constrained")
+        panels = fig.subplots(1, 3 if compare else 2)
+        _timing_left(panels[0], good, devices)
+        _timing_right(panels[1], df, devices)
+        if compare:
+            _timing_optimizers(panels[2], everything, devices, optimizers)
+        title = _machine_title(everything, devices)
+        if compare:
+            title += f" — left and middle: optimizer {optimizers[0]}"
+        fig.suptitle(title)
         _save(fig, out_png, out_svg)
 
 
@@ -932,6 +1186,36 @@ def _timing_right(ax: Axes, df: pd.DataFrame, devices: list[str]) -> None:
                 label=f"{device}, n = {_fmt_int(n)}",
             )
     ax.legend(loc="best", fontsize="small", ncols=2 if len(sizes) * len(devices) > 6 else 1)
+
+
+def _timing_optimizers(ax: Axes, df: pd.DataFrame, devices: list[str], optimizers: list[str]) -> None:
+    """Run-epochs per second by optimizer at n = 3: one line per (device, engine, grid size)
+    measured with more than one optimizer."""
+    ax.set(yscale="log", xlabel="optimizer", ylabel="run-epochs per second (median)")
+    ax.set_title("optimizers at n = 3 (the lesson's data)")
+    rows = df[(df["n"] == 3) & np.isfinite(df["run_epochs_per_s"]) & (df["run_epochs_per_s"] > 0)]
+    x = {name: i for i, name in enumerate(optimizers)}
+    series = rows.groupby(["device", "engine", "runs"], sort=False)
+    drawn = 0
+    for (device, engine, runs), g in series:
+        g = g.groupby("optimizer", sort=False)["run_epochs_per_s"].median()
+        if len(g) < 2:
+            continue
+        order = sorted(g.index, key=lambda name: x.get(name, len(x)))
+        marker, ls = _ENGINE_STYLE.get(engine, ("D", ":"))
+        big = runs > 1
+        ax.plot(
+            [x[name] for name in order], g[order].to_numpy(), marker=marker, ls=ls, ms=7 if big else 6,
+            mfc=_device_colour(device, devices) if big else "white", color=_device_colour(device, devices), lw=1.6,
+            label=f"{device}, {engine}, {_fmt_int(runs)} run{'s' if runs != 1 else ''}",
+        )  # fmt: skip
+        drawn += 1
+    ax.set_xticks(range(len(optimizers)), optimizers)
+    ax.set_xlim(-0.5, len(optimizers) - 0.5)
+    if drawn:
+        ax.legend(loc="best", fontsize="small")
+    else:
+        _empty_note(ax, "no optimizer measured twice at n = 3")
 
 
 def _machine_title(df: pd.DataFrame, devices: list[str]) -> str:

@@ -8,10 +8,15 @@ process per run.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import itertools
+import json
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 ENGINES = ("loop", "batched")
@@ -21,7 +26,8 @@ DTYPES = ("float32", "float64")
 
 @dataclass(frozen=True, order=True)
 class RunSpec:
-    """One training run. ``batch_size`` is ``None`` for full batch (the lesson)."""
+    """One training run. ``batch_size`` is ``None`` for full batch (the lesson); ``optimizer``
+    names one of the config's optimizers (:mod:`gdbench.optimizers`), ``sgd`` by default."""
 
     dataset: str
     lr: float
@@ -32,6 +38,7 @@ class RunSpec:
     batch_size: int | None = None
     dtype: str = "float32"
     engine: str = "batched"
+    optimizer: str = "sgd"
 
     def __post_init__(self) -> None:
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -46,14 +53,18 @@ class RunSpec:
             raise ValueError(f"run {self.label()}: engine must be one of {ENGINES}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"run {self.label()}: batch_size must be >= 1 or full")
+        if not (isinstance(self.optimizer, str) and self.optimizer):
+            raise ValueError(f"run {self.label()}: optimizer must be the name of an optimizer")
 
     @property
     def batch_label(self) -> str:
         return "full" if self.batch_size is None else str(self.batch_size)
 
     def label(self) -> str:
-        """A short human-readable name, e.g. ``tutorial lr=0.01 seed=1 cpu``."""
-        return f"{self.dataset} lr={self.lr:g} seed={self.seed} epochs={self.epochs} {self.device}"
+        """A short human-readable name, e.g. ``tutorial lr=0.01 seed=1 epochs=2000 cpu``
+        (the optimizer is named when it is not plain ``sgd``)."""
+        opt = "" if self.optimizer == "sgd" else f" {self.optimizer}"
+        return f"{self.dataset}{opt} lr={self.lr:g} seed={self.seed} epochs={self.epochs} {self.device}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +85,31 @@ def batch_size_value(value: Any) -> int | None:
     return None if value in (None, "full") else int(value)
 
 
+#: Files that exist where an NVIDIA driver is loaded (Linux).
+NVIDIA_DRIVER_FILES = ("/proc/driver/nvidia/version", "/dev/nvidiactl")
+
+
+def cuda_present(driver_files: Sequence[str] = NVIDIA_DRIVER_FILES) -> bool:
+    """Whether ``device: auto`` adds cuda, decided without importing torch (which takes seconds).
+
+    The rule: the installed torch is a CUDA build (its ``lib`` folder holds the
+    ``torch_cuda`` library, which CPU-only wheels lack), an NVIDIA driver is loaded (one of
+    ``driver_files`` exists), and ``CUDA_VISIBLE_DEVICES`` does not hide every device (empty or
+    ``-1``). Where this says yes but torch still sees no device (e.g. a driver too old for the
+    build), the CUDA jobs fail with torch's reason and the CPU jobs finish.
+    """
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    libs = [Path(folder) / "lib" for folder in spec.submodule_search_locations]
+    if not any(any(lib.glob("*torch_cuda*")) for lib in libs if lib.is_dir()):
+        return False
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return False
+    return any(Path(f).exists() for f in driver_files)
+
+
 def resolve_devices(value: Any, cuda_available: bool) -> list[str]:
     """``auto`` means cpu, plus cuda when CUDA is available; a list is taken as written."""
     if value == "auto" or value == ["auto"]:
@@ -82,7 +118,8 @@ def resolve_devices(value: Any, cuda_available: bool) -> list[str]:
 
 
 def expand_grid(config: Mapping[str, Any], devices: Sequence[str] | None = None) -> list[RunSpec]:
-    """All runs of a checked config's grid, in a stable order (device, dataset, then the rest).
+    """All runs of a checked config's grid, in a stable order (device, dataset, optimizer,
+    then the rest). A grid without ``optimizer`` trains plain ``sgd``.
 
     ``devices`` overrides ``grid.device`` (the workflow resolves ``auto`` once, where the DAG
     is built, and passes the result).
@@ -95,6 +132,7 @@ def expand_grid(config: Mapping[str, Any], devices: Sequence[str] | None = None)
     axes = [
         list(devices),
         as_list(grid["dataset"]),
+        as_list(grid.get("optimizer", "sgd")),
         [float(v) for v in as_list(grid["lr"])],
         [int(v) for v in as_list(grid["seed"])],
         [int(v) for v in as_list(grid["epochs"])],
@@ -104,8 +142,8 @@ def expand_grid(config: Mapping[str, Any], devices: Sequence[str] | None = None)
         as_list(training["engine"]),
     ]
     runs = [
-        RunSpec(dataset=ds, lr=lr, seed=seed, epochs=ep, device=dev, init=init, batch_size=bs, dtype=dt, engine=en)
-        for dev, ds, lr, seed, ep, init, bs, dt, en in itertools.product(*axes)
+        RunSpec(ds, lr, seed, ep, device=dev, init=init, batch_size=bs, dtype=dt, engine=en, optimizer=op)
+        for dev, ds, op, lr, seed, ep, init, bs, dt, en in itertools.product(*axes)
     ]
     return list(dict.fromkeys(runs))
 
@@ -131,3 +169,35 @@ def shard(runs: Iterable[RunSpec], jobs_per_device: int, max_runs_per_job: int) 
         for i in range(count):
             shards[f"{device}-{i:03d}"] = dev_runs[bounds[i] : bounds[i + 1]]
     return shards
+
+
+def describe_runs(runs: Sequence[RunSpec]) -> str:
+    """A short summary of runs for people, one clause per axis: ``35 runs: dataset tutorial;
+    lr 0.0001..0.5 (14 values); seed 1..5 (5 values); ...``."""
+    clauses = []
+    for field in fields(RunSpec):
+        values = sorted({getattr(r, field.name) for r in runs}, key=lambda v: (v is None, v))
+        shown = [
+            "full" if v is None and field.name == "batch_size" else f"{v:g}" if isinstance(v, float) else str(v)
+            for v in values
+        ]
+        if len(shown) <= 2:
+            clauses.append(f"{field.name} {', '.join(shown)}")
+        else:
+            clauses.append(f"{field.name} {shown[0]}..{shown[-1]} ({len(shown)} values)")
+    return f"{len(runs)} runs: " + "; ".join(clauses)
+
+
+def plan(config: Mapping[str, Any], devices: Sequence[str]) -> tuple[list[RunSpec], dict[str, list[RunSpec]]]:
+    """A checked config's runs (a run's id is its index) and their split into training jobs,
+    as :func:`expand_grid` and :func:`shard` make them."""
+    runs = expand_grid(config, devices)
+    sharding = config["sharding"]
+    return runs, shard(runs, sharding["jobs_per_device"], sharding["max_runs_per_job"])
+
+
+def specs_digest(runs: Sequence[RunSpec], run_ids: Sequence[int]) -> str:
+    """12 hex digits of the sha256 of the runs' specs and ids: a job's params carry it, so a
+    change of its runs re-runs it, and its script checks that it re-derived the same runs."""
+    text = json.dumps([[int(i), r.to_dict()] for i, r in zip(run_ids, runs, strict=True)], sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]

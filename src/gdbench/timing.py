@@ -9,6 +9,11 @@ What is timed:
   (``geomspace(1e-4, critical/2)``) so that no run drops out early, and
   ``TrainOptions(record_every=0)`` so only the final epoch is recorded.
 
+Each with an optimizer (``timing.optimizers``, names of the config's ``optimizers``): the
+first is timed at every size and grid size, the others at the lesson's size (``n = 3``) with
+one run in the loop engine and the largest grid in the batched engine, so an optimizer costs
+two measurements, not a copy of the plan.
+
 The line is ``y = 2x`` on ``x`` in ``[1, 3]``: at ``n = 3`` it is exactly the lesson's data.
 Both engines compute ``epochs + 1`` epochs per call (epochs ``0..epochs``, as the lesson's
 ``range(epochs + 1)``), so seconds per epoch is a call's time divided by ``epochs + 1``.
@@ -47,24 +52,32 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.benchmark import Measurement, Timer
 
+from gdbench import stability
 from gdbench.analysis import crossover
 from gdbench.config import ConfigError, check_config, load_config
 from gdbench.data import DatasetSpec, parse_dataset
 from gdbench.engines import DataSource, TrainOptions, check_device, lesson_run, train_batched
 from gdbench.lesson import LESSON_LR
+from gdbench.optimizers import DEFAULT_NAME, PLAIN_SGD, OptimizerSpec, default_specs, optimizer_specs
 from gdbench.provenance import cpu_model
 from gdbench.runs import ENGINES, RunSpec
 from gdbench.theory import analyse
 
 log = logging.getLogger(__name__)
 
+# torch.utils.benchmark imports torch.utils.cpp_extension, which on a CUDA build of torch
+# without a usable GPU warns "No CUDA runtime is found" where a CUDA toolkit is installed. It
+# concerns compiling C++ extensions, which timing never does: keep it out of the logs.
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+from torch.utils.benchmark import Measurement, Timer  # noqa: E402  (after the line above)
+
 #: The published table's columns, in order (``results/tables/timing.csv``).
 TIMING_COLUMNS = (
     "device",
     "device_name",
     "engine",
+    "optimizer",
     "n",
     "runs",
     "epochs",
@@ -81,13 +94,14 @@ THROUGHPUT_N = 3
 #: Learning rates of a timed batch: from this to half the critical learning rate.
 LOWEST_LR = 1.0e-4
 
-#: A plan item: (engine, n, runs).
-PlanItem = tuple[str, int, int]
+#: A plan item: (engine, n, runs, optimizer name).
+PlanItem = tuple[str, int, int, str]
 
 
 @dataclass
 class TimingResult:
-    """One timing measurement: seconds per epoch of one engine on one device and problem size.
+    """One timing measurement: seconds per epoch of one engine and optimizer on one device and
+    problem size.
 
     ``median_s_per_epoch`` and ``iqr_s_per_epoch`` are over ``repeats`` measurements (each the
     mean of one or more calls, as ``torch.utils.benchmark`` blocks them); ``run_epochs_per_s``
@@ -107,6 +121,7 @@ class TimingResult:
     repeats: int
     run_epochs_per_s: float
     error: str = ""
+    optimizer: str = DEFAULT_NAME
 
     @property
     def ok(self) -> bool:
@@ -161,17 +176,23 @@ def timing_lrs(runs: int, critical_lr: float) -> np.ndarray:
     return np.geomspace(min(LOWEST_LR, top / 10), top, runs)
 
 
-def _workload(device: torch.device, engine: str, n: int, runs: int, epochs: int) -> Callable[[], Any]:
+def _workload(
+    device: torch.device, engine: str, n: int, runs: int, epochs: int, optimizer: OptimizerSpec = PLAIN_SGD
+) -> Callable[[], Any]:
     """A zero-argument call that trains once; everything else is prepared here, untimed."""
     data = DataSource({"line": timing_dataset_spec(n)})
-    probe = RunSpec("line", LESSON_LR, 1, epochs, device=str(device), engine=engine)
+    name = optimizer.name
+    probe = RunSpec("line", LESSON_LR, 1, epochs, device=str(device), engine=engine, optimizer=name)
     dataset = data.get(probe)
-    lrs = timing_lrs(runs, analyse(dataset).critical_lr)
-    specs = [RunSpec("line", float(lr), 1, epochs, device=str(device), engine=engine) for lr in lrs]
+    theory = analyse(dataset)
+    # Below the optimizer's own critical lr where it has one (Nesterov's is lower), so no run stops.
+    critical = min(theory.critical_lr, stability.critical_lr(optimizer, theory.lambda_max))
+    lrs = timing_lrs(runs, critical if math.isfinite(critical) else theory.critical_lr)
+    specs = [RunSpec("line", float(lr), 1, epochs, device=str(device), engine=engine, optimizer=name) for lr in lrs]
     if engine == "loop":
         x, y = dataset.tensors(torch.float32, device)
-        return partial(lesson_run, specs[0], x, y)
-    return partial(train_batched, specs, data, TrainOptions(record_every=0))
+        return partial(lesson_run, specs[0], x, y, optimizer_spec=optimizer)
+    return partial(train_batched, specs, data, TrainOptions(record_every=0, optimizers={name: optimizer}))
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -200,8 +221,10 @@ def measure(
     threads: int = 1,
     repeats: int = 5,
     min_run_time: float = 0.2,
+    optimizer: OptimizerSpec = PLAIN_SGD,
 ) -> TimingResult:
-    """Seconds per epoch of ``engine`` training ``runs`` runs on ``n`` points on ``device``.
+    """Seconds per epoch of ``engine`` training ``runs`` runs on ``n`` points on ``device``
+    with ``optimizer``.
 
     Raises :class:`gdbench.engines.DeviceError` (one line naming the device and what torch
     sees) when ``device`` is not usable, ``ValueError`` for bad arguments; any error of the
@@ -213,7 +236,7 @@ def measure(
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        call = _workload(dev, engine, n, runs, epochs)
+        call = _workload(dev, engine, n, runs, epochs, optimizer)
         clock = _device_clock(dev)
         call()  # warm-up, untimed
         clock()
@@ -223,7 +246,7 @@ def measure(
             timer=clock,
             num_threads=threads,
             label="gdbench timing",
-            sub_label=f"{engine} n={n} runs={runs} epochs={epochs}",
+            sub_label=f"{engine} {optimizer.name} n={n} runs={runs} epochs={epochs}",
             description=str(dev),
         )
         first = timer.blocked_autorange(min_run_time=min_run_time)
@@ -248,10 +271,13 @@ def measure(
         iqr_s_per_epoch=iqr_call / calls_epochs,
         repeats=len(raw),
         run_epochs_per_s=runs / per_epoch,
+        optimizer=optimizer.name,
     )
 
 
-def failed_result(device: str, engine: str, n: int, runs: int, epochs: int, threads: int, reason: str) -> TimingResult:
+def failed_result(
+    device: str, engine: str, n: int, runs: int, epochs: int, threads: int, reason: str, optimizer: str = DEFAULT_NAME
+) -> TimingResult:
     """A NaN row for a measurement that could not be taken (``reason`` kept in ``error``)."""
     try:
         name = device_name(device)
@@ -259,7 +285,7 @@ def failed_result(device: str, engine: str, n: int, runs: int, epochs: int, thre
         name = "unknown"
     nan = float("nan")
     return TimingResult(
-        str(device), name, engine, int(n), int(runs), int(epochs), int(threads), nan, nan, 0, nan, reason
+        str(device), name, engine, int(n), int(runs), int(epochs), int(threads), nan, nan, 0, nan, reason, optimizer
     )
 
 
@@ -272,16 +298,19 @@ def measure_safely(
     threads: int = 1,
     repeats: int = 5,
     min_run_time: float = 0.2,
+    optimizer: OptimizerSpec = PLAIN_SGD,
 ) -> TimingResult:
     """:func:`measure`, but a failure becomes a NaN row and a logged warning with the reason."""
     try:
-        return measure(device, engine, n, runs, epochs, threads, repeats, min_run_time)
+        return measure(device, engine, n, runs, epochs, threads, repeats, min_run_time, optimizer)
     except Exception as exc:
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
-        log.warning("timing %s %s n=%d runs=%d failed; row left NaN: %s", device, engine, n, runs, reason)
+        log.warning(
+            "timing %s %s %s n=%d runs=%d failed; row left NaN: %s", device, engine, optimizer.name, n, runs, reason
+        )
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        return failed_result(device, engine, n, runs, epochs, threads, reason)
+        return failed_result(device, engine, n, runs, epochs, threads, reason, optimizer.name)
 
 
 # ----------------------------------------------------------------------------- plans and tables
@@ -291,13 +320,23 @@ def _checked(timing_config: Mapping[str, Any] | None) -> dict[str, Any]:
     """A ``timing:`` section checked by the config's schema, with its defaults filled in.
 
     The schema is the only source of the defaults and of what is valid; a bad value raises
-    :class:`gdbench.config.ConfigError` (a ``ValueError``) naming the key.
+    :class:`gdbench.config.ConfigError` (a ``ValueError``) naming the key. ``optimizers``
+    names the caller's optimizers (which this section alone cannot define): checked here as
+    a non-empty list of distinct names only; :func:`measure_plan` looks them up.
     """
-    return check_config({"timing": dict(timing_config or {})})["timing"]
+    section = dict(timing_config or {})
+    names = section.pop("optimizers", None)
+    checked = check_config({"timing": section})["timing"]
+    if names is not None:
+        if not (isinstance(names, (list, tuple)) and names and all(isinstance(n, str) and n for n in names)):
+            raise ConfigError("must be a non-empty list of optimizer names", ("timing", "optimizers"), names)
+        checked["optimizers"] = list(dict.fromkeys(names))
+    return checked
 
 
 def plan(timing_config: Mapping[str, Any] | None) -> list[PlanItem]:
-    """The (engine, n, runs) measurements a ``timing:`` config asks for, in a stable order.
+    """The (engine, n, runs, optimizer) measurements a ``timing:`` config asks for, in a
+    stable order. With the first of ``optimizers``:
 
     ``timing_config`` is a config's ``timing:`` section, whole or in part: the config's schema
     checks it and fills in the rest.
@@ -306,15 +345,24 @@ def plan(timing_config: Mapping[str, Any] | None) -> list[PlanItem]:
     * ``batched`` at each size with one run (the seconds-per-epoch vs n panel);
     * ``batched`` at ``n = 3`` for each grid size in ``runs`` (the throughput panel).
 
-    Never the cross product of sizes and grid sizes (n=1e6 x 10,000 runs would not fit).
+    With each other optimizer, at ``n = 3``: ``loop`` with one run and ``batched`` with the
+    largest grid size (the optimizer panel: each optimizer's cost in the lesson's loop and in
+    a big batch). Never the cross product of
+    sizes and grid sizes (n=1e6 x 10,000 runs would not fit), nor of optimizers and sizes.
     """
     cfg = _checked(timing_config)
+    first, *others = cfg["optimizers"]
     items: list[PlanItem] = []
     if "loop" in cfg["engines"]:
-        items += [("loop", n, 1) for n in cfg["sizes"]]
+        items += [("loop", n, 1, first) for n in cfg["sizes"]]
     if "batched" in cfg["engines"]:
-        items += [("batched", n, 1) for n in cfg["sizes"]]
-        items += [("batched", THROUGHPUT_N, r) for r in cfg["runs"]]
+        items += [("batched", n, 1, first) for n in cfg["sizes"]]
+        items += [("batched", THROUGHPUT_N, r, first) for r in cfg["runs"]]
+    for name in others:
+        if "loop" in cfg["engines"]:
+            items.append(("loop", THROUGHPUT_N, 1, name))
+        if "batched" in cfg["engines"]:
+            items.append(("batched", THROUGHPUT_N, max(cfg["runs"]), name))
     return list(dict.fromkeys(items))
 
 
@@ -324,23 +372,36 @@ def measure_plan(
     threads: int = 1,
     items: Iterable[PlanItem] | None = None,
     progress: Callable[[TimingResult], None] | None = None,
+    optimizers: Mapping[str, OptimizerSpec] | None = None,
 ) -> list[TimingResult]:
     """Take every measurement of a ``timing:`` config (or ``items``) on one device.
 
-    The device is checked first: a missing device raises
-    :class:`gdbench.engines.DeviceError` (the job fails with one line). After that, each
-    failed measurement becomes a NaN row with its reason logged, and the others go on.
+    ``optimizers`` defines the names ``timing.optimizers`` uses (absent: the schema's default
+    optimizers). The device and the names are checked first: a missing device raises
+    :class:`gdbench.engines.DeviceError` (the job fails with one line), an undefined name
+    ``KeyError``. After that, each failed measurement becomes a NaN row with its reason
+    logged, and the others go on.
     """
     cfg = _checked(timing_config)
     check_device(device)
+    todo = plan(cfg) if items is None else list(items)
+    defined = default_specs() if optimizers is None else dict(optimizers)
+    specs = {}
+    for name in dict.fromkeys(item[3] for item in todo):
+        if name not in defined and name != DEFAULT_NAME:
+            raise KeyError(f"timing.optimizers: {name!r} is not defined in optimizers ({', '.join(defined)})")
+        specs[name] = defined.get(name, PLAIN_SGD)
     results = []
-    for engine, n, runs in plan(cfg) if items is None else items:
-        result = measure_safely(device, engine, n, runs, cfg["epochs"], threads, cfg["repeats"], cfg["min_run_time"])
+    for engine, n, runs, name in todo:
+        result = measure_safely(
+            device, engine, n, runs, cfg["epochs"], threads, cfg["repeats"], cfg["min_run_time"], specs[name]
+        )
         if result.ok:
             log.info(
-                "timing %s %s n=%d runs=%d: %.3g s/epoch (IQR %.2g, %d repeats), %.3g run-epochs/s",
+                "timing %s %s %s n=%d runs=%d: %.3g s/epoch (IQR %.2g, %d repeats), %.3g run-epochs/s",
                 device,
                 engine,
+                name,
                 n,
                 runs,
                 result.median_s_per_epoch,
@@ -371,6 +432,8 @@ def crossover_n(table: pd.DataFrame, engine: str = "loop") -> float | None:
     never overtakes (faster at the largest size and every size above the crossing).
     """
     rows = table[(table.engine == engine) & (table.runs == 1)].dropna(subset=["median_s_per_epoch"])
+    if "optimizer" in rows.columns and len(rows):  # the first optimizer, timed at every size
+        rows = rows[rows.optimizer == rows.optimizer.iloc[0]]
     is_cuda = rows.device.astype(str).str.startswith("cuda")
     cpu = rows[~is_cuda].groupby("n").median_s_per_epoch.median()
     cuda = rows[is_cuda].groupby("n").median_s_per_epoch.median()
@@ -398,7 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     results = []
     for device in args.device or ["cpu"]:
-        results += measure_plan(config["timing"], device, args.threads)
+        results += measure_plan(config["timing"], device, args.threads, optimizers=optimizer_specs(config))
     table = timing_table(results)
     if args.out == "-":
         table.to_csv(sys.stdout, index=False)

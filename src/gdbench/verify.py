@@ -76,6 +76,7 @@ def run_spec(row: Mapping[str, Any]) -> RunSpec:
         batch_size=batch_size_value(str(row["batch_size"])),
         dtype=str(row["dtype"]),
         engine=str(row["engine"]),
+        optimizer=str(row.get("optimizer", "sgd")),
     )
 
 

@@ -8,7 +8,13 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from snakemake.utils import validate
 
 from gdbench.config import ConfigError, check_config, config_hash
-from gdbench.runs import expand_grid, resolve_devices, shard
+from gdbench.runs import (
+    cuda_present,
+    describe_runs,
+    plan,
+    resolve_devices,
+    specs_digest,
+)
 
 # Check the config before any job runs: one readable line and a non-zero exit on error.
 try:
@@ -18,24 +24,13 @@ except ConfigError as exc:
 validate(config, schema="../schemas/config.schema.yaml")
 
 
-def _cuda_visible():
-    """Whether CUDA is visible here (torch is imported only when `auto` needs it)."""
-    import torch
-
-    return torch.cuda.is_available()
-
-
+# `auto` is resolved here, without importing torch: see gdbench.runs.cuda_present for the rule.
 _device_setting = lookup(dpath="grid/device", within=config)
 DEVICES = resolve_devices(
-    _device_setting, _cuda_visible() if _device_setting == "auto" else False
+    _device_setting, cuda_present() if _device_setting == "auto" else False
 )
-RUNS = expand_grid(config, DEVICES)
+RUNS, SHARDS = plan(config, DEVICES)
 RUN_IDS = {run: i for i, run in enumerate(RUNS)}
-SHARDS = shard(
-    RUNS,
-    lookup(dpath="sharding/jobs_per_device", within=config),
-    lookup(dpath="sharding/max_runs_per_job", within=config),
-)
 TIMING = lookup(dpath="timing/enabled", within=config)
 
 
@@ -51,31 +46,99 @@ def startup_message():
     )
 
 
+def digest(value):
+    """A short fingerprint of a value (its canonical JSON): params that change when it does."""
+    return config_hash(value)[:12]
+
+
+VERDICT = "results/reproducibility.json"
+
+
+def verdict_message():
+    """The reproducibility verdict in one line, for the end of a run (where users look)."""
+    import json
+
+    trained = max(
+        (p.stat().st_mtime for p in Path("results/shards").glob("*/summary.parquet")),
+        default=0,
+    )
+    try:
+        result = json.loads(Path(VERDICT).read_text())
+    except (OSError, ValueError):
+        log = Path("results/logs/verify.log")
+        if log.exists() and log.stat().st_mtime >= trained:
+            lines = log.read_text().splitlines()
+            errors = [line for line in lines if line.startswith("error: ")]
+            if errors:  # verify stopped the run: its one-line reason
+                return f"gdbench: reproducibility FAILED: {errors[-1][7:]} (see {log})"
+        return f"gdbench: reproducibility unknown: no {VERDICT} (see results/logs/verify.log)"
+    verdict = "PASSED" if result.get("passed") else "FAILED"
+    lesson = "" if result.get("lesson_log_reproduced") else " not"
+    if trained > Path(VERDICT).stat().st_mtime:
+        verdict += (
+            " for earlier results (the results changed since: run `snakemake verify`)"
+        )
+    return (
+        f"gdbench: reproducibility {verdict}: {result.get('runs_identical')} of "
+        f"{result.get('runs_checked')} re-trained runs bit-identical, the lesson's log{lesson} "
+        f"reproduced (results/reproducibility.html)"
+    )
+
+
 def shard_runs(wildcards):
-    """The run specs (as plain dicts) of one training job: its params, so a change re-runs it."""
-    return [run.to_dict() for run in SHARDS[wildcards.shard]]
+    """What a training job trains, as a param people can read: a summary of its runs and a
+    digest of their specs and ids (a change re-runs the job; the script re-derives the specs
+    from the config with gdbench.runs.plan and checks them against this digest).
+    """
+    runs = SHARDS[wildcards.shard]
+    return f"{describe_runs(runs)} [{specs_digest(runs, [RUN_IDS[r] for r in runs])}]"
 
 
-def results_config(names):
-    """What training needs of the config for the datasets ``names``: their definitions and
-    the training and analysis settings (so editing an unused dataset re-runs nothing).
+def results_config(runs):
+    """What training ``runs`` needs of the config: the definitions of their datasets and
+    optimizers, and the training and analysis settings (so editing an unused dataset or
+    optimizer re-runs nothing).
     """
     training = {k: v for k, v in config["training"].items() if k != "threads"}
+    datasets = sorted({run.dataset for run in runs})
+    optimizers = dict.fromkeys(run.optimizer for run in runs)  # in the grid's order
     return {
-        "datasets": {name: config["datasets"][name] for name in sorted(names)},
+        "datasets": {name: config["datasets"][name] for name in datasets},
+        "optimizers": {name: config["optimizers"][name] for name in optimizers},
         "training": training,
         "analysis": config["analysis"],
     }
 
 
+def described_config(runs):
+    """The param standing for ``results_config(runs)``: the datasets and optimizers of the
+    runs, and a digest of everything they train with (a change re-runs the job)."""
+    datasets = ", ".join(sorted({run.dataset for run in runs}))
+    optimizers = ", ".join(dict.fromkeys(run.optimizer for run in runs))
+    return (
+        f"datasets {datasets}; optimizers {optimizers}; training and analysis settings "
+        f"[{digest(results_config(runs))}]"
+    )
+
+
+def timing_optimizers(wildcards):
+    """The definitions of the optimizers the timing job times (plain sgd needs none)."""
+    names = lookup(dpath="timing/optimizers", within=config)
+    return {
+        name: config["optimizers"][name]
+        for name in names
+        if name in config["optimizers"]
+    }
+
+
 def shard_config(wildcards):
-    """A training job's params: the config it trains with (its own datasets only)."""
-    return results_config({run.dataset for run in SHARDS[wildcards.shard]})
+    """A training job's config param (its own datasets and optimizers only)."""
+    return described_config(SHARDS[wildcards.shard])
 
 
 def grid_config(wildcards):
-    """The config the whole grid trains with (only the datasets the grid uses)."""
-    return results_config({run.dataset for run in RUNS})
+    """The config param of jobs that use the whole grid's datasets and optimizers."""
+    return described_config(RUNS)
 
 
 def shard_csv_files(wildcards):
@@ -84,10 +147,6 @@ def shard_csv_files(wildcards):
     return [
         config["datasets"][n]["csv"] for n in names if "csv" in config["datasets"][n]
     ]
-
-
-def shard_run_ids(wildcards):
-    return [RUN_IDS[run] for run in SHARDS[wildcards.shard]]
 
 
 def device_of(name):
@@ -112,27 +171,121 @@ def all_outputs():
         "results/tables/theory.csv",
         "results/plots/convergence.png",
         "results/plots/divergence.png",
+        "results/plots/rate.png",
         "results/provenance.json",
     ]
     if TIMING:
         outputs += ["results/tables/timing.csv", "results/plots/timing.png"]
     outputs += ["results/reproducibility.txt", "results/tables/lesson_log.csv"]
+    if lookup(dpath="edge/enabled", within=config):
+        outputs += ["results/tables/edge.csv", "results/plots/edge.png"]
     if len(DEVICES) > 1:
         outputs.append("results/tables/device_agreement.csv")
     return outputs
 
 
-def write_theory(dataset_config, datasets, csv_path, html_path, log_path):
-    """The theory table of the grid's datasets, as CSV and as HTML for the report."""
+def figure(name, caption, category, label):
+    """A figure's two outputs: the PNG (shown in the report) and the SVG."""
+    return {
+        f"{name}_png": report(
+            f"results/plots/{name}.png",
+            caption=f"../report/{caption}",
+            category=category,
+            labels={"result": label},
+        ),
+        f"{name}_svg": f"results/plots/{name}.svg",
+    }
+
+
+def figures():
+    outputs = {
+        **figure("convergence", "convergence.rst", "Convergence", "cost vs epoch"),
+        **figure("rate", "rate.rst", "Convergence", "rate vs learning rate"),
+        **figure(
+            "divergence",
+            "divergence.rst",
+            "Divergence",
+            "final cost vs learning rate",
+        ),
+    }
+    if TIMING:
+        outputs.update(
+            figure(
+                "timing",
+                "timing.rst",
+                "Timing",
+                "seconds per epoch and throughput",
+            )
+        )
+    return outputs
+
+
+def figure_inputs(wildcards):
+    inputs = {
+        "trajectories": rules.merge_tables.output.trajectories,
+        "summary": rules.merge_tables.output.summary_parquet,
+        "theory": rules.theory.output.csv,
+    }
+    if TIMING:
+        inputs["timing"] = rules.join_timing.output[0]
+    return inputs
+
+
+def write_theory(dataset_config, datasets, seeds, csv_path, html_path, log_path):
+    """The theory table of the grid's datasets (and seeds, where the points depend on them)
+    and optimizers, with each dataset's optimum, as CSV and as HTML for the report."""
     from gdbench import io
-    from gdbench.pipeline import theories
+    from gdbench.optimizers import optimizer_specs
+    from gdbench.pipeline import optima, theories
     from gdbench.tables import theory_table
 
-    table = theory_table(theories(dataset_config, datasets))
+    table = theory_table(
+        theories(dataset_config, datasets),
+        optima(dataset_config, datasets, seeds),
+        optimizer_specs(dataset_config),
+    )
     io.write_csv(table, csv_path)
-    note = "Full-batch gradient descent converges iff lr < critical_lr."
+    note = (
+        "Full-batch runs of each optimizer converge iff lr < critical_lr (empty: no "
+        "closed form, e.g. Adam); optimal_cost is the least-squares cost (W_star, b_star)."
+    )
     io.write_html_table(table, html_path, "Theory per dataset", note)
     io.write_text(table.to_string(index=False) + "\n", log_path)
+
+
+def write_provenance(meta_paths, json_path, html_path, log_path, repo, devices):
+    """What produced the results, as JSON and as an HTML table for the report; the versions
+    are those the first training job saw (no torch import here)."""
+    import json
+
+    import pandas as pd
+
+    from gdbench import io
+    from gdbench.provenance import collect, flatten
+
+    jobs = [json.loads(Path(p).read_text()) for p in meta_paths]
+    keys = ("started", "finished", "seconds", "threads", "runs")
+    record = collect(
+        config,
+        started=min(job["started"] for job in jobs),
+        repo=repo,
+        recorded=jobs[0]["runtime"],
+        extra={
+            "grid_devices": list(devices),
+            "training_jobs": [
+                {
+                    **{k: job[k] for k in keys},
+                    "cuda_devices": job["runtime"]["devices"]["cuda"],
+                }
+                for job in jobs
+            ],
+        },
+    )
+    io.write_json(record, json_path)
+    table = pd.DataFrame(flatten(record), columns=["key", "value"])
+    note = "What produced these results."
+    io.write_html_table(table, html_path, "Provenance", note)
+    io.write_text(f"provenance of {len(jobs)} training jobs recorded\n", log_path)
 
 
 def join_csv(paths, out_path, log_path):
@@ -144,3 +297,30 @@ def join_csv(paths, out_path, log_path):
     table = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
     io.write_csv(table, out_path)
     io.write_text(table.to_string(index=False) + "\n", log_path)
+
+
+def edge_config(wildcards):
+    """What the edge search depends on: the grid without lr and device, the definitions it
+    uses, the training axes, the verdict and the edge section (so grid.lr re-runs nothing).
+    """
+    grid = {k: v for k, v in config["grid"].items() if k not in ("lr", "device")}
+    used = set(grid.get("optimizer", []))
+    return {
+        "datasets": {name: config["datasets"][name] for name in grid["dataset"]},
+        "optimizers": {
+            k: v for k, v in config.get("optimizers", {}).items() if k in used
+        },
+        "grid": grid,
+        "training": {k: config["training"][k] for k in ("init", "batch_size", "dtype")},
+        "analysis": config["analysis"],
+        "edge": config["edge"],
+    }
+
+
+def edge_csv_files(wildcards):
+    """CSV files of the grid's datasets: inputs, so editing one re-runs the search."""
+    return [
+        config["datasets"][n]["csv"]
+        for n in config["grid"]["dataset"]
+        if "csv" in config["datasets"][n]
+    ]

@@ -1,49 +1,22 @@
-# Plots: convergence and divergence from the tables (timing has its own rules).
+# Plots: every figure is drawn by one job (one Python start for all of them: the imports of
+# pandas, matplotlib and seaborn cost more than drawing). To add a figure: add its outputs to
+# figures() in common.smk (<name>_png wrapped in report(), <name>_svg), the tables it reads to
+# figure_inputs(), and a function `<name>` in workflow/scripts/plots.py.
 
 
-rule plot_convergence:
+rule plots:
     input:
-        trajectories=rules.merge_tables.output.trajectories,
-        summary=rules.merge_tables.output.summary_parquet,
+        unpack(figure_inputs),
     output:
-        png=report(
-            "results/plots/convergence.png",
-            caption="../report/convergence.rst",
-            category="Convergence",
-            labels={"result": "cost vs epoch"},
-        ),
-        svg="results/plots/convergence.svg",
+        **figures(),
     log:
-        "results/logs/plot_convergence.log",
+        "results/logs/plots.log",
     benchmark:
-        "results/benchmarks/plot_convergence.tsv"
+        "results/benchmarks/plots.tsv"
     conda:
         "../envs/gdbench.yaml"
     message:
-        "Plotting cost vs epoch"
+        "Plotting "
+        + ", ".join(k[: -len("_png")] for k in figures() if k.endswith("_png"))
     script:
-        "../scripts/plot_convergence.py"
-
-
-rule plot_divergence:
-    input:
-        summary=rules.merge_tables.output.summary_parquet,
-        theory=rules.theory.output.csv,
-    output:
-        png=report(
-            "results/plots/divergence.png",
-            caption="../report/divergence.rst",
-            category="Divergence",
-            labels={"result": "final cost vs learning rate"},
-        ),
-        svg="results/plots/divergence.svg",
-    log:
-        "results/logs/plot_divergence.log",
-    benchmark:
-        "results/benchmarks/plot_divergence.tsv"
-    conda:
-        "../envs/gdbench.yaml"
-    message:
-        "Plotting final cost vs learning rate with the critical learning rate"
-    script:
-        "../scripts/plot_divergence.py"
+        "../scripts/plots.py"

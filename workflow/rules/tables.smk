@@ -6,11 +6,14 @@ rule merge_tables:
         trajectories=shard_outputs("trajectories.parquet"),
         summaries=shard_outputs("summary.parquet"),
     output:
-        trajectories=report(
-            "results/tables/trajectories.parquet",
+        trajectories="results/tables/trajectories.parquet",
+        # The report shows a preview page: a browser cannot show Parquet, and embedding the
+        # whole table would make the report as large as the grid's trajectories.
+        trajectories_html=report(
+            "results/tables/trajectories.html",
             caption="../report/trajectories.rst",
             category="Convergence",
-            labels={"result": "trajectories (Parquet)"},
+            labels={"result": "trajectories (preview of the Parquet table)"},
         ),
         summary_csv=report(
             "results/tables/summary.csv",
@@ -52,12 +55,18 @@ rule theory:
     params:
         config=grid_config,
         datasets=lookup(dpath="grid/dataset", within=config),
+        seeds=lookup(dpath="grid/seed", within=config),
     message:
-        "Computing the Hessian's eigenvalues and critical learning rates"
+        "Computing the Hessian's eigenvalues, critical learning rates and each dataset's optimum"
     run:
-        # Cheap (no torch): runs inside Snakemake instead of starting a Python process.
+        # Cheap: runs inside Snakemake instead of starting a Python process.
         write_theory(
-            params.config, params.datasets, output.csv, output.html, log[0]
+            results_config(RUNS),
+            params.datasets,
+            params.seeds,
+            output.csv,
+            output.html,
+            log[0],
         )
 
 

@@ -19,6 +19,7 @@ rule timing:
     params:
         timing=lookup(dpath="timing", within=config),
         threads=lookup(dpath="timing/threads", within=config),
+        optimizers=timing_optimizers,
     message:
         "Timing the engines on {wildcards.device} ({params.threads} torch thread(s); {threads} core(s) reserved)"
     script:
@@ -49,26 +50,3 @@ rule join_timing:
     run:
         # Cheap: runs inside Snakemake instead of starting a Python process.
         join_csv(input, output[0], log[0])
-
-
-rule plot_timing:
-    input:
-        rules.join_timing.output[0],
-    output:
-        png=report(
-            "results/plots/timing.png",
-            caption="../report/timing.rst",
-            category="Timing",
-            labels={"result": "seconds per epoch and throughput"},
-        ),
-        svg="results/plots/timing.svg",
-    log:
-        "results/logs/plot_timing.log",
-    benchmark:
-        "results/benchmarks/plot_timing.tsv"
-    conda:
-        "../envs/gdbench.yaml"
-    message:
-        "Plotting the timings"
-    script:
-        "../scripts/plot_timing.py"

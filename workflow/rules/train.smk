@@ -19,8 +19,8 @@ rule train:
         gpu=gpu_count,
     params:
         runs=shard_runs,
-        run_ids=shard_run_ids,
         config=shard_config,
+        devices=DEVICES,
     message:
         "Training shard {wildcards.shard} ({threads} thread(s))"
     script:

@@ -22,7 +22,7 @@ with open(snakemake.log[0], "w") as log:
     threads = {run_id: job["threads"] for job in jobs for run_id in job["run_ids"]}  # as each run was trained
     devices = [d for d in snakemake.params.devices]
     result = verify(
-        snakemake.params.config, snakemake.input.trajectories, summary, snakemake.params.sample, devices=devices,
+        snakemake.config, snakemake.input.trajectories, summary, snakemake.params.sample, devices=devices,
         threads=threads,
     )  # fmt: skip
     for run in result["runs"]:

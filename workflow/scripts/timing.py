@@ -10,6 +10,7 @@ import logging
 from gdbench import io
 from gdbench.determinism import set_deterministic
 from gdbench.engines import DeviceError
+from gdbench.optimizers import optimizer_specs
 from gdbench.timing import measure_plan, timing_table
 
 with open(snakemake.log[0], "w") as log:
@@ -17,7 +18,10 @@ with open(snakemake.log[0], "w") as log:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=log, force=True)
     set_deterministic(snakemake.params.threads)
     try:
-        results = measure_plan(snakemake.params.timing, snakemake.wildcards.device, snakemake.params.threads)
+        optimizers = optimizer_specs({"optimizers": snakemake.params.optimizers})
+        results = measure_plan(
+            snakemake.params.timing, snakemake.wildcards.device, snakemake.params.threads, optimizers=optimizers
+        )
     except DeviceError as exc:
         print(f"error: {exc}", file=log)
         sys.exit(f"gdbench: {exc}")

@@ -8,32 +8,38 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this ch
 import time
 
 from gdbench import io
+from gdbench.config import ConfigError
 from gdbench.determinism import set_deterministic
 from gdbench.engines import DeviceError
 from gdbench.pipeline import train_runs, training_log
 from gdbench.provenance import now, runtime
-from gdbench.runs import RunSpec
+from gdbench.runs import plan, specs_digest
 
 
-def main(params, output, threads, log_path):
+def main(config, shard, params, output, threads, log_path):
     with open(log_path, "w") as log:
 
         def say(message):
             print(message, file=log, flush=True)
 
-        runs = [RunSpec.from_dict(r) for r in params.runs]
+        grid, shards = plan(config, params.devices)
+        runs = shards[shard]
+        ids = {run: i for i, run in enumerate(grid)}
+        run_ids = [ids[run] for run in runs]
+        if f"[{specs_digest(runs, run_ids)}]" not in params.runs:  # the runs Snakemake planned
+            sys.exit(f"gdbench: shard {shard} re-derived other runs than planned ({params.runs})")
         started = now()
         set_deterministic(threads)
         say(f"{started} training {len(runs)} runs with {threads} thread(s)")
         clock = time.perf_counter()
         try:
-            batch, traj, summary = train_runs(params.config, runs, params.run_ids, progress=say)
-        except DeviceError as exc:
+            batch, traj, summary = train_runs(config, runs, run_ids, progress=say)
+        except (DeviceError, ConfigError) as exc:  # no usable device; data that overflow the dtype
             say(f"error: {exc}")
             sys.exit(f"gdbench: {exc}")
         elapsed = time.perf_counter() - clock
-        every = params.config["training"]["log_every"]
-        for line in training_log(batch, every, params.run_ids):
+        every = config["training"]["log_every"]
+        for line in training_log(batch, every, run_ids):
             say(line)
         say(f"{now()} trained {len(runs)} runs in {elapsed:.3f} s ({int(summary['diverged'].sum())} diverged)")
         io.write_parquet(traj, output.trajectories)
@@ -43,4 +49,6 @@ def main(params, output, threads, log_path):
         io.write_json({**meta, "runtime": runtime()}, output.meta)
 
 
-main(snakemake.params, snakemake.output, snakemake.threads, snakemake.log[0])
+main(
+    snakemake.config, snakemake.wildcards.shard, snakemake.params, snakemake.output, snakemake.threads, snakemake.log[0]
+)

@@ -1,5 +1,6 @@
 """Training engines. :func:`train` is the entry point: it groups runs by what must be shared
-within one tensor program and hands each group to its engine.
+within one tensor program (device, dtype, batch size, size of data, optimizer) and hands each
+group to its engine.
 
 * ``loop``: :mod:`gdbench.engines.loop`, the lesson's code, one run at a time;
 * ``batched``: :mod:`gdbench.engines.batched`, all runs of a group as one tensor program.
@@ -44,7 +45,7 @@ def train(
     data = datasets if isinstance(datasets, DataSource) else DataSource(datasets, base_dir)
     groups: dict[tuple, list[int]] = {}
     for i, run in enumerate(runs):
-        key = (run.engine, run.device, run.dtype, run.batch_size, data.get(run).n)
+        key = (run.engine, run.device, run.dtype, run.batch_size, data.get(run).n, run.optimizer)
         groups.setdefault(key, []).append(i)
     parts = []
     order = []

@@ -1,12 +1,12 @@
 """The batched engine: many runs as one tensor program with a trailing run dimension.
 
-Runs in one call share device, dtype, batch size and number of points; they may differ in
-lr, seed, init, epochs and dataset. Parameters live in a ``[2, R]`` tensor (row 0 W, row 1 b)
+Runs in one call share device, dtype, batch size, number of points and optimizer; they may
+differ in lr, seed, init, epochs and dataset. Parameters live in a ``[2, R]`` tensor (row 0 W, row 1 b)
 and data in ``[n, 1]`` (one dataset for all) or ``[n, R]`` tensors, so every operation runs
 along contiguous memory. Each epoch repeats, for all runs at once, the floating-point
-operations that autograd and ``optim.SGD`` perform in the lesson's loop (products, sums and
-the fused ``param + (-lr) * grad`` update, in the same order), and sums each run's terms
-over contiguous memory, as the loop does. On the CPU this makes every trajectory
+operations that autograd and the optimizer perform in the loop engine (products, sums, then
+the optimizer's update of :mod:`gdbench.engines.updates`, in the same order), and sums each
+run's terms over contiguous memory, as the loop does. On the CPU this makes every trajectory
 bit-identical to the loop engine's, and independent of which other runs share the batch
 (so a run re-trained alone reproduces its stored trajectory bit for bit).
 
@@ -27,6 +27,8 @@ import torch
 
 from gdbench.analysis import VerdictTracker
 from gdbench.engines.common import DTYPE_OF, DataSource, TrainOptions, check_device, initial_params, shuffle_generator
+from gdbench.engines.updates import SGDUpdate, Update, make_update
+from gdbench.optimizers import PLAIN_SGD
 from gdbench.runs import RunSpec
 from gdbench.trajectory import TrajectoryBatch, record_schedule
 
@@ -46,7 +48,8 @@ def _grad_scale(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tenso
 class _Stepper:
     """Gradient steps for R runs on m points, with preallocated temporaries.
 
-    ``X``, ``Y``: ``[m, 1]`` (shared by all runs) or ``[m, R]``; ``neg_lr``: ``[R]``.
+    ``X``, ``Y``: ``[m, 1]`` (shared by all runs) or ``[m, R]``; ``update``: the optimizer's
+    update of the R runs (a ``[R]`` tensor of ``-lr`` stands for plain SGD).
 
     A run's numbers must not depend on which runs share its batch (``snakemake verify``
     re-trains runs in other company). Point-major data (``[m, R]``: every operation runs
@@ -57,9 +60,13 @@ class _Stepper:
     along contiguous memory in the order of the loop's own reduction, for any number of runs.
     """
 
-    def __init__(self, X: torch.Tensor, Y: torch.Tensor, neg_lr: torch.Tensor, run_major: bool | None = None) -> None:
-        m, R = X.shape[0], neg_lr.shape[0]
-        self.X, self.Y, self.neg_lr = X, Y, neg_lr
+    def __init__(
+        self, X: torch.Tensor, Y: torch.Tensor, update: Update | torch.Tensor, run_major: bool | None = None
+    ) -> None:
+        if isinstance(update, torch.Tensor):
+            update = SGDUpdate(PLAIN_SGD, update)
+        m, R = X.shape[0], _runs(update)
+        self.X, self.Y, self.update = X, Y, update
         self.XA = torch.stack([X, torch.ones_like(X)])  # [2, m, 1 or R]
         self.scale = _grad_scale(m, X.dtype, X.device)
         if run_major is None:  # on the CPU up to 3 points, the tree's order is the loop's own
@@ -72,8 +79,9 @@ class _Stepper:
         self.grad = torch.empty((2, R), **like)
 
     def __call__(self, P: torch.Tensor, out: torch.Tensor, cost: torch.Tensor | None = None) -> None:
-        """``out = P - lr * grad(P)`` for parameters ``P`` ``[2, R]``; ``cost`` [R], when
-        given, receives the cost at ``P`` (the forward pass: ``mean((x W + b - y)^2)``)."""
+        """``out`` = one optimizer step from parameters ``P`` ``[2, R]`` (``P - lr * grad(P)``
+        for plain SGD); ``cost`` [R], when given, receives the cost at ``P`` (the forward
+        pass: ``mean((x W + b - y)^2)``)."""
         d = self.d
         torch.mul(self.X, P[0], out=d)  # autograd's order: ((x * W) + b) - y, then * 2/n
         d.add_(P[1]).sub_(self.Y)
@@ -92,7 +100,11 @@ class _Stepper:
             d.mul_(self.scale)
             torch.mul(d, self.XA, out=self.t)
             self.grad.copy_(_tree_sum(self.t, 1))
-        torch.addcmul(P, self.neg_lr, self.grad, out=out)  # SGD: param.add_(grad, alpha=-lr)
+        self.update(P, self.grad, out)
+
+
+def _runs(update: Update) -> int:
+    return (update.neg_lr if isinstance(update, SGDUpdate) else update.lr).shape[0]
 
 
 def _tree_sum(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -114,12 +126,14 @@ class _FullBatchChunks:
 
     On CUDA the K steps are captured once as a CUDA graph and replayed per chunk, so a chunk
     costs one launch instead of ~9 per epoch (launches, not arithmetic, bound small grids).
+    Only for updates that repeat the same computation every step (``update.stateless``: SGD
+    without momentum); the others (momentum buffers, Adam's step count) run eagerly.
     """
 
-    def __init__(self, X: torch.Tensor, Y: torch.Tensor, neg_lr: torch.Tensor, K: int, graph: bool) -> None:
-        R = neg_lr.shape[0]
+    def __init__(self, X: torch.Tensor, Y: torch.Tensor, update: Update, K: int, graph: bool) -> None:
+        R = _runs(update)
         self.K = K
-        self.step = _Stepper(X, Y, neg_lr)
+        self.step = _Stepper(X, Y, update)
         self.buf = torch.zeros((K + 1, 2, R), dtype=X.dtype, device=X.device)
         self.cost = torch.empty((K, R), dtype=X.dtype, device=X.device)
         self.graph = None
@@ -167,14 +181,14 @@ def bulk_cost(params: torch.Tensor, X: torch.Tensor, Y: torch.Tensor) -> torch.T
 
 
 def _minibatch_epoch(
-    P: torch.Tensor, X: torch.Tensor, Y: torch.Tensor, neg_lr: torch.Tensor, order: torch.Tensor, batch_size: int
+    P: torch.Tensor, X: torch.Tensor, Y: torch.Tensor, update: Update, order: torch.Tensor, batch_size: int
 ) -> torch.Tensor:
-    """One epoch of minibatch SGD for all runs; ``order`` [n, R] holds each run's permutation."""
+    """One epoch of minibatch steps for all runs; ``order`` [n, R] holds each run's permutation."""
     n, R = order.shape
     Xp = torch.gather(X.expand(n, R), 0, order)
     Yp = torch.gather(Y.expand(n, R), 0, order)
     for start in range(0, n, batch_size):
-        step = _Stepper(Xp[start : start + batch_size], Yp[start : start + batch_size], neg_lr)
+        step = _Stepper(Xp[start : start + batch_size], Yp[start : start + batch_size], update)
         out = torch.empty_like(P)
         step(P, out)
         P = out
@@ -182,13 +196,18 @@ def _minibatch_epoch(
 
 
 def train_batched(runs: list[RunSpec], data: DataSource, options: TrainOptions) -> TrajectoryBatch:
-    """Train runs of one device, dtype, batch size and size of data together."""
+    """Train runs of one device, dtype, batch size, size of data and optimizer together."""
     first = runs[0]
     n = data.get(first).n
     for run in runs:
-        same = (run.device, run.dtype, run.batch_size) == (first.device, first.dtype, first.batch_size)
+        same = (run.device, run.dtype, run.batch_size, run.optimizer) == (
+            first.device,
+            first.dtype,
+            first.batch_size,
+            first.optimizer,
+        )
         if not same or data.get(run).n != n:
-            raise ValueError("train_batched: runs must share device, dtype, batch_size and number of points")
+            raise ValueError("train_batched: runs must share device, dtype, batch_size, optimizer and number of points")
     device = check_device(first.device)
     dtype = DTYPE_OF[first.dtype]
     start_time = time.perf_counter()
@@ -200,7 +219,7 @@ def train_batched(runs: list[RunSpec], data: DataSource, options: TrainOptions) 
     X_cols = torch.tensor(np.stack([data.get(r).x for r in firsts.values()], axis=1), dtype=dtype, device=device)
     Y_cols = torch.tensor(np.stack([data.get(r).y for r in firsts.values()], axis=1), dtype=dtype, device=device)
     cols = torch.tensor([row_of[k] for k in keys], device=device)
-    neg_lr_all = -torch.tensor([r.lr for r in runs], dtype=dtype, device=device)
+    update = make_update(options.optimizer(first), [r.lr for r in runs], dtype, device)
     ends_all = torch.tensor([r.epochs for r in runs], dtype=torch.int64, device=device)
     if all(r.init == "zeros" for r in runs):
         P = torch.zeros((2, R), dtype=dtype, device=device)
@@ -216,7 +235,7 @@ def train_batched(runs: list[RunSpec], data: DataSource, options: TrainOptions) 
 
     schedule = record_schedule([r.epochs for r in runs], options.record_every)
     rec = torch.full((3, schedule.size, R), float("nan"), dtype=dtype, device=device)
-    tracker = VerdictTracker(R, options.criteria, device)
+    tracker = VerdictTracker(R, options.criteria, device, *data.references(runs))
     boundaries = sorted({r.epochs + 1 for r in runs})
     max_epoch = boundaries[-1] - 1
 
@@ -229,7 +248,6 @@ def train_batched(runs: list[RunSpec], data: DataSource, options: TrainOptions) 
         if changed:
             X = X_cols if X_cols.shape[1] == 1 else X_cols[:, cols[active]]
             Y = Y_cols if Y_cols.shape[1] == 1 else Y_cols[:, cols[active]]
-            neg_lr = neg_lr_all[active]
             seed_idx = seed_idx_all[active]
         K = min(options.chunk_epochs, next(b for b in boundaries if b > e) - e)
         if minibatch:
@@ -237,12 +255,13 @@ def train_batched(runs: list[RunSpec], data: DataSource, options: TrainOptions) 
             buf[0] = P
             for k in range(K):
                 perms = torch.stack([torch.randperm(n, generator=g) for g in generators], dim=1).to(device)
-                buf[k + 1] = _minibatch_epoch(buf[k], X, Y, neg_lr, perms[:, seed_idx], step)
+                buf[k + 1] = _minibatch_epoch(buf[k], X, Y, update, perms[:, seed_idx], step)
             cost = bulk_cost(buf[:K], X, Y)
         else:
             # Same runs and chunk length as the last chunk: reuse its buffers (and graph).
             if chunks is None or chunks.K != K or changed:
-                chunks = _FullBatchChunks(X, Y, neg_lr, K, graph=device.type == "cuda" and options.cuda_graphs)
+                graph = device.type == "cuda" and options.cuda_graphs and update.stateless
+                chunks = _FullBatchChunks(X, Y, update, K, graph=graph)
             buf, cost = chunks(P)
         done = tracker.update(active, e, cost, buf[1:, 0], buf[1:, 1], ends_all[active])
         in_chunk = (schedule >= e) & (schedule < e + K)
@@ -256,6 +275,8 @@ def train_batched(runs: list[RunSpec], data: DataSource, options: TrainOptions) 
                 rec[:, t_idx[:, None], active[None, :]] = values
         changed = bool(done.any())
         P = buf[K][:, ~done] if changed else buf[K].clone()
+        if changed:
+            update.keep(~done)
         active = active[~done] if changed else active
         e += K
         if options.progress and time.perf_counter() - last_report > 5:

@@ -7,15 +7,18 @@ data, the same initial W and b and the same minibatch order in either engine.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from gdbench.analysis import Criteria
+from gdbench.analysis import Criteria, float_floor
 from gdbench.data import Dataset, DatasetSpec
+from gdbench.optimizers import DEFAULT_NAME, PLAIN_SGD, OptimizerSpec
 from gdbench.runs import RunSpec
+from gdbench.theory import Optimum, optimum
 
 #: torch dtype of each RunSpec dtype name (gdbench.runs.DTYPES).
 DTYPE_OF = {"float32": torch.float32, "float64": torch.float64}
@@ -35,7 +38,9 @@ class TrainOptions:
     ``record_every``: keep every k-th epoch (plus each run's last) in the trajectories; 0
     keeps only the last. ``chunk_epochs``: how often the batched engine checks for diverged
     or finished runs and stops computing them. ``cuda_graphs``: replay each chunk of
-    full-batch epochs on CUDA from a captured graph (one launch per chunk).
+    full-batch epochs on CUDA from a captured graph (one launch per chunk). ``optimizers``:
+    the optimizer each run names (``RunSpec.optimizer``), by name; ``sgd`` is plain SGD unless
+    given otherwise.
     """
 
     record_every: int = 1
@@ -43,6 +48,17 @@ class TrainOptions:
     chunk_epochs: int = 64
     progress: Progress | None = None
     cuda_graphs: bool = True
+    optimizers: Mapping[str, OptimizerSpec] = field(default_factory=lambda: {DEFAULT_NAME: PLAIN_SGD})
+
+    def optimizer(self, run: RunSpec) -> OptimizerSpec:
+        """The optimizer ``run`` names."""
+        spec = self.optimizers.get(run.optimizer)
+        if spec is None:
+            if run.optimizer == DEFAULT_NAME:
+                return PLAIN_SGD
+            known = sorted({*self.optimizers, DEFAULT_NAME})
+            raise KeyError(f"optimizer {run.optimizer!r} of run {run.label()} is not defined; known: {known}")
+        return spec
 
 
 def check_device(device: str) -> torch.device:
@@ -87,6 +103,7 @@ class DataSource:
         self.specs = dict(specs)
         self.base_dir = Path(base_dir)
         self._cache: dict[tuple[str, int], Dataset] = {}
+        self._optima: dict[tuple[str, int], Optimum] = {}
         self._seeded = {name: spec.seed_dependent for name, spec in self.specs.items()}
 
     def key(self, run: RunSpec) -> tuple[str, int]:
@@ -103,6 +120,25 @@ class DataSource:
         if key not in self._cache:
             self._cache[key] = self._spec(run.dataset).build(seed=key[1], base_dir=self.base_dir)
         return self._cache[key]
+
+    def optimum(self, run: RunSpec) -> Optimum:
+        """The float64 least-squares line of the run's points (per seed where they depend on it)."""
+        key = self.key(run)
+        if key not in self._optima:
+            self._optima[key] = optimum(self.get(run), key[1] if self._seeded[run.dataset] else None)
+        return self._optima[key]
+
+    def references(self, runs: Sequence[RunSpec]) -> tuple[np.ndarray, np.ndarray]:
+        """Each run's float64 optimal cost and float floor (what its verdicts measure the
+        excess cost against; see :mod:`gdbench.analysis`), computed once per set of points."""
+        per_key: dict[tuple[tuple[str, int], str], tuple[float, float]] = {}
+        for r in runs:
+            key = (self.key(r), r.dtype)
+            if key not in per_key:
+                cost = self.optimum(r).optimal_cost
+                per_key[key] = (cost, float_floor(cost, float(np.max(np.abs(self.get(r).y))), r.dtype))
+        pairs = [per_key[(self.key(r), r.dtype)] for r in runs]
+        return np.array([p[0] for p in pairs], dtype=np.float64), np.array([p[1] for p in pairs], dtype=np.float64)
 
     def _spec(self, name: str) -> DatasetSpec:
         try:

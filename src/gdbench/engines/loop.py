@@ -1,8 +1,9 @@
 """The loop engine: the lesson's code path, one run at a time.
 
-``W`` and ``b`` are tensors with ``requires_grad=True``, ``optim.SGD`` updates them, and each
-epoch does ``zero_grad(); backward(); step()`` for ``range(epochs + 1)``. It is the reference
-the batched engine is checked against, and the baseline it is timed against.
+``W`` and ``b`` are tensors with ``requires_grad=True``, the run's torch optimizer
+(``optim.SGD`` in the lesson, or ``optim.Adam``) updates them, and each epoch does
+``zero_grad(); backward(); step()`` for ``range(epochs + 1)``. It is the reference the batched
+engine is checked against, and the baseline it is timed against.
 """
 
 from __future__ import annotations
@@ -14,14 +15,34 @@ import torch
 
 from gdbench.analysis import VerdictTracker
 from gdbench.engines.common import DTYPE_OF, DataSource, TrainOptions, check_device, initial_params, shuffle_generator
+from gdbench.optimizers import PLAIN_SGD, OptimizerSpec
 from gdbench.runs import RunSpec
 from gdbench.trajectory import TrajectoryBatch, record_schedule
 
 
+def torch_optimizer(spec: OptimizerSpec, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+    """The real torch.optim object of ``spec``, its implementation pinned to the single-tensor
+    loop (``foreach=False, fused=False``). torch picks ``foreach`` by itself on CUDA and may
+    pick ``fused`` kernels; those compute the same update with other operations in another
+    order (Adam's multi-tensor path may multiply the gradient by ``1 - beta2`` before squaring
+    it, and divides the denominator by ``step_size`` when capturable), so results would depend
+    on the device's default. Pinned, every device runs the one implementation whose
+    elementwise operations the batched engine repeats (:mod:`gdbench.engines.updates`)."""
+    if spec.kind == "adam":
+        return torch.optim.Adam(params, lr=lr, **spec.arguments(), foreach=False, fused=False)
+    return torch.optim.SGD(params, lr=lr, **spec.arguments(), foreach=False, fused=False)
+
+
 def lesson_run(
-    run: RunSpec, x: torch.Tensor, y: torch.Tensor, diverged_factor: float = float("inf")
+    run: RunSpec,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    diverged_factor: float = float("inf"),
+    optimizer_spec: OptimizerSpec = PLAIN_SGD,
 ) -> tuple[list[float], list[float], list[float]]:
     """Train one run exactly as the lesson does; returns per-epoch (W, b, cost) lists.
+    ``optimizer_spec`` is the optimizer ``run.optimizer`` names (the lesson's plain SGD by
+    default).
 
     Training stops after the first epoch whose cost is non-finite or above
     ``diverged_factor`` x the initial cost (see :mod:`gdbench.analysis`). Minibatch runs
@@ -30,7 +51,7 @@ def lesson_run(
     w0, b0 = initial_params(run)
     W = torch.tensor([w0], dtype=x.dtype, device=x.device, requires_grad=True)
     b = torch.tensor([b0], dtype=x.dtype, device=x.device, requires_grad=True)
-    optimizer = torch.optim.SGD([W, b], lr=run.lr)
+    optimizer = torch_optimizer(optimizer_spec, [W, b], run.lr)
     Ws: list[float] = []
     bs: list[float] = []
     costs: list[float] = []
@@ -76,12 +97,12 @@ def train_loop(runs: list[RunSpec], data: DataSource, options: TrainOptions) -> 
     b = np.full(shape, np.nan, dtype=dtype)
     cost = np.full(shape, np.nan, dtype=dtype)
     seconds = np.zeros(len(runs))
-    tracker = VerdictTracker(len(runs), options.criteria)
+    tracker = VerdictTracker(len(runs), options.criteria, "cpu", *data.references(runs))
     for i, run in enumerate(runs):
         device = check_device(run.device)
         x, y = data.get(run).tensors(DTYPE_OF[run.dtype], device)
         start = time.perf_counter()
-        Ws, bs, cs = lesson_run(run, x, y, options.criteria.diverged_factor)
+        Ws, bs, cs = lesson_run(run, x, y, options.criteria.diverged_factor, options.optimizer(run))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds[i] = time.perf_counter() - start

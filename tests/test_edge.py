@@ -1,0 +1,329 @@
+"""The stability edge: the located bracket holds theory's finite-horizon edge, meets its width,
+searches each seed that matters once, says "no divergence" plainly, and the workflow's table
+and plot come out with their contract.
+
+The float64 reference here is independent of :mod:`gdbench.horizon`: torch.optim.SGD's update
+rule written out step by step on the parameters, with the cost computed from the data, and
+checked once against torch.optim.SGD itself.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import PIL.Image
+import pytest
+import torch
+from conftest import run_workflow
+
+from gdbench.config import check_config
+from gdbench.data import parse_dataset
+from gdbench.edge import EDGE_COLUMNS, Case, bracket, edge_table, grid_cases, searched_cases
+from gdbench.edge_plot import edge as edge_plot
+from gdbench.engines import DataSource
+from gdbench.horizon import Recurrence, horizon_edges
+
+LESSON = {"x": [1, 2, 3], "y": [2, 4, 6]}
+#: A dataset the edge was not tuned on: uneven x, a line with scatter, negative values.
+OTHER = {"x": [-1.0, 0.5, 1.25, 2.0, 4.0], "y": [1.5, 0.75, 2.0, 2.5, 5.5]}
+
+
+def reference_diverges(
+    x: np.ndarray,
+    y: np.ndarray,
+    lrs: np.ndarray,
+    epochs: int,
+    factor: float,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+) -> np.ndarray:
+    """torch.optim.SGD on (W, b) from zeros, float64, one lr per row: diverged within epochs?"""
+    lrs = np.asarray(lrs, dtype=np.float64)
+    p = np.zeros((lrs.size, 2))
+    buf = None
+    out = np.zeros(lrs.size, dtype=bool)
+    threshold = None
+    with np.errstate(all="ignore"):
+        for _ in range(epochs + 1):
+            r = p[:, :1] * x[None, :] + p[:, 1:] - y[None, :]
+            cost = np.mean(r * r, axis=1)
+            if threshold is None:
+                threshold = np.where(cost > 0, cost, 1.0) * factor
+            out |= ~(cost <= threshold)
+            g = np.stack([np.mean(2 * r * x[None, :], axis=1), np.mean(2 * r, axis=1)], axis=1)
+            g = g + weight_decay * p
+            if momentum:
+                buf = g.copy() if buf is None else momentum * buf + (1 - dampening) * g
+                g = g + momentum * buf if nesterov else buf
+            p = p - lrs[:, None] * g
+    return out
+
+
+def reference_edge(x: list[float], y: list[float], lo: float, hi: float, epochs: int = 2000, **sgd: float) -> float:
+    """The smallest diverging lr in [lo, hi] by the reference, to 1e-9 relative."""
+    xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    while hi / lo - 1 > 1e-9:
+        comb = np.geomspace(lo, hi, 64)
+        d = reference_diverges(xs, ys, comb, epochs, 1.0e6, **sgd)
+        assert d[-1] and not d[0], "the reference bracket must hold the edge"
+        first = int(d.argmax())
+        lo, hi = comb[first - 1], comb[first]
+    return float(np.sqrt(lo * hi))
+
+
+def test_the_reference_is_torch_sgd() -> None:
+    """The test's own float64 recurrence repeats torch.optim.SGD (heavy ball with dampening and
+    weight decay, and Nesterov), so comparing with it compares with torch."""
+    x, y = np.asarray(OTHER["x"]), np.asarray(OTHER["y"])
+    xt, yt = torch.tensor(x)[:, None], torch.tensor(y)[:, None]
+    for sgd in ({"momentum": 0.6, "dampening": 0.2, "weight_decay": 0.05}, {"momentum": 0.7, "nesterov": True}):
+        W = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+        b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.SGD([W, b], lr=0.05, foreach=False, **sgd)
+        for _ in range(50):
+            cost = torch.mean((xt * W + b - yt) ** 2)
+            opt.zero_grad()
+            cost.backward()
+            opt.step()
+        p = _reference_params(x, y, 0.05, 50, **sgd)
+        np.testing.assert_allclose(p, [W.item(), b.item()], rtol=1e-12)
+
+
+def _reference_params(x: np.ndarray, y: np.ndarray, lr: float, steps: int, **sgd: float) -> list[float]:
+    p = np.zeros(2)
+    buf = None
+    beta, damp = sgd.get("momentum", 0.0), sgd.get("dampening", 0.0)
+    for _ in range(steps):
+        r = p[0] * x + p[1] - y
+        g = np.array([np.mean(2 * r * x), np.mean(2 * r)]) + sgd.get("weight_decay", 0.0) * p
+        if beta:
+            buf = g.copy() if buf is None else beta * buf + (1 - damp) * g
+            g = g + beta * buf if sgd.get("nesterov") else buf
+        p = p - lr * g
+    return p.tolist()
+
+
+def test_horizon_numbers_of_the_lesson() -> None:
+    """The finite-horizon edges FACTS.md gives for the lesson's data (1e6, 2000 epochs)."""
+    x, y = np.array([1.0, 2.0, 3.0]), np.array([2.0, 4.0, 6.0])
+    problems = [
+        Recurrence(x, y),
+        Recurrence(x, y, momentum=0.9),
+        Recurrence(x, y, momentum=0.9, nesterov=True),
+    ]
+    np.testing.assert_allclose(horizon_edges(problems, 1e-5, 100.0), [0.180607, 0.342579, 0.122482], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "sgd", [{}, {"momentum": 0.75, "dampening": 0.25, "weight_decay": 0.1}, {"momentum": 0.55, "nesterov": True}]
+)
+def test_horizon_edge_equals_the_independent_reference(sgd: dict) -> None:
+    """gdbench.horizon (eigenbasis, matrix powers) and the step-by-step reference agree."""
+    h = horizon_edges([Recurrence(np.array(OTHER["x"]), np.array(OTHER["y"]), **sgd)], 1e-5, 100.0)[0]
+    ref = reference_edge(OTHER["x"], OTHER["y"], h * 0.99, h * 1.01, **sgd)
+    assert h == pytest.approx(ref, rel=1e-8)
+
+
+def _config(datasets: dict, optimizers: dict, **edge: float) -> dict:
+    return check_config(
+        {
+            "datasets": datasets,
+            "optimizers": optimizers,
+            "grid": {"dataset": list(datasets), "optimizer": list(optimizers), "seed": [1, 2], "lr": [0.1]},
+            "edge": {"rel_width": 1.0e-4, **edge},
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def located() -> pd.DataFrame:
+    """The edge table of the lesson's data and an unseen dataset, for plain SGD and momentum
+    values the defaults do not use."""
+    optimizers = {
+        "sgd": {"sgd": {}},
+        "heavy": {"sgd": {"momentum": 0.75}},
+        "nag": {"sgd": {"momentum": 0.55, "nesterov": True}},
+    }
+    return edge_table(_config({"lesson": LESSON, "other": OTHER}, optimizers))
+
+
+@pytest.mark.parametrize("dataset", ["lesson", "other"])
+@pytest.mark.parametrize(
+    ("optimizer", "sgd"), [("sgd", {}), ("heavy", {"momentum": 0.75}), ("nag", {"momentum": 0.55, "nesterov": True})]
+)
+def test_located_bracket_holds_the_float64_edge(located: pd.DataFrame, dataset: str, optimizer: str, sgd: dict) -> None:
+    """The float32 engines' bracket holds an independent float64 finite-horizon edge within
+    1e-3 relative (in fact within float32 rounding), and so does horizon_edge."""
+    rows = located[(located.dataset == dataset) & (located.optimizer == optimizer)]
+    row = rows.iloc[0]
+    data = LESSON if dataset == "lesson" else OTHER
+    ref = reference_edge(data["x"], data["y"], row.edge_lo * (1 - 1e-3), row.edge_hi * (1 + 1e-3), **sgd)
+    assert row.edge_lo <= ref * (1 + 1e-3) and row.edge_hi >= ref * (1 - 1e-3)
+    assert row.edge_lo <= ref * (1 + 1e-5) and row.edge_hi >= ref * (1 - 1e-5)  # closer than asked
+    assert row.horizon_edge == pytest.approx(ref, rel=1e-8)
+    assert row.critical_lr < ref  # a finite horizon pushes the edge above the asymptotic bound
+
+
+def test_width_bound_and_columns(located: pd.DataFrame) -> None:
+    """Every bracket is at most rel_width wide; the table has the contract's columns, a row per
+    case and seed."""
+    assert tuple(located.columns) == EDGE_COLUMNS
+    assert len(located) == 2 * 3 * 2
+    width = located.edge_hi / located.edge_lo - 1
+    assert (width > 0).all() and (width <= 1e-4).all()
+
+
+def test_wider_width_takes_fewer_rounds_and_holds() -> None:
+    """rel_width is honoured as configured (here 1e-2) and the bracket still holds the edge."""
+    table = edge_table(_config({"lesson": LESSON}, {"sgd": {"sgd": {}}}, rel_width=1.0e-2))
+    width = table.edge_hi / table.edge_lo - 1
+    assert (width <= 1e-2).all() and (width > 1e-4).all()
+    assert (table.edge_lo <= 0.180607).all() and (table.edge_hi >= 0.180607).all()
+
+
+def test_seeds_that_cannot_change_a_run_are_searched_once() -> None:
+    """Zeros init, full batch, seed-free points: one search for all seeds. Noisy points, a
+    normal init or a minibatch order: one search per seed."""
+    datasets = {
+        "lesson": LESSON,
+        "noisy": {"synthetic": {"n": 8, "noise": 0.5}},
+        "clean": {"synthetic": {"n": 8, "noise": 0.0}},
+    }
+    config = check_config({"datasets": datasets, "grid": {"dataset": list(datasets), "seed": [1, 2, 3]}})
+    data = DataSource({k: parse_dataset(k, v) for k, v in datasets.items()})
+
+    def searches(**training: object) -> dict[str, int]:
+        cfg = {
+            **config,
+            "training": {**config["training"], **training},
+            "grid": {**config["grid"], "optimizer": ["sgd"]},
+        }
+        cases = grid_cases(cfg)
+        searched, answer = searched_cases(cases, data)
+        assert all(_reseeded(c, searched[a].seed) == searched[a] for c, a in zip(cases, answer, strict=True))
+        return {ds: len({a for c, a in zip(cases, answer, strict=True) if c.dataset == ds}) for ds in datasets}
+
+    assert searches() == {"lesson": 1, "noisy": 3, "clean": 1}
+    assert searches(init="normal") == {"lesson": 3, "noisy": 3, "clean": 3}
+    assert searches(batch_size=2) == {"lesson": 3, "noisy": 3, "clean": 3}
+    assert searches(batch_size=4) == {"lesson": 1, "noisy": 3, "clean": 3}  # 4 >= 3 points: full batch
+
+
+def _reseeded(case: Case, seed: int) -> Case:
+    return Case(case.dataset, case.optimizer, case.batch_size, case.init, case.dtype, case.epochs, seed)
+
+
+def test_deduplicated_seeds_report_the_same_edge_for_every_seed() -> None:
+    """Each seed gets a row; seeds that share a search share its numbers."""
+    table = edge_table(_config({"lesson": LESSON}, {"sgd": {"sgd": {}}}, rel_width=1.0e-2))
+    assert sorted(table.seed) == [1, 2]
+    assert table.drop(columns="seed").duplicated(keep=False).all()
+
+
+def test_no_divergence_below_lr_max_and_divergence_at_lr_min() -> None:
+    """Both ends of the range are answers: edge_lo = lr_max with edge_hi empty, and edge_lo
+    empty with edge_hi = lr_min."""
+    below = edge_table(_config({"lesson": LESSON}, {"sgd": {"sgd": {}}}, lr_min=0.01, lr_max=0.15))
+    assert (below.edge_lo == 0.15).all() and below.edge_hi.isna().all()
+    above = edge_table(_config({"lesson": LESSON}, {"sgd": {"sgd": {}}}, lr_min=0.2, lr_max=1.0))
+    assert above.edge_lo.isna().all() and (above.edge_hi == 0.2).all()
+    assert (above.horizon_edge.isna()).all()  # theory's edge is below the range too
+
+
+def test_bracket_probes_many_learning_rates_per_call() -> None:
+    """Each round is one call with a comb per search; the rounds needed follow from the widths
+    (64 probes over 7 decades, then 64, then what is left: 3 rounds to 1e-4)."""
+    edges = np.array([0.0123, 0.5, 7.0])
+    calls = []
+
+    def diverges(owner: np.ndarray, lrs: np.ndarray) -> np.ndarray:
+        calls.append(lrs.size)
+        return lrs >= edges[owner]
+
+    lo, hi = bracket(diverges, 3, 1e-5, 100.0, 1e-4, 64)
+    assert len(calls) == 3 and calls[0] == 3 * 64
+    assert (lo < edges).all() and (hi >= edges).all() and (hi / lo - 1 <= 1e-4).all()
+
+
+def test_adam_and_minibatch_have_no_theory_but_a_located_edge() -> None:
+    """Adam's and minibatch's theory columns are empty (critical_lr too for Adam); the search
+    still brackets an edge, or says there is none in the range."""
+    config = _config({"lesson": LESSON, "noisy": {"synthetic": {"n": 6, "noise": 0.3}}}, {"adam": {"adam": {}}})
+    config["grid"]["epochs"] = [200]
+    config["training"]["batch_size"] = [2, "full"]
+    table = edge_table({**config, "edge": {**config["edge"], "rel_width": 1.0e-2}})
+    adam = table[table.optimizer == "adam"]
+    assert adam.critical_lr.isna().all() and adam.horizon_edge.isna().all()
+    assert (adam.edge_lo.notna() | adam.edge_hi.notna()).all()
+
+
+def test_edge_plot_draws_every_kind_of_answer(tmp_path: Path) -> None:
+    """A table with brackets, no-divergence and lr_min answers and missing theory plots."""
+    rows = []
+    for opt, lo, hi, crit, hor in [
+        ("sgd", 0.1806, 0.18062, 0.1803, 0.18061),
+        ("adam", 100.0, np.nan, np.nan, np.nan),
+        ("odd", np.nan, 1e-5, 0.5, np.nan),
+    ]:
+        for seed in (1, 2):
+            rows.append(["lesson", opt, "full", "zeros", "float32", 2000, seed, lo, hi, crit, hor])
+    table = pd.DataFrame(rows, columns=list(EDGE_COLUMNS))
+    edge_plot(table, tmp_path / "e.png", tmp_path / "e.svg")
+    image = np.asarray(PIL.Image.open(tmp_path / "e.png").convert("L"))
+    assert image.shape[0] > 300 and image.std() > 10
+    svg = (tmp_path / "e.svg").read_text()
+    for text in ("critical_lr", "horizon_edge", "no divergence up to lr_max", "diverges already at lr_min"):
+        assert text in svg
+    assert "optimizer = " not in svg  # optimizers are the x axis of one facet, not facets of their own
+
+
+def test_workflow_writes_the_edge_table_and_plot(small_run: Path) -> None:
+    """The default target locates the edge: a table with the contract's columns, a row per
+    grid point and seed, a plot, a log with progress lines."""
+    table = pd.read_csv(small_run / "results" / "tables" / "edge.csv")
+    assert tuple(table.columns) == EDGE_COLUMNS
+    cases = grid_cases(check_config(yaml_config(small_run)))
+    assert len(table) == len(cases)
+    for name in ("edge.png", "edge.svg"):
+        assert (small_run / "results" / "plots" / name).stat().st_size > 10_000
+    log = (small_run / "results" / "logs" / "edge.log").read_text()
+    assert "edge search round 0" in log
+    assert (small_run / "results" / "benchmarks" / "edge.tsv").is_file()
+
+
+def yaml_config(workdir: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load((workdir / "config.yaml").read_text())
+
+
+def test_edge_job_needs_no_training_and_can_be_switched_off(tmp_path: Path) -> None:
+    """The edge job depends on the config only (it runs beside training, never after it);
+    edge.enabled: false drops it from the default target."""
+    config = {"grid": {"dataset": ["tutorial"], "lr": [0.1], "seed": [1], "device": ["cpu"]}}
+    proc = run_workflow(tmp_path, config, "-n", "results/plots/edge.png", "--quiet", "rules")
+    assert _jobs(proc) == {"edge": 1}
+    proc = run_workflow(tmp_path, {**config, "edge": {"enabled": False}}, "-n", "--quiet", "rules")
+    assert "edge" not in _jobs(proc)
+
+
+def _jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    jobs = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
+            jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
+def test_an_empty_search_range_is_a_config_error() -> None:
+    """lr_min at or above lr_max stops before any job, naming the key."""
+    from gdbench.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"edge\.lr_min = 1\.0: must be below edge\.lr_max"):
+        check_config({"edge": {"lr_min": 1.0, "lr_max": 0.5}})

@@ -1,0 +1,259 @@
+"""Every run measured against its dataset's optimum: the least-squares line in float64,
+excess cost, relative convergence, measured vs predicted rate, and where the full-batch theory
+does not apply."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from gdbench import plots
+from gdbench.config import ConfigError, check_config
+from gdbench.data import Dataset, parse_dataset
+from gdbench.lesson import tutorial
+from gdbench.pipeline import optima, theories, train_runs
+from gdbench.runs import RunSpec, expand_grid
+from gdbench.tables import theory_table
+from gdbench.theory import analyse, eigen, optimum, predicted_rate, sgd_factor
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def points(x, y, name="d") -> Dataset:
+    return Dataset(name, np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+
+
+def grid_config(datasets, **training):
+    """The default config's grid (lrs, seeds, epochs) on ``datasets``, on the CPU, plain SGD."""
+    config = {
+        "datasets": {k: DEFAULT["datasets"][k] if isinstance(v, str) else v for k, v in datasets.items()},
+        "grid": {**DEFAULT["grid"], "dataset": list(datasets), "device": ["cpu"], "optimizer": ["sgd"]},
+        "training": {**DEFAULT["training"], **training},
+        "analysis": DEFAULT["analysis"],
+    }
+    return check_config(config)
+
+
+@pytest.fixture(scope="module")
+def default_grid() -> pd.DataFrame:
+    """The summary of the default grid (tutorial and noisy, every lr and seed, full batch)."""
+    config = grid_config({"tutorial": "default", "noisy": "default"})
+    return train_runs(config, expand_grid(config, ["cpu"]))[2]
+
+
+# --- the optimum ------------------------------------------------------------------------------
+
+
+def test_optimum_of_the_lesson_is_exact():
+    """y = 2x exactly: W* = 2, b* = 0, optimal cost 0, with no rounding left over (lstsq
+    leaves b* ~ 3e-15 and a cost ~ 1e-30, which would make every excess a little wrong)."""
+    opt = optimum(tutorial())
+    assert (opt.W_star, opt.b_star, opt.optimal_cost) == (2.0, 0.0, 0.0)
+
+
+def test_optimum_matches_least_squares_on_noisy_data_per_seed():
+    """Noisy points depend on the seed, and so does their optimum."""
+    spec = parse_dataset("noisy", DEFAULT["datasets"]["noisy"])
+    seen = set()
+    for seed in (1, 2, 3):
+        data = spec.build(seed=seed)
+        slope, intercept = np.polyfit(data.x, data.y, 1)
+        opt = optimum(data, seed)
+        assert opt.W_star == pytest.approx(slope, rel=1e-12) and opt.b_star == pytest.approx(intercept, rel=1e-12)
+        assert opt.optimal_cost == pytest.approx(np.mean((slope * data.x + intercept - data.y) ** 2), rel=1e-12)
+        seen.add(opt.optimal_cost)
+    assert len(seen) == 3
+
+
+@pytest.mark.parametrize(("x", "y"), [([2.0], [5.0]), ([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]), ([0.7] * 5, [1, 2, 3, 4, 6])])
+def test_singular_design_gives_the_minimum_norm_solution(x, y):
+    """One point, or all x equal: infinitely many best lines; the minimum-norm one (as the
+    pseudo-inverse gives it) and the cost of the best constant, the variance of y."""
+    opt = optimum(points(x, y))
+    A = np.stack([x, np.ones(len(x))], axis=1)
+    W, b = np.linalg.pinv(A) @ np.asarray(y, dtype=float)
+    assert opt.W_star == pytest.approx(W, rel=1e-12) and opt.b_star == pytest.approx(b, rel=1e-12)
+    assert opt.optimal_cost == pytest.approx(np.var(y), abs=1e-12)
+
+
+@pytest.mark.parametrize("x", [[1.0, 1.0, 1.0], [0.7] * 5, [3.3], [1e3] * 4])
+def test_singular_hessian_has_lambda_min_exactly_zero(x):
+    """lambda_min is 0, not rounding noise (0.7 x 5 gave -1.1e-16), and the fastest lr is
+    1/lambda_max (only that direction moves the cost), not the critical lr."""
+    t = analyse(points(x, np.zeros(len(x))))
+    assert t.lambda_min == 0.0
+    assert t.lambda_max == pytest.approx(2 * (x[0] ** 2 + 1), rel=1e-12)
+    assert t.fastest_lr == 1.0 / t.lambda_max and t.critical_lr == 2.0 / t.lambda_max
+
+
+def test_theory_table_has_a_row_per_seed_where_the_points_depend_on_it():
+    """theory.csv: tutorial once (seed empty), noisy once per seed, with the optimum."""
+    config = grid_config({"tutorial": "default", "noisy": "default"})
+    names = ["tutorial", "noisy"]
+    table = theory_table(theories(config, names), optima(config, names, [1, 2, 3]))
+    assert table["dataset"].tolist() == ["tutorial", "noisy", "noisy", "noisy"]
+    assert table["seed"].isna().tolist() == [True, False, False, False]
+    for col in ("lambda_min", "lambda_max", "critical_lr", "fastest_lr", "W_star", "b_star", "optimal_cost"):
+        assert col in table.columns
+    assert table["optimal_cost"].iloc[1:].nunique() == 3
+
+
+# --- predicted rate ---------------------------------------------------------------------------
+
+
+def test_predicted_rate_counts_only_directions_the_start_has():
+    """The max of (1 - lr lambda)^2 over the directions the initial error has a component in;
+    a start along one eigenvector contracts at that direction's rate; at the optimum: none."""
+    lam, vecs = eigen(tutorial().x)
+    lr = 0.1
+    both = predicted_rate(lr, lam, vecs, (-2.0, 0.0))
+    assert both == pytest.approx(max((1 - lr * lam) ** 2))
+    assert predicted_rate(lr, lam, vecs, vecs[:, 1]) == pytest.approx((1 - lr * lam[1]) ** 2)
+    assert np.isnan(predicted_rate(lr, lam, vecs, (0.0, 0.0)))
+
+
+def test_predicted_rate_ignores_the_flat_direction_of_a_singular_hessian():
+    """Along lambda = 0 the cost does not change: it carries no excess, so it cannot set the
+    rate (it would say 1: never converging)."""
+    lam, vecs = eigen(np.array([2.0, 2.0]))
+    assert predicted_rate(0.1, lam, vecs, (1.0, 0.3)) == pytest.approx((1 - 0.1 * lam[1]) ** 2)
+
+
+def test_predicted_rate_takes_the_optimizer_factor_as_a_plug():
+    """Other optimizers plug in their own per-eigenvalue factor."""
+    lam, vecs = eigen(tutorial().x)
+    seen = []
+
+    def factor(lr, eigenvalues):
+        seen.append((lr, tuple(eigenvalues)))
+        return np.array([0.25, 0.5])
+
+    assert predicted_rate(0.05, lam, vecs, (-2.0, 0.0), factor) == 0.5
+    assert seen == [(0.05, tuple(lam))]
+    np.testing.assert_allclose(sgd_factor(0.05, lam), (1 - 0.05 * lam) ** 2)
+
+
+# --- the default grid -------------------------------------------------------------------------
+
+
+def test_rate_agrees_with_prediction_on_the_tutorial_default_grid(default_grid):
+    """Measured and predicted contraction per epoch within 1e-3 on every converging
+    full-batch run of the default grid on the lesson's data."""
+    tut = default_grid[default_grid["dataset"] == "tutorial"]
+    converged = tut[tut["converged_at"].notna()]
+    assert len(converged) >= 5 * 3  # lr 0.01 ... 0.17, three seeds
+    assert converged["rate"].notna().all()
+    np.testing.assert_allclose(converged["rate"], converged["predicted_rate"], atol=1e-3)
+    assert tut.loc[tut["converged_at"].isna(), "rate"].isna().all()
+
+
+def test_the_lessons_run_converges_at_the_epoch_the_readme_states(default_grid):
+    """tutorial, lr 0.01, 2000 epochs: converged at epoch 1732 (README)."""
+    lesson = default_grid.query("dataset == 'tutorial' and lr == 0.01 and seed == 1").iloc[0]
+    assert lesson["converged_at"] == 1732
+    assert "1732" in (ROOT / "README.md").read_text()
+
+
+def test_noisy_runs_converge_in_the_order_of_their_learning_rates(default_grid):
+    """On noisy data (optimum ~0.2-0.3), runs from lr 0.01 to 0.25 converge; up to the fastest
+    lr (0.249) a larger lr converges sooner."""
+    noisy = default_grid[default_grid["dataset"] == "noisy"]
+    ok = noisy[(noisy["lr"] >= 0.01) & (noisy["lr"] <= 0.25)]
+    assert ok["converged_at"].notna().all()
+    fastest = float(noisy["fastest_lr"].iloc[0])
+    below = ok[ok["lr"] <= fastest].groupby("lr")["converged_at"].max()
+    assert below.is_monotonic_decreasing and below.is_unique
+    assert (ok["excess_cost"] < 1e-6).all()
+
+
+def test_summary_columns_of_the_optimum(default_grid):
+    """optimal_cost is the dataset's (seed's) optimum; excess_cost = final_cost - optimal_cost."""
+    config = grid_config({"noisy": "default"})
+    opts = {o.seed: o.optimal_cost for o in optima(config, ["noisy"], [1, 2, 3])}
+    noisy = default_grid[default_grid["dataset"] == "noisy"]
+    np.testing.assert_array_equal(noisy["optimal_cost"], noisy["seed"].map(opts))
+    excess = default_grid["final_cost"] - default_grid["optimal_cost"]
+    np.testing.assert_array_equal(default_grid["excess_cost"], excess)
+    assert (default_grid.loc[default_grid["dataset"] == "tutorial", "optimal_cost"] == 0).all()
+
+
+def test_predicted_diverged_is_empty_where_the_theory_does_not_apply():
+    """Minibatch runs, and runs that start at the optimum, get no prediction (NA, not False);
+    full-batch runs do, and a start at the optimum has converged at epoch 0."""
+    config = grid_config({"noisy": "default", "flat": {"x": [1, 2, 3], "y": [0, 0, 0]}}, batch_size=[8, "full"])
+    config["grid"]["lr"] = [0.01, 0.5]
+    config["grid"]["seed"] = [1]
+    config["grid"]["epochs"] = [50]
+    runs = expand_grid(config, ["cpu"])
+    summary = train_runs(config, runs)[2]
+    pd_ = summary["predicted_diverged"]
+    mini = summary["batch_size"].astype(str) == "8"
+    flat = summary["dataset"].astype(str) == "flat"
+    assert pd_[mini & ~flat].isna().all() and pd_[flat].isna().all()
+    full = summary[~mini & ~flat]
+    assert full["predicted_diverged"].tolist() == [False, True]
+    assert (summary.loc[flat, "converged_at"] == 0).all()
+    assert summary.loc[mini, "rate"].isna().all() and summary.loc[mini, "predicted_rate"].isna().all()
+
+
+# --- non-finite initial cost ------------------------------------------------------------------
+
+
+def test_initial_cost_that_overflows_the_dtype_is_a_config_error():
+    """y ~ 3e19: y^2 overflows float32 at epoch 0; one line naming the dataset, no run."""
+    config = {
+        "datasets": {"huge": {"x": [1, 2, 3], "y": [3e19, 1, 2]}},
+        "grid": {"dataset": ["huge"], "lr": [0.01], "seed": [1], "epochs": [10], "device": ["cpu"]},
+    }
+    with pytest.raises(ConfigError) as info:
+        check_config(config)
+    message = str(info.value)
+    assert "\n" not in message and "datasets.huge" in message and "float32" in message
+    config["training"] = {"dtype": "float64"}
+    check_config(config)  # fine in float64
+
+
+def test_synthetic_overflow_is_a_config_error_when_trained():
+    """Synthetic points are drawn when trained: there the same error, naming the dataset."""
+    config = check_config(
+        {
+            "datasets": {"steep": {"synthetic": {"n": 8, "slope": 1.0e20, "noise": 0.0}}},
+            "grid": {"dataset": ["steep"], "lr": [0.01], "seed": [1], "epochs": [10], "device": ["cpu"]},
+        }
+    )
+    with pytest.raises(ConfigError, match=r"datasets\.steep.*not finite"):
+        train_runs(config, [RunSpec("steep", 0.01, 1, 10)])
+
+
+# --- words and plots --------------------------------------------------------------------------
+
+
+def test_final_cost_is_described_as_the_cost_before_the_last_update():
+    """final_cost is the last epoch's forward pass, before that epoch's update (the lesson's
+    log): the summary caption and the divergence legend must not say "after"."""
+    caption = (ROOT / "workflow" / "report" / "summary.rst").read_text()
+    legend = plots._DIVERGENCE_HANDLES["stable"].get_label()
+    for text in (caption, legend):
+        assert "cost after the last epoch" not in text
+        assert "before" in text
+
+
+def test_rate_plot_draws_measured_points_over_the_predicted_curve(default_grid, tmp_path):
+    """The rate plot: labelled axes, one panel per dataset, the predicted curve and the
+    fastest/critical lines in the legend; also with a singular dataset and no converged run."""
+    config = grid_config({"tutorial": "default", "noisy": "default"})
+    theory = theory_table(theories(config, ["tutorial", "noisy"]), optima(config, ["tutorial", "noisy"], [1, 2, 3]))
+    png, svg = tmp_path / "rate.png", tmp_path / "rate.svg"
+    plots.rate(default_grid, theory, png, svg)
+    text = svg.read_text()
+    for label in ("learning rate / critical learning rate", "dataset = tutorial", "dataset = noisy", "(1 − lr·λ)²"):
+        assert label in text, label
+    assert png.stat().st_size > 10_000
+    none = default_grid.assign(rate=np.nan)
+    plots.rate(none, theory, png, svg)
+    assert "no converging full-batch run" in svg.read_text()

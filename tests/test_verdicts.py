@@ -1,0 +1,155 @@
+"""The verdicts at the float limits: VerdictTracker fed hand-built float32 and float64 costs
+(NaN, inf under a threshold that overflows the dtype, the threshold +- one ulp, an initial cost
+of 0, divergence on a chunk boundary), and both engines giving the same divergence epoch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gdbench.analysis import Criteria, VerdictTracker, float_floor, measured_rate
+from gdbench.data import parse_dataset
+from gdbench.engines import TrainOptions, train
+from gdbench.runs import RunSpec
+
+DTYPES = [torch.float32, torch.float64]
+
+
+DEFAULT = Criteria()
+
+
+def verdicts(costs, dtype, criteria=DEFAULT, optimal=0.0, floor=0.0, chunk=None):
+    """Feed one run's per-epoch costs (epoch 0 first) through a tracker, ``chunk`` epochs at a
+    time as the batched engine does (all at once by default), stopping when it says done."""
+    cost = torch.tensor(costs, dtype=dtype)[:, None]
+    tracker = VerdictTracker(1, criteria, "cpu", np.array([optimal]), np.array([floor]))
+    end = torch.tensor([len(costs) - 1])
+    chunk = chunk or len(costs)
+    for start in range(0, len(costs), chunk):
+        part = cost[start : start + chunk]
+        done = tracker.update(torch.tensor([0]), start, part, part, part, end)
+        if bool(done[0]):
+            break
+    return tracker.result()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nan_cost_is_divergence(dtype):
+    """A NaN cost fails every comparison: it must still count as divergence, not as a run
+    that neither converged nor diverged."""
+    v = verdicts([4.0, 2.0, float("nan"), 1.0], dtype)
+    assert v.diverged[0] and v.diverged_at[0] == 2 and v.last_epoch[0] == 2
+    assert v.min_cost[0] == 2.0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_inf_cost_is_divergence_even_when_the_threshold_overflows(dtype):
+    """initial cost x diverged_factor beyond the dtype's range: an inf cost is still divergence
+    (float32 used to compare inf <= inf and train on)."""
+    big = float(torch.finfo(dtype).max) / 10
+    v = verdicts([big, big / 2, float("inf"), big], dtype, Criteria(diverged_factor=1.0e6))
+    assert v.diverged[0] and v.diverged_at[0] == 2
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_threshold_plus_and_minus_one_ulp(dtype):
+    """Diverged means strictly above diverged_factor x the initial cost, compared in float64:
+    one ulp below or at the threshold is not divergence, one ulp above is."""
+    criteria = Criteria(diverged_factor=4.0)
+    at = 4.0  # initial cost 1 -> threshold exactly 4 in every dtype
+    up = float(np.nextafter(np.array(at, dtype=str(dtype)[6:]), np.inf))
+    down = float(np.nextafter(np.array(at, dtype=str(dtype)[6:]), 0))
+    assert not verdicts([1.0, down], dtype, criteria).diverged[0]
+    assert not verdicts([1.0, at], dtype, criteria).diverged[0]
+    assert verdicts([1.0, up], dtype, criteria).diverged_at[0] == 1
+
+
+def test_threshold_is_not_rounded_to_float32():
+    """A threshold between two float32 numbers is compared in float64: the float32 number just
+    above it is divergence (rounding the threshold up to float32 hid it)."""
+    factor = 1 + 2.0**-23 - 2.0**-30  # threshold 1 + 2^-23 - 2^-30, rounds up to 1 + 2^-23 in float32
+    just_above = 1 + 2.0**-23  # a float32 number
+    v = verdicts([1.0, 1.0, just_above], torch.float32, Criteria(diverged_factor=factor))
+    assert v.diverged_at[0] == 2
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_initial_cost_zero(dtype):
+    """An initial cost of 0 (the start is the optimum): converged at epoch 0; the divergence
+    threshold is diverged_factor x 1."""
+    v = verdicts([0.0, 0.0, 0.0], dtype, Criteria(diverged_factor=10.0))
+    assert v.converged_at[0] == 0 and not v.diverged[0]
+    v = verdicts([0.0, 5.0, 11.0], dtype, Criteria(diverged_factor=10.0))
+    assert v.converged_at[0] == 0 and v.diverged_at[0] == 2
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_convergence_is_relative_to_the_optimum(dtype):
+    """converged_at: first epoch with cost - optimum <= converged_below x (epoch 0's cost -
+    optimum), in float64; a threshold below the float floor is never met through rounding."""
+    costs = [10.5, 5.5, 0.5 + 2.0**-10, 0.5 + 2.0**-12, 0.5]  # exact in float32
+    v = verdicts(costs, dtype, Criteria(converged_below=5e-5), optimal=0.5)
+    assert v.converged_at[0] == 3  # 2^-12 <= 5e-5 x 10 (epoch 2's 2^-10 is not)
+    assert v.initial_cost[0] == 10.5 and v.optimal_cost[0] == 0.5
+    # The same run with a floor above its threshold (5e-4): an excess that small is rounding.
+    v = verdicts(costs, dtype, Criteria(converged_below=5e-5), optimal=0.5, floor=1e-2)
+    assert v.converged_at[0] == -1
+
+
+@pytest.mark.parametrize("chunk", [3, 4, 5])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_divergence_on_a_chunk_boundary(dtype, chunk):
+    """Divergence on the last epoch of a chunk, the first of the next, or mid-chunk is found
+    at the same epoch, and the run is reported finished there."""
+    costs = [1.0, 2.0, 3.0, 1.0e9, 1.0, 1.0]
+    v = verdicts(costs, dtype, Criteria(diverged_factor=1.0e6), chunk=chunk)
+    assert v.diverged_at[0] == 3 and v.last_epoch[0] == 3 and v.final_cost[0] == 1.0e9
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("chunk_epochs", [1, 5, 6, 64])
+def test_loop_and_batched_diverge_at_the_same_epoch(dtype, chunk_epochs):
+    """The two engines are one verdict: the same divergence epoch exactly, whatever the
+    batched engine's chunk length (tutorial lr 0.5 diverges at epoch 5 in float32)."""
+    data = {"tutorial": parse_dataset("tutorial", {"x": [1, 2, 3], "y": [2, 4, 6]})}
+    lrs = (0.19, 0.25, 0.5, 1.0, 3.0)
+    options = TrainOptions(chunk_epochs=chunk_epochs, record_every=0)
+    out = {
+        engine: train([RunSpec("tutorial", lr, 1, 400, dtype=dtype, engine=engine) for lr in lrs], data, options)
+        for engine in ("loop", "batched")
+    }
+    np.testing.assert_array_equal(out["loop"].verdicts.diverged_at, out["batched"].verdicts.diverged_at)
+    assert out["loop"].verdicts.diverged.all()
+
+
+@pytest.mark.parametrize("engine", ["loop", "batched"])
+def test_overflowing_cost_diverges_at_the_first_inf_in_both_engines(engine):
+    """y ~ 2e16 in float32: initial cost x 1e6 overflows float32; the run diverges where its
+    cost first becomes inf (epoch 4 at lr 0.5), in both engines, with no inf kept after."""
+    data = {"big": parse_dataset("big", {"x": [1, 2, 3], "y": [2e16, 4e16, 6e16]})}
+    batch = train([RunSpec("big", 0.5, 1, 2000, engine=engine)], data)
+    v = batch.verdicts
+    assert v.diverged_at[0] == 4
+    epochs, _, _, cost = batch.run_trajectory(0)
+    assert epochs[-1] == 4 and np.isinf(cost[-1]) and np.isfinite(cost[:-1]).all()
+
+
+def test_float_floor_is_a_few_ulps_of_the_optimum():
+    """The floor the docs state: 4 ulps of the optimal cost in the run's dtype (plus the
+    squared ulp of the largest |y|)."""
+    assert float_floor(0.3, 7.0, "float32") == pytest.approx(4 * (2.0**-25 + (2.0**-21) ** 2))
+    assert float_floor(0.0, 0.0, "float64") > 0
+
+
+def test_measured_rate_fits_the_tail():
+    """Two geometric components, the faster one dominating first: the fit returns the slower
+    (asymptotic) rate, not an average, and ignores the float floor."""
+    t = np.arange(3000)
+    excess = 100 * 0.8**t + 0.01 * 0.99**t
+    excess = np.maximum(excess, 1e-12)  # a floor the fit must stay above
+    assert measured_rate(t, excess, excess[0], 1e-10) == pytest.approx(0.99, abs=1e-9)
+    assert np.isnan(measured_rate(t[:2], excess[:2], excess[0], 1e-10))
+    # Rounding that stalls the descent (a repeat) ends the window: the flat part is not fitted.
+    stalled = np.where(t < 1500, excess, excess[1500])
+    assert measured_rate(t, stalled, excess[0], 1e-14) == pytest.approx(0.99, abs=1e-9)

@@ -1,0 +1,34 @@
+# The stability edge: per grid point without its lr, the smallest diverging lr, located by
+# search. It needs only the config, so it runs beside the training jobs.
+
+
+rule edge:
+    input:
+        csv=edge_csv_files,
+    output:
+        csv=report(
+            "results/tables/edge.csv",
+            caption="../report/edge_table.rst",
+            category="Divergence",
+            labels={"result": "stability edge (table)"},
+        ),
+        png=report(
+            "results/plots/edge.png",
+            caption="../report/edge.rst",
+            category="Divergence",
+            labels={"result": "stability edge, located and theory"},
+        ),
+        svg="results/plots/edge.svg",
+    log:
+        "results/logs/edge.log",
+    benchmark:
+        "results/benchmarks/edge.tsv"
+    conda:
+        "../envs/gdbench.yaml"
+    threads: 1
+    params:
+        config=edge_config,
+    message:
+        "Locating the stability edge of every grid point (many learning rates per round, one tensor program)"
+    script:
+        "../scripts/edge.py"

@@ -1,0 +1,51 @@
+"""Every figure in one process: a function per figure, called for each `<name>_png` output."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this checkout's gdbench
+
+import numpy as np
+import pandas as pd
+
+from gdbench import plots
+from gdbench.tables import AXES
+
+
+def convergence(inputs, png, svg, log):
+    """Cost vs epoch per learning rate, a facet per dataset (and device)."""
+    summary = pd.read_parquet(inputs.summary)
+    # Read only the epochs the plot can draw (it thins to MAX_POINTS per line), plus each
+    # run's last and divergence epochs: big grids then never load every row.
+    top = int(summary["epochs"].max())
+    drawn = np.flatnonzero(plots.kept_epochs(np.arange(top + 1), plots.MAX_POINTS))
+    ends = np.concatenate([summary["epochs"].to_numpy(), summary["diverged_at"].dropna().to_numpy()])
+    epochs = sorted({int(e) for e in np.concatenate([drawn, ends])})
+    columns = ["run_id", *AXES, "epoch", "cost"]
+    trajectories = pd.read_parquet(inputs.trajectories, columns=columns, filters=[("epoch", "in", epochs)])
+    print(f"convergence: {len(trajectories)} trajectory rows read for {len(summary)} runs", file=log)
+    plots.convergence(trajectories, summary, png, svg)
+
+
+def rate(inputs, png, svg, log):
+    """Measured rate of the excess cost vs lr / critical_lr, over the predicted rate."""
+    plots.rate(pd.read_parquet(inputs.summary), pd.read_csv(inputs.theory), png, svg)
+
+
+def divergence(inputs, png, svg, log):
+    """Final cost vs learning rate, with the critical and the fastest learning rate."""
+    plots.divergence(pd.read_parquet(inputs.summary), pd.read_csv(inputs.theory), png, svg)
+
+
+def timing(inputs, png, svg, log):
+    """Seconds per epoch vs n, and batched throughput vs grid size."""
+    plots.timing(pd.read_csv(inputs.timing), png, svg)
+
+
+with open(snakemake.log[0], "w") as log:
+    sys.stderr = log
+    for key, png in snakemake.output.items():
+        if key.endswith("_png"):
+            name = key[: -len("_png")]
+            globals()[name](snakemake.input, png, snakemake.output[f"{name}_svg"], log)
+            print(f"drew {name}", file=log, flush=True)

@@ -305,8 +305,8 @@ def timing_step(out: Path, csv: Path, devices: list[str], threads: int, quick: b
                 time.perf_counter() - t0,
             )
             results.append(r)
-            timing.timing_table(results).to_csv(csv, index=False)  # partial results survive a kill
-    table = timing.timing_table(results)
+            timing_results.timing_table(results).to_csv(csv, index=False)  # partial results survive a kill
+    table = timing_results.timing_table(results)
     table.to_csv(csv, index=False)
     failed = [r for r in results if not r.ok]
     note = f"{len(results)} rows, {len(failed)} NaN -> {csv.name}"

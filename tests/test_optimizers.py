@@ -352,7 +352,7 @@ def test_plots_facet_by_optimizer_with_each_ones_theory(tmp_path) -> None:
 def test_timing_has_an_optimizer_axis_at_two_measurements_each(tmp_path) -> None:
     """timing.csv says what each optimizer costs in both engines, without re-timing every
     size per optimizer (the timing job runs on every default run), and the plot shows it."""
-    from gdbench import plots, timing
+    from gdbench import plots, timing, timing_results
 
     config = {"sizes": [3, 50], "runs": [1, 20], "epochs": 3, "repeats": 3, "min_run_time": 0.005}
     config["optimizers"] = ["sgd", "heavy_ball", "adam"]
@@ -361,7 +361,7 @@ def test_timing_has_an_optimizer_axis_at_two_measurements_each(tmp_path) -> None
     pairs = (("loop", 1), ("batched", 20))
     assert extra == [(engine, 3, runs, name) for name in ("heavy_ball", "adam") for engine, runs in pairs]
     specs = {name: parse_optimizer(name, OPTIMIZERS[name]) for name in ("heavy_ball", "adam")}
-    table = timing.timing_table(timing.measure_plan(config, "cpu", optimizers=specs))
+    table = timing_results.timing_table(timing.measure_plan(config, "cpu", optimizers=specs))
     assert table["optimizer"].tolist() == [i[3] for i in items] and (table["median_s_per_epoch"] > 0).all()
     with pytest.raises(KeyError, match="nesterov"):
         timing.measure_plan({**config, "optimizers": ["sgd", "nesterov"]}, "cpu", optimizers=specs)

@@ -279,3 +279,32 @@ def test_rate_plot_draws_measured_points_over_the_predicted_curve(default_grid, 
     none = default_grid.assign(rate=np.nan)
     plots.rate(none, theory, png, svg)
     assert "no converging full-batch run" in svg.read_text()
+
+
+def test_rate_plot_draws_each_optimizers_own_predicted_curve(momentum_grid, tmp_path):
+    """With momentum the theory curve is the optimizer's own (rho^2 of its 2x2 step over lr /
+    its own critical lr), not plain descent's: heavy ball's is flat at beta = 0.9 where its
+    measured points sit; plain descent's V and fastest lr are not drawn for them."""
+    from matplotlib.figure import Figure
+
+    from gdbench.optimizers import optimizer_specs
+
+    config = grid_config({"tutorial": "default"}, optimizers=("heavy_ball", "nesterov"))
+    specs = optimizer_specs(config)
+    theory = theory_table(theories(config, ["tutorial"]), optimizers=specs)
+    png, svg = tmp_path / "rate.png", tmp_path / "rate.svg"
+    drawn: list = []
+    original = Figure.savefig
+    try:
+        Figure.savefig = lambda self, *a, **k: (drawn.append(self), original(self, *a, **k))[1]
+        plots.rate(momentum_grid, theory, png, svg, optimizers=specs)
+    finally:
+        Figure.savefig = original
+    text = svg.read_text()
+    for label in ("predicted, heavy_ball", "predicted, nesterov", "ρ²"):
+        assert label in text, label
+    assert "(1 − lr·λ)²" not in text and "fastest lr" not in text
+    curves = [ln for ln in drawn[0].axes[0].get_lines() if ln.get_linestyle() == "--"]
+    assert len(curves) == 2
+    flat = curves[0].get_ydata()[(curves[0].get_xdata() > 0.2) & (curves[0].get_xdata() < 0.9)]
+    np.testing.assert_allclose(flat, 0.9, atol=1e-9)

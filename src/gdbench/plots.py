@@ -55,6 +55,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, LogFormatter, NullLoc
 
 from gdbench.analysis import FLOOR_ULPS, crossover  # noqa: E402
 from gdbench.io import atomic_path  # noqa: E402
+from gdbench.optimizers import PLAIN_SGD, OptimizerSpec  # noqa: E402
 
 __all__ = ["DPI", "convergence", "divergence", "rate", "timing"]
 
@@ -924,22 +925,40 @@ def _corner_note(ax: Axes, text: str) -> None:
 # Rate
 
 
-def rate(summary: pd.DataFrame, theory: pd.DataFrame, out_png: PathLike, out_svg: PathLike) -> None:
+def rate(
+    summary: pd.DataFrame,
+    theory: pd.DataFrame,
+    out_png: PathLike,
+    out_svg: PathLike,
+    optimizers: dict[str, OptimizerSpec] | None = None,
+) -> None:
     """Measured rate vs lr / critical_lr (linear axes), over the rate theory predicts, a facet
     per dataset.
 
     Points: the summary's ``rate`` of each converging full-batch run (the contraction factor
-    of its excess cost per epoch, fitted on the tail), coloured by learning rate. Dashed
-    curve: the predicted rate ``max over lambda > 0 of (1 - lr lambda)^2`` from the theory
-    table's eigenvalues, for a start with error along every eigen-direction: a V with its
-    bottom at the fastest lr (dotted) that reaches 1 at the critical lr (x = 1). Runs whose
-    start lacks a direction follow their own ``predicted_rate`` (drawn as open circles).
+    of its excess cost per epoch, fitted on the tail), coloured by learning rate, a marker per
+    optimizer. Dashed curves: each optimizer's predicted rate (:func:`gdbench.stability.rate_curve`,
+    ``max over lambda > 0 of rho^2``; plain descent's ``(1 - lr lambda)^2``) from the theory
+    table's eigenvalues, for a start with error along every eigen-direction, over lr / its own
+    critical lr: plain descent's V has its bottom at the fastest lr (dotted) and reaches 1 at
+    the critical lr (x = 1), heavy ball's is flat at beta where its roots are complex.
+    ``optimizers`` gives the specs by name (plain SGD for a name it lacks, or without it).
+    Runs whose start lacks a direction follow their own ``predicted_rate`` (open circles).
     """
+    from gdbench import stability
+
     runs = summary.copy()
     for col in ("rate", "predicted_rate", "lr_ratio", "lr"):
         runs[col] = pd.to_numeric(runs[col], errors="coerce").astype(float) if col in runs else np.nan
     if "dataset" not in runs:
         runs["dataset"] = "all"
+    if "optimizer" not in runs:
+        runs["optimizer"] = PLAIN_SGD.name
+    runs["optimizer"] = runs["optimizer"].astype(str)
+    names = list(dict.fromkeys(runs["optimizer"]))
+    specs = {n: (optimizers or {}).get(n, PLAIN_SGD) for n in names}
+    styles = {n: _RATE_STYLES[i % len(_RATE_STYLES)] for i, n in enumerate(names)}
+    drawn: set[str] = set()
     eig = _eigenvalues(theory)
     with _theme():
         facets = _facets(runs[["dataset"]].drop_duplicates()) if len(runs) else None
@@ -953,21 +972,28 @@ def rate(summary: pd.DataFrame, theory: pd.DataFrame, out_png: PathLike, out_svg
         fig, by_key = _grid(facets, 5.2, 3.9, extra_width=0.9)
         norm, cmap = _lr_norm(runs["lr"].to_numpy()), _lr_cmap()
         any_measured = False
+        plain_drawn = False
         for key, ax in by_key.items():
             part = runs[runs["dataset"].astype(str).to_numpy() == key[0]]
             lam = eig.get(key[0])
             if lam is not None:
-                crit = 2.0 / lam.max()
                 x = np.unique(np.concatenate([np.linspace(0.0, 1.0, 401), [_fastest_ratio(lam)]]))
-                lr = x * crit
-                pos = lam[lam > 0]
-                curve = np.max((1.0 - lr[:, None] * pos[None, :]) ** 2, axis=1)
-                ax.plot(x, curve, ls="--", color=_CRITICAL_COLOUR, lw=1.3, zorder=2)
-                ax.axvline(_fastest_ratio(lam), color=_FASTEST_COLOUR, ls=":", lw=1.8, zorder=1)
+                for name in dict.fromkeys(part["optimizer"]):
+                    curve = stability.rate_curve(specs[name], lam, x)
+                    if np.isfinite(curve).any():
+                        colour, dashes, _ = styles[name]
+                        ax.plot(x, curve, ls="--", dashes=dashes, color=colour, lw=1.3, zorder=2)
+                        drawn.add(name)
+                    plain_drawn |= specs[name].kind == "sgd" and specs[name].momentum == 0
+                if plain_drawn:
+                    ax.axvline(_fastest_ratio(lam), color=_FASTEST_COLOUR, ls=":", lw=1.8, zorder=1)
                 ax.axvline(1.0, color=_DIVERGED_COLOUR, ls="-", lw=0.8, alpha=0.6, zorder=1)
             own = part[np.isfinite(part["predicted_rate"]) & np.isfinite(part["rate"])]
             if lam is not None and len(own):
-                generic = np.max((1.0 - own["lr"].to_numpy()[:, None] * lam[lam > 0][None, :]) ** 2, axis=1)
+                pos = lam[lam > 0]
+                generic = np.array(
+                    [stability.run_rate(specs[o], lr, pos) for o, lr in zip(own["optimizer"], own["lr"], strict=True)]
+                )
                 odd = ~np.isclose(own["predicted_rate"].to_numpy(), generic, rtol=1e-9, atol=1e-12)
                 if odd.any():
                     sel = own[odd]
@@ -977,28 +1003,49 @@ def rate(summary: pd.DataFrame, theory: pd.DataFrame, out_png: PathLike, out_svg
             measured = part[np.isfinite(part["rate"])]
             if len(measured):
                 any_measured = True
-                ax.scatter(
-                    measured["lr_ratio"], measured["rate"], c=cmap(norm(measured["lr"].to_numpy())),
-                    s=28, edgecolors="white", linewidths=0.5, zorder=4,
-                )  # fmt: skip
+                for name, group in measured.groupby("optimizer", sort=False):
+                    ax.scatter(
+                        group["lr_ratio"], group["rate"], c=cmap(norm(group["lr"].to_numpy())),
+                        marker=styles[str(name)][2], s=28, edgecolors="white", linewidths=0.5, zorder=4,
+                    )  # fmt: skip
             else:
                 _empty_note(ax, "no converging full-batch run")
             ax.set(xlim=(0.0, 1.1), ylim=(-0.02, 1.05))
             ax.set_title(facets.title(key))
         _label_outer(facets, by_key, _RATE_X, _RATE_Y)
         _lr_colorbar(fig, list(by_key.values()), norm, cmap, runs["lr"].to_numpy())
-        handles = [
-            Line2D([], [], ls="none", marker="o", color="0.3", label="measured: fit to the tail of the excess cost"),
-            Line2D([], [], ls="--", color=_CRITICAL_COLOUR, label="predicted: max over λ > 0 of (1 − lr·λ)²"),
-            Line2D([], [], ls=":", color=_FASTEST_COLOUR, lw=1.8, label="fastest lr"),
-            Line2D([], [], ls="-", color=_DIVERGED_COLOUR, alpha=0.6, label="critical lr 2/λmax (rate 1)"),
-        ]
+        several = len(names) > 1
+        handles = []
+        for name in names:
+            colour, dashes, marker = styles[name]
+            who = f"{name}: " if several else ""
+            handles.append(
+                Line2D([], [], ls="none", marker=marker, color="0.3", label=f"measured, {who}fit to the excess cost")
+            )
+            if name in drawn:
+                plain = specs[name].kind == "sgd" and specs[name].momentum == 0
+                formula = "(1 − lr·λ)²" if plain else "ρ² (spectral radius of its 2×2 step)"
+                label = f"predicted, {who}max over λ > 0 of {formula}"
+                handles.append(Line2D([], [], ls="--", dashes=dashes, color=colour, label=label))
+        if plain_drawn:
+            handles.append(Line2D([], [], ls=":", color=_FASTEST_COLOUR, lw=1.8, label="fastest lr (plain SGD)"))
+        critical = "critical lr of each optimizer (rate 1)"
+        handles.append(Line2D([], [], ls="-", color=_DIVERGED_COLOUR, alpha=0.6, label=critical))
         if not any_measured:
             handles.append(Line2D([], [], ls="none", label="no run converged with full batches: no measured rate"))
         wide = fig.get_figwidth() >= 10
         fig.legend(handles=handles, loc="outside lower center", ncols=2 if wide else 1, fontsize="small")
         fig.suptitle("Rate: contraction of the excess cost per epoch, measured vs predicted")
         _save(fig, out_png, out_svg)
+
+
+#: (colour, dash pattern, marker) of each optimizer in the rate plot, in order of appearance.
+_RATE_STYLES: list[tuple[str, tuple[float, float], str]] = [
+    (_CRITICAL_COLOUR, (4.0, 2.0), "o"),
+    ("#7b3294", (6.0, 2.0), "s"),
+    ("#e66101", (2.0, 1.5), "^"),
+    ("#0571b0", (8.0, 2.0), "D"),
+]
 
 
 _RATE_X = "learning rate / critical learning rate"

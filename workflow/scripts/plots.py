@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from gdbench import plots
+from gdbench.optimizers import optimizer_specs
 from gdbench.tables import AXES
 
 
@@ -29,7 +30,8 @@ def convergence(inputs, png, svg, log):
 
 def rate(inputs, png, svg, log):
     """Measured rate of the excess cost vs lr / critical_lr, over the predicted rate."""
-    plots.rate(pd.read_parquet(inputs.summary), pd.read_csv(inputs.theory), png, svg)
+    specs = optimizer_specs(snakemake.config)  # each optimizer's own theory curve
+    plots.rate(pd.read_parquet(inputs.summary), pd.read_csv(inputs.theory), png, svg, optimizers=specs)
 
 
 def divergence(inputs, png, svg, log):

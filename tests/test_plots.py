@@ -318,3 +318,35 @@ def test_same_input_same_svg(real, tmp_path):
     for d in (a, b):
         plots.timing(timing_table(), d / "x.png", d / "x.svg")
     assert (a / "x.svg").read_bytes() == (b / "x.svg").read_bytes()
+
+
+def test_reduction_needs_no_matplotlib_and_figures_no_torch():
+    """The workflow reads trajectories through gdbench.plots.lines before drawing anything: it
+    must not pay for matplotlib there, and no figure module may import torch (the plots job
+    and notebooks reading tables would pay ~1.4 s, and need torch installed)."""
+    code = (
+        "import sys; import gdbench.plots.lines; mpl = 'matplotlib' in sys.modules; "
+        "from gdbench import plots; [getattr(plots, n) for n in plots.__all__]; "
+        "print(mpl, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_read_drawn_reads_the_thinned_epochs_and_each_runs_ends(tmp_path):
+    """The plots job reads only the epochs the convergence figure draws (at most MAX_POINTS per
+    line), plus each run's last epoch and divergence epoch, never the whole table."""
+    epochs = 3000
+    traj = pd.DataFrame(
+        {
+            "run_id": np.repeat([0, 1], epochs + 1),
+            "epoch": np.tile(np.arange(epochs + 1), 2),
+            "cost": np.ones(2 * (epochs + 1)),
+        }
+    )
+    traj.to_parquet(tmp_path / "t.parquet")
+    summary = pd.DataFrame({"run_id": [0, 1], "epochs": [epochs, epochs], "diverged_at": [np.nan, 1777.0]})
+    got = lines.read_drawn(tmp_path / "t.parquet", summary, ["run_id", "epoch", "cost"])
+    kept = set(got["epoch"])
+    assert {0, 1, 1777, epochs} <= kept
+    assert len(kept) <= lines.MAX_POINTS + 2 and len(got) == 2 * len(kept)

@@ -63,7 +63,7 @@ def convergence(
     positive optimum are drawn at that floor (noted).
 
     Each line is the median over seeds, with a band from the smallest to the largest seed.
-    Learning rate is the line's colour (log colour bar). The y axis is clipped to
+    Learning rate is the line's colour (stepped colour bar). The y axis is clipped to
     ``TOP_FACTOR`` x the largest initial excess of the facet's dataset, so diverging runs leave
     at the top; lines whose every seed diverged are dashed, and every divergence is marked
     with an ``x`` on the top edge at its epoch. Excesses of exactly 0 are drawn at a floor
@@ -85,83 +85,111 @@ def convergence(
         fig, by_key = grid(facets, 5.2, 3.7, extra_width=0.9)
         colour_of, step_norm, step_cmap, distinct = _lr_steps(lines["lr"].to_numpy(dtype=float))
         ranges = _cost_ranges(agg, line_keys)
-
-        tops: dict[tuple, list[tuple[int, tuple, float]]] = {}
-        ends: dict[tuple, list[tuple[float, float, tuple]]] = {}
-        for i, row in enumerate(lines.itertuples(index=False)):
-            key = line_keys[i]
-            ax = by_key[key]
-            sl = slice(agg.start[i], agg.start[i + 1])
-            x = agg.epoch[sl]
-            if x.size == 0:
-                continue
-            top = ranges[key[0]][1]
-            med, lo, hi = (np.minimum(v[sl], top * 10) for v in (agg.median, agg.lo, agg.hi))
-            colour = colour_of.get(float(row.lr), (0.5, 0.5, 0.5, 1.0))
-            rank = float(np.searchsorted(distinct, row.lr)) / max(distinct.size, 1)
-            all_diverged = row.n_diverged == row.n_runs
-            style = {"color": colour, "lw": 1.2 if all_diverged else 1.6, "ls": (0, (4, 2)) if all_diverged else "-"}
-            if x.size == 1:
-                style.update(marker="o", ms=4)
-            if row.n_runs > 1 and np.any(hi > lo):
-                ax.fill_between(x, lo, hi, color=colour, alpha=0.15, lw=0, zorder=1)
-            ax.plot(x, med, zorder=2 + rank, **style)
-            tops.setdefault(key, []).extend((e, colour, float(row.lr)) for e in row.diverged_epochs)
-            if not all_diverged and np.isfinite(med[-1]) and med[-1] < top:
-                ends.setdefault(key, []).append((float(row.lr), float(med[-1]), colour))
+        tops, ends = _draw_lines(by_key, agg, line_keys, ranges, colour_of, distinct)
         max_epoch = int(agg.epoch.max(initial=0))
         for key, ax in by_key.items():
-            bottom, top, _ = ranges.get(key[0], (1e-3, 1.0, False))
-            ax.set_yscale("log")
-            ax.set_ylim(bottom, top)
-            if max_epoch > _SYMLOG_ABOVE:
-                ax.set_xscale("symlog", linthresh=10, linscale=0.6)
-            ax.set_xlim(0, max(max_epoch, 1))
-            marks = tops.get(key, [])
-            # Room above the top edge for the divergence markers and their learning rates.
-            ax.set_title(facets.title(key), pad=34 if marks else 10)
-            for e, colour, _lr in marks:
-                ax.plot([e], [top], marker="x", ms=8, mew=2, color=colour, clip_on=False, zorder=10, ls="none")
-            _divergence_labels(ax, marks, top)
-            _end_labels(ax, ends.get(key, []), bottom, top)
-            if not ax.has_data():
-                empty_note(ax, "no runs")
+            ax.set_title(facets.title(key), pad=34 if tops.get(key) else 10)  # room for the × labels
+            _finish_facet(ax, ranges.get(key[0], (1e-3, 1.0, False)), max_epoch, tops.get(key, []), ends.get(key, []))
         xlabel = "epoch (log scale beyond 10)" if max_epoch > _SYMLOG_ABOVE else "epoch"
         label_outer(facets, by_key, xlabel, _EXCESS_LABEL)
         _lr_step_colorbar(fig, list(by_key.values()), step_norm, step_cmap, distinct)
-
-        handles = [Line2D([], [], color="0.3", lw=1.6, label="median over seeds, band: min–max")]
-        if any(tops.values()):
-            handles.append(
-                Line2D(
-                    [],
-                    [],
-                    color="0.3",
-                    lw=1.2,
-                    ls=(0, (4, 2)),
-                    marker="x",
-                    ms=7,
-                    mew=2,
-                    markevery=[-1],
-                    label="diverged (× on the top edge at its divergence epoch, labelled with its lr)",
-                )
-            )
-        if any(r[2] for r in ranges.values()):
-            handles.append(
-                Line2D(
-                    [],
-                    [],
-                    ls="none",
-                    label=f"y axis ends at {TOP_FACTOR:g}× the initial excess: diverging runs leave the top",
-                )
-            )
-        if agg.had_zero:
-            handles.append(Line2D([], [], ls="none", label=f"excess exactly 0 drawn at {agg.floor:.0e} (log axis)"))
-        handles += [Line2D([], [], ls="none", label=n) for n in dict.fromkeys(agg.notes)]
+        handles = _legend_handles(agg, any(tops.values()), any(r[2] for r in ranges.values()))
         wide = fig.get_figwidth() >= 10
         fig.legend(handles=handles, loc="outside lower center", ncols=2 if wide else 1, fontsize="small")
         fig.suptitle("Convergence: excess cost (cost − optimal cost) vs epoch, one line per learning rate")
         save(fig, out_png, out_svg)
+
+
+#: A divergence mark (epoch, colour, lr) and a line's right end (lr, last excess, colour).
+_Mark = tuple[int, tuple, float]
+_End = tuple[float, float, tuple]
+
+
+def _draw_lines(
+    by_key: dict,
+    agg: Lines,
+    line_keys: list[tuple[str, tuple]],
+    ranges: dict[str, tuple[float, float, bool]],
+    colour_of: dict[float, tuple],
+    distinct: np.ndarray,
+) -> tuple[dict[tuple, list[_Mark]], dict[tuple, list[_End]]]:
+    """Each line (median, and its min–max band) in its facet; returns per facet the divergence
+    marks to draw on the top edge and the right ends of the lines to label."""
+    tops: dict[tuple, list[_Mark]] = {}
+    ends: dict[tuple, list[_End]] = {}
+    for i, row in enumerate(agg.lines.itertuples(index=False)):
+        key = line_keys[i]
+        ax = by_key[key]
+        sl = slice(agg.start[i], agg.start[i + 1])
+        x = agg.epoch[sl]
+        if x.size == 0:
+            continue
+        top = ranges[key[0]][1]
+        med, lo, hi = (np.minimum(v[sl], top * 10) for v in (agg.median, agg.lo, agg.hi))
+        colour = colour_of.get(float(row.lr), (0.5, 0.5, 0.5, 1.0))
+        rank = float(np.searchsorted(distinct, row.lr)) / max(distinct.size, 1)
+        all_diverged = row.n_diverged == row.n_runs
+        style = {"color": colour, "lw": 1.2 if all_diverged else 1.6, "ls": (0, (4, 2)) if all_diverged else "-"}
+        if x.size == 1:
+            style.update(marker="o", ms=4)
+        if row.n_runs > 1 and np.any(hi > lo):
+            ax.fill_between(x, lo, hi, color=colour, alpha=0.15, lw=0, zorder=1)
+        ax.plot(x, med, zorder=2 + rank, **style)
+        tops.setdefault(key, []).extend((e, colour, float(row.lr)) for e in row.diverged_epochs)
+        if not all_diverged and np.isfinite(med[-1]) and med[-1] < top:
+            ends.setdefault(key, []).append((float(row.lr), float(med[-1]), colour))
+    return tops, ends
+
+
+def _finish_facet(
+    ax: Axes, y_range: tuple[float, float, bool], max_epoch: int, marks: list[_Mark], ends: list[_End]
+) -> None:
+    """A facet's axes (log cost, symlog epochs when long), divergence marks and lr labels."""
+    bottom, top, _ = y_range
+    ax.set_yscale("log")
+    ax.set_ylim(bottom, top)
+    if max_epoch > _SYMLOG_ABOVE:
+        ax.set_xscale("symlog", linthresh=10, linscale=0.6)
+    ax.set_xlim(0, max(max_epoch, 1))
+    for e, colour, _lr in marks:
+        ax.plot([e], [top], marker="x", ms=8, mew=2, color=colour, clip_on=False, zorder=10, ls="none")
+    _divergence_labels(ax, marks, top)
+    _end_labels(ax, ends, bottom, top)
+    if not ax.has_data():
+        empty_note(ax, "no runs")
+
+
+def _legend_handles(agg: Lines, any_diverged: bool, any_clipped: bool) -> list[Line2D]:
+    """The figure legend: what a line is, the divergence mark, the clipped axis and the notes."""
+    handles = [Line2D([], [], color="0.3", lw=1.6, label="median over seeds, band: min–max")]
+    if any_diverged:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="0.3",
+                lw=1.2,
+                ls=(0, (4, 2)),
+                marker="x",
+                ms=7,
+                mew=2,
+                markevery=[-1],
+                label="diverged (× on the top edge at its divergence epoch, labelled with its lr)",
+            )
+        )
+    if any_clipped:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                ls="none",
+                label=f"y axis ends at {TOP_FACTOR:g}× the initial excess: diverging runs leave the top",
+            )
+        )
+    if agg.had_zero:
+        handles.append(Line2D([], [], ls="none", label=f"excess exactly 0 drawn at {agg.floor:.0e} (log axis)"))
+    handles += [Line2D([], [], ls="none", label=n) for n in dict.fromkeys(agg.notes)]
+    return handles
 
 
 _EXCESS_LABEL = "excess cost (MSE − optimal MSE)"

@@ -62,14 +62,7 @@ def divergence(summary: pd.DataFrame, theory: pd.DataFrame, out_png: PathLike, o
     runs["final_cost"] = pd.to_numeric(runs["final_cost"], errors="coerce").astype(float)
     runs["diverged"] = runs["diverged"].fillna(False).astype(bool) if "diverged" in runs else False
     lines = _theory_lines(runs, theory)
-    optimal = runs["optimal_cost"].to_numpy(dtype=np.float64) if "optimal_cost" in runs.columns else None
-    dtypes = runs["dtype"].astype(str).to_numpy() if "dtype" in runs.columns else None
-    cost, floor_note = excess(runs["final_cost"].to_numpy(), optimal, dtypes)
-    finite = np.isfinite(cost)
-    positive = cost[finite & (cost > 0)]
-    floor = min(ZERO_FLOOR, float(positive.min()) / 10) if positive.size else ZERO_FLOOR
-    had_zero = bool((finite & (cost <= 0)).any())
-    runs["plot_cost"] = np.where(finite & (cost <= 0), floor, cost)
+    notes = _plot_costs(runs)
     with theme():
         if runs.empty:
             fig = Figure(figsize=(6, 4), layout="constrained")
@@ -94,25 +87,36 @@ def divergence(summary: pd.DataFrame, theory: pd.DataFrame, out_png: PathLike, o
         drawn: set[str] = set()
         only = ordered(runs["optimizer"]) if "optimizer" in runs.columns else []
         for key, ax in by_key.items():
-            part = runs.iloc[rows_of.get(key, [])]
             if "optimizer" in facets.row_axes:
                 optimizer: str | None = key[1][facets.row_axes.index("optimizer")]
             else:
                 optimizer = only[0] if len(only) == 1 else None
             theory_key = (key[0], optimizer) if (key[0], optimizer) in lines else (key[0], None)
-            facet_lines = lines.get(theory_key, _NO_THEORY)
-            drawn |= _divergence_facet(ax, part, y_ranges.get(key[0], (1e-3, 1e3)), facet_lines)
+            part = runs.iloc[rows_of.get(key, [])]
+            drawn |= _divergence_facet(ax, part, y_ranges.get(key[0], (1e-3, 1e3)), lines.get(theory_key, _NO_THEORY))
             ax.set_title(facets.title(key))
         label_outer(facets, by_key, "learning rate", _FINAL_LABEL)
         legend = [handle for kind, handle in _DIVERGENCE_HANDLES.items() if kind in drawn]
-        if had_zero:
-            legend.append(Line2D([], [], ls="none", label=f"excess exactly 0 drawn at {floor:.0e} (log axis)"))
-        if floor_note:
-            legend.append(Line2D([], [], ls="none", label=floor_note))
+        legend += [Line2D([], [], ls="none", label=note) for note in notes]
         wide = fig.get_figwidth() >= 10
         fig.legend(handles=legend, loc="outside lower center", ncols=2 if wide else 1, fontsize="small")
         fig.suptitle("Divergence: final excess cost vs learning rate, with the theory's critical learning rate")
         save(fig, out_png, out_svg)
+
+
+def _plot_costs(runs: pd.DataFrame) -> list[str]:
+    """Add ``plot_cost``, the final excess cost as drawn: exact zeros at a floor below the
+    smallest positive one; returns the notes for the legend (that floor, the float floor)."""
+    optimal = runs["optimal_cost"].to_numpy(dtype=np.float64) if "optimal_cost" in runs.columns else None
+    dtypes = runs["dtype"].astype(str).to_numpy() if "dtype" in runs.columns else None
+    cost, floor_note = excess(runs["final_cost"].to_numpy(), optimal, dtypes)
+    finite = np.isfinite(cost)
+    positive = cost[finite & (cost > 0)]
+    floor = min(ZERO_FLOOR, float(positive.min()) / 10) if positive.size else ZERO_FLOOR
+    zero = finite & (cost <= 0)
+    runs["plot_cost"] = np.where(zero, floor, cost)
+    notes = [f"excess exactly 0 drawn at {floor:.0e} (log axis)"] if zero.any() else []
+    return notes + ([floor_note] if floor_note else [])
 
 
 _FINAL_LABEL = "final excess cost (MSE − optimal MSE)"

@@ -115,25 +115,8 @@ def _facet(ax: Axes, part: pd.DataFrame, optimizers: list[str]) -> set[str]:
             drawn.add("horizon")
             values.append(horizon)
         if both.any():
-            mid = np.sqrt(lo[both] * hi[both])
-            centre = float(np.median(mid))
-            low, high = float(lo[both].min()), float(hi[both].max())
-            ax.errorbar(
-                [x - _OFFSET], [centre], yerr=[[centre - low], [high - centre]], ls="none", marker="o", ms=7,
-                color=_EDGE_COLOUR, mec="white", mew=0.6, elinewidth=1.4, capsize=4, zorder=3,
-            )  # fmt: skip
+            values += _located(ax, x, lo[both], hi[both], crit, horizon)
             drawn.add("located")
-            values += [low, high]
-            lines = [f"located {centre:.6g}"]
-            if np.isfinite(horizon):
-                lines.append(f"horizon {horizon:.6g}")
-            if np.isfinite(crit):
-                lines.append(f"critical {crit:.6g}")
-                lines.append(f"located/critical {centre / crit:.4f}")
-            top = max(high, horizon) if np.isfinite(horizon) else high
-            ax.annotate(
-                "\n".join(lines), (x, top), xytext=(0, 9), textcoords="offset points", ha="center", fontsize="x-small"
-            )
         none_hit = ~np.isfinite(hi) & np.isfinite(lo)  # no divergence up to lr_max
         if none_hit.any():
             ax.plot([x], [lo[none_hit].max()], ls="none", marker="^", ms=8, color=_EDGE_COLOUR, zorder=3)
@@ -153,6 +136,27 @@ def _facet(ax: Axes, part: pd.DataFrame, optimizers: list[str]) -> set[str]:
     else:
         empty_note(ax, "no edge")
     return drawn
+
+
+def _located(ax: Axes, x: int, lo: np.ndarray, hi: np.ndarray, crit: float, horizon: float) -> list[float]:
+    """The located edge of one optimizer (brackets ``lo``..``hi`` over seeds), written out with
+    theory's edges and its ratio to ``critical_lr``; returns the y values it drew."""
+    mid = np.sqrt(lo * hi)
+    centre = float(np.median(mid))
+    low, high = float(lo.min()), float(hi.max())
+    ax.errorbar(
+        [x - _OFFSET], [centre], yerr=[[centre - low], [high - centre]], ls="none", marker="o", ms=7,
+        color=_EDGE_COLOUR, mec="white", mew=0.6, elinewidth=1.4, capsize=4, zorder=3,
+    )  # fmt: skip
+    lines = [f"located {centre:.6g}"]
+    if np.isfinite(horizon):
+        lines.append(f"horizon {horizon:.6g}")
+    if np.isfinite(crit):
+        lines.append(f"critical {crit:.6g}")
+        lines.append(f"located/critical {centre / crit:.4f}")
+    top = max(high, horizon) if np.isfinite(horizon) else high
+    ax.annotate("\n".join(lines), (x, top), xytext=(0, 9), textcoords="offset points", ha="center", fontsize="x-small")
+    return [low, high]
 
 
 def _first(col: pd.Series) -> float:

@@ -99,12 +99,55 @@ def aggregate_lines(trajectories: pd.DataFrame, summary: pd.DataFrame, max_lines
     if len(trajectories) == 0:
         empty = np.empty(0)
         return Lines(pd.DataFrame(), empty, empty, empty, empty, np.zeros(1, np.int64), ZERO_FLOOR, False, notes)
-    run_id = trajectories["run_id"].to_numpy()
     epoch = trajectories["epoch"].to_numpy().astype(np.int64, copy=False)
-    rid_codes, rid_uniques = pd.factorize(run_id, sort=False)
+    rid_codes, rid_uniques = pd.factorize(trajectories["run_id"].to_numpy(), sort=False)
     rid_codes = rid_codes.astype(np.int32, copy=False)
+    stop = _stop_epochs(rid_uniques, summary)
 
-    # Each run's stop epoch (divergence) from the summary, so that the last point is always kept.
+    # The rows drawn: the thinned epochs, and each run's divergence and last epoch.
+    keep = kept_epochs(epoch, MAX_POINTS)[epoch]
+    keep |= epoch == stop[rid_codes]
+    if "epochs" in trajectories.columns:
+        keep |= epoch == trajectories["epochs"].to_numpy()
+    rows = np.flatnonzero(keep)
+    del keep
+    k_code, k_epoch = rid_codes[rows], epoch[rows]
+    k_cost = trajectories["cost"].to_numpy()[rows].astype(np.float64)
+    k_cost = _excess_of_runs(k_cost, k_code, rid_uniques, summary, notes)
+
+    runs = _run_table(trajectories, rows, rid_codes, k_code, k_epoch, k_cost, stop)
+    per_line, line_of_code = _lines_of(runs, len(rid_uniques), max_lines, notes)
+
+    # Costs: non-finite is overflow (+inf, drawn off the top); exact zeros are floored for the log axis.
+    k_line = line_of_code[k_code]
+    sel = k_line >= 0
+    k_line, k_epoch, k_cost = k_line[sel], k_epoch[sel], k_cost[sel]
+    k_cost[~np.isfinite(k_cost)] = np.inf
+    positive = k_cost[(k_cost > 0) & np.isfinite(k_cost)]
+    floor = min(ZERO_FLOOR, float(positive.min()) / 10) if positive.size else ZERO_FLOOR
+    zero = k_cost <= 0
+    k_cost[zero] = floor
+
+    span = int(k_epoch.max(initial=0)) + 1
+    agg = pd.Series(k_cost).groupby(k_line * span + k_epoch, sort=True).agg(["median", "min", "max"])
+    keys = agg.index.to_numpy()
+    # Lines are numbered 0..L-1 in per_line order (see _lines_of), so offsets index them directly.
+    start = np.searchsorted(keys // span, np.arange(len(per_line) + 1))
+    return Lines(
+        lines=per_line,
+        epoch=keys % span,
+        median=agg["median"].to_numpy(),
+        lo=agg["min"].to_numpy(),
+        hi=agg["max"].to_numpy(),
+        start=start,
+        floor=floor,
+        had_zero=bool(zero.any()),
+        notes=notes,
+    )
+
+
+def _stop_epochs(rid_uniques: np.ndarray, summary: pd.DataFrame) -> np.ndarray:
+    """Each run's divergence epoch from the summary (-1: none), so that its last point is kept."""
     stop = np.full(len(rid_uniques), -1, dtype=np.int64)
     if len(summary) and {"run_id", "diverged", "diverged_at"} <= set(summary.columns):
         s = summary[summary["diverged"].fillna(False).astype(bool)]
@@ -112,42 +155,54 @@ def aggregate_lines(trajectories: pd.DataFrame, summary: pd.DataFrame, max_lines
         at = s["diverged_at"].astype("Float64").fillna(-1).to_numpy(dtype=np.float64).astype(np.int64)
         ok = pos >= 0
         stop[pos[ok]] = at[ok]
+    return stop
 
-    keep = kept_epochs(epoch, MAX_POINTS)[epoch]
-    keep |= epoch == stop[rid_codes]
-    if "epochs" in trajectories.columns:
-        keep |= epoch == trajectories["epochs"].to_numpy()
-    rows = np.flatnonzero(keep)
-    del keep
 
-    k_code = rid_codes[rows]
-    k_epoch = epoch[rows]
-    k_cost = trajectories["cost"].to_numpy()[rows].astype(np.float64)
-    # The excess over each run's optimal cost (from the summary), when it has one.
-    if len(summary) and {"run_id", "optimal_cost"} <= set(summary.columns):
-        pos = pd.Index(summary["run_id"].to_numpy()).get_indexer(rid_uniques)
-        optimal = np.where(pos >= 0, summary["optimal_cost"].to_numpy(dtype=np.float64)[pos], 0.0)
-        dtypes = summary["dtype"].astype(str).to_numpy()[pos] if "dtype" in summary.columns else None
-        k_cost, note = excess(k_cost, optimal[k_code], None if dtypes is None else dtypes[k_code])
-        if note:
-            notes.append(note)
+def _excess_of_runs(
+    k_cost: np.ndarray, k_code: np.ndarray, rid_uniques: np.ndarray, summary: pd.DataFrame, notes: list[str]
+) -> np.ndarray:
+    """The excess over each run's optimal cost (from the summary), when it has one."""
+    if not (len(summary) and {"run_id", "optimal_cost"} <= set(summary.columns)):
+        return k_cost
+    pos = pd.Index(summary["run_id"].to_numpy()).get_indexer(rid_uniques)
+    optimal = np.where(pos >= 0, summary["optimal_cost"].to_numpy(dtype=np.float64)[pos], 0.0)
+    dtypes = summary["dtype"].astype(str).to_numpy()[pos] if "dtype" in summary.columns else None
+    k_cost, note = excess(k_cost, optimal[k_code], None if dtypes is None else dtypes[k_code])
+    if note:
+        notes.append(note)
+    return k_cost
 
-    # The run table: one row per run, its facet and lr (first kept row of each run).
+
+def _run_table(
+    trajectories: pd.DataFrame,
+    rows: np.ndarray,
+    rid_codes: np.ndarray,
+    k_code: np.ndarray,
+    k_epoch: np.ndarray,
+    k_cost: np.ndarray,
+    stop: np.ndarray,
+) -> pd.DataFrame:
+    """One row per run: its facet and lr (first kept row of each run), its ``code`` and the
+    epoch it diverged at (-1: never): the summary's verdict, or a non-finite cost in the
+    trajectory itself."""
     first = rows[np.unique(k_code, return_index=True)[1]]
     axes_cols = [c for c in ("run_id", "dataset", "lr", *ROW_AXES) if c in trajectories.columns]
     runs = trajectories.iloc[first][axes_cols].reset_index(drop=True)
     runs["code"] = rid_codes[first]
-    # Divergence: the summary's verdict, or a non-finite cost in the trajectory itself.
     nonfinite = ~np.isfinite(k_cost)
-    bad_runs = np.unique(k_code[nonfinite])
     div_at = stop.copy()
-    if bad_runs.size:
+    if nonfinite.any():
         first_bad = pd.Series(k_epoch[nonfinite]).groupby(k_code[nonfinite]).min()
         fill = div_at[first_bad.index.to_numpy()] < 0
         div_at[first_bad.index.to_numpy()[fill]] = first_bad.to_numpy()[fill]
     runs["diverged_at"] = div_at[runs["code"].to_numpy()]
+    return runs
 
-    # Lines: (facet, lr); cap the number of lrs per facet.
+
+def _lines_of(runs: pd.DataFrame, n_codes: int, max_lines: int, notes: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """The lines, one per (facet, lr), at most ``max_lines`` lrs per facet (evenly spaced), with
+    their run and divergence counts; and each run code's line (0..L-1 in the lines' order; -1:
+    not drawn)."""
     facet_cols = [c for c in ("dataset", *ROW_AXES) if c in runs.columns]
     for c in facet_cols:  # as strings, in the table's own order (categorical, else first seen)
         text = runs[c].astype(str)
@@ -168,40 +223,7 @@ def aggregate_lines(trajectories: pd.DataFrame, summary: pd.DataFrame, max_lines
             drop = np.setdiff1d(np.arange(lrs.size), pick)
             shown[idx[by_lr[drop]]] = False
             notes.append(f"{len(pick)} of {lrs.size} learning rates drawn (evenly spaced)")
-    line_of_code = np.full(len(rid_uniques), -1, dtype=np.int64)
-    line_of_code[runs["code"].to_numpy()] = np.where(shown[runs["line"].to_numpy()], runs["line"].to_numpy(), -1)
-    per_line = per_line[shown]
-
-    # Costs: non-finite is overflow (+inf, drawn off the top); exact zeros are floored for the log axis.
-    k_line = line_of_code[k_code]
-    sel = k_line >= 0
-    k_line, k_epoch, k_cost = k_line[sel], k_epoch[sel], k_cost[sel]
-    k_cost[~np.isfinite(k_cost)] = np.inf
-    positive = k_cost[(k_cost > 0) & np.isfinite(k_cost)]
-    floor = min(ZERO_FLOOR, float(positive.min()) / 10) if positive.size else ZERO_FLOOR
-    zero = k_cost <= 0
-    had_zero = bool(zero.any())
-    k_cost[zero] = floor
-
-    key = k_line * (int(k_epoch.max(initial=0)) + 1) + k_epoch
-    agg = pd.Series(k_cost).groupby(key, sort=True).agg(["median", "min", "max"])
-    keys = agg.index.to_numpy()
-    span = int(k_epoch.max(initial=0)) + 1
-    p_line, p_epoch = keys // span, keys % span
-    # Renumber lines 0..L-1 in per_line order so that offsets index them directly.
-    renumber = np.full(len(shown), -1, dtype=np.int64)
-    renumber[per_line.index.to_numpy()] = np.arange(len(per_line))
-    p_line = renumber[p_line]
-    start = np.searchsorted(p_line, np.arange(len(per_line) + 1))
-    per_line = per_line.reset_index(drop=True)
-    return Lines(
-        lines=per_line,
-        epoch=p_epoch,
-        median=agg["median"].to_numpy(),
-        lo=agg["min"].to_numpy(),
-        hi=agg["max"].to_numpy(),
-        start=start,
-        floor=floor,
-        had_zero=had_zero,
-        notes=notes,
-    )
+    renumber = np.where(shown, np.cumsum(shown) - 1, -1)  # shown lines as 0..L-1, in order
+    line_of_code = np.full(n_codes, -1, dtype=np.int64)
+    line_of_code[runs["code"].to_numpy()] = renumber[runs["line"].to_numpy()]
+    return per_line[shown].reset_index(drop=True), line_of_code

@@ -101,35 +101,7 @@ def rate(summary: pd.DataFrame, theory: pd.DataFrame, out_png: PathLike, out_svg
         any_measured = False
         for key, ax in by_key.items():
             part = runs[runs["dataset"].astype(str).to_numpy() == key[0]]
-            lam = eig.get(key[0])
-            if lam is not None:
-                crit = 2.0 / lam.max()
-                x = np.unique(np.concatenate([np.linspace(0.0, 1.0, 401), [_fastest_ratio(lam)]]))
-                lr = x * crit
-                pos = lam[lam > 0]
-                curve = np.max((1.0 - lr[:, None] * pos[None, :]) ** 2, axis=1)
-                ax.plot(x, curve, ls="--", color=CRITICAL_COLOUR, lw=1.3, zorder=2)
-                ax.axvline(_fastest_ratio(lam), color=FASTEST_COLOUR, ls=":", lw=1.8, zorder=1)
-                ax.axvline(1.0, color=DIVERGED_COLOUR, ls="-", lw=0.8, alpha=0.6, zorder=1)
-            own = part[np.isfinite(part["predicted_rate"]) & np.isfinite(part["rate"])]
-            if lam is not None and len(own):
-                generic = np.max((1.0 - own["lr"].to_numpy()[:, None] * lam[lam > 0][None, :]) ** 2, axis=1)
-                odd = ~np.isclose(own["predicted_rate"].to_numpy(), generic, rtol=1e-9, atol=1e-12)
-                if odd.any():
-                    sel = own[odd]
-                    ax.scatter(
-                        sel["lr_ratio"], sel["predicted_rate"], s=60, facecolors="none", edgecolors="0.3", zorder=3
-                    )
-            measured = part[np.isfinite(part["rate"])]
-            if len(measured):
-                any_measured = True
-                ax.scatter(
-                    measured["lr_ratio"], measured["rate"], c=cmap(norm(measured["lr"].to_numpy())),
-                    s=28, edgecolors="white", linewidths=0.5, zorder=4,
-                )  # fmt: skip
-            else:
-                empty_note(ax, "no converging full-batch run")
-            ax.set(xlim=(0.0, 1.1), ylim=(-0.02, 1.05))
+            any_measured |= _rate_facet(ax, part, eig.get(key[0]), norm, cmap)
             ax.set_title(facets.title(key))
         label_outer(facets, by_key, _RATE_X, _RATE_Y)
         _lr_colorbar(fig, list(by_key.values()), norm, cmap, runs["lr"].to_numpy())
@@ -145,6 +117,42 @@ def rate(summary: pd.DataFrame, theory: pd.DataFrame, out_png: PathLike, out_svg
         fig.legend(handles=handles, loc="outside lower center", ncols=2 if wide else 1, fontsize="small")
         fig.suptitle("Rate: contraction of the excess cost per epoch, measured vs predicted")
         save(fig, out_png, out_svg)
+
+
+def _rate_facet(ax: Axes, part: pd.DataFrame, lam: np.ndarray | None, norm: LogNorm, cmap: Colormap) -> bool:
+    """One dataset's facet: the predicted curve (when theory has its eigenvalues), the runs
+    that follow their own prediction, and the measured rates; returns whether any was measured."""
+    if lam is not None:
+        _rate_theory(ax, lam)
+    own = part[np.isfinite(part["predicted_rate"]) & np.isfinite(part["rate"])]
+    if lam is not None and len(own):
+        generic = np.max((1.0 - own["lr"].to_numpy()[:, None] * lam[lam > 0][None, :]) ** 2, axis=1)
+        odd = ~np.isclose(own["predicted_rate"].to_numpy(), generic, rtol=1e-9, atol=1e-12)
+        if odd.any():
+            sel = own[odd]
+            ax.scatter(sel["lr_ratio"], sel["predicted_rate"], s=60, facecolors="none", edgecolors="0.3", zorder=3)
+    measured = part[np.isfinite(part["rate"])]
+    if len(measured):
+        ax.scatter(
+            measured["lr_ratio"], measured["rate"], c=cmap(norm(measured["lr"].to_numpy())),
+            s=28, edgecolors="white", linewidths=0.5, zorder=4,
+        )  # fmt: skip
+    else:
+        empty_note(ax, "no converging full-batch run")
+    ax.set(xlim=(0.0, 1.1), ylim=(-0.02, 1.05))
+    return bool(len(measured))
+
+
+def _rate_theory(ax: Axes, lam: np.ndarray) -> None:
+    """The predicted rate over lr / critical lr, the fastest lr (dotted) and the critical lr."""
+    crit = 2.0 / lam.max()
+    x = np.unique(np.concatenate([np.linspace(0.0, 1.0, 401), [_fastest_ratio(lam)]]))
+    lr = x * crit
+    pos = lam[lam > 0]
+    curve = np.max((1.0 - lr[:, None] * pos[None, :]) ** 2, axis=1)
+    ax.plot(x, curve, ls="--", color=CRITICAL_COLOUR, lw=1.3, zorder=2)
+    ax.axvline(_fastest_ratio(lam), color=FASTEST_COLOUR, ls=":", lw=1.8, zorder=1)
+    ax.axvline(1.0, color=DIVERGED_COLOUR, ls="-", lw=0.8, alpha=0.6, zorder=1)
 
 
 _RATE_X = "learning rate / critical learning rate"

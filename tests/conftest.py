@@ -1,4 +1,6 @@
-"""Shared test helpers: running the workflow in a temporary directory."""
+"""Shared test helpers: the repository's paths, running the workflow in a temporary
+directory, the settings every in-process test trains with, and skips that CI turns into
+failures."""
 
 from __future__ import annotations
 
@@ -18,6 +20,34 @@ SNAKEFILE = REPO / "Snakefile"
 def snakemake_cmd() -> list[str]:
     exe = shutil.which("snakemake") or str(Path(sys.executable).with_name("snakemake"))
     return [exe]
+
+
+def snakemake_args(workdir: Path, *extra: str | Path) -> list[str]:
+    """``snakemake`` on this repository's Snakefile, run in ``workdir`` with its config.yaml."""
+    config = ["--configfile", str(workdir / "config.yaml")]
+    return [*snakemake_cmd(), "-s", str(SNAKEFILE), "--directory", str(workdir), *config, *map(str, extra)]
+
+
+def in_ci() -> bool:
+    """Whether the tests run in CI (which sets CI=true and installs every tool)."""
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip a test whose tool (Chromium, Playwright, Slurm) is missing here; in CI, where
+    `.ci/run` installs them all, a missing tool is a failure, never a silent skip."""
+    if in_ci():
+        pytest.fail(f"CI=true: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def deterministic() -> None:
+    """In-process training runs with the settings of the workflow's jobs: deterministic
+    algorithms and one torch thread (a test that needs other threads sets and restores them)."""
+    from gdbench.determinism import set_deterministic
+
+    set_deterministic(1)
 
 
 def run_workflow(

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import REPO
 from jsonschema import Draft202012Validator
 
 from gdbench.config import (
@@ -27,8 +28,7 @@ from gdbench.config import (
     schema,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = ROOT / "config" / "config.yaml"
+DEFAULT_CONFIG = REPO / "config" / "config.yaml"
 POINTS_CSV = "hours,score\n1,2.1\n2,3.9\n3,6.2\n4,7.8\n"
 
 
@@ -520,9 +520,9 @@ def test_defaults_are_valid() -> None:
 
 def test_workflow_schema_is_the_package_schema() -> None:
     """workflow/schemas/config.schema.yaml is a link to the package's copy, not a fork."""
-    link = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+    link = REPO / "workflow" / "schemas" / "config.schema.yaml"
     assert link.is_symlink()
-    assert link.resolve() == (ROOT / "src" / "gdbench" / "schemas" / "config.schema.yaml").resolve()
+    assert link.resolve() == (REPO / "src" / "gdbench" / "schemas" / "config.schema.yaml").resolve()
 
 
 def test_snakemake_validate_fills_the_same_defaults() -> None:
@@ -532,7 +532,7 @@ def test_snakemake_validate_fills_the_same_defaults() -> None:
     raw = {"training": {"engine": "loop"}, "datasets": {"line": {"synthetic": {"n": 8}}}, "grid": {"dataset": ["line"]}}
     ours = check_config(raw)
     theirs = json.loads(json.dumps(raw))
-    validate(theirs, schema=str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    validate(theirs, schema=str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
     assert theirs == ours
 
 
@@ -613,6 +613,6 @@ def test_float_values_are_shown_as_yaml_reads_them() -> None:
 
 def test_readme_documents_every_key() -> None:
     """config/README.md is where people look a key up: every key of the schema is there."""
-    readme = (ROOT / "config" / "README.md").read_text()
+    readme = (REPO / "config" / "README.md").read_text()
     missing = [where for where, _, _ in _all_properties() if f"`{where.rsplit('.', 1)[-1]}`" not in readme]
     assert not missing, f"config/README.md does not mention {missing}"

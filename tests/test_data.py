@@ -86,3 +86,54 @@ def test_unsafe_dataset_names_are_refused(name: str) -> None:
     """Dataset names reach file names and wildcards: shell metacharacters are refused."""
     with pytest.raises(DatasetError, match="name must start with a letter"):
         parse_dataset(name, {"x": [1], "y": [1]})
+
+
+def test_csv_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    """Spreadsheet programs save CSV with a UTF-8 byte order mark; the first column must still
+    be found by its name."""
+    (tmp_path / "p.csv").write_bytes("\ufeffhours,score\r\n1,2\r\n2,4.5\r\n".encode())
+    ds = load_dataset("c", {"csv": "p.csv", "x": "hours", "y": "score"}, base_dir=tmp_path)
+    assert ds.x.tolist() == [1.0, 2.0] and ds.y.tolist() == [2.0, 4.5]
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ("1,2\n2,\n", r"line 3, column 'score': '' is not a number"),
+        ("1,2\n,4\n", r"line 3, column 'hours': '' is not a number"),
+        ("1,2\n2,NaN\n", r"line 3, column 'score': 'NaN' is not finite"),
+        ("1,2\n2,nan\n", r"line 3, column 'score': 'nan' is not finite"),
+        ("1,inf\n", r"line 2, column 'score': 'inf' is not finite"),
+    ],
+    ids=["empty-y", "empty-x", "NaN", "nan", "inf"],
+)
+def test_csv_empty_cells_and_nan_are_refused_naming_the_line(tmp_path: Path, rows: str, message: str) -> None:
+    """An empty cell or a NaN would train to NaN silently: refused, naming line and column."""
+    (tmp_path / "p.csv").write_text("hours,score\n" + rows)
+    with pytest.raises(DatasetError, match=message):
+        load_dataset("mine", {"csv": "p.csv", "x": "hours", "y": "score"}, base_dir=tmp_path)
+
+
+def test_csv_dataset_trains_end_to_end(tmp_path: Path) -> None:
+    """`gdbench train` on a CSV dataset (with a BOM and an extra column) learns its line."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    points = "".join(f"{x},{2 * x + 1},note\n" for x in (0.0, 0.5, 1.0, 1.5, 2.0))
+    (tmp_path / "pts.csv").write_bytes(("\ufeffhours,score,comment\n" + points).encode())
+    (tmp_path / "grid.yaml").write_text(
+        "datasets: {pts: {csv: pts.csv, x: hours, y: score}}\n"
+        "grid: {dataset: [pts], lr: [0.1], seed: [1], epochs: [3000], device: [cpu]}\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "gdbench.cli", "train", "grid.yaml", "-o", "t.parquet", "--summary", "s.csv"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = pd.read_csv(tmp_path / "s.csv")
+    assert summary["n_points"].tolist() == [5] and not summary["diverged"].any()
+    assert abs(summary["final_W"].iloc[0] - 2.0) < 1e-3 and abs(summary["final_b"].iloc[0] - 1.0) < 1e-3

@@ -85,6 +85,31 @@ def test_a_run_alone_equals_the_same_run_in_a_batch(batch_size: int | None) -> N
             np.testing.assert_array_equal(a, b)
 
 
+def test_an_interleaved_grid_comes_back_in_run_order_bit_for_bit() -> None:
+    """One train() call over runs whose engines, batch sizes, dtypes, epochs and datasets
+    alternate from one run to the next: the engine trains them in groups, and the results must
+    come back in the order given, each run's rows bit for bit those of the run trained alone
+    (a mix-up would give a run another run's numbers in every table)."""
+    import itertools
+
+    axes = itertools.product(("loop", "batched"), (None, 2), ("float32", "float64"), (20, 33), ("tutorial", "noisy"))
+    runs = [
+        RunSpec(ds, lr, 1, ep, engine=en, batch_size=bs, dtype=dt)
+        for (en, bs, dt, ep, ds), lr in zip(axes, itertools.cycle((0.01, 0.1, 0.5)))
+    ]
+    order = np.random.default_rng(0).permutation(len(runs))  # neighbours belong to other groups
+    runs = [runs[i] for i in order]
+    together = train(runs, DATASETS)
+    assert together.runs == runs
+    for i, run in enumerate(runs):
+        alone = train([run], DATASETS)
+        assert alone.W.dtype == (np.float64 if run.dtype == "float64" else np.float32)
+        for a, b in zip(alone.run_trajectory(0), together.run_trajectory(i), strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=f"run {i}: {run}")
+        for key in ("diverged", "diverged_at", "final_W", "final_cost"):
+            assert getattr(alone.verdicts, key)[0] == getattr(together.verdicts, key)[i], (i, key)
+
+
 def test_normal_init_agrees_and_depends_on_seed() -> None:
     """Seeded normal init: both engines start from the same (W, b); seeds differ."""
     loop = train(grid("loop", "tutorial", init="normal", epochs=300), DATASETS)
@@ -156,6 +181,21 @@ def test_verdict_definitions() -> None:
     assert v.converged_at[0] == epochs[np.argmax(excess <= 1e-6 * excess[0])]
     assert (v.final_W[0], v.final_b[0], v.final_cost[0]) == (W[-1], b[-1], cost[-1])
     assert v.min_cost[0] == cost.min()
+
+
+@pytest.mark.parametrize("engine", ["batched", "loop"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_diverged_at_is_the_first_epoch_above_a_million_times_the_initial_cost(engine: str, dtype: str) -> None:
+    """diverged_at is the first epoch whose cost exceeds diverged_factor (1e6) x the initial
+    cost, read off the run's own recorded costs; a threshold set 10x too high or too low moves
+    it. Slow (0.19, 0.2) and fast (0.5, 1.0) divergence."""
+    runs = [RunSpec("tutorial", lr, 1, 2000, engine=engine, dtype=dtype) for lr in (0.19, 0.2, 0.5, 1.0)]
+    batch = train(runs, DATASETS)
+    for i in range(len(runs)):
+        epochs, _, _, cost = batch.run_trajectory(i)
+        at = batch.verdicts.diverged_at[i]
+        assert batch.verdicts.diverged[i] and epochs[-1] == at
+        assert not cost[-1] <= 1e6 * cost[0] and (cost[:-1] <= 1e6 * cost[0]).all(), runs[i]
 
 
 def test_data_source_caches_seeded_datasets() -> None:

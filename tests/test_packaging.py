@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import tomllib
 import yaml
+from conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 #: conda-forge names of PyPI packages that differ.
 CONDA_NAMES = {"torch": "pytorch"}
 

@@ -1,16 +1,16 @@
-"""The Snakemake report, built for a small run and opened in a real (headless) browser.
+"""The Snakemake report, built for the shared small run and opened in a real (headless) browser.
 
-One module-scoped fixture runs the workflow once on a small grid in a temporary directory and
-builds ``results/report.html`` and ``results/report.zip``; the tests then check what a user
+A module-scoped fixture builds ``results/report.html`` and ``results/report.zip`` for the
+session's small workflow run (``small_run`` in conftest.py); the tests then check what a user
 would get: the files build, the captions render (config values filled in, no RST errors),
 and in Debian's Chromium, driven by Playwright with every network request blocked, the
 report loads without console errors, lists the categories, shows our labelled results and
-opens the plots as embedded PNG images.
+opens the plots as embedded PNG images. Each browser test opens the report in its own page,
+with its own record of console messages and network requests.
 
-Browser tests skip (with the reason) where ``/usr/bin/chromium`` or Playwright is missing;
-CI installs both (``.ci/run``). Never ``playwright install``: it downloads another browser.
-Screenshots go to the fixture's directory; the plot view is also copied to
-``/tmp/report-screenshot.png`` for a person to look at.
+Browser tests skip (with the reason) where ``/usr/bin/chromium`` or Playwright is missing,
+and fail instead under CI=true (``.ci/run`` installs both). Never ``playwright install``: it
+downloads another browser. Screenshots go to the report's run directory (printed).
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ import ast
 import html
 import json
 import re
-import shutil
 import subprocess
-import sys
 import time
 import zipfile
 from collections.abc import Iterator
@@ -30,25 +28,17 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import REPO, SMALL_CONFIG, skip_or_fail, snakemake_args
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = pytest.mark.slow
+browser_test = pytest.mark.browser
 
-REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOT_COPY = Path("/tmp/report-screenshot.png")
 CATEGORIES = ("Convergence", "Divergence", "Timing", "Reproducibility")
 
-# A small grid that still has converging and diverging runs on both datasets (critical lr
-# 0.180 for tutorial, 0.262 for noisy), one training job, a tiny timing section, and a
-# verify step that only checks the lesson's run.
-CONFIG = """\
-grid: {dataset: [tutorial, noisy], lr: [0.01, 0.1, 0.19, 0.5], seed: [1, 2], epochs: [300], device: [cpu]}
-sharding: {jobs_per_device: 1}
-timing: {enabled: true, sizes: [3, 100], runs: [1, 10], engines: [loop, batched], epochs: 2, repeats: 2,
-         min_run_time: 0.01}
-verify: {sample: 0}
-"""
-LRS_AS_RENDERED = "0.01, 0.1, 0.19, 0.5"
+GRID = SMALL_CONFIG["grid"]
+RUNS_PER_DEVICE = len(GRID["dataset"]) * len(GRID["lr"]) * len(GRID["seed"])
+LRS_AS_RENDERED = ", ".join(str(lr) for lr in GRID["lr"])
 
 # Console messages every offline load logs (measured with Snakemake 9's report): the embedded
 # Tailwind build's production warning (no request is made) and Vega-Lite's version warning.
@@ -60,7 +50,6 @@ BENIGN_CONSOLE = (
     re.compile(r"WARN Log scale domain includes zero"),
 )
 
-WORKFLOW_TIMEOUT_S = 600
 REPORT_TIMEOUT_S = 300
 
 
@@ -82,54 +71,19 @@ class ReportRun:
         return json.loads(match.group(1))
 
 
-def _snakemake(workdir: Path, *args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(workdir / "config.yaml"),
-        *args,
-    ]
-
-
 def _tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
 @pytest.fixture(scope="module")
-def report_run(tmp_path_factory: pytest.TempPathFactory) -> ReportRun:
-    """Run the workflow on CONFIG and build report.html and report.zip (in parallel)."""
-    pytest.importorskip("snakemake", reason="the report tests need Snakemake (pip install -e '.[workflow]')")
-    workdir = tmp_path_factory.mktemp("report")
-    (workdir / "config.yaml").write_text(CONFIG, encoding="utf-8")
+def report_run(small_run: Path) -> ReportRun:
+    """Build report.html and report.zip (in parallel) for the session's small run."""
+    workdir = small_run
     seconds = {}
-
-    start = time.perf_counter()
-    run = subprocess.run(
-        _snakemake(workdir, "--cores", "all"),
-        capture_output=True,
-        text=True,
-        timeout=WORKFLOW_TIMEOUT_S,
-        check=False,
-    )
-    seconds["workflow"] = time.perf_counter() - start
-    if run.returncode != 0:
-        logs = "".join(
-            f"\n--- {p.relative_to(workdir)}\n{_tail(p.read_text(errors='replace'), 15)}"
-            for p in sorted((workdir / "results" / "logs").rglob("*.log"))
-            if "error" in p.read_text(errors="replace").lower()
-        )
-        pytest.fail(f"the workflow failed (rc {run.returncode}):\n{_tail(run.stdout + run.stderr)}{logs}")
-
     start = time.perf_counter()
     builds = {
         kind: subprocess.Popen(
-            _snakemake(workdir, "--report", f"results/report.{kind}"),
+            snakemake_args(workdir, "--report", f"results/report.{kind}"),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -151,7 +105,7 @@ def report_run(tmp_path_factory: pytest.TempPathFactory) -> ReportRun:
 def test_report_html_and_zip_build(report_run: ReportRun) -> None:
     """If this fails, `snakemake --report results/report.html` (or `.zip`) breaks or leaves out
     results: a user gets no report, or one without the plots and tables they ran for."""
-    print(f"workflow {report_run.seconds['workflow']:.1f} s, both reports {report_run.seconds['reports']:.1f} s")
+    print(f"both reports {report_run.seconds['reports']:.1f} s")
     assert report_run.html.stat().st_size > 100_000, "report.html is too small to hold the plots"
     with zipfile.ZipFile(report_run.zip) as zf:
         assert zf.testzip() is None, "report.zip is corrupt"
@@ -194,7 +148,7 @@ def test_captions_render_without_rst_errors(report_run: ReportRun) -> None:
         assert not re.search(r"=\s*[.,;)]|\(\s*\)|``", text), f"{where}: a value is missing:\n{text}"
 
     front_text = html.unescape(re.sub(r"<[^>]+>", "", front))
-    assert "16 runs per device" in front_text, f"front page miscounts the grid:\n{front_text}"
+    assert f"{RUNS_PER_DEVICE} runs per device" in front_text, f"front page miscounts the grid:\n{front_text}"
     assert LRS_AS_RENDERED in front_text, "front page does not list the grid's learning rates"
     by_name = {Path(p).name: html.unescape(re.sub(r"<[^>]+>", "", c)) for p, c in captions.items()}
     assert LRS_AS_RENDERED in by_name["convergence.png"], "convergence caption lacks the grid's lrs"
@@ -207,7 +161,8 @@ def test_captions_use_only_defined_config_keys(report_run: ReportRun) -> None:
     was renamed): Snakemake renders it as nothing, so the user reads "converged once the cost
     is <=" with the value missing. Renders every caption with this run's full config (from
     provenance.json) under Jinja's StrictUndefined, which raises instead."""
-    jinja2 = pytest.importorskip("jinja2")
+    import jinja2  # Snakemake's own dependency
+
     provenance = json.loads((report_run.workdir / "results/provenance.json").read_text(encoding="utf-8"))
     snakemake = SimpleNamespace(config=provenance["config"], params=SimpleNamespace(devices=provenance["grid_devices"]))
     categories = [SimpleNamespace(name=name) for name in report_run.embedded("categories")]
@@ -241,12 +196,13 @@ class Opened:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """Debian's Chromium under Playwright (skips where either is missing)."""
+    """Debian's Chromium under Playwright (skips where either is missing; fails in CI)."""
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (Debian: apt-get install chromium)")
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="Playwright for Python is missing (pip install playwright)"
-    )
+        skip_or_fail(f"{CHROMIUM} is missing (Debian: apt-get install chromium)")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        skip_or_fail("Playwright for Python is missing (pip install playwright)")
     with sync_api.sync_playwright() as pw:
         # Playwright adds --headless, --no-sandbox, --no-first-run, --disable-background-networking,
         # --disable-component-update, --disable-sync and its own profile.
@@ -257,10 +213,10 @@ def browser() -> Iterator[object]:
             chromium.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def opened(browser: object, report_run: ReportRun) -> Iterator[Opened]:
-    """report.html loaded once in a page shared by the browser tests (each starts from the
-    menu), every request but the file itself aborted and recorded."""
+    """report.html loaded in a page of its own for one test, every request but the file
+    itself aborted and recorded (so one test's console message is never blamed on another)."""
     url = report_run.html.resolve().as_uri()
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     console: list[str] = []
@@ -320,6 +276,7 @@ def _text(locator: object) -> str:
     return " ".join((locator.text_content() or "").split())
 
 
+@browser_test
 def test_report_loads_offline_without_console_errors(opened: Opened, report_run: ReportRun) -> None:
     """If this fails, the report breaks for a user without internet (it fetches something)
     or its scripts throw: a blank page, a stuck "Loading Snakemake Report...", or views that
@@ -336,6 +293,7 @@ def test_report_loads_offline_without_console_errors(opened: Opened, report_run:
     assert not others and not opened.blocked, f"the report asked for more than its own file: {others + opened.blocked}"
 
 
+@browser_test
 def test_front_page_fits_and_links_to_categories(opened: Opened, report_run: ReportRun) -> None:
     """If this fails, the front page (workflow.rst) is cut off at the top in a 1280x720 window
     (Snakemake centres it vertically: text taller than the window loses its first lines, which
@@ -349,7 +307,9 @@ def test_front_page_fits_and_links_to_categories(opened: Opened, report_run: Rep
         box = front.bounding_box()
         assert box, "the front page's text is not shown"
         assert box["y"] >= 0, f"the front page is cut off at the top by {-box['y']:.0f} px: shorten workflow.rst"
-        assert "16 runs per device" in _text(front), f"the front page miscounts the grid: {_text(front)}"
+        assert f"{RUNS_PER_DEVICE} runs per device" in _text(front), (
+            f"the front page miscounts the grid: {_text(front)}"
+        )
         page.screenshot(path=str(report_run.workdir / "report-front.png"))
         front.locator("a.reference", has_text="Divergence").click()  # javascript:app.showCategory(...)
         crumb = _sidebar(page).locator("nav ol").get_by_text("Divergence", exact=True)
@@ -361,6 +321,7 @@ def test_front_page_fits_and_links_to_categories(opened: Opened, report_run: Rep
         page.set_viewport_size({"width": 1400, "height": 900})
 
 
+@browser_test
 def test_sidebar_lists_the_categories(opened: Opened) -> None:
     """If this fails, the menu under "Results" misses a category: the user cannot reach the
     convergence, divergence, timing or reproducibility results at all."""
@@ -371,6 +332,7 @@ def test_sidebar_lists_the_categories(opened: Opened) -> None:
         assert nav.get_by_text(category, exact=True).count() == 1, f"menu lacks {category}: {text!r}"
 
 
+@browser_test
 @pytest.mark.parametrize("category", CATEGORIES)
 def test_category_lists_labelled_results(opened: Opened, report_run: ReportRun, category: str) -> None:
     """If this fails, a category shows fewer results than the workflow made, or lists them by
@@ -390,6 +352,7 @@ def test_category_lists_labelled_results(opened: Opened, report_run: ReportRun, 
         assert any("cost vs epoch" in row for row in rows)
 
 
+@browser_test
 @pytest.mark.parametrize(
     ("category", "label", "screenshot"),
     [
@@ -420,7 +383,6 @@ def test_plot_opens_as_embedded_png(
     if category != "Timing":
         assert LRS_AS_RENDERED in _text(description), f"{label!r}: the description lacks the grid's lrs"
     page.screenshot(path=str(report_run.workdir / screenshot))
-    if category == "Convergence":
-        shutil.copyfile(report_run.workdir / screenshot, SCREENSHOT_COPY)
+    print(f"screenshot: {report_run.workdir / screenshot}")
     assert not opened.problems(), "console errors or warnings:\n" + "\n".join(opened.problems())
     assert not opened.blocked, f"the report asked the network for {opened.blocked}"

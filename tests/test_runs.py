@@ -55,6 +55,16 @@ def test_shards_cover_every_run_once_per_device() -> None:
     assert max(len(v) for v in shards.values()) - min(len(v) for v in shards.values()) <= 1
 
 
+@pytest.mark.parametrize(("n_runs", "jobs", "sizes"), [(10, 3, [3, 4, 3]), (7, 2, [4, 3]), (5, 4, [1, 1, 2, 1])])
+def test_uneven_shards_keep_every_run_in_order(n_runs: int, jobs: int, sizes: list[int]) -> None:
+    """A split that does not divide evenly still covers every run once, in order, in blocks
+    that differ by at most one run (a lost or doubled run would be missing from the tables)."""
+    runs = [RunSpec("t", 0.01 * (i + 1), 1, 10) for i in range(n_runs)]
+    shards = shard(runs, jobs_per_device=jobs, max_runs_per_job=1000)
+    assert [len(shards[k]) for k in sorted(shards)] == sizes
+    assert [r for k in sorted(shards) for r in shards[k]] == runs
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [

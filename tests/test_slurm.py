@@ -1,9 +1,12 @@
 """The workflow on a real single-node SLURM cluster, through profiles/slurm (issue 5).
 
 ``tests/cluster/slurm-up.sh`` starts munged, slurmctld and slurmd on localhost (installing Debian's
-packages when missing; needs root) with its slurm.conf in a private folder, and the module's fixture
-always stops them again with ``slurm-down.sh``. Where the cluster cannot start (not root, no
-apt-get, no network for apt), every test here is skipped with the script's message.
+packages when missing; needs root) with its slurm.conf in a private folder of this test run and on
+two free ports picked for it, and the module's fixture always stops them again with
+``slurm-down.sh``. Where the cluster cannot start (not root, no apt-get, no network for apt), every
+test here is skipped with the script's message; under CI=true (``.ci/run`` installs Slurm) that is
+a failure instead. How long a refused GPU request takes is measured by
+``python benchmarks/wallclock.py slurm-refusal``, not asserted here.
 
 Run alone with ``pytest -m slurm``. The whole module takes well under 3 minutes.
 """
@@ -13,17 +16,19 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import REPO, skip_or_fail, snakemake_args
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "tests" / "cluster"
 PROFILE = REPO / "profiles" / "slurm"
 
@@ -103,34 +108,39 @@ def _workdir(root: Path, name: str, config: str) -> Path:
     return d
 
 
-def _snakemake(workdir: Path, *extra: str | Path) -> list[str | Path]:
-    return [
-        "snakemake",
-        "-s",
-        REPO / "Snakefile",
-        "--directory",
-        workdir,
-        "--configfile",
-        workdir / "config.yaml",
-        *extra,
-    ]
+def _snakemake(workdir: Path, *extra: str | Path) -> list[str]:
+    return snakemake_args(workdir, *extra)
+
+
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def slurm_env() -> Iterator[dict[str, str]]:
     """Environment for talking to the local test cluster (SLURM_CONF set); the cluster runs
-    for the duration of the module and is always stopped afterwards."""
-    if not (REPO / "Snakefile").exists():
-        pytest.skip("no Snakefile in the repository root yet")
+    for the duration of the module, in a folder and on ports of this test run, and is always
+    stopped afterwards."""
     if shutil.which("snakemake") is None:
-        pytest.skip("snakemake is not installed (pip install -e '.[workflow]')")
+        skip_or_fail("snakemake is not installed (pip install -e '.[workflow]')")
     try:
         import snakemake_executor_plugin_slurm  # noqa: F401
     except ImportError:
-        pytest.skip("the SLURM executor plugin is not installed (pip install -e '.[cluster]')")
+        skip_or_fail("the SLURM executor plugin is not installed (pip install -e '.[cluster]')")
 
     env = os.environ.copy()
     env.pop("SLURM_CONF", None)
+    ctld_port = free_port()
+    slurmd_port = next(p for p in iter(free_port, None) if p != ctld_port)
+    env.update(
+        # Not under pytest's own folder: that one is private to root, and munged runs as munge.
+        GDBENCH_SLURM_DIR=tempfile.mkdtemp(prefix="gdbench-slurm-", dir="/tmp"),
+        GDBENCH_SLURMCTLD_PORT=str(ctld_port),
+        GDBENCH_SLURMD_PORT=str(slurmd_port),
+    )
     etc_conf_before = Path("/etc/slurm/slurm.conf").exists()
     try:
         up = subprocess.run(
@@ -142,7 +152,7 @@ def slurm_env() -> Iterator[dict[str, str]]:
         if up is None or up.returncode != 0:
             lines = [] if up is None else up.stderr.strip().splitlines()
             reason = next((line for line in lines if "ERROR" in line), lines[-1] if lines else "timed out after 300 s")
-            pytest.skip(f"local SLURM cluster could not start: {reason}")
+            skip_or_fail(f"local SLURM cluster could not start: {reason}")
         for line in up.stdout.splitlines():
             m = re.fullmatch(r"export (\w+)=(.*)", line.strip())
             if m:
@@ -241,7 +251,6 @@ def test_gpu_request_is_refused_at_submission(slurm_env: dict[str, str], tmp_pat
         60,
     ).wait()
     assert rc not in (0, 124), f"expected a failure, got exit {rc} after {seconds:.0f} s:\n{_tail(out)}"
-    assert seconds < 30, f"the refused GPU request took {seconds:.0f} s to fail"
     assert "Requested node configuration is not available" in out, _tail(out)
     calls = [line for line in out.splitlines() if line.strip().startswith("sbatch ") and "rule_train" in line]
     assert calls, f"no sbatch call of a training job in the output:\n{_tail(out)}"
@@ -251,9 +260,10 @@ def test_gpu_request_is_refused_at_submission(slurm_env: dict[str, str], tmp_pat
 def test_cluster_profile_sizes_jobs_for_a_scheduler(tmp_path: Path) -> None:
     """With the cluster profile a 10,000-run grid becomes tens of training jobs (500 runs each),
     not the 2 of a local run (a dry run; no cluster needed)."""
-    if not (REPO / "Snakefile").exists():
-        pytest.skip("no Snakefile in the repository root yet")
-    pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install -e '.[cluster]'")
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+    except ImportError:
+        skip_or_fail("the SLURM executor plugin is not installed (pip install -e '.[cluster]')")
     lrs = ", ".join(f"{0.001 * (i + 1):.3f}" for i in range(100))
     config = CONFIG.replace(
         "lr: [0.01, 0.1, 0.5], seed: [1, 2]", f"lr: [{lrs}], seed: [{', '.join(map(str, range(1, 101)))}]"

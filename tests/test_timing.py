@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import logging
 import math
-import statistics
-import time
 
 import numpy as np
 import pandas as pd
@@ -109,8 +107,7 @@ def test_timing_table_values_are_sound(small_table: pd.DataFrame) -> None:
     assert (small_table.device == "cpu").all()
     assert (small_table.device_name.str.len() > 0).all()
     assert (small_table.epochs == SMALL["epochs"]).all()
-    expected = small_table.runs / small_table.median_s_per_epoch
-    np.testing.assert_allclose(small_table.run_epochs_per_s, expected)
+    assert set(zip(small_table.engine, small_table.n, small_table.runs, strict=True)) == set(plan(SMALL))
 
 
 def test_threads_are_set_while_measuring_and_restored(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,38 +132,53 @@ def test_threads_are_set_while_measuring_and_restored(monkeypatch: pytest.Monkey
     assert torch.get_num_threads() == before
 
 
-def test_loop_engine_timing_matches_the_lessons_own_loop() -> None:
-    """The loop engine's seconds per epoch at n=3 must be the lesson's (within 3x): a harness
-    that adds overhead would make every CPU-vs-CUDA and loop-vs-batched claim wrong."""
+class ScriptedWork:
+    """A workload and a clock for :func:`measure`: each call of the workload advances the
+    clock by the next scripted number of seconds; nothing else moves it."""
 
-    def lessons_loop() -> float:
-        x_train = torch.FloatTensor([[1], [2], [3]])
-        y_train = torch.FloatTensor([[2], [4], [6]])
-        W = torch.zeros(1, requires_grad=True)
-        b = torch.zeros(1, requires_grad=True)
-        optimizer = torch.optim.SGD([W, b], lr=0.01)
-        nb_epochs = 2000
-        start = time.perf_counter()
-        for _epoch in range(nb_epochs + 1):
-            hypothesis = x_train * W + b
-            cost = torch.mean((hypothesis - y_train) ** 2)
-            optimizer.zero_grad()
-            cost.backward()
-            optimizer.step()
-        return (time.perf_counter() - start) / (nb_epochs + 1)
+    def __init__(self, seconds: list[float]) -> None:
+        self.seconds = list(seconds)
+        self.now = 0.0
+        self.calls = 0
 
-    lesson_s, harness_s = [], []
-    previous = torch.get_num_threads()
-    for _ in range(3):  # interleaved, so that a busy moment of the machine hits both alike
-        torch.set_num_threads(1)
-        try:
-            lesson_s.append(lessons_loop())
-        finally:
-            torch.set_num_threads(previous)
-        result = measure("cpu", "loop", 3, runs=1, epochs=200, threads=1, repeats=3, min_run_time=0.05)
-        harness_s.append(result.median_s_per_epoch)
-    lesson, harness = statistics.median(lesson_s), statistics.median(harness_s)
-    assert 1 / 3 < harness / lesson < 3, f"harness {harness:.3g} s/epoch vs the lesson's loop {lesson:.3g} s/epoch"
+    def workload(self, *args: object) -> object:
+        def call() -> None:
+            self.now += self.seconds[self.calls]
+            self.calls += 1
+
+        return call
+
+    def clock(self) -> float:
+        return self.now
+
+
+def test_statistics_of_a_scripted_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seconds per epoch is the median (and IQR) of the measured calls divided by epochs + 1
+    (the lesson's range(epochs + 1)), and too few measurements are topped up to `repeats`:
+    worked by hand for calls of known length."""
+    # call 1: the warm-up; call 2: torch's block-size search (1 call per block, as 3 s >=
+    # min_run_time / 1000); call 3: the first measurement, which already fills min_run_time;
+    # calls 4-7: four more blocks, to reach 5 repeats.
+    work = ScriptedWork([100.0, 3.0, 3.0, 9.0, 6.0, 12.0, 15.0])
+    monkeypatch.setattr(timing, "_workload", work.workload)
+    monkeypatch.setattr(timing, "_device_clock", lambda device: work.clock)
+    result = measure("cpu", "batched", 3, runs=4, epochs=2, threads=1, repeats=5, min_run_time=1.0)
+    assert work.calls == 7 and result.repeats == 5
+    # measurements 3, 9, 6, 12, 15 s per call: median 9, quartiles 6 and 12; 3 epochs per call
+    assert result.median_s_per_epoch == pytest.approx(9.0 / 3)
+    assert result.iqr_s_per_epoch == pytest.approx(6.0 / 3)
+    assert result.run_epochs_per_s == pytest.approx(4 / 3.0)
+
+
+def test_enough_measurements_are_not_topped_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When min_run_time already gives `repeats` measurements, no more are taken."""
+    work = ScriptedWork([1.0, 0.4, 0.4, 0.5, 0.6, 99.0])
+    monkeypatch.setattr(timing, "_workload", work.workload)
+    monkeypatch.setattr(timing, "_device_clock", lambda device: work.clock)
+    result = measure("cpu", "loop", 3, runs=1, epochs=4, threads=1, repeats=3, min_run_time=1.0)
+    assert work.calls == 5 and result.repeats == 3
+    assert result.median_s_per_epoch == pytest.approx(0.5 / 5)
+    assert result.iqr_s_per_epoch == pytest.approx((0.55 - 0.45) / 5)
 
 
 def test_a_failed_measurement_becomes_a_nan_row(monkeypatch: pytest.MonkeyPatch, caplog) -> None:

@@ -16,20 +16,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import snakemake_args
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEFILE = ROOT / "Snakefile"
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not SNAKEFILE.exists(), reason="the workflow's Snakefile is not there yet"),
-]
+pytestmark = pytest.mark.slow
 
 POINTS_CSV = "hours,score\n1,2.1\n2,3.9\n3,6.2\n"
 CSV_GRID = "grid: {dataset: [mine], lr: [0.1], seed: [1], epochs: [10]}\n"
@@ -97,8 +91,7 @@ class Outcome:
 
 
 def _snakemake(workdir: Path, *extra: str) -> Outcome:
-    command = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir)]
-    command += ["--configfile", str(workdir / "config.yaml"), *extra]
+    command = snakemake_args(workdir, *extra)
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, cwd=workdir)
     return Outcome(workdir, done.returncode, done.stdout, done.stderr)
@@ -146,10 +139,13 @@ def test_dry_run_refuses_bad_config_with_one_line(case: Case, dry_runs: dict[str
     _assert_refused(dry_runs[case.id], case.line)
 
 
-def test_hostile_dataset_name_reaches_no_shell(dry_runs: dict[str, Outcome]) -> None:
-    """A dataset named `$(touch pwned)` is refused before any shell could run it."""
-    outcome = dry_runs["dataset-name-shell"]
-    assert not (outcome.workdir / "pwned").exists()
+def test_hostile_dataset_name_reaches_no_shell(tmp_path: Path) -> None:
+    """A dataset named `$(touch pwned)` is refused by a real run (a dry run executes nothing,
+    so it could not show this) before any job or shell could run it."""
+    case = next(c for c in CASES if c.id == "dataset-name-shell")
+    outcome = _snakemake(_prepare(tmp_path, case), "--cores", "1")
+    _assert_refused(outcome, case.line)
+    assert not (outcome.workdir / "pwned").exists() and not (Path.cwd() / "pwned").exists()
 
 
 def test_real_run_refuses_bad_config_before_any_job(tmp_path: Path) -> None:

@@ -647,7 +647,7 @@ def _check_csv(name: str, raw: Mapping[str, Any], base_dir: Path) -> None:
             raw["csv"],
         )
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
             header = fh.readline()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the file ({exc})", ("datasets", name, "csv"), raw["csv"]) from None

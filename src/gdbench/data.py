@@ -223,7 +223,7 @@ def _read_csv(name: str, path: Path, xcol: str, ycol: str) -> Dataset:
     where = f"dataset {name!r}"
     if not path.is_file():
         raise DatasetError(f"{where}: CSV file {str(path)!r} not found; check the 'csv' path")
-    with path.open(newline="") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:  # a BOM (spreadsheet exports) is not a name
         reader = csv.DictReader(fh)
         columns = reader.fieldnames or []
         for col in (xcol, ycol):

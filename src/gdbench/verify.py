@@ -1,16 +1,22 @@
 """The reproducibility verdict: re-train a sample of stored runs from scratch and demand
 bit-identical trajectories, and re-run the lesson and demand its exact printed log.
+
+A run is re-trained with the torch thread count it was trained with: the loop engine's sums
+follow torch's thread-dependent reductions once a dataset is large enough to be split among
+threads (the batched engine's do not).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+import torch
 
 from gdbench.data import parse_dataset
 from gdbench.engines import TrainOptions, train
@@ -84,8 +90,40 @@ def first_difference(stored: pd.DataFrame, rerun: pd.DataFrame) -> str | None:
         differ = ~((a == b) | (np.isnan(a) & np.isnan(b)))
         if differ.any():
             i = int(np.argmax(differ))
-            return f"{col} first differs at epoch {int(stored['epoch'].iloc[i])} (stored {a[i]!r}, re-run {b[i]!r})"
+            return f"{col} first differs at epoch {int(stored['epoch'].iloc[i])} (stored {a[i]!s}, re-run {b[i]!s})"
     return None
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with torch's CPU thread count set to ``threads`` (None: unchanged)."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def retrain(
+    config: Mapping[str, Any],
+    runs: Sequence[RunSpec],
+    ids: Sequence[int],
+    threads: Mapping[int, int] | None = None,
+    base_dir: str | Path = ".",
+) -> pd.DataFrame:
+    """The trajectory table of ``runs`` trained afresh, each with the thread count it was
+    trained with (``threads``: run id -> count; a run not in it uses the current count)."""
+    groups: dict[int | None, list[int]] = {}
+    for i, run_id in enumerate(ids):
+        groups.setdefault(None if threads is None else threads.get(run_id), []).append(i)
+    parts = []
+    for count, members in groups.items():
+        with torch_threads(count):
+            _, table, _ = train_runs(config, [runs[i] for i in members], [ids[i] for i in members], base_dir=base_dir)
+        parts.append(table)
+    return pd.concat(parts, ignore_index=True)
 
 
 def verify(
@@ -95,15 +133,19 @@ def verify(
     sample: int,
     base_dir: str | Path = ".",
     devices: Sequence[str] = ("cpu",),
+    threads: Mapping[int, int] | None = None,
 ) -> dict[str, Any]:
     """Re-train sampled runs and the lesson; return the verdict (``passed`` True/False) with
-    one entry per checked run. Never raises on a mismatch: the caller decides."""
+    one entry per checked run. Never raises on a mismatch: the caller decides.
+
+    ``threads`` maps run ids to the torch thread count each was trained with (the training
+    jobs record it); each run is re-trained with its own count."""
     ids = sample_run_ids(summary, sample)
     rows = summary.set_index("run_id").loc[ids].reset_index()
     runs = [run_spec(r) for r in rows.to_dict("records")]
     checked: list[dict[str, Any]] = []
     if runs:
-        _, rerun, _ = train_runs(config, runs, ids, base_dir=base_dir)
+        rerun = retrain(config, runs, ids, threads, base_dir)
         stored = pq.read_table(trajectories_path, filters=[("run_id", "in", ids)]).to_pandas()
         for run_id, run in zip(ids, runs, strict=True):
             a = stored[stored["run_id"] == run_id].sort_values("epoch")
@@ -114,6 +156,7 @@ def verify(
                     "run_id": run_id,
                     "run": run.label(),
                     "engine": run.engine,
+                    "threads": None if threads is None else threads.get(run_id),
                     "identical": problem is None,
                     "epochs_compared": len(a),
                     "problem": problem,
@@ -132,7 +175,7 @@ def verify(
 
 
 def failure_message(result: Mapping[str, Any]) -> str:
-    """One line naming what failed first."""
+    """One line naming what failed first: the run and the epoch where it first differs."""
     for c in result["runs"]:
         if not c["identical"]:
             return f"run {c['run_id']} ({c['run']}, {c['engine']}) is not reproduced: {c['problem']}"

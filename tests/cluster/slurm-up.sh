@@ -12,6 +12,9 @@
 # at once. Point SLURM_CONF at the private slurm.conf to talk to this cluster: stdout carries only
 # the `export ...` lines for that; progress and errors go to stderr.
 # Idempotent: if the cluster is already up and idle, it only prints the export lines again.
+# Ports: ${GDBENCH_SLURMCTLD_PORT:-6817} (slurmctld) and ${GDBENCH_SLURMD_PORT:-6818} (slurmd). The tests
+# pass a folder of their own run and two free ports, so runs side by side do not meet; what stays
+# shared is munged (used, not restarted, when one already answers) and slurmd's /run/slurm/conf link.
 set -euo pipefail
 
 DIR=${GDBENCH_SLURM_DIR:-/tmp/gdbench-slurm}
@@ -32,6 +35,8 @@ die() {
 alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 print_env() {
     echo "export GDBENCH_SLURM_DIR=$DIR"
+    echo "export GDBENCH_SLURMCTLD_PORT=${GDBENCH_SLURMCTLD_PORT:-6817}"
+    echo "export GDBENCH_SLURMD_PORT=${GDBENCH_SLURMD_PORT:-6818}"
     echo "export SLURM_CONF=$DIR/slurm.conf"
 }
 

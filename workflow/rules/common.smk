@@ -176,7 +176,7 @@ def all_outputs():
     ]
     if TIMING:
         outputs += ["results/tables/timing.csv", "results/plots/timing.png"]
-    outputs += ["results/reproducibility.json", "results/tables/lesson_log.csv"]
+    outputs += ["results/reproducibility.txt", "results/tables/lesson_log.csv"]
     if lookup(dpath="edge/enabled", within=config):
         outputs += ["results/tables/edge.csv", "results/plots/edge.png"]
     if len(DEVICES) > 1:

@@ -45,6 +45,7 @@ def main(config, shard, params, output, threads, log_path):
         io.write_parquet(traj, output.trajectories)
         io.write_parquet(summary, output.summary)
         meta = {"started": started, "finished": now(), "seconds": elapsed, "threads": threads, "runs": len(runs)}
+        meta["run_ids"] = list(run_ids)  # verify re-trains each run with its job's thread count
         io.write_json({**meta, "runtime": runtime()}, output.meta)
 
 

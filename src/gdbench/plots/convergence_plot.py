@@ -13,17 +13,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullLocator
 
+from gdbench.plots import style
 from gdbench.plots.lines import Lines, aggregate_lines
-from gdbench.plots.style import (
-    PathLike,
-    empty_note,
-    facet_of,
-    grid,
-    label_outer,
-    make_facets,
-    save,
-    theme,
-)
 
 __all__ = ["TOP_FACTOR", "convergence"]
 
@@ -51,8 +42,8 @@ def _lr_steps(lrs: np.ndarray) -> tuple[dict[float, tuple], BoundaryNorm, Colorm
 def convergence(
     trajectories: pd.DataFrame,
     summary: pd.DataFrame,
-    out_png: PathLike,
-    out_svg: PathLike,
+    out_png: style.PathLike,
+    out_svg: style.PathLike,
     *,
     max_lines: int = 40,
 ) -> None:
@@ -72,17 +63,17 @@ def convergence(
     """
     agg = aggregate_lines(trajectories, summary, max_lines)
     lines = agg.lines
-    with theme():
+    with style.theme():
         if lines.empty:
             fig = Figure(figsize=(6, 4), layout="constrained")
             ax = fig.subplots()
             ax.set(xlabel="epoch", ylabel=_EXCESS_LABEL, yscale="log", title="Convergence")
-            empty_note(ax, "no trajectories to draw")
-            save(fig, out_png, out_svg)
+            style.empty_note(ax, "no trajectories to draw")
+            style.save(fig, out_png, out_svg)
             return
-        facets = make_facets(lines)
-        line_keys = facet_of(lines, facets)
-        fig, by_key = grid(facets, 5.2, 3.7, extra_width=0.9)
+        facets = style.make_facets(lines)
+        line_keys = style.facet_of(lines, facets)
+        fig, by_key = style.grid(facets, 5.2, 3.7, extra_width=0.9)
         colour_of, step_norm, step_cmap, distinct = _lr_steps(lines["lr"].to_numpy(dtype=float))
         ranges = _cost_ranges(agg, line_keys)
         tops, ends = _draw_lines(by_key, agg, line_keys, ranges, colour_of, distinct)
@@ -91,13 +82,13 @@ def convergence(
             ax.set_title(facets.title(key), pad=34 if tops.get(key) else 10)  # room for the × labels
             _finish_facet(ax, ranges.get(key[0], (1e-3, 1.0, False)), max_epoch, tops.get(key, []), ends.get(key, []))
         xlabel = "epoch (log scale beyond 10)" if max_epoch > _SYMLOG_ABOVE else "epoch"
-        label_outer(facets, by_key, xlabel, _EXCESS_LABEL)
+        style.label_outer(facets, by_key, xlabel, _EXCESS_LABEL)
         _lr_step_colorbar(fig, list(by_key.values()), step_norm, step_cmap, distinct)
         handles = _legend_handles(agg, any(tops.values()), any(r[2] for r in ranges.values()))
         wide = fig.get_figwidth() >= 10
         fig.legend(handles=handles, loc="outside lower center", ncols=2 if wide else 1, fontsize="small")
         fig.suptitle("Convergence: excess cost (cost − optimal cost) vs epoch, one line per learning rate")
-        save(fig, out_png, out_svg)
+        style.save(fig, out_png, out_svg)
 
 
 #: A divergence mark (epoch, colour, lr) and a line's right end (lr, last excess, colour).
@@ -129,12 +120,12 @@ def _draw_lines(
         colour = colour_of.get(float(row.lr), (0.5, 0.5, 0.5, 1.0))
         rank = float(np.searchsorted(distinct, row.lr)) / max(distinct.size, 1)
         all_diverged = row.n_diverged == row.n_runs
-        style = {"color": colour, "lw": 1.2 if all_diverged else 1.6, "ls": (0, (4, 2)) if all_diverged else "-"}
+        look = {"color": colour, "lw": 1.2 if all_diverged else 1.6, "ls": (0, (4, 2)) if all_diverged else "-"}
         if x.size == 1:
-            style.update(marker="o", ms=4)
+            look.update(marker="o", ms=4)
         if row.n_runs > 1 and np.any(hi > lo):
             ax.fill_between(x, lo, hi, color=colour, alpha=0.15, lw=0, zorder=1)
-        ax.plot(x, med, zorder=2 + rank, **style)
+        ax.plot(x, med, zorder=2 + rank, **look)
         tops.setdefault(key, []).extend((e, colour, float(row.lr)) for e in row.diverged_epochs)
         if not all_diverged and np.isfinite(med[-1]) and med[-1] < top:
             ends.setdefault(key, []).append((float(row.lr), float(med[-1]), colour))
@@ -156,7 +147,7 @@ def _finish_facet(
     _divergence_labels(ax, marks, top)
     _end_labels(ax, ends, bottom, top)
     if not ax.has_data():
-        empty_note(ax, "no runs")
+        style.empty_note(ax, "no runs")
 
 
 def _legend_handles(agg: Lines, any_diverged: bool, any_clipped: bool) -> list[Line2D]:
@@ -296,7 +287,7 @@ def _divergence_labels(ax: Axes, marks: list[tuple[int, tuple, float]], top: flo
 
 
 def _lr_step_colorbar(fig: Figure, axes: list[Axes], norm: BoundaryNorm, cmap: Colormap, lrs: np.ndarray) -> None:
-    """A stepped learning-rate colour bar: one block per learning rate of the grid, each labelled
+    """A stepped learning-rate colour bar: one block per learning rate of the style.grid, each labelled
     (every k-th when there are many)."""
     bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.9, pad=0.02, aspect=30)
     bar.set_label("learning rate")

@@ -12,22 +12,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from gdbench.plots import style
 from gdbench.plots.lines import ROW_AXES, ZERO_FLOOR, excess, ordered
-from gdbench.plots.style import (
-    CONVERGED_COLOUR,
-    CRITICAL_COLOUR,
-    DIVERGED_COLOUR,
-    FASTEST_COLOUR,
-    PathLike,
-    corner_note,
-    empty_note,
-    facet_of,
-    grid,
-    label_outer,
-    make_facets,
-    save,
-    theme,
-)
 
 __all__ = ["divergence"]
 
@@ -41,7 +27,7 @@ def _fmt(x: float) -> str:
     return f"{x:.2e}"
 
 
-def divergence(summary: pd.DataFrame, theory: pd.DataFrame, out_png: PathLike, out_svg: PathLike) -> None:
+def divergence(summary: pd.DataFrame, theory: pd.DataFrame, out_png: style.PathLike, out_svg: style.PathLike) -> None:
     """Final excess cost vs learning rate on log-log axes, with the theory's critical and
     fastest lr.
 
@@ -63,20 +49,20 @@ def divergence(summary: pd.DataFrame, theory: pd.DataFrame, out_png: PathLike, o
     runs["diverged"] = runs["diverged"].fillna(False).astype(bool) if "diverged" in runs else False
     lines = _theory_lines(runs, theory)
     notes = _plot_costs(runs)
-    with theme():
+    with style.theme():
         if runs.empty:
             fig = Figure(figsize=(6, 4), layout="constrained")
             ax = fig.subplots()
             ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel=_FINAL_LABEL, title="Divergence")
-            empty_note(ax, "no runs to draw")
-            save(fig, out_png, out_svg)
+            style.empty_note(ax, "no runs to draw")
+            style.save(fig, out_png, out_svg)
             return
         for c in ("dataset", *ROW_AXES):
             if c in runs.columns:
                 runs[c] = runs[c].astype(str) if not isinstance(runs[c].dtype, pd.CategoricalDtype) else runs[c]
-        facets = make_facets(runs)
-        runs["_facet"] = facet_of(runs, facets)
-        fig, by_key = grid(facets, 5.2, 3.9)
+        facets = style.make_facets(runs)
+        runs["_facet"] = style.facet_of(runs, facets)
+        fig, by_key = style.grid(facets, 5.2, 3.9)
         y_ranges = {
             ds: _log_range(g["plot_cost"].to_numpy())
             for ds, g in runs.groupby(runs["dataset"].astype(str), sort=False, observed=True)
@@ -95,13 +81,13 @@ def divergence(summary: pd.DataFrame, theory: pd.DataFrame, out_png: PathLike, o
             part = runs.iloc[rows_of.get(key, [])]
             drawn |= _divergence_facet(ax, part, y_ranges.get(key[0], (1e-3, 1e3)), lines.get(theory_key, _NO_THEORY))
             ax.set_title(facets.title(key))
-        label_outer(facets, by_key, "learning rate", _FINAL_LABEL)
+        style.label_outer(facets, by_key, "learning rate", _FINAL_LABEL)
         legend = [handle for kind, handle in _DIVERGENCE_HANDLES.items() if kind in drawn]
         legend += [Line2D([], [], ls="none", label=note) for note in notes]
         wide = fig.get_figwidth() >= 10
         fig.legend(handles=legend, loc="outside lower center", ncols=2 if wide else 1, fontsize="small")
         fig.suptitle("Divergence: final excess cost vs learning rate, with the theory's critical learning rate")
-        save(fig, out_png, out_svg)
+        style.save(fig, out_png, out_svg)
 
 
 def _plot_costs(runs: pd.DataFrame) -> list[str]:
@@ -123,14 +109,14 @@ _FINAL_LABEL = "final excess cost (MSE − optimal MSE)"
 
 _DIVERGENCE_HANDLES = {
     "stable": Line2D(
-        [], [], ls="none", marker="o", ms=6, color=CONVERGED_COLOUR,
+        [], [], ls="none", marker="o", ms=6, color=style.CONVERGED_COLOUR,
         label="did not diverge: last epoch's cost (before its update), median over seeds, bars: min–max",
     ),
     "diverged": Line2D(
-        [], [], ls="none", marker="X", ms=8, color=DIVERGED_COLOUR, label="diverged: cost at the divergence epoch"
+        [], [], ls="none", marker="X", ms=8, color=style.DIVERGED_COLOUR, label="diverged: cost at the divergence epoch"
     ),
     "overflow": Line2D(
-        [], [], ls="none", marker="^", ms=8, color=DIVERGED_COLOUR,
+        [], [], ls="none", marker="^", ms=8, color=style.DIVERGED_COLOUR,
         label="diverged, cost overflowed (inf/NaN): drawn on the top edge",
     ),
 }  # fmt: skip
@@ -161,17 +147,24 @@ def _divergence_facet(ax: Axes, part: pd.DataFrame, y_range: tuple[float, float]
         drawn.add(kind)
         stats = sel.groupby("lr", sort=True)["plot_cost"].agg(["median", "min", "max"])
         med = stats["median"].to_numpy()
-        style = _DIVERGENCE_HANDLES[kind]
+        look = _DIVERGENCE_HANDLES[kind]
         ax.errorbar(
             stats.index.to_numpy(dtype=float), med, yerr=np.vstack([med - stats["min"], stats["max"] - med]),
-            ls="none", marker=style.get_marker(), ms=style.get_markersize(), color=style.get_color(),
+            ls="none", marker=look.get_marker(), ms=look.get_markersize(), color=look.get_color(),
             mec="white", mew=0.6, elinewidth=1.2, capsize=2.5, zorder=3,
         )  # fmt: skip
     if overflow.any():
         drawn.add("overflow")
         lrs = np.unique(part["lr"].to_numpy(dtype=float)[overflow])
         ax.plot(
-            lrs, np.full(lrs.size, y_hi), ls="none", marker="^", ms=8, color=DIVERGED_COLOUR, clip_on=False, zorder=4
+            lrs,
+            np.full(lrs.size, y_hi),
+            ls="none",
+            marker="^",
+            ms=8,
+            color=style.DIVERGED_COLOUR,
+            clip_on=False,
+            zorder=4,
         )
     crit, fast = theory.critical, theory.fastest
     lrs = part["lr"].to_numpy(dtype=float)
@@ -180,21 +173,21 @@ def _divergence_facet(ax: Axes, part: pd.DataFrame, y_range: tuple[float, float]
     ax.set(xscale="log", yscale="log", xlim=(x_lo, x_hi), ylim=(y_lo, y_hi))
     handles: list[Line2D | Patch] = []
     if np.isfinite(crit) and crit > 0:
-        ax.axvspan(crit, x_hi, color=DIVERGED_COLOUR, alpha=0.07, lw=0, zorder=0)
+        ax.axvspan(crit, x_hi, color=style.DIVERGED_COLOUR, alpha=0.07, lw=0, zorder=0)
         label = f"critical lr {theory.rule} = {_fmt(crit)}"
-        handles.append(ax.axvline(crit, color=CRITICAL_COLOUR, ls="--", lw=1.3, label=label))
+        handles.append(ax.axvline(crit, color=style.CRITICAL_COLOUR, ls="--", lw=1.3, label=label))
     if np.isfinite(fast) and fast > 0:
         singular = np.isfinite(crit) and np.isclose(fast, crit / 2, rtol=1e-12)  # lambda_min = 0
         label = f"fastest {'1/λmax' if singular else '2/(λmax+λmin)'} = {_fmt(fast)}"
-        handles.append(ax.axvline(fast, color=FASTEST_COLOUR, ls=":", lw=1.8, label=label))
+        handles.append(ax.axvline(fast, color=style.FASTEST_COLOUR, ls=":", lw=1.8, label=label))
     if handles:
         if np.isfinite(crit) and crit > 0:
-            handles.append(Patch(color=DIVERGED_COLOUR, alpha=0.12, label="theory: diverges (lr > critical)"))
+            handles.append(Patch(color=style.DIVERGED_COLOUR, alpha=0.12, label="theory: diverges (lr > critical)"))
         ax.legend(handles=handles, loc="best", fontsize="x-small")
     elif not theory.closed_form:
-        corner_note(ax, "no closed-form critical lr")
+        style.corner_note(ax, "no closed-form critical lr")
     if not len(part):
-        empty_note(ax, "no runs")
+        style.empty_note(ax, "no runs")
     return drawn
 
 

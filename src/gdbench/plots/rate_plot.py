@@ -13,20 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from gdbench.plots.style import (
-    CRITICAL_COLOUR,
-    DIVERGED_COLOUR,
-    FASTEST_COLOUR,
-    PathLike,
-    empty_note,
-    grid,
-    label_outer,
-    make_facets,
-    plain_label,
-    power_label,
-    save,
-    theme,
-)
+from gdbench.plots import style
 
 __all__ = ["rate"]
 
@@ -52,7 +39,7 @@ def _lr_norm(lrs: np.ndarray) -> LogNorm:
 
 
 def _lr_colorbar(fig: Figure, axes: list[Axes], norm: LogNorm, cmap: Colormap, lrs: np.ndarray) -> None:
-    """The learning-rate colour bar, with a tick mark at each learning rate of the grid."""
+    """The learning-rate colour bar, with a tick mark at each learning rate of the style.grid."""
     bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.9, pad=0.02, aspect=30)
     bar.set_label("learning rate")
     distinct = np.unique(lrs[np.isfinite(lrs) & (lrs > 0)])
@@ -63,14 +50,14 @@ def _lr_colorbar(fig: Figure, axes: list[Axes], norm: LogNorm, cmap: Colormap, l
         bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     else:
         plain = norm.vmin >= 1e-4 and norm.vmax <= 1e4
-        bar.ax.yaxis.set_major_formatter(FuncFormatter(plain_label if plain else power_label))
+        bar.ax.yaxis.set_major_formatter(FuncFormatter(style.plain_label if plain else style.power_label))
     bar.ax.yaxis.set_minor_locator(NullLocator())
     for lr in distinct:
         if norm.vmin <= lr <= norm.vmax:
             bar.ax.axhline(lr, color="white", lw=0.8, alpha=0.9)
 
 
-def rate(summary: pd.DataFrame, theory: pd.DataFrame, out_png: PathLike, out_svg: PathLike) -> None:
+def rate(summary: pd.DataFrame, theory: pd.DataFrame, out_png: style.PathLike, out_svg: style.PathLike) -> None:
     """Measured rate vs lr / critical_lr (linear axes), over the rate theory predicts, a facet
     per dataset.
 
@@ -87,36 +74,36 @@ def rate(summary: pd.DataFrame, theory: pd.DataFrame, out_png: PathLike, out_svg
     if "dataset" not in runs:
         runs["dataset"] = "all"
     eig = _eigenvalues(theory)
-    with theme():
-        facets = make_facets(runs[["dataset"]].drop_duplicates()) if len(runs) else None
+    with style.theme():
+        facets = style.make_facets(runs[["dataset"]].drop_duplicates()) if len(runs) else None
         if facets is None or not facets.keys:
             fig = Figure(figsize=(6, 4), layout="constrained")
             ax = fig.subplots()
             ax.set(xlabel=_RATE_X, ylabel=_RATE_Y, title="Rate")
-            empty_note(ax, "no runs to draw")
-            save(fig, out_png, out_svg)
+            style.empty_note(ax, "no runs to draw")
+            style.save(fig, out_png, out_svg)
             return
-        fig, by_key = grid(facets, 5.2, 3.9, extra_width=0.9)
+        fig, by_key = style.grid(facets, 5.2, 3.9, extra_width=0.9)
         norm, cmap = _lr_norm(runs["lr"].to_numpy()), _lr_cmap()
         any_measured = False
         for key, ax in by_key.items():
             part = runs[runs["dataset"].astype(str).to_numpy() == key[0]]
             any_measured |= _rate_facet(ax, part, eig.get(key[0]), norm, cmap)
             ax.set_title(facets.title(key))
-        label_outer(facets, by_key, _RATE_X, _RATE_Y)
+        style.label_outer(facets, by_key, _RATE_X, _RATE_Y)
         _lr_colorbar(fig, list(by_key.values()), norm, cmap, runs["lr"].to_numpy())
         handles = [
             Line2D([], [], ls="none", marker="o", color="0.3", label="measured: fit to the tail of the excess cost"),
-            Line2D([], [], ls="--", color=CRITICAL_COLOUR, label="predicted: max over λ > 0 of (1 − lr·λ)²"),
-            Line2D([], [], ls=":", color=FASTEST_COLOUR, lw=1.8, label="fastest lr"),
-            Line2D([], [], ls="-", color=DIVERGED_COLOUR, alpha=0.6, label="critical lr 2/λmax (rate 1)"),
+            Line2D([], [], ls="--", color=style.CRITICAL_COLOUR, label="predicted: max over λ > 0 of (1 − lr·λ)²"),
+            Line2D([], [], ls=":", color=style.FASTEST_COLOUR, lw=1.8, label="fastest lr"),
+            Line2D([], [], ls="-", color=style.DIVERGED_COLOUR, alpha=0.6, label="critical lr 2/λmax (rate 1)"),
         ]
         if not any_measured:
             handles.append(Line2D([], [], ls="none", label="no run converged with full batches: no measured rate"))
         wide = fig.get_figwidth() >= 10
         fig.legend(handles=handles, loc="outside lower center", ncols=2 if wide else 1, fontsize="small")
         fig.suptitle("Rate: contraction of the excess cost per epoch, measured vs predicted")
-        save(fig, out_png, out_svg)
+        style.save(fig, out_png, out_svg)
 
 
 def _rate_facet(ax: Axes, part: pd.DataFrame, lam: np.ndarray | None, norm: LogNorm, cmap: Colormap) -> bool:
@@ -138,7 +125,7 @@ def _rate_facet(ax: Axes, part: pd.DataFrame, lam: np.ndarray | None, norm: LogN
             s=28, edgecolors="white", linewidths=0.5, zorder=4,
         )  # fmt: skip
     else:
-        empty_note(ax, "no converging full-batch run")
+        style.empty_note(ax, "no converging full-batch run")
     ax.set(xlim=(0.0, 1.1), ylim=(-0.02, 1.05))
     return bool(len(measured))
 
@@ -150,9 +137,9 @@ def _rate_theory(ax: Axes, lam: np.ndarray) -> None:
     lr = x * crit
     pos = lam[lam > 0]
     curve = np.max((1.0 - lr[:, None] * pos[None, :]) ** 2, axis=1)
-    ax.plot(x, curve, ls="--", color=CRITICAL_COLOUR, lw=1.3, zorder=2)
-    ax.axvline(_fastest_ratio(lam), color=FASTEST_COLOUR, ls=":", lw=1.8, zorder=1)
-    ax.axvline(1.0, color=DIVERGED_COLOUR, ls="-", lw=0.8, alpha=0.6, zorder=1)
+    ax.plot(x, curve, ls="--", color=style.CRITICAL_COLOUR, lw=1.3, zorder=2)
+    ax.axvline(_fastest_ratio(lam), color=style.FASTEST_COLOUR, ls=":", lw=1.8, zorder=1)
+    ax.axvline(1.0, color=style.DIVERGED_COLOUR, ls="-", lw=0.8, alpha=0.6, zorder=1)
 
 
 _RATE_X = "learning rate / critical learning rate"

@@ -10,7 +10,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from gdbench.analysis import crossover
-from gdbench.plots.style import PathLike, empty_note, save, theme
+from gdbench.plots import style
 
 __all__ = ["timing"]
 
@@ -29,7 +29,7 @@ def _fmt_sig(x: float) -> str:
     return _fmt_int(float(f"{x:.2g}"))
 
 
-def timing(timing_df: pd.DataFrame, out_png: PathLike, out_svg: PathLike) -> None:
+def timing(timing_df: pd.DataFrame, out_png: style.PathLike, out_svg: style.PathLike) -> None:
     """Two panels from the timing table (one row per measurement).
 
     Left: median seconds per epoch vs data size n on log-log axes, colour by device, marker and
@@ -63,7 +63,7 @@ def timing(timing_df: pd.DataFrame, out_png: PathLike, out_svg: PathLike) -> Non
         df, ok = df[first], ok[first]
     good = df[ok]
     compare = len(optimizers) > 1
-    with theme():
+    with style.theme():
         fig = Figure(figsize=(18.0 if compare else 12.5, 5.0), layout="constrained")
         panels = fig.subplots(1, 3 if compare else 2)
         _timing_left(panels[0], good, devices)
@@ -74,7 +74,7 @@ def timing(timing_df: pd.DataFrame, out_png: PathLike, out_svg: PathLike) -> Non
         if compare:
             title += f" — left and middle: optimizer {optimizers[0]}"
         fig.suptitle(title)
-        save(fig, out_png, out_svg)
+        style.save(fig, out_png, out_svg)
 
 
 def _device_order(col: pd.Series) -> list[str]:
@@ -94,7 +94,7 @@ def _timing_left(ax: Axes, good: pd.DataFrame, devices: list[str]) -> None:
     ax.set(xscale="log", yscale="log", xlabel="data points n", ylabel="seconds per epoch (median)")
     ax.set_title("time per epoch vs data size (batched: smallest grid)")
     if good.empty:
-        empty_note(ax, "no successful measurements")
+        style.empty_note(ax, "no successful measurements")
         return
     # Batched rows: the smallest grid size measured for each device/engine.
     smallest = good.groupby(["device", "engine"])["runs"].transform("min")
@@ -164,12 +164,12 @@ def _timing_right(ax: Axes, df: pd.DataFrame, devices: list[str]) -> None:
     ax.set(xscale="log", yscale="log", xlabel="grid size (runs trained together)", ylabel="run-epochs per second")
     ax.set_title("batched throughput vs grid size")
     if "run_epochs_per_s" not in df.columns:
-        empty_note(ax, "no throughput measured")
+        style.empty_note(ax, "no throughput measured")
         return
     rows = df[(df["engine"] == "batched") & np.isfinite(df["run_epochs_per_s"]) & (df["run_epochs_per_s"] > 0)]
     rows = rows[np.isfinite(rows["runs"]) & (rows["runs"] > 0)]
     if rows.empty:
-        empty_note(ax, "no batched throughput measured")
+        style.empty_note(ax, "no batched throughput measured")
         return
     sizes = sorted(rows["n"].dropna().unique())
     styles = ["-", "--", ":", "-."]
@@ -220,7 +220,7 @@ def _timing_optimizers(ax: Axes, df: pd.DataFrame, devices: list[str], optimizer
     if drawn:
         ax.legend(loc="best", fontsize="small")
     else:
-        empty_note(ax, "no optimizer measured twice at n = 3")
+        style.empty_note(ax, "no optimizer measured twice at n = 3")
 
 
 def _machine_title(df: pd.DataFrame, devices: list[str]) -> str:

@@ -18,7 +18,7 @@ from gdbench.plots.lines import ROW_AXES, ZERO_FLOOR, excess, ordered
 __all__ = ["divergence"]
 
 
-def _fmt(x: float) -> str:
+def _three_digits(x: float) -> str:
     """A number with 3 significant digits, keeping trailing zeros (0.180, not 0.18)."""
     if not np.isfinite(x):
         return str(x)
@@ -174,11 +174,11 @@ def _divergence_facet(ax: Axes, part: pd.DataFrame, y_range: tuple[float, float]
     handles: list[Line2D | Patch] = []
     if np.isfinite(crit) and crit > 0:
         ax.axvspan(crit, x_hi, color=style.DIVERGED_COLOUR, alpha=0.07, lw=0, zorder=0)
-        label = f"critical lr {theory.rule} = {_fmt(crit)}"
+        label = f"critical lr {theory.rule} = {_three_digits(crit)}"
         handles.append(ax.axvline(crit, color=style.CRITICAL_COLOUR, ls="--", lw=1.3, label=label))
     if np.isfinite(fast) and fast > 0:
         singular = np.isfinite(crit) and np.isclose(fast, crit / 2, rtol=1e-12)  # lambda_min = 0
-        label = f"fastest {'1/λmax' if singular else '2/(λmax+λmin)'} = {_fmt(fast)}"
+        label = f"fastest {'1/λmax' if singular else '2/(λmax+λmin)'} = {_three_digits(fast)}"
         handles.append(ax.axvline(fast, color=style.FASTEST_COLOUR, ls=":", lw=1.8, label=label))
     if handles:
         if np.isfinite(crit) and crit > 0:

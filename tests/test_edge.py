@@ -22,9 +22,9 @@ from conftest import run_workflow
 from gdbench.config import check_config
 from gdbench.data import parse_dataset
 from gdbench.edge import EDGE_COLUMNS, Case, bracket, edge_table, grid_cases, searched_cases
-from gdbench.edge_plot import edge as edge_plot
 from gdbench.engines import DataSource
 from gdbench.horizon import Recurrence, horizon_edges
+from gdbench.plots import edge as edge_plot
 
 LESSON = {"x": [1, 2, 3], "y": [2, 4, 6]}
 #: A dataset the edge was not tuned on: uneven x, a line with scatter, negative values.

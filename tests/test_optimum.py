@@ -16,6 +16,7 @@ from gdbench.config import ConfigError, check_config
 from gdbench.data import Dataset, parse_dataset
 from gdbench.lesson import tutorial
 from gdbench.pipeline import optima, theories, train_runs
+from gdbench.plots import divergence_plot
 from gdbench.runs import RunSpec, expand_grid
 from gdbench.tables import theory_table
 from gdbench.theory import analyse, eigen, optimum, predicted_rate, sgd_factor
@@ -259,7 +260,7 @@ def test_final_cost_is_described_as_the_cost_before_the_last_update():
     """final_cost is the last epoch's forward pass, before that epoch's update (the lesson's
     log): the summary caption and the divergence legend must not say "after"."""
     caption = (ROOT / "workflow" / "report" / "summary.rst").read_text()
-    legend = plots._DIVERGENCE_HANDLES["stable"].get_label()
+    legend = divergence_plot._DIVERGENCE_HANDLES["stable"].get_label()
     for text in (caption, legend):
         assert "cost after the last epoch" not in text
         assert "before" in text

@@ -22,9 +22,9 @@ from conftest import run_workflow
 from gdbench.config import check_config
 from gdbench.data import parse_dataset
 from gdbench.edge import EDGE_COLUMNS, Case, bracket, edge_table, grid_cases, searched_cases
-from gdbench.edge_plot import edge as edge_plot
 from gdbench.engines import DataSource
 from gdbench.horizon import Recurrence, horizon_edges
+from gdbench.plots import edge as edge_plot
 
 LESSON = {"x": [1, 2, 3], "y": [2, 4, 6]}
 #: A dataset the edge was not tuned on: uneven x, a line with scatter, negative values.
@@ -327,3 +327,19 @@ def test_an_empty_search_range_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match=r"edge\.lr_min = 1\.0: must be below edge\.lr_max"):
         check_config({"edge": {"lr_min": 1.0, "lr_max": 0.5}})
+
+
+@pytest.mark.parametrize(("guess", "rounds"), [(0.30003, 1), (0.2, 4), (0.5, 4), (np.nan, 3)])
+def test_a_guess_is_only_a_first_comb_that_must_measure_its_bracket(guess, rounds):
+    """A theory guess near the edge brackets it in one round (lo measured stable, hi measured
+    diverging); a guess that misses (all its probes stable, or all diverging) restarts that
+    search with the full comb, which still finds the edge to the width."""
+    calls = []
+
+    def diverges(owner, lrs):
+        calls.append(lrs.size)
+        return lrs >= 0.3
+
+    lo, hi = bracket(diverges, 1, 1e-5, 100.0, 1e-4, 64, guess=np.array([guess]))
+    assert lo[0] < 0.3 <= hi[0] and hi[0] / lo[0] - 1 <= 1e-4 * (1 + 1e-9)
+    assert len(calls) == rounds

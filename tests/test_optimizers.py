@@ -434,3 +434,19 @@ def test_workflow_with_optimizers_end_to_end(tmp_path) -> None:
     assert "optimizer" in pd.read_parquet(tables / "trajectories.parquet", columns=["optimizer"]).columns
     verdict = json.loads((tmp_path / "results" / "reproducibility.json").read_text())
     assert verdict["passed"] is True and verdict["runs_identical"] == verdict["runs_checked"] >= 9, verdict
+
+
+def test_rate_curve_is_each_optimizers_own_theory():
+    """The rate plot's theory: plain descent's V (1 at the critical lr); heavy ball flat at
+    beta where the slowest direction's roots are complex, and 1 at its own critical lr and at
+    lr 0; Adam: none."""
+    lam = np.array([0.5, 10.0])
+    ratios = np.array([0.0, 0.5, 1.0])
+    plain = stability.rate_curve(PLAIN_SGD, lam, ratios)
+    np.testing.assert_allclose(plain, np.max((1 - (ratios * 0.2)[:, None] * lam) ** 2, axis=1))
+    assert plain[-1] == pytest.approx(1.0)
+    hb = OptimizerSpec(name="hb", momentum=0.9)
+    curve = stability.rate_curve(hb, lam, ratios)
+    assert curve[0] == pytest.approx(1.0) and curve[-1] == pytest.approx(1.0)
+    assert curve[1] == pytest.approx(0.9)
+    assert np.isnan(stability.rate_curve(OptimizerSpec(name="a", kind="adam"), lam, ratios)).all()

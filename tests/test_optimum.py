@@ -16,6 +16,7 @@ from gdbench.config import ConfigError, check_config
 from gdbench.data import Dataset, parse_dataset
 from gdbench.lesson import tutorial
 from gdbench.pipeline import optima, theories, train_runs
+from gdbench.plots import divergence_plot
 from gdbench.runs import RunSpec, expand_grid
 from gdbench.tables import theory_table
 from gdbench.theory import analyse, eigen, optimum, predicted_rate, sgd_factor
@@ -28,11 +29,13 @@ def points(x, y, name="d") -> Dataset:
     return Dataset(name, np.asarray(x, dtype=float), np.asarray(y, dtype=float))
 
 
-def grid_config(datasets, **training):
-    """The default config's grid (lrs, seeds, epochs) on ``datasets``, on the CPU, plain SGD."""
+def grid_config(datasets, optimizers=("sgd",), **training):
+    """The default config's grid (lrs, seeds, epochs) on ``datasets``, on the CPU, plain SGD
+    unless ``optimizers`` (names from the default config) says otherwise."""
     config = {
         "datasets": {k: DEFAULT["datasets"][k] if isinstance(v, str) else v for k, v in datasets.items()},
-        "grid": {**DEFAULT["grid"], "dataset": list(datasets), "device": ["cpu"], "optimizer": ["sgd"]},
+        "optimizers": DEFAULT["optimizers"],
+        "grid": {**DEFAULT["grid"], "dataset": list(datasets), "device": ["cpu"], "optimizer": list(optimizers)},
         "training": {**DEFAULT["training"], **training},
         "analysis": DEFAULT["analysis"],
     }
@@ -152,6 +155,26 @@ def test_rate_agrees_with_prediction_on_the_tutorial_default_grid(default_grid):
     assert tut.loc[tut["converged_at"].isna(), "rate"].isna().all()
 
 
+@pytest.fixture(scope="module")
+def momentum_grid() -> pd.DataFrame:
+    """The summary of the default grid's momentum optimizers on the tutorial data."""
+    config = grid_config({"tutorial": "default"}, optimizers=("heavy_ball", "nesterov"))
+    return train_runs(config, expand_grid(config, ["cpu"]))[2]
+
+
+def test_momentum_rate_agrees_with_prediction_on_the_tutorial_default_grid(momentum_grid):
+    """Heavy ball and Nesterov (beta 0.9): where the envelope fit gives a rate, it is the
+    spectral radius squared within 1e-3 (measured: 3.5e-4); it gives one for most converging
+    heavy-ball runs and for Nesterov's slow ones, and none for a run that has not converged."""
+    conv = momentum_grid[momentum_grid["converged_at"].notna()]
+    fitted = conv[conv["rate"].notna()]
+    np.testing.assert_allclose(fitted["rate"], fitted["predicted_rate"], atol=1e-3)
+    counts = fitted.groupby("optimizer")["lr"].nunique()
+    assert counts["heavy_ball"] >= 6 and counts["nesterov"] >= 2
+    assert np.isclose(fitted["predicted_rate"].astype(float), 0.9).sum() >= 5 * 3  # complex roots: |z|^2 = beta
+    assert momentum_grid.loc[momentum_grid["converged_at"].isna(), "rate"].isna().all()
+
+
 def test_the_lessons_run_converges_at_the_epoch_the_readme_states(default_grid):
     """tutorial, lr 0.01, 2000 epochs: converged at epoch 1732 (README)."""
     lesson = default_grid.query("dataset == 'tutorial' and lr == 0.01 and seed == 1").iloc[0]
@@ -237,7 +260,7 @@ def test_final_cost_is_described_as_the_cost_before_the_last_update():
     """final_cost is the last epoch's forward pass, before that epoch's update (the lesson's
     log): the summary caption and the divergence legend must not say "after"."""
     caption = (ROOT / "workflow" / "report" / "summary.rst").read_text()
-    legend = plots._DIVERGENCE_HANDLES["stable"].get_label()
+    legend = divergence_plot._DIVERGENCE_HANDLES["stable"].get_label()
     for text in (caption, legend):
         assert "cost after the last epoch" not in text
         assert "before" in text
@@ -257,3 +280,32 @@ def test_rate_plot_draws_measured_points_over_the_predicted_curve(default_grid, 
     none = default_grid.assign(rate=np.nan)
     plots.rate(none, theory, png, svg)
     assert "no converging full-batch run" in svg.read_text()
+
+
+def test_rate_plot_draws_each_optimizers_own_predicted_curve(momentum_grid, tmp_path):
+    """With momentum the theory curve is the optimizer's own (rho^2 of its 2x2 step over lr /
+    its own critical lr), not plain descent's: heavy ball's is flat at beta = 0.9 where its
+    measured points sit; plain descent's V and fastest lr are not drawn for them."""
+    from matplotlib.figure import Figure
+
+    from gdbench.optimizers import optimizer_specs
+
+    config = grid_config({"tutorial": "default"}, optimizers=("heavy_ball", "nesterov"))
+    specs = optimizer_specs(config)
+    theory = theory_table(theories(config, ["tutorial"]), optimizers=specs)
+    png, svg = tmp_path / "rate.png", tmp_path / "rate.svg"
+    drawn: list = []
+    original = Figure.savefig
+    try:
+        Figure.savefig = lambda self, *a, **k: (drawn.append(self), original(self, *a, **k))[1]
+        plots.rate(momentum_grid, theory, png, svg, optimizers=specs)
+    finally:
+        Figure.savefig = original
+    text = svg.read_text()
+    for label in ("predicted, heavy_ball", "predicted, nesterov", "ρ²"):
+        assert label in text, label
+    assert "(1 − lr·λ)²" not in text and "fastest lr" not in text
+    curves = [ln for ln in drawn[0].axes[0].get_lines() if ln.get_linestyle() == "--"]
+    assert len(curves) == 2
+    flat = curves[0].get_ydata()[(curves[0].get_xdata() > 0.2) & (curves[0].get_xdata() < 0.9)]
+    np.testing.assert_allclose(flat, 0.9, atol=1e-9)

@@ -22,6 +22,7 @@ import pytest
 from gdbench import plots, tables, theory
 from gdbench.data import parse_dataset
 from gdbench.engines import train
+from gdbench.plots import convergence_plot, lines, timing_plot
 from gdbench.runs import RunSpec
 
 DATASETS = {
@@ -80,13 +81,13 @@ def test_convergence_mixed_grid(real, tmp_path, monkeypatch):
     runs without their marker; or the curves that go to 1e7 squash the converging ones into a
     flat line at the bottom (the y axis must stop at a few times the initial cost)."""
     seen = {}
-    original = plots._cost_ranges
+    original = convergence_plot._cost_ranges
 
     def spy(agg, keys):
         seen.update(original(agg, keys))
         return seen
 
-    monkeypatch.setattr(plots, "_cost_ranges", spy)
+    monkeypatch.setattr(convergence_plot, "_cost_ranges", spy)
     _, svg = draw(plots.convergence, real["trajectories"], real["summary"], tmp_path=tmp_path, name="mixed")
     for text in ("excess cost (MSE − optimal MSE)", "epoch", "learning rate", "dataset = tutorial", "diverged"):
         assert text in svg, text
@@ -172,7 +173,7 @@ def test_convergence_big_table_is_thinned(tmp_path):
     summary = pd.DataFrame(
         {"run_id": np.arange(runs), "diverged": False, "diverged_at": pd.array([pd.NA] * runs, "Int64")}
     )
-    agg = plots._aggregate_lines(traj, summary, max_lines=25)
+    agg = lines.aggregate_lines(traj, summary, max_lines=25)
     assert len(agg.lines) == 25
     assert np.diff(agg.start).max() <= plots.MAX_POINTS + 1
     _, svg = draw(
@@ -261,11 +262,11 @@ def test_timing_crossover_interpolates():
     when CUDA never (or always) wins."""
     cpu = pd.Series([1.0, 10.0], index=[10.0, 1000.0])
     gpu = pd.Series([5.0, 5.0], index=[10.0, 1000.0])
-    n, _ = plots._crossover(cpu, gpu)
+    n, _ = timing_plot._crossover(cpu, gpu)
     assert n == pytest.approx(10 ** (1 + 2 * np.log(5) / np.log(10)), rel=1e-9)
-    assert plots._crossover(cpu, cpu * 2)[0] is None
-    assert "not faster" in plots._crossover(cpu, cpu * 2)[1]
-    assert "already" in plots._crossover(cpu, cpu / 2)[1]
+    assert timing_plot._crossover(cpu, cpu * 2)[0] is None
+    assert "not faster" in timing_plot._crossover(cpu, cpu * 2)[1]
+    assert "already" in timing_plot._crossover(cpu, cpu / 2)[1]
 
 
 @pytest.mark.parametrize("case", ["one_device", "nan_rows", "single_row", "all_nan"])
@@ -294,14 +295,14 @@ def test_backend_respects_the_callers_choice():
     override a backend the user already chose (their notebook would stop showing figures)."""
     # A bare package object stands in for gdbench/__init__ (which imports torch): the check
     # then takes a second, not five.
-    package = Path(plots.__file__).parent
+    package = Path(plots.__file__).parents[1]
     stub = (
         f"import sys, types; g = types.ModuleType('gdbench'); g.__path__ = [{str(package)!r}]; "
         "sys.modules['gdbench'] = g; "
     )
     procs = {}
     for setup, expected in (("", "agg"), ("matplotlib.use('svg'); ", "svg")):
-        code = f"{stub}import matplotlib; {setup}import gdbench.plots; print(matplotlib.get_backend().lower())"
+        code = f"{stub}import matplotlib; {setup}import gdbench.plots.style; print(matplotlib.get_backend().lower())"
         env = {k: v for k, v in os.environ.items() if k not in ("MPLBACKEND", "DISPLAY")}
         procs[expected] = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
     for expected, proc in procs.items():
@@ -317,3 +318,35 @@ def test_same_input_same_svg(real, tmp_path):
     for d in (a, b):
         plots.timing(timing_table(), d / "x.png", d / "x.svg")
     assert (a / "x.svg").read_bytes() == (b / "x.svg").read_bytes()
+
+
+def test_reduction_needs_no_matplotlib_and_figures_no_torch():
+    """The workflow reads trajectories through gdbench.plots.lines before drawing anything: it
+    must not pay for matplotlib there, and no figure module may import torch (the plots job
+    and notebooks reading tables would pay ~1.4 s, and need torch installed)."""
+    code = (
+        "import sys; import gdbench.plots.lines; mpl = 'matplotlib' in sys.modules; "
+        "from gdbench import plots; [getattr(plots, n) for n in plots.__all__]; "
+        "print(mpl, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_read_drawn_reads_the_thinned_epochs_and_each_runs_ends(tmp_path):
+    """The plots job reads only the epochs the convergence figure draws (at most MAX_POINTS per
+    line), plus each run's last epoch and divergence epoch, never the whole table."""
+    epochs = 3000
+    traj = pd.DataFrame(
+        {
+            "run_id": np.repeat([0, 1], epochs + 1),
+            "epoch": np.tile(np.arange(epochs + 1), 2),
+            "cost": np.ones(2 * (epochs + 1)),
+        }
+    )
+    traj.to_parquet(tmp_path / "t.parquet")
+    summary = pd.DataFrame({"run_id": [0, 1], "epochs": [epochs, epochs], "diverged_at": [np.nan, 1777.0]})
+    got = lines.read_drawn(tmp_path / "t.parquet", summary, ["run_id", "epoch", "cost"])
+    kept = set(got["epoch"])
+    assert {0, 1, 1777, epochs} <= kept
+    assert len(kept) <= lines.MAX_POINTS + 2 and len(got) == 2 * len(kept)

@@ -108,7 +108,8 @@ def test_timing_table_values_are_sound(small_table: pd.DataFrame) -> None:
     assert (small_table.device == "cpu").all()
     assert (small_table.device_name.str.len() > 0).all()
     assert (small_table.epochs == SMALL["epochs"]).all()
-    assert set(zip(small_table.engine, small_table.n, small_table.runs, strict=True)) == set(plan(SMALL))
+    measured = zip(small_table.engine, small_table.n, small_table.runs, small_table.optimizer, strict=True)
+    assert set(measured) == set(plan(SMALL))
 
 
 def test_threads_are_set_while_measuring_and_restored(monkeypatch: pytest.MonkeyPatch) -> None:

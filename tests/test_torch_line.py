@@ -14,10 +14,10 @@ import pytest
 TORCH_FREE = [
     "gdbench.agreement",
     "gdbench.config",
-    "gdbench.edge_plot",
     "gdbench.horizon",
     "gdbench.lesson",
     "gdbench.plots",
+    "gdbench.plots.lines",
     "gdbench.stability",
     "gdbench.tables",
     "gdbench.theory",

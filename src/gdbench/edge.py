@@ -15,7 +15,12 @@ The search (:func:`bracket`) probes many learning rates per round in one tensor 
 * each later round probes a comb strictly inside every bracket still wider than
   ``rel_width`` (relative: ``(hi - lo) / lo``), narrowing it to the first diverging probe. A
   round shrinks a bracket's log-width ``lrs_per_round + 1`` fold (the last one probes only as
-  many as it needs); the defaults take 3 rounds.
+  many as it needs); the defaults take 3 rounds;
+* where the full-batch theory gives the float64 horizon edge (:mod:`gdbench.horizon`), round 0
+  probes instead a comb over ``horizon / (1 + GUESS_SPAN)`` .. ``horizon x (1 + GUESS_SPAN)``
+  just fine enough for ``rel_width``: a bracket only if its first probe did not diverge and a
+  later one did (the engines' verdicts, as for every probe), else that search restarts with
+  the full comb. On the default grid every guess holds: one round instead of three.
 
 Answers, in ``edge_lo`` and ``edge_hi``:
 
@@ -70,6 +75,8 @@ EDGE_COLUMNS = (
 HORIZON_REL_WIDTH = 1.0e-10
 #: Learning rates per round of the horizon search (its cost grows with the probes per round).
 HORIZON_PER_ROUND = 16
+#: A search with a theory guess (the horizon edge) first probes this relative span around it.
+GUESS_SPAN = 1.0e-3
 #: A search stops after this many rounds whatever the widths (only a float-precision
 #: rel_width could need more).
 MAX_ROUNDS = 100
@@ -174,13 +181,20 @@ def bracket(
     rel_width: float,
     per_round: int,
     progress: Progress | None = None,
+    guess: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Bracket, for each of ``n`` searches, the smallest learning rate in ``[lr_min, lr_max]``
     at which ``diverges`` says its run diverges (see the module docstring), with combs of
     ``per_round`` probes (fewer in a last round that needs fewer). Each round makes one call of
     ``diverges`` with every probe of every open search. Returns ``(lo, hi)`` arrays: ``lo`` did not diverge,
     ``hi`` did; ``hi`` is NaN when nothing diverged up to ``lr_max`` (then ``lo = lr_max``),
-    ``lo`` is NaN when ``lr_min`` diverged already."""
+    ``lo`` is NaN when ``lr_min`` diverged already.
+
+    ``guess`` (per search, NaN for none): where the edge should lie (the float64 horizon
+    edge). Round 0 then probes, for that search, a comb spanning ``guess / (1 + GUESS_SPAN)``
+    to ``guess x (1 + GUESS_SPAN)`` (both included) just fine enough to meet ``rel_width``; it
+    is a bracket only if its first probe did not diverge and a later one did (both measured),
+    else the search starts over with the full comb in the next round."""
     if not (0 < lr_min < lr_max and math.isfinite(lr_max)):
         raise ValueError(f"edge search: need 0 < lr_min < lr_max, got {lr_min!r}, {lr_max!r}")
     if per_round < 2 or not rel_width > 0:
@@ -189,16 +203,33 @@ def bracket(
     hi = np.full(n, np.nan)
     step = math.log1p(rel_width)
     idx = np.arange(n)
-    comb = np.geomspace(lr_min, lr_max, per_round)
-    comb[0], comb[-1] = lr_min, lr_max
-    combs = [comb] * n
+    full = np.geomspace(lr_min, lr_max, per_round)
+    full[0], full[-1] = lr_min, lr_max
+    combs = [full] * n
+    informed = np.zeros(n, dtype=bool)
+    if guess is not None:
+        for i in np.flatnonzero(np.isfinite(guess) & (guess > 0)):
+            g = float(guess[i])
+            a, b = max(lr_min, g / (1 + GUESS_SPAN)), min(lr_max, g * (1 + GUESS_SPAN))
+            if not a < b:
+                continue
+            m = int(min(per_round, math.ceil(math.log(b / a) / step * (1 + 1e-9)) + 1))
+            combs[i] = np.geomspace(a, b, max(m, 2))
+            combs[i][0], combs[i][-1] = a, b
+            informed[i] = True
     for round_no in range(MAX_ROUNDS):
         if idx.size == 0:
             break
         clock = time.perf_counter()
         owner = np.repeat(idx, [c.size for c in combs])
         d = np.asarray(diverges(owner, np.concatenate(combs)), dtype=bool)
+        restart = []
         for i, comb, hits in zip(idx, combs, np.split(d, np.cumsum([c.size for c in combs])[:-1]), strict=True):
+            if informed[i]:
+                informed[i] = False
+                if not hits.any() or hits[0]:  # the guess missed: no bracket measured, search it all
+                    restart.append(i)
+                    continue
             if hits.any():
                 first = int(hits.argmax())
                 hi[i] = comb[first]
@@ -207,6 +238,8 @@ def bracket(
             else:
                 lo[i] = comb[-1]
         open_ = np.isfinite(lo) & np.isfinite(hi) & (hi / lo - 1 > rel_width)
+        if progress and restart:
+            progress(f"edge search round {round_no}: the theory's guess missed for {len(restart)} searches")
         if progress:
             width = hi[idx] / lo[idx] - 1
             widest = float(np.nanmax(width)) if np.isfinite(width).any() else 0.0
@@ -221,6 +254,8 @@ def bracket(
             log_width = math.log(hi[i] / lo[i])
             m = int(min(per_round, max(1, math.ceil(log_width / step * (1 + 1e-9)) - 1)))
             combs.append(lo[i] * np.exp(log_width * np.arange(1, m + 1) / (m + 1)))
+        idx = np.concatenate([idx, np.asarray(restart, dtype=np.int64)])
+        combs += [full] * len(restart)
     return lo, hi
 
 
@@ -281,6 +316,7 @@ def edge_table(config: Mapping[str, Any], base_dir: str | Path = ".", progress: 
             f"share one search), lr in [{settings.lr_min:g}, {settings.lr_max:g}], width {settings.rel_width:g}"
         )
     options = dataclasses.replace(train_options(config), record_every=0, progress=progress)
+    critical, horizon = _theory(searched, data, optimizer_specs(config), settings, options.criteria.diverged_factor)
     lo, hi = bracket(
         _located(searched, data, options),
         len(searched),
@@ -289,8 +325,8 @@ def edge_table(config: Mapping[str, Any], base_dir: str | Path = ".", progress: 
         settings.rel_width,
         settings.lrs_per_round,
         progress,
+        guess=horizon,
     )
-    critical, horizon = _theory(searched, data, optimizer_specs(config), settings, options.criteria.diverged_factor)
     pick = np.asarray(answer, dtype=np.int64)
     return pd.DataFrame(
         {

@@ -121,7 +121,8 @@ def train_runs(
             if key not in y_scale:
                 y_scale[key] = float(np.max(np.abs(data.get(run).y)))
             bottom = rate_window_bottom(v.floor[i], y_scale[key], run.dtype)
-            rate[i] = measured_rate(epochs, excess, v.initial_cost[i] - v.optimal_cost[i], bottom)
+            monotone = spec.kind == "sgd" and spec.momentum == 0
+            rate[i] = measured_rate(epochs, excess, v.initial_cost[i] - v.optimal_cost[i], bottom, monotone)
     return (
         batch,
         tables.trajectories(batch, run_ids),

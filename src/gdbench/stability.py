@@ -153,6 +153,22 @@ def run_rate(spec: OptimizerSpec, lr: float, eigenvalues: np.ndarray) -> float:
     return math.nan if factor is None else float(np.max(factor(lr, eigenvalues)))
 
 
+def rate_curve(spec: OptimizerSpec, eigenvalues: np.ndarray, ratios: np.ndarray) -> np.ndarray:
+    """The predicted rate of a start with error along every direction with ``lambda > 0``
+    (``max rho^2`` over them), at each ``lr = ratio x critical_lr``: for the rate plot's
+    theory curve (plain descent: a V reaching 1 at ratio 1; heavy ball: flat at ``beta`` over
+    the range where the slowest direction's roots are complex). NaN where the theory gives
+    no rate (:func:`rate_factor` is None)."""
+    ratios = np.asarray(ratios, dtype=np.float64)
+    lam = np.asarray(eigenvalues, dtype=np.float64)
+    pos = lam[lam > 0]
+    factor = rate_factor(spec)
+    if factor is None or not pos.size:
+        return np.full(ratios.shape, np.nan)
+    crit = critical_lr(spec, float(pos.max()))
+    return np.array([float(np.max(factor(float(r) * crit, pos))) for r in ratios])
+
+
 def fastest_lr(spec: OptimizerSpec, lambda_min: float, lambda_max: float) -> float:
     """The learning rate of the fastest worst-case contraction: ``2 / (lambda_min +
     lambda_max + 2 wd)`` for plain descent; NaN for momentum (whose rate is flat, ``sqrt

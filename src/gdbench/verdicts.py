@@ -53,6 +53,10 @@ RATE_TAIL_FACTOR = 10.0
 RATE_RESIDUAL_ULPS = 1.0e3
 #: ... on at least this many recorded epochs.
 RATE_MIN_POINTS = 3
+#: An oscillating excess (momentum) is fitted through its peaks, on at least 2 x
+#: RATE_MIN_POINTS of them, and only where the fits of their first and last half agree
+#: within this (else its rate is NaN).
+RATE_PEAKS_AGREE = 2.0e-3
 
 
 @dataclass(frozen=True)
@@ -104,33 +108,71 @@ def rate_window_bottom(floor: float, y_scale: float, dtype: str) -> float:
     return RATE_ABOVE_FLOOR * floor + (RATE_RESIDUAL_ULPS * ulp_y) ** 2
 
 
-def measured_rate(epochs: np.ndarray, excess: np.ndarray, initial_excess: float, bottom: float) -> float:
+def measured_rate(
+    epochs: np.ndarray, excess: np.ndarray, initial_excess: float, bottom: float, monotone: bool = True
+) -> float:
     """The asymptotic contraction factor per epoch of a run's excess cost, or NaN.
 
-    The *window* is the recorded epochs before the first one whose excess does not fall below
-    the previous recorded epoch's (in exact arithmetic gradient descent's excess falls every
-    epoch: a rise or a repeat is rounding, e.g. steps too small to move float32 parameters)
-    whose excess ``E`` satisfies ``bottom < E <= RATE_BELOW_START x initial_excess``
-    (``bottom`` from :func:`rate_window_bottom`); the fit takes the
-    window's lowest decade, the epochs with ``E <= RATE_TAIL_FACTOR x min E in the window``,
-    where faster directions have died out longest, and returns ``exp(slope)`` of the
-    least-squares line of ``ln E`` against epoch. NaN with fewer than ``RATE_MIN_POINTS``
-    epochs to fit."""
+    ``monotone`` (plain gradient descent): the *window* is the recorded epochs before the
+    first one whose excess does not fall below the previous recorded epoch's (in exact
+    arithmetic gradient descent's excess falls every epoch: a rise or a repeat is rounding,
+    e.g. steps too small to move float32 parameters) whose excess ``E`` satisfies
+    ``bottom < E <= RATE_BELOW_START x initial_excess`` (``bottom`` from
+    :func:`rate_window_bottom`); the fit takes the window's lowest decade, the epochs with
+    ``E <= RATE_TAIL_FACTOR x min E in the window``, where faster directions have died out
+    longest, and returns ``exp(slope)`` of the least-squares line of ``ln E`` against epoch.
+
+    Not ``monotone`` (momentum: the excess may oscillate, its envelope contracts): the
+    window is the epochs whose *envelope* ``M_t = max E_s over s >= t`` (the excess's
+    running maximum from the end) satisfies the same bounds, so a dip of an oscillation
+    ends nothing. Where the excess falls every epoch of that window the fit is the one
+    above; otherwise it is the least-squares line of ``ln E`` through the window's peaks
+    (epochs whose excess is at least both neighbours'), which lie on the envelope.
+
+    NaN with fewer than ``RATE_MIN_POINTS`` epochs (or peaks) to fit."""
     e = np.asarray(epochs, dtype=np.float64)
     x = np.asarray(excess, dtype=np.float64)
     upper = RATE_BELOW_START * float(initial_excess)
     with np.errstate(invalid="ignore"):
-        window = np.isfinite(x) & (x > bottom) & (x <= upper) & (x > 0)
-        stalled = np.flatnonzero(~(x[1:] < x[:-1]))
-    if stalled.size:
-        window[stalled[0] + 1 :] = False
+        ok = np.isfinite(x) & (x > 0)
+        if monotone:
+            window = ok & (x > bottom) & (x <= upper)
+            stalled = np.flatnonzero(~(x[1:] < x[:-1]))
+            if stalled.size:
+                window[stalled[0] + 1 :] = False
+        else:
+            envelope = np.maximum.accumulate(np.where(ok, x, 0.0)[::-1])[::-1]
+            window = ok & (envelope > bottom) & (envelope <= upper)
     if window.sum() < RATE_MIN_POINTS:
         return float("nan")
-    tail = window & (x <= RATE_TAIL_FACTOR * float(x[window].min()))
+    idx = np.flatnonzero(window)
+    falls = bool(np.all(x[idx[1:]] < x[idx[:-1]])) and bool(np.all(np.diff(idx) == 1))
+    if monotone or falls:
+        tail = window & (x <= RATE_TAIL_FACTOR * float(x[window].min()))
+    else:
+        inner = idx[(idx > 0) & (idx < len(x) - 1)]
+        peaks = inner[(x[inner] >= x[inner - 1]) & (x[inner] >= x[inner + 1])]
+        tail = np.zeros_like(window)
+        tail[peaks] = True
     if tail.sum() < RATE_MIN_POINTS:
         return float("nan")
-    t = e[tail]
-    y = np.log(x[tail])
+    rate = _fit(e[tail], x[tail])
+    if not monotone:
+        # the peaks sample the envelope at whole epochs, off its crest by a phase that varies,
+        # and momentum's directions can contract at close rates, the slowest taking over late:
+        # where the fits of the first and the last half of the points disagree, so does the fit
+        at = np.flatnonzero(tail)
+        half = at.size // 2
+        if half < RATE_MIN_POINTS:
+            return float("nan")
+        first, last = _fit(e[at[:half]], x[at[:half]]), _fit(e[at[-half:]], x[at[-half:]])
+        if abs(first - last) > RATE_PEAKS_AGREE:
+            return float("nan")
+    return rate
+
+
+def _fit(t: np.ndarray, x: np.ndarray) -> float:
+    """``exp(slope)`` of the least-squares line of ``ln x`` against ``t``."""
+    y = np.log(x)
     t0 = t - t.mean()
-    slope = float(np.sum(t0 * (y - y.mean())) / np.sum(t0 * t0))
-    return float(np.exp(slope))
+    return float(np.exp(np.sum(t0 * (y - y.mean())) / np.sum(t0 * t0)))

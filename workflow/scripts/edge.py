@@ -11,7 +11,7 @@ from gdbench import io
 from gdbench.config import check_config
 from gdbench.determinism import set_deterministic
 from gdbench.edge import edge_table
-from gdbench.edge_plot import edge
+from gdbench.plots import edge
 
 
 def main(params, output, threads, log_path):

@@ -5,31 +5,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this checkout's gdbench
 
-import numpy as np
 import pandas as pd
 
 from gdbench import plots
+from gdbench.optimizers import optimizer_specs
+from gdbench.plots import lines
 from gdbench.tables import AXES
 
 
 def convergence(inputs, png, svg, log):
     """Cost vs epoch per learning rate, a facet per dataset (and device)."""
     summary = pd.read_parquet(inputs.summary)
-    # Read only the epochs the plot can draw (it thins to MAX_POINTS per line), plus each
-    # run's last and divergence epochs: big grids then never load every row.
-    top = int(summary["epochs"].max())
-    drawn = np.flatnonzero(plots.kept_epochs(np.arange(top + 1), plots.MAX_POINTS))
-    ends = np.concatenate([summary["epochs"].to_numpy(), summary["diverged_at"].dropna().to_numpy()])
-    epochs = sorted({int(e) for e in np.concatenate([drawn, ends])})
     columns = ["run_id", *AXES, "epoch", "cost"]
-    trajectories = pd.read_parquet(inputs.trajectories, columns=columns, filters=[("epoch", "in", epochs)])
+    trajectories = lines.read_drawn(inputs.trajectories, summary, columns)  # the drawable epochs only
     print(f"convergence: {len(trajectories)} trajectory rows read for {len(summary)} runs", file=log)
     plots.convergence(trajectories, summary, png, svg)
 
 
 def rate(inputs, png, svg, log):
     """Measured rate of the excess cost vs lr / critical_lr, over the predicted rate."""
-    plots.rate(pd.read_parquet(inputs.summary), pd.read_csv(inputs.theory), png, svg)
+    specs = optimizer_specs(snakemake.config)  # each optimizer's own theory curve
+    plots.rate(pd.read_parquet(inputs.summary), pd.read_csv(inputs.theory), png, svg, optimizers=specs)
 
 
 def divergence(inputs, png, svg, log):

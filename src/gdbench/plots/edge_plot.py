@@ -9,7 +9,7 @@ and the located edge written out with its ratio to ``critical_lr`` (the two diff
 of a percent, which no log axis shows). Searches that found no divergence up to ``lr_max``, or
 divergence already at ``lr_min``, are triangles at that end of the range.
 
-It uses the shared theme and helpers of :mod:`gdbench.plots` (PNG at 150 dpi and SVG).
+It uses the shared theme and helpers of :mod:`gdbench.plots.style` (PNG at 150 dpi and SVG).
 """
 
 from __future__ import annotations
@@ -20,19 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from gdbench.plots import (
-    _CRITICAL_COLOUR,
-    _DIVERGED_COLOUR,
-    _FASTEST_COLOUR,
-    PathLike,
-    _empty_note,
-    _facet_of,
-    _facets,
-    _grid,
-    _label_outer,
-    _save,
-    _theme,
-)
+from gdbench.plots import style
 
 __all__ = ["edge"]
 
@@ -46,16 +34,16 @@ _HANDLES = {
         label="located edge: smallest diverging lr (median over seeds; bars: edge_lo to edge_hi over seeds)",
     ),
     "none": Line2D([], [], ls="none", marker="^", ms=8, color=_EDGE_COLOUR, label="no divergence up to lr_max"),
-    "all": Line2D([], [], ls="none", marker="v", ms=8, color=_DIVERGED_COLOUR, label="diverges already at lr_min"),
-    "critical": Line2D([], [], color=_CRITICAL_COLOUR, ls="--", lw=1.4, label="critical_lr: asymptotic theory"),
+    "all": Line2D([], [], ls="none", marker="v", ms=8, color=style.DIVERGED_COLOUR, label="diverges already at lr_min"),
+    "critical": Line2D([], [], color=style.CRITICAL_COLOUR, ls="--", lw=1.4, label="critical_lr: asymptotic theory"),
     "horizon": Line2D(
-        [], [], ls="none", marker="D", ms=6, mfc="none", mew=1.6, color=_FASTEST_COLOUR,
+        [], [], ls="none", marker="D", ms=6, mfc="none", mew=1.6, color=style.FASTEST_COLOUR,
         label="horizon_edge: theory's edge within the same epochs (float64)",
     ),
 }  # fmt: skip
 
 
-def edge(table: pd.DataFrame, out_png: PathLike, out_svg: PathLike) -> None:
+def edge(table: pd.DataFrame, out_png: style.PathLike, out_svg: style.PathLike) -> None:
     """The edge plot of an edge table (one row per case and seed)."""
     df = table.copy()
     for col in ("dataset", "optimizer", "batch_size", "init", "dtype", "epochs"):
@@ -64,30 +52,30 @@ def edge(table: pd.DataFrame, out_png: PathLike, out_svg: PathLike) -> None:
             df[col] = pd.Categorical(values, categories=list(dict.fromkeys(values)))
     for col in ("edge_lo", "edge_hi", "critical_lr", "horizon_edge"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
-    with _theme():
+    with style.theme():
         if df.empty:
             fig = Figure(figsize=(6, 4), layout="constrained")
             ax = fig.subplots()
             ax.set(yscale="log", ylabel="learning rate", title="Stability edge")
-            _empty_note(ax, "no edge searched")
-            _save(fig, out_png, out_svg)
+            style.empty_note(ax, "no edge searched")
+            style.save(fig, out_png, out_svg)
             return
         by_case = df.drop(columns="optimizer")  # optimizers share a facet: they are its x axis
-        facets = _facets(by_case)
-        df["_facet"] = _facet_of(by_case, facets)
-        fig, by_key = _grid(facets, 1.2 + 1.5 * df["optimizer"].nunique(), 4.2)
+        facets = style.make_facets(by_case)
+        df["_facet"] = style.facet_of(by_case, facets)
+        fig, by_key = style.grid(facets, 1.2 + 1.5 * df["optimizer"].nunique(), 4.2)
         drawn: set[str] = set()
         for key, ax in by_key.items():
             part = df[[k == key for k in df["_facet"]]]
             drawn |= _facet(ax, part, [str(o) for o in df["optimizer"].cat.categories])
             ax.set_title(facets.title(key))
-        _label_outer(facets, by_key, "optimizer", "learning rate")
+        style.label_outer(facets, by_key, "optimizer", "learning rate")
         legend = [h for kind, h in _HANDLES.items() if kind in drawn]
         fig.legend(
             handles=legend, loc="outside lower center", ncols=2 if fig.get_figwidth() >= 10 else 1, fontsize="small"
         )
         fig.suptitle("Stability edge: the smallest learning rate that diverges within the run's epochs")
-        _save(fig, out_png, out_svg)
+        style.save(fig, out_png, out_svg)
 
 
 def _facet(ax: Axes, part: pd.DataFrame, optimizers: list[str]) -> set[str]:
@@ -103,37 +91,20 @@ def _facet(ax: Axes, part: pd.DataFrame, optimizers: list[str]) -> set[str]:
         crit = _first(rows["critical_lr"])
         horizon = _first(rows["horizon_edge"])
         if np.isfinite(crit):
-            ax.hlines(crit, x - _SLOT, x + _SLOT, colors=_CRITICAL_COLOUR, linestyles="--", lw=1.4)
+            ax.hlines(crit, x - _SLOT, x + _SLOT, colors=style.CRITICAL_COLOUR, linestyles="--", lw=1.4)
             drawn.add("critical")
             values.append(crit)
         if np.isfinite(horizon):
-            style = _HANDLES["horizon"]
+            look = _HANDLES["horizon"]
             ax.plot(
-                [x + _OFFSET], [horizon], ls="none", marker=style.get_marker(), ms=style.get_markersize(),
-                mfc="none", mew=1.6, color=style.get_color(), zorder=4,
+                [x + _OFFSET], [horizon], ls="none", marker=look.get_marker(), ms=look.get_markersize(),
+                mfc="none", mew=1.6, color=look.get_color(), zorder=4,
             )  # fmt: skip
             drawn.add("horizon")
             values.append(horizon)
         if both.any():
-            mid = np.sqrt(lo[both] * hi[both])
-            centre = float(np.median(mid))
-            low, high = float(lo[both].min()), float(hi[both].max())
-            ax.errorbar(
-                [x - _OFFSET], [centre], yerr=[[centre - low], [high - centre]], ls="none", marker="o", ms=7,
-                color=_EDGE_COLOUR, mec="white", mew=0.6, elinewidth=1.4, capsize=4, zorder=3,
-            )  # fmt: skip
+            values += _located(ax, x, lo[both], hi[both], crit, horizon)
             drawn.add("located")
-            values += [low, high]
-            lines = [f"located {centre:.6g}"]
-            if np.isfinite(horizon):
-                lines.append(f"horizon {horizon:.6g}")
-            if np.isfinite(crit):
-                lines.append(f"critical {crit:.6g}")
-                lines.append(f"located/critical {centre / crit:.4f}")
-            top = max(high, horizon) if np.isfinite(horizon) else high
-            ax.annotate(
-                "\n".join(lines), (x, top), xytext=(0, 9), textcoords="offset points", ha="center", fontsize="x-small"
-            )
         none_hit = ~np.isfinite(hi) & np.isfinite(lo)  # no divergence up to lr_max
         if none_hit.any():
             ax.plot([x], [lo[none_hit].max()], ls="none", marker="^", ms=8, color=_EDGE_COLOUR, zorder=3)
@@ -141,7 +112,7 @@ def _facet(ax: Axes, part: pd.DataFrame, optimizers: list[str]) -> set[str]:
             values.append(float(lo[none_hit].max()))
         all_hit = ~np.isfinite(lo) & np.isfinite(hi)  # diverges already at lr_min
         if all_hit.any():
-            ax.plot([x], [hi[all_hit].min()], ls="none", marker="v", ms=8, color=_DIVERGED_COLOUR, zorder=3)
+            ax.plot([x], [hi[all_hit].min()], ls="none", marker="v", ms=8, color=style.DIVERGED_COLOUR, zorder=3)
             drawn.add("all")
             values.append(float(hi[all_hit].min()))
     ax.set_yscale("log")
@@ -151,8 +122,29 @@ def _facet(ax: Axes, part: pd.DataFrame, optimizers: list[str]) -> set[str]:
     if v.size:
         ax.set_ylim(v.min() / 2.5, v.max() * 4)
     else:
-        _empty_note(ax, "no edge")
+        style.empty_note(ax, "no edge")
     return drawn
+
+
+def _located(ax: Axes, x: int, lo: np.ndarray, hi: np.ndarray, crit: float, horizon: float) -> list[float]:
+    """The located edge of one optimizer (brackets ``lo``..``hi`` over seeds), written out with
+    theory's edges and its ratio to ``critical_lr``; returns the y values it drew."""
+    mid = np.sqrt(lo * hi)
+    centre = float(np.median(mid))
+    low, high = float(lo.min()), float(hi.max())
+    ax.errorbar(
+        [x - _OFFSET], [centre], yerr=[[centre - low], [high - centre]], ls="none", marker="o", ms=7,
+        color=_EDGE_COLOUR, mec="white", mew=0.6, elinewidth=1.4, capsize=4, zorder=3,
+    )  # fmt: skip
+    lines = [f"located {centre:.6g}"]
+    if np.isfinite(horizon):
+        lines.append(f"horizon {horizon:.6g}")
+    if np.isfinite(crit):
+        lines.append(f"critical {crit:.6g}")
+        lines.append(f"located/critical {centre / crit:.4f}")
+    top = max(high, horizon) if np.isfinite(horizon) else high
+    ax.annotate("\n".join(lines), (x, top), xytext=(0, 9), textcoords="offset points", ha="center", fontsize="x-small")
+    return [low, high]
 
 
 def _first(col: pd.Series) -> float:

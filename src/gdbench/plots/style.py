@@ -1,0 +1,225 @@
+"""What every figure shares: the seaborn theme, saving (PNG at 150 dpi and SVG, atomically),
+log-axis tick labels, the colours of the conventions, and the facet grid.
+
+Conventions (the same in every figure):
+
+* diverged runs are drawn distinctly (red) and clipped at the top of the axis with a marker, so
+  that costs of 1e30 do not flatten the curves that converge;
+* theory is drawn as labelled reference lines (critical lr dashed, fastest lr dotted);
+* facets are titled ``dataset = tutorial`` (and ``| device = cpu`` ... where those vary).
+
+Figures are built on :class:`matplotlib.figure.Figure` objects, never through pyplot's global
+state, so they work under whatever backend the caller chose; when none was chosen (and pyplot is
+not imported yet) importing this module selects ``Agg``, which needs no display.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import matplotlib
+
+
+def _backend_chosen() -> bool:
+    try:
+        return matplotlib.get_backend(auto_select=False) is not None
+    except TypeError:  # matplotlib < 3.10
+        from matplotlib import rcsetup
+
+        return dict.__getitem__(matplotlib.rcParams, "backend") is not rcsetup._auto_backend_sentinel
+
+
+# Agg (no display needed) unless the caller chose a backend, or imported pyplot and so may
+# still want interactive figures (pyplot then resolves its backend itself, Agg when headless).
+if "matplotlib.pyplot" not in sys.modules and not _backend_chosen():
+    matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogFormatter, NullLocator  # noqa: E402
+
+from gdbench.io import atomic_path  # noqa: E402
+from gdbench.plots.lines import ROW_AXES, ordered  # noqa: E402
+
+PathLike = str | os.PathLike[str]
+
+#: Resolution of the PNG files.
+DPI = 150
+
+CONVERGED_COLOUR = "#3b5b92"
+DIVERGED_COLOUR = "#c0392b"
+CRITICAL_COLOUR = "#444444"
+FASTEST_COLOUR = "#1a9e77"
+
+
+# --------------------------------------------------------------------------------------------
+# Shared helpers
+
+
+@contextmanager
+def theme() -> Iterator[None]:
+    """The one theme of every figure, applied without touching the caller's rcParams."""
+    rc: dict[Any, Any] = {  # matplotlib types the keys as literals
+        "svg.fonttype": "none",  # text stays text in the SVG (searchable, smaller)
+        "svg.hashsalt": "gdbench",  # stable element ids: the same figure gives the same file
+        "savefig.dpi": DPI,
+        "axes.titlesize": "medium",
+        "legend.frameon": True,
+        "legend.framealpha": 0.9,
+    }
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85), matplotlib.rc_context(rc):
+        yield
+
+
+def save(fig: Figure, out_png: PathLike, out_svg: PathLike) -> None:
+    """Write the figure as PNG and SVG, each renamed into place only once complete."""
+    for ax in fig.axes:
+        if hasattr(ax, "_colorbar"):  # the colour bar labels itself (see _lr_colorbar)
+            continue
+        for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+            if scale == "log":
+                _widen(ax, axis)
+            if scale in ("log", "symlog") and isinstance(axis.get_major_formatter(), LogFormatter):
+                lo, hi = sorted(axis.get_view_interval())
+                plain = lo >= 0 and (lo == 0 or lo >= 1e-4) and hi <= 1e4
+                axis.set_major_formatter(FuncFormatter(plain_label if plain else power_label))
+                if lo <= 0 or hi / lo > 100:  # the theme draws no minor ticks; skip computing them
+                    axis.set_minor_locator(NullLocator())
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
+    fig.set_layout_engine("none")  # keep the layout just computed: the SVG gets the same one, faster
+    with atomic_path(out_svg) as tmp:
+        fig.savefig(tmp, format="svg", metadata={"Date": None})
+
+
+def _widen(ax: Axes, axis: matplotlib.axis.Axis) -> None:
+    """Widen a log axis to at least two decades, so it has labelled ticks (a single point
+    otherwise gets an axis with no label, or labels like 1.04e-4 .. 9.6e-5)."""
+    lo, hi = axis.get_view_interval()
+    if lo > 0 and hi > 0 and max(lo, hi) / min(lo, hi) < 100:
+        mid = np.sqrt(lo * hi)
+        limits = (mid / 10, mid * 10) if lo < hi else (mid * 10, mid / 10)
+        (ax.set_xlim if axis is ax.xaxis else ax.set_ylim)(*limits)
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def plain_label(value: float, _pos: object = None) -> str:
+    """Tick labels of a log axis that stays within 0.0001..10,000: plain numbers."""
+    if value <= 0 or not np.isfinite(value):
+        return "0" if value == 0 else ""
+    if value >= 1:
+        return f"{value:,.0f}" if float(value).is_integer() else f"{value:,g}"
+    return f"{value:.10f}".rstrip("0")
+
+
+def power_label(value: float, _pos: object = None) -> str:
+    """Tick labels of a log axis spanning more: powers of ten as Unicode superscripts (cheaper
+    than mathtext, and real text in the SVG)."""
+    if value <= 0 or not np.isfinite(value):
+        return "0" if value == 0 else ""
+    exponent = np.log10(value)
+    if abs(exponent - round(exponent)) < 1e-9:
+        return "10" + str(round(exponent)).translate(_SUPERSCRIPT)
+    return f"{value:.0e}"
+
+
+@dataclass
+class Facets:
+    """The facet grid: one column per dataset, one row per combination of the other axes that
+    vary (device, engine, ...); a single row of many datasets wraps."""
+
+    keys: list[tuple[str, tuple]]  # (dataset, row key) in drawing order
+    row_axes: list[str]
+    positions: dict[tuple[str, tuple], tuple[int, int]] = field(default_factory=dict)
+    nrows: int = 1
+    ncols: int = 1
+
+    def title(self, key: tuple[str, tuple]) -> str:
+        parts = [f"dataset = {key[0]}"] + [f"{a} = {v}" for a, v in zip(self.row_axes, key[1], strict=True)]
+        return " | ".join(parts)
+
+
+def make_facets(runs: pd.DataFrame, max_cols: int = 3) -> Facets:
+    """Facets of a run table (one row per run, with ``dataset`` and any of the row axes)."""
+    row_axes = [a for a in ROW_AXES if a in runs.columns and runs[a].nunique(dropna=False) > 1]
+    datasets = ordered(runs["dataset"]) if "dataset" in runs.columns else ["all"]
+    if row_axes:
+        # In each axis' own order (categorical: the config's; e.g. sgd before heavy_ball).
+        rank = [{v: i for i, v in enumerate(ordered(runs[a]))} for a in row_axes]
+        row_keys = sorted(
+            {tuple(r) for r in runs[row_axes].astype(str).itertuples(index=False, name=None)},
+            key=lambda key: tuple(rank[i].get(v, len(rank[i])) for i, v in enumerate(key)),
+        )
+    else:
+        row_keys = [()]
+    facets = Facets(keys=[], row_axes=row_axes)
+    if len(row_keys) == 1:
+        facets.ncols = min(max_cols, len(datasets))
+        facets.nrows = -(-len(datasets) // facets.ncols)
+        for i, ds in enumerate(datasets):
+            key = (ds, row_keys[0])
+            facets.keys.append(key)
+            facets.positions[key] = divmod(i, facets.ncols)
+    else:
+        facets.nrows, facets.ncols = len(row_keys), len(datasets)
+        for r, rk in enumerate(row_keys):
+            for c, ds in enumerate(datasets):
+                key = (ds, rk)
+                facets.keys.append(key)
+                facets.positions[key] = (r, c)
+    return facets
+
+
+def facet_of(runs: pd.DataFrame, facets: Facets) -> list[tuple[str, tuple]]:
+    """Each run's facet key."""
+    ds = runs["dataset"].astype(str) if "dataset" in runs.columns else pd.Series("all", index=runs.index)
+    if facets.row_axes:
+        rows = list(runs[facets.row_axes].astype(str).itertuples(index=False, name=None))
+    else:
+        rows = [()] * len(runs)
+    return list(zip(ds, rows, strict=True))
+
+
+def grid(facets: Facets, width: float, height: float, extra_width: float = 0.0) -> tuple[Figure, dict]:
+    size = (max(width * facets.ncols + extra_width, 7.5), height * facets.nrows + 1.2)
+    fig = Figure(figsize=size, layout="constrained")
+    axes = fig.subplots(facets.nrows, facets.ncols, squeeze=False)
+    by_key = {key: axes[r][c] for key, (r, c) in facets.positions.items()}
+    used = set(facets.positions.values())
+    for r in range(facets.nrows):
+        for c in range(facets.ncols):
+            if (r, c) not in used:
+                axes[r][c].set_visible(False)
+    return fig, by_key
+
+
+def empty_note(ax: Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.4")
+
+
+def label_outer(facets: Facets, by_key: dict, xlabel: str, ylabel: str) -> None:
+    """Axis labels on the left column and on the lowest axes of each column only."""
+    lowest: dict[int, int] = {}
+    for r, c in facets.positions.values():
+        lowest[c] = max(lowest.get(c, -1), r)
+    for key, ax in by_key.items():
+        r, c = facets.positions[key]
+        ax.set_ylabel(ylabel if c == 0 else "")
+        ax.set_xlabel(xlabel if lowest[c] == r else "")
+
+
+def corner_note(ax: Axes, text: str) -> None:
+    ax.text(
+        0.02, 0.98, text, transform=ax.transAxes, va="top", ha="left", fontsize="x-small", color="0.3",
+        bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "0.8", "alpha": 0.9},
+    )  # fmt: skip

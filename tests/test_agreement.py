@@ -10,7 +10,15 @@ import pandas as pd
 
 from gdbench.agreement import COLUMNS, device_agreement
 
-AXES = {"dataset": "tutorial", "engine": "batched", "seed": 1, "epochs": 2, "init": "zeros", "batch_size": "full"}
+AXES = {
+    "dataset": "tutorial",
+    "engine": "batched",
+    "optimizer": "sgd",
+    "seed": 1,
+    "epochs": 2,
+    "init": "zeros",
+    "batch_size": "full",
+}
 
 
 def summary_row(run_id: int, device: str, lr: float, diverged: bool, diverged_at: float) -> dict:

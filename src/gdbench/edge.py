@@ -195,6 +195,9 @@ def bracket(
     to ``guess x (1 + GUESS_SPAN)`` (both included) just fine enough to meet ``rel_width``; it
     is a bracket only if its first probe did not diverge and a later one did (both measured),
     else the search starts over with the full comb in the next round."""
+    # One function on purpose (~80 lines): every round narrows all searches at once (one
+    # tensor program per round), and the per-search bookkeeping (guess accepted or not, range
+    # answers, final brackets) reads best next to the loop that updates it.
     if not (0 < lr_min < lr_max and math.isfinite(lr_max)):
         raise ValueError(f"edge search: need 0 < lr_min < lr_max, got {lr_min!r}, {lr_max!r}")
     if per_round < 2 or not rel_width > 0:

@@ -197,6 +197,9 @@ def _minibatch_epoch(
 
 def train_batched(runs: list[RunSpec], data: DataSource, options: TrainOptions) -> TrajectoryBatch:
     """Train runs of one device, dtype, batch size, size of data and optimizer together."""
+    # One function on purpose (~95 lines): the chunk loop shares a dozen tensors (parameters,
+    # optimizer state, the active set, records) whose re-gathering when runs drop out is the
+    # subtle part; split across helpers, that state would travel through every signature.
     first = runs[0]
     n = data.get(first).n
     for run in runs:

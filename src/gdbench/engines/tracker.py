@@ -62,6 +62,9 @@ class VerdictTracker:
         their last epoch) and should stop being computed. The common case (nothing diverged
         in the chunk) costs a handful of tensor operations.
         """
+        # One function on purpose (~70 lines): the common chunk (nothing diverged or converged)
+        # must cost a handful of tensor operations, and its fast path and the float64 path share
+        # the masks computed here.
         K = cost.shape[0]
         optimal = self.optimal_cost[idx]
         if first_epoch == 0:

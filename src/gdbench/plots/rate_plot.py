@@ -78,8 +78,40 @@ def rate(
     ``optimizers`` gives the specs by name (plain SGD for a name it lacks, or without it).
     Runs whose start lacks a direction follow their own ``predicted_rate`` (open circles).
     """
-    from gdbench import stability
+    runs = _rate_runs(summary)
+    names = list(dict.fromkeys(runs["optimizer"]))
+    specs = {n: (optimizers or {}).get(n, PLAIN_SGD) for n in names}
+    styles = {n: _RATE_STYLES[i % len(_RATE_STYLES)] for i, n in enumerate(names)}
+    eig = _eigenvalues(theory)
+    with style.theme():
+        facets = style.make_facets(runs[["dataset"]].drop_duplicates()) if len(runs) else None
+        if facets is None or not facets.keys:
+            _empty_rate_figure(out_png, out_svg)
+            return
+        fig, by_key = style.grid(facets, 5.2, 3.9, extra_width=0.9)
+        norm, cmap = _lr_norm(runs["lr"].to_numpy()), _lr_cmap()
+        drawn: set[str] = set()
+        any_measured = plain_drawn = False
+        for key, ax in by_key.items():
+            part = runs[runs["dataset"].astype(str).to_numpy() == key[0]]
+            lam = eig.get(key[0])
+            if lam is not None:
+                plain_drawn |= _rate_theory(ax, part, lam, specs, styles, drawn)
+                _own_predictions(ax, part, lam, specs)
+            any_measured |= _measured_rates(ax, part, styles, norm, cmap)
+            ax.set(xlim=(0.0, 1.1), ylim=(-0.02, 1.05))
+            ax.set_title(facets.title(key))
+        style.label_outer(facets, by_key, _RATE_X, _RATE_Y)
+        _lr_colorbar(fig, list(by_key.values()), norm, cmap, runs["lr"].to_numpy())
+        handles = _rate_legend(names, specs, styles, drawn, plain_drawn, any_measured)
+        wide = fig.get_figwidth() >= 10
+        fig.legend(handles=handles, loc="outside lower center", ncols=2 if wide else 1, fontsize="small")
+        fig.suptitle("Rate: contraction of the excess cost per epoch, measured vs predicted")
+        style.save(fig, out_png, out_svg)
 
+
+def _rate_runs(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary's columns the figure reads, as numbers (absent ones as NaN)."""
     runs = summary.copy()
     for col in ("rate", "predicted_rate", "lr_ratio", "lr"):
         runs[col] = pd.to_numeric(runs[col], errors="coerce").astype(float) if col in runs else np.nan
@@ -88,88 +120,113 @@ def rate(
     if "optimizer" not in runs:
         runs["optimizer"] = PLAIN_SGD.name
     runs["optimizer"] = runs["optimizer"].astype(str)
-    names = list(dict.fromkeys(runs["optimizer"]))
-    specs = {n: (optimizers or {}).get(n, PLAIN_SGD) for n in names}
-    styles = {n: _RATE_STYLES[i % len(_RATE_STYLES)] for i, n in enumerate(names)}
-    drawn: set[str] = set()
-    eig = _eigenvalues(theory)
-    with style.theme():
-        facets = style.make_facets(runs[["dataset"]].drop_duplicates()) if len(runs) else None
-        if facets is None or not facets.keys:
-            fig = Figure(figsize=(6, 4), layout="constrained")
-            ax = fig.subplots()
-            ax.set(xlabel=_RATE_X, ylabel=_RATE_Y, title="Rate")
-            style.empty_note(ax, "no runs to draw")
-            style.save(fig, out_png, out_svg)
-            return
-        fig, by_key = style.grid(facets, 5.2, 3.9, extra_width=0.9)
-        norm, cmap = _lr_norm(runs["lr"].to_numpy()), _lr_cmap()
-        any_measured = False
-        plain_drawn = False
-        for key, ax in by_key.items():
-            part = runs[runs["dataset"].astype(str).to_numpy() == key[0]]
-            lam = eig.get(key[0])
-            if lam is not None:
-                x = np.unique(np.concatenate([np.linspace(0.0, 1.0, 401), [_fastest_ratio(lam)]]))
-                for name in dict.fromkeys(part["optimizer"]):
-                    curve = stability.rate_curve(specs[name], lam, x)
-                    if np.isfinite(curve).any():
-                        colour, dashes, _ = styles[name]
-                        ax.plot(x, curve, ls="--", dashes=dashes, color=colour, lw=1.3, zorder=2)
-                        drawn.add(name)
-                    plain_drawn |= specs[name].kind == "sgd" and specs[name].momentum == 0
-                if plain_drawn:
-                    ax.axvline(_fastest_ratio(lam), color=style.FASTEST_COLOUR, ls=":", lw=1.8, zorder=1)
-                ax.axvline(1.0, color=style.DIVERGED_COLOUR, ls="-", lw=0.8, alpha=0.6, zorder=1)
-            own = part[np.isfinite(part["predicted_rate"]) & np.isfinite(part["rate"])]
-            if lam is not None and len(own):
-                pos = lam[lam > 0]
-                generic = np.array(
-                    [stability.run_rate(specs[o], lr, pos) for o, lr in zip(own["optimizer"], own["lr"], strict=True)]
-                )
-                odd = ~np.isclose(own["predicted_rate"].to_numpy(), generic, rtol=1e-9, atol=1e-12)
-                if odd.any():
-                    sel = own[odd]
-                    ax.scatter(
-                        sel["lr_ratio"], sel["predicted_rate"], s=60, facecolors="none", edgecolors="0.3", zorder=3
-                    )
-            measured = part[np.isfinite(part["rate"])]
-            if len(measured):
-                any_measured = True
-                for name, group in measured.groupby("optimizer", sort=False):
-                    ax.scatter(
-                        group["lr_ratio"], group["rate"], c=cmap(norm(group["lr"].to_numpy())),
-                        marker=styles[str(name)][2], s=28, edgecolors="white", linewidths=0.5, zorder=4,
-                    )  # fmt: skip
-            else:
-                style.empty_note(ax, "no converging full-batch run")
-            ax.set(xlim=(0.0, 1.1), ylim=(-0.02, 1.05))
-            ax.set_title(facets.title(key))
-        style.label_outer(facets, by_key, _RATE_X, _RATE_Y)
-        _lr_colorbar(fig, list(by_key.values()), norm, cmap, runs["lr"].to_numpy())
-        several = len(names) > 1
-        handles = []
-        for name in names:
-            colour, dashes, marker = styles[name]
-            who = f"{name}: " if several else ""
-            handles.append(
-                Line2D([], [], ls="none", marker=marker, color="0.3", label=f"measured, {who}fit to the excess cost")
-            )
-            if name in drawn:
-                plain = specs[name].kind == "sgd" and specs[name].momentum == 0
-                formula = "(1 − lr·λ)²" if plain else "ρ² (spectral radius of its 2×2 step)"
-                label = f"predicted, {who}max over λ > 0 of {formula}"
-                handles.append(Line2D([], [], ls="--", dashes=dashes, color=colour, label=label))
-        if plain_drawn:
-            handles.append(Line2D([], [], ls=":", color=style.FASTEST_COLOUR, lw=1.8, label="fastest lr (plain SGD)"))
-        critical = "critical lr of each optimizer (rate 1)"
-        handles.append(Line2D([], [], ls="-", color=style.DIVERGED_COLOUR, alpha=0.6, label=critical))
-        if not any_measured:
-            handles.append(Line2D([], [], ls="none", label="no run converged with full batches: no measured rate"))
-        wide = fig.get_figwidth() >= 10
-        fig.legend(handles=handles, loc="outside lower center", ncols=2 if wide else 1, fontsize="small")
-        fig.suptitle("Rate: contraction of the excess cost per epoch, measured vs predicted")
-        style.save(fig, out_png, out_svg)
+    return runs
+
+
+def _empty_rate_figure(out_png: style.PathLike, out_svg: style.PathLike) -> None:
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    ax.set(xlabel=_RATE_X, ylabel=_RATE_Y, title="Rate")
+    style.empty_note(ax, "no runs to draw")
+    style.save(fig, out_png, out_svg)
+
+
+def _is_plain(spec: OptimizerSpec) -> bool:
+    return spec.kind == "sgd" and spec.momentum == 0
+
+
+def _rate_theory(
+    ax: Axes,
+    part: pd.DataFrame,
+    lam: np.ndarray,
+    specs: dict[str, OptimizerSpec],
+    styles: dict[str, tuple[str, tuple[float, float], str]],
+    drawn: set[str],
+) -> bool:
+    """Each optimizer's predicted curve in one facet (names drawn are added to ``drawn``), the
+    fastest lr where plain SGD is among them, and x = 1; returns whether plain SGD was."""
+    from gdbench import stability
+
+    x = np.unique(np.concatenate([np.linspace(0.0, 1.0, 401), [_fastest_ratio(lam)]]))
+    plain_drawn = False
+    for name in dict.fromkeys(part["optimizer"]):
+        curve = stability.rate_curve(specs[name], lam, x)
+        if np.isfinite(curve).any():
+            colour, dashes, _ = styles[name]
+            ax.plot(x, curve, ls="--", dashes=dashes, color=colour, lw=1.3, zorder=2)
+            drawn.add(name)
+        plain_drawn |= _is_plain(specs[name])
+    if plain_drawn:
+        ax.axvline(_fastest_ratio(lam), color=style.FASTEST_COLOUR, ls=":", lw=1.8, zorder=1)
+    ax.axvline(1.0, color=style.DIVERGED_COLOUR, ls="-", lw=0.8, alpha=0.6, zorder=1)
+    return plain_drawn
+
+
+def _own_predictions(ax: Axes, part: pd.DataFrame, lam: np.ndarray, specs: dict[str, OptimizerSpec]) -> None:
+    """Open circles at the runs' own predicted rate where it is not the curve's (their start
+    lacks an eigen-direction)."""
+    from gdbench import stability
+
+    own = part[np.isfinite(part["predicted_rate"]) & np.isfinite(part["rate"])]
+    if not len(own):
+        return
+    pos = lam[lam > 0]
+    generic = np.array(
+        [stability.run_rate(specs[o], lr, pos) for o, lr in zip(own["optimizer"], own["lr"], strict=True)]
+    )
+    odd = ~np.isclose(own["predicted_rate"].to_numpy(), generic, rtol=1e-9, atol=1e-12)
+    if odd.any():
+        sel = own[odd]
+        ax.scatter(sel["lr_ratio"], sel["predicted_rate"], s=60, facecolors="none", edgecolors="0.3", zorder=3)
+
+
+def _measured_rates(
+    ax: Axes,
+    part: pd.DataFrame,
+    styles: dict[str, tuple[str, tuple[float, float], str]],
+    norm: LogNorm,
+    cmap: Colormap,
+) -> bool:
+    """The measured rates of one facet, a marker per optimizer; returns whether there were any."""
+    measured = part[np.isfinite(part["rate"])]
+    if not len(measured):
+        style.empty_note(ax, "no converging full-batch run")
+        return False
+    for name, group in measured.groupby("optimizer", sort=False):
+        ax.scatter(
+            group["lr_ratio"], group["rate"], c=cmap(norm(group["lr"].to_numpy())),
+            marker=styles[str(name)][2], s=28, edgecolors="white", linewidths=0.5, zorder=4,
+        )  # fmt: skip
+    return True
+
+
+def _rate_legend(
+    names: list[str],
+    specs: dict[str, OptimizerSpec],
+    styles: dict[str, tuple[str, tuple[float, float], str]],
+    drawn: set[str],
+    plain_drawn: bool,
+    any_measured: bool,
+) -> list[Line2D]:
+    several = len(names) > 1
+    handles = []
+    for name in names:
+        colour, dashes, marker = styles[name]
+        who = f"{name}: " if several else ""
+        handles.append(
+            Line2D([], [], ls="none", marker=marker, color="0.3", label=f"measured, {who}fit to the excess cost")
+        )
+        if name in drawn:
+            formula = "(1 − lr·λ)²" if _is_plain(specs[name]) else "ρ² (spectral radius of its 2×2 step)"
+            label = f"predicted, {who}max over λ > 0 of {formula}"
+            handles.append(Line2D([], [], ls="--", dashes=dashes, color=colour, label=label))
+    if plain_drawn:
+        handles.append(Line2D([], [], ls=":", color=style.FASTEST_COLOUR, lw=1.8, label="fastest lr (plain SGD)"))
+    critical = "critical lr of each optimizer (rate 1)"
+    handles.append(Line2D([], [], ls="-", color=style.DIVERGED_COLOUR, alpha=0.6, label=critical))
+    if not any_measured:
+        handles.append(Line2D([], [], ls="none", label="no run converged with full batches: no measured rate"))
+    return handles
 
 
 #: (colour, dash pattern, marker) of each optimizer in the rate plot, in order of appearance.

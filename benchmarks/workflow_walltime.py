@@ -129,7 +129,7 @@ def main() -> None:
         hand = timed(
             [sys.executable, str(REPO / "benchmarks" / "handwritten.py"), str(default_cfg), str(tmp / "hand")], REPO
         )
-        print(f"default grid (66 runs, cpu), snakemake --cores {args.cores}: {wf:.1f} s")
+        print(f"default grid (config/config.yaml, cpu), snakemake --cores {args.cores}: {wf:.1f} s")
         print(f"  the same without the timing benchmark: {wf_nt:.1f} s")
         print(f"default grid, hand-written single-process script:   {hand:.1f} s")
         print(f"ratio workflow / hand-written: {wf / hand:.2f}; without the timing benchmark {wf_nt / hand:.2f}")

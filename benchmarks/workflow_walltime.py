@@ -142,7 +142,7 @@ def main() -> None:
         big.write_text(
             "datasets:\n  tutorial: {x: [1, 2, 3], y: [2, 4, 6]}\n"
             "grid:\n  dataset: [tutorial]\n"
-            f"  lr: {lrs}\n  seed: {list(range(1, 101))}\n  epochs: [2000]\n  device: [cpu]\n"
+            f"  lr: {lrs}\n  seed: {list(range(1, 101))}\n  epochs: [2000]\n  device: [cpu]\n  optimizer: [sgd]\n"
             "timing: {enabled: false}\n"
         )
         t = timed(snakemake(tmp / "big", big, args.cores), REPO)

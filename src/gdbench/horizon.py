@@ -30,7 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gdbench.theory import hessian
+from gdbench.data import Dataset
+from gdbench.theory import eigen, optimum
 
 
 @dataclass(frozen=True)
@@ -61,14 +62,14 @@ class _Modes:
 
 
 def _modes(problem: Recurrence) -> _Modes:
+    """The problem in the Hessian's eigen-directions, from the theory's optimum and eigenpairs
+    (so the recurrence and the summary's theory agree, singular designs included)."""
     x = np.asarray(problem.x, dtype=np.float64)
-    y = np.asarray(problem.y, dtype=np.float64)
-    A = np.stack([x, np.ones_like(x)], axis=1)
-    p_star = np.linalg.lstsq(A, y, rcond=None)[0]
-    c_star = float(np.mean((A @ p_star - y) ** 2))
-    lam, Q = np.linalg.eigh(hessian(x))
+    best = optimum(Dataset("", x, np.asarray(problem.y, dtype=np.float64)))
+    p_star = np.array([best.W_star, best.b_star])
+    lam, Q = eigen(x)
     p0 = np.array([problem.W0, problem.b0], dtype=np.float64)
-    return _Modes(lam=lam, u0=Q.T @ (p0 - p_star), q=Q.T @ p_star, c_star=c_star)
+    return _Modes(lam=lam, u0=Q.T @ (p0 - p_star), q=Q.T @ p_star, c_star=best.optimal_cost)
 
 
 def _maps(

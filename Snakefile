@@ -26,18 +26,19 @@ include: "workflow/rules/edge.smk"
 
 # messages
 onstart:
+    offer_gpu()
     print(startup_message())
 
 
 onsuccess:
     print(verdict_message())
-    print("gdbench: done; tables in results/tables, plots in results/plots")
+    print(f"gdbench: done; tables in {RESULTS}/tables, plots in {RESULTS}/plots")
 
 
 onerror:
     print(verdict_message())
     print(
-        "gdbench: a job failed; see its log under results/logs (finished jobs' outputs are kept)"
+        f"gdbench: a job failed; see its log under {RESULTS}/logs (finished jobs' outputs are kept)"
     )
 
 

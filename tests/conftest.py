@@ -17,6 +17,15 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
 
 
+#: The grid name of a workflow run on ``workdir/config.yaml`` (a config file names its grid).
+GRID = "config"
+
+
+def results_of(workdir: Path, grid: str = GRID) -> Path:
+    """Where a workflow run in ``workdir`` puts its results: ``results/<grid name>/``."""
+    return workdir / "results" / grid
+
+
 def snakemake_cmd() -> list[str]:
     exe = shutil.which("snakemake") or str(Path(sys.executable).with_name("snakemake"))
     return [exe]

@@ -17,7 +17,7 @@ import pandas as pd
 import PIL.Image
 import pytest
 import torch
-from conftest import run_workflow
+from conftest import results_of, run_workflow
 
 from gdbench.config import check_config
 from gdbench.data import parse_dataset
@@ -285,15 +285,15 @@ def test_edge_plot_draws_every_kind_of_answer(tmp_path: Path) -> None:
 def test_workflow_writes_the_edge_table_and_plot(small_run: Path) -> None:
     """The default target locates the edge: a table with the contract's columns, a row per
     grid point and seed, a plot, a log with progress lines."""
-    table = pd.read_csv(small_run / "results" / "tables" / "edge.csv")
+    table = pd.read_csv(results_of(small_run) / "tables" / "edge.csv")
     assert tuple(table.columns) == EDGE_COLUMNS
     cases = grid_cases(check_config(yaml_config(small_run)))
     assert len(table) == len(cases)
     for name in ("edge.png", "edge.svg"):
-        assert (small_run / "results" / "plots" / name).stat().st_size > 10_000
-    log = (small_run / "results" / "logs" / "edge.log").read_text()
+        assert (results_of(small_run) / "plots" / name).stat().st_size > 10_000
+    log = (results_of(small_run) / "logs" / "edge.log").read_text()
     assert "edge search round 0" in log
-    assert (small_run / "results" / "benchmarks" / "edge.tsv").is_file()
+    assert (results_of(small_run) / "benchmarks" / "edge.tsv").is_file()
 
 
 def yaml_config(workdir: Path) -> dict:
@@ -306,7 +306,7 @@ def test_edge_job_needs_no_training_and_can_be_switched_off(tmp_path: Path) -> N
     """The edge job depends on the config only (it runs beside training, never after it);
     edge.enabled: false drops it from the default target."""
     config = {"grid": {"dataset": ["tutorial"], "lr": [0.1], "seed": [1], "device": ["cpu"]}}
-    proc = run_workflow(tmp_path, config, "-n", "results/plots/edge.png", "--quiet", "rules")
+    proc = run_workflow(tmp_path, config, "-n", "results/config/plots/edge.png", "--quiet", "rules")
     assert _jobs(proc) == {"edge": 1}
     proc = run_workflow(tmp_path, {**config, "edge": {"enabled": False}}, "-n", "--quiet", "rules")
     assert "edge" not in _jobs(proc)

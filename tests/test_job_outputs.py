@@ -13,7 +13,7 @@ from gdbench.config import check_config, config_hash
 from gdbench.io import join_csv
 from gdbench.pipeline import write_theory
 from gdbench.provenance import write_provenance
-from gdbench.reproducibility import verdict_message
+from gdbench.reproducibility import results_notice, verdict_line
 
 
 def test_join_csv_concatenates_in_order_and_logs_the_table(tmp_path: Path) -> None:
@@ -54,21 +54,39 @@ def test_write_provenance_records_the_jobs_and_the_config(tmp_path: Path) -> Non
     assert (tmp_path / "p.log").read_text() == "provenance of 2 training jobs recorded\n"
 
 
-def test_verdict_message_reads_the_verdict_and_its_age(tmp_path: Path) -> None:
-    assert "reproducibility unknown: no results/reproducibility.json" in verdict_message(tmp_path)
-    logs = tmp_path / "results" / "logs"
-    logs.mkdir(parents=True)
-    (logs / "verify.log").write_text("checking\nerror: run 3 differs\n")
-    assert verdict_message(tmp_path) == ("gdbench: reproducibility FAILED: run 3 differs (see results/logs/verify.log)")
-    verdict = {"passed": True, "runs_identical": 4, "runs_checked": 4, "lesson_log_reproduced": True}
-    (tmp_path / "results" / "reproducibility.json").write_text(json.dumps(verdict))
-    assert verdict_message(tmp_path) == (
-        "gdbench: reproducibility PASSED: 4 of 4 re-trained runs bit-identical, the lesson's log "
-        "reproduced (results/reproducibility.html)"
+def test_verdict_line_reads_the_verdict_its_time_and_its_age(tmp_path: Path) -> None:
+    """If this fails, the end of a run misstates the reproducibility verdict: unknown when there
+    is one, PASSED for results trained after it was checked, or no command to check again."""
+    verdict, shard = tmp_path / "reproducibility.json", tmp_path / "shards" / "cpu-000" / "summary.parquet"
+    recheck = "snakemake --configfile g.yaml verify"
+    assert verdict_line(verdict, [shard], recheck) == (
+        f"gdbench: reproducibility unknown: no {verdict} yet (to check: `{recheck}`)"
     )
-    shard = tmp_path / "results" / "shards" / "cpu-000"
-    shard.mkdir(parents=True)
-    (shard / "summary.parquet").write_bytes(b"")
-    later = (tmp_path / "results" / "reproducibility.json").stat().st_mtime + 10
-    os.utime(shard / "summary.parquet", (later, later))
-    assert "PASSED for earlier results" in verdict_message(tmp_path)
+    result = {"passed": True, "runs_identical": 4, "runs_checked": 4, "lesson_log_reproduced": True}
+    verdict.write_text(json.dumps({**result, "checked": "2026-12-01T21:00:00+00:00"}))
+    assert verdict_line(verdict, [shard], recheck) == (
+        "gdbench: reproducibility PASSED: 4 of 4 re-trained runs bit-identical, the lesson's log "
+        f"reproduced (checked 2026-12-01T21:00:00+00:00, {tmp_path / 'reproducibility.html'})"
+    )
+    shard.parent.mkdir(parents=True)
+    shard.write_bytes(b"")
+    later = verdict.stat().st_mtime + 10
+    os.utime(shard, (later, later))
+    assert f"PASSED for earlier results (the results changed since: `{recheck}` checks them)" in verdict_line(
+        verdict, [shard], recheck
+    )
+    verdict.write_text(json.dumps({**result, "passed": False, "runs_identical": 3, "message": "run 3 differs"}))
+    assert "reproducibility FAILED (run 3 differs): 3 of 4" in verdict_line(verdict, [], recheck)
+
+
+def test_results_notice_names_a_folder_made_by_another_config(tmp_path: Path) -> None:
+    """If this fails, a run that replaces another config's results in the same folder says
+    nothing (or warns when the folder holds this very config's results)."""
+    provenance = tmp_path / "results" / "default" / "provenance.json"
+    assert results_notice(provenance, "abc", "default") is None  # a first run
+    provenance.parent.mkdir(parents=True)
+    provenance.write_text(json.dumps({"config_hash": "abc"}))
+    assert results_notice(provenance, "abc", "default") is None
+    notice = results_notice(provenance, "def", "default")
+    assert notice is not None and notice.startswith(f"gdbench: {provenance.parent}/ holds the results of config abc")
+    assert "--config name=" in notice

@@ -404,7 +404,7 @@ def test_workflow_with_optimizers_end_to_end(tmp_path) -> None:
     optimizer, timing per optimizer, and `snakemake verify` re-trains momentum and Adam runs
     bit for bit (their state is per run, whatever job and batch they were trained in)."""
     import pandas as pd
-    from conftest import run_workflow
+    from conftest import results_of, run_workflow
 
     config = {
         "optimizers": {"sgd": {"sgd": {}}, "hb": {"sgd": {"momentum": 0.7}}, "adam": {"adam": {}}},
@@ -420,7 +420,7 @@ def test_workflow_with_optimizers_end_to_end(tmp_path) -> None:
         "verify": {"sample": 9},
     }
     run_workflow(tmp_path, config, "--cores", "2")
-    tables = tmp_path / "results" / "tables"
+    tables = results_of(tmp_path) / "tables"
     summary = pd.read_csv(tables / "summary.csv")
     assert summary["optimizer"].tolist() == ["sgd"] * 3 + ["hb"] * 3 + ["adam"] * 3
     assert summary["diverged"].tolist() == [False, True, True, False, False, True] + [False] * 3
@@ -432,7 +432,7 @@ def test_workflow_with_optimizers_end_to_end(tmp_path) -> None:
     # timing.optimizers left out: those of sgd, heavy_ball, adam that optimizers defines
     assert pd.read_csv(tables / "timing.csv")["optimizer"].tolist() == ["sgd"] * 3 + ["adam"] * 2
     assert "optimizer" in pd.read_parquet(tables / "trajectories.parquet", columns=["optimizer"]).columns
-    verdict = json.loads((tmp_path / "results" / "reproducibility.json").read_text())
+    verdict = json.loads((results_of(tmp_path) / "reproducibility.json").read_text())
     assert verdict["passed"] is True and verdict["runs_identical"] == verdict["runs_checked"] >= 9, verdict
 
 

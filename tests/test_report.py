@@ -28,7 +28,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import REPO, SMALL_CONFIG, skip_or_fail, snakemake_args
+from conftest import REPO, SMALL_CONFIG, results_of, skip_or_fail, snakemake_args
 
 pytestmark = pytest.mark.slow
 browser_test = pytest.mark.browser
@@ -83,7 +83,7 @@ def report_run(small_run: Path) -> ReportRun:
     start = time.perf_counter()
     builds = {
         kind: subprocess.Popen(
-            snakemake_args(workdir, "--report", f"results/report.{kind}"),
+            snakemake_args(workdir, "--report", f"results/config/report.{kind}"),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -96,7 +96,7 @@ def report_run(small_run: Path) -> ReportRun:
         output[kind] = out
         assert proc.returncode == 0, f"snakemake --report results/report.{kind} failed:\n{_tail(out)}"
     seconds["reports"] = time.perf_counter() - start
-    return ReportRun(workdir, workdir / "results/report.html", workdir / "results/report.zip", output, seconds)
+    return ReportRun(workdir, results_of(workdir) / "report.html", results_of(workdir) / "report.zip", output, seconds)
 
 
 # ------------------------------------------------------------------------------ the files
@@ -163,7 +163,7 @@ def test_captions_use_only_defined_config_keys(report_run: ReportRun) -> None:
     provenance.json) under Jinja's StrictUndefined, which raises instead."""
     import jinja2  # Snakemake's own dependency
 
-    provenance = json.loads((report_run.workdir / "results/provenance.json").read_text(encoding="utf-8"))
+    provenance = json.loads((results_of(report_run.workdir) / "provenance.json").read_text(encoding="utf-8"))
     snakemake = SimpleNamespace(config=provenance["config"], params=SimpleNamespace(devices=provenance["grid_devices"]))
     categories = [SimpleNamespace(name=name) for name in report_run.embedded("categories")]
     env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)

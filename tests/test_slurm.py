@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, skip_or_fail, snakemake_args
+from conftest import REPO, results_of, skip_or_fail, snakemake_args
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -63,7 +63,11 @@ SLURM_TEST_ARGS = [
 #: "Job 3 has been submitted with SLURM jobid 7 (log: /.../.snakemake/slurm_logs/rule_train/...)."
 SUBMITTED = re.compile(r"Job \S+ has been submitted with SLURM jobid (\d+) \(log: (\S+?)\)")
 
-TABLES = ("results/tables/trajectories.parquet", "results/tables/summary.csv", "results/plots/convergence.png")
+TABLES = (
+    "results/config/tables/trajectories.parquet",
+    "results/config/tables/summary.csv",
+    "results/config/plots/convergence.png",
+)
 
 
 class _Run:
@@ -225,7 +229,7 @@ def test_workflow_runs_through_slurm_like_locally(slurm_env: dict[str, str], tmp
     assert rc == 0, f"local run failed (exit {rc}, {seconds:.0f} s):\n{_tail(out)}"
 
     def summary(d: Path) -> pd.DataFrame:
-        df = pd.read_csv(d / "results/tables/summary.csv").drop(columns=["train_seconds"], errors="ignore")
+        df = pd.read_csv(results_of(d) / "tables/summary.csv").drop(columns=["train_seconds"], errors="ignore")
         return df.sort_values(list(df.columns)).reset_index(drop=True)
 
     a, b = summary(on_slurm), summary(local)
@@ -233,7 +237,7 @@ def test_workflow_runs_through_slurm_like_locally(slurm_env: dict[str, str], tmp
     pd.testing.assert_frame_equal(a, b)
 
     def trajectories(d: Path) -> pd.DataFrame:
-        df = pd.read_parquet(d / "results/tables/trajectories.parquet")
+        df = pd.read_parquet(results_of(d) / "tables/trajectories.parquet")
         return df.sort_values([c for c in df.columns if c not in ("W", "b", "cost")]).reset_index(drop=True)
 
     pd.testing.assert_frame_equal(trajectories(on_slurm), trajectories(local))

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import REPO, SMALL_CONFIG, SNAKEFILE, run_workflow, snakemake_cmd
+from conftest import REPO, SMALL_CONFIG, SNAKEFILE, results_of, run_workflow, snakemake_cmd
 
 from gdbench.config import config_hash
 from gdbench.tables import SUMMARY_COLUMNS, TRAJECTORY_COLUMNS
@@ -32,7 +32,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def test_contract_tables(small_run: Path) -> None:
     """Every contract table exists with its columns; users script against them."""
-    tables = small_run / "results" / "tables"
+    tables = results_of(small_run) / "tables"
     traj = pd.read_parquet(tables / "trajectories.parquet")
     assert list(traj.columns) == list(TRAJECTORY_COLUMNS)
     summary_csv = pd.read_csv(tables / "summary.csv")
@@ -53,7 +53,7 @@ def test_contract_tables(small_run: Path) -> None:
 
 def test_lesson_values_and_divergence(small_run: Path) -> None:
     """The lesson's run ends at W 1.997, b 0.006; tutorial runs at lr >= 0.19 diverge."""
-    s = pd.read_parquet(small_run / "results" / "tables" / "summary.parquet")
+    s = pd.read_parquet(results_of(small_run) / "tables" / "summary.parquet")
     tut = s[s["dataset"] == "tutorial"]
     lesson = tut[np.isclose(tut["lr"], 0.01)]
     assert (lesson["final_W"].round(3) == 1.997).all() and (lesson["final_b"].round(3) == 0.006).all()
@@ -64,7 +64,7 @@ def test_lesson_values_and_divergence(small_run: Path) -> None:
     diverged = s[s["diverged"]]
     assert diverged["diverged_at"].notna().all() and s.loc[~s["diverged"], "diverged_at"].isna().all()
     # Measured against the optimum of theory.csv: the lesson's run converges (README: 1732).
-    theory = pd.read_csv(small_run / "results" / "tables" / "theory.csv")
+    theory = pd.read_csv(results_of(small_run) / "tables" / "theory.csv")
     assert {"W_star", "b_star", "optimal_cost"} <= set(theory.columns)
     assert (lesson["optimal_cost"] == 0).all() and (lesson["converged_at"] == 1732).all()
     assert (lesson["rate"] - lesson["predicted_rate"]).abs().max() < 1e-3
@@ -72,7 +72,7 @@ def test_lesson_values_and_divergence(small_run: Path) -> None:
 
 def test_trajectories_end_at_divergence(small_run: Path) -> None:
     """Diverged runs have no rows after their divergence epoch; others keep every epoch."""
-    tables = small_run / "results" / "tables"
+    tables = results_of(small_run) / "tables"
     traj = pd.read_parquet(tables / "trajectories.parquet", columns=["run_id", "epoch", "cost"])
     s = pd.read_parquet(tables / "summary.parquet").set_index("run_id")
     last = traj.groupby("run_id")["epoch"].max()
@@ -84,7 +84,7 @@ def test_trajectories_end_at_divergence(small_run: Path) -> None:
 
 def test_plots_are_real_images(small_run: Path) -> None:
     """PNGs and SVGs for convergence, rate, divergence and timing exist and are images."""
-    plots = small_run / "results" / "plots"
+    plots = results_of(small_run) / "plots"
     for name in ("convergence", "rate", "divergence", "timing"):
         png = (plots / f"{name}.png").read_bytes()
         assert png.startswith(PNG_MAGIC) and len(png) > 20_000, name
@@ -93,7 +93,7 @@ def test_plots_are_real_images(small_run: Path) -> None:
 
 def test_provenance(small_run: Path) -> None:
     """Provenance names versions, machine, config (and hash), commit and times."""
-    p = json.loads((small_run / "results" / "provenance.json").read_text())
+    p = json.loads((results_of(small_run) / "provenance.json").read_text())
     for key in ("python", "torch", "snakemake", "pandas", "numpy"):
         assert p["versions"][key], key
     assert p["devices"]["cpu"]["model"]
@@ -108,11 +108,11 @@ def test_provenance(small_run: Path) -> None:
 
 def test_verify_passed(small_run: Path) -> None:
     """The reproducibility verdict re-trained the lesson's run and a sample, bit-identical."""
-    r = json.loads((small_run / "results" / "reproducibility.json").read_text())
+    r = json.loads((results_of(small_run) / "reproducibility.json").read_text())
     assert r["passed"] and r["lesson_log_reproduced"]
     assert r["runs_checked"] == 5 and r["runs_identical"] == r["runs_checked"]  # sample 4 + the lesson
     assert any("tutorial lr=0.01 seed=1 epochs=2000" in c["run"] for c in r["runs"])
-    assert (small_run / "results" / "reproducibility.txt").read_text().startswith("PASSED: 5 of 5")
+    assert (results_of(small_run) / "reproducibility.txt").read_text().startswith("PASSED: 5 of 5")
 
 
 def flip_one_bit(trajectories: Path, run_id: int, epoch: int) -> None:
@@ -131,24 +131,29 @@ def test_verify_fails_on_one_flipped_bit_and_the_report_says_failed(small_run: P
     epoch, and the report built afterwards shows the verdict FAILED (not a missing file)."""
     work = tmp_path / "run"
     shutil.copytree(small_run, work, symlinks=True)
-    summary = pd.read_parquet(work / "results" / "tables" / "summary.parquet")
+    config = ("--configfile", str(work / "config.yaml"))
+    # Up to date, `snakemake verify` still re-trains its sample afresh and ends with the verdict.
+    again = run_workflow(work, None, *config, "--cores", "2", "verify")
+    out = again.stdout + again.stderr
+    assert "Nothing to be done" not in out and "Re-training 5 sampled runs and the lesson's log from scratch" in out
+    assert "gdbench: reproducibility PASSED: 5 of 5 re-trained runs bit-identical" in out
+    summary = pd.read_parquet(results_of(work) / "tables" / "summary.parquet")
     lesson = summary[(summary["dataset"] == "tutorial") & np.isclose(summary["lr"], 0.01) & (summary["seed"] == 1)]
     run_id = int(lesson["run_id"].iloc[0])
-    flip_one_bit(work / "results" / "tables" / "trajectories.parquet", run_id, 1234)
-    config = ("--configfile", str(work / "config.yaml"))
+    flip_one_bit(results_of(work) / "tables" / "trajectories.parquet", run_id, 1234)
     proc = run_workflow(work, None, *config, "--cores", "2", "verify", check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out
     run = f"run {run_id} (tutorial lr=0.01 seed=1 epochs=2000 cpu, batched)"
     line = f"{run} is not reproduced: W first differs at epoch 1234 (stored 1.9834039, re-run 1.983404)"
     assert f"gdbench verify: FAILED: {line}" in out
-    verdict = json.loads((work / "results" / "reproducibility.json").read_text())
+    verdict = json.loads((results_of(work) / "reproducibility.json").read_text())
     assert not verdict["passed"] and verdict["message"] == line and verdict["runs_identical"] == 4
-    assert not (work / "results" / "reproducibility.txt").exists()
-    run_workflow(work, None, *config, "--report", "results/report.html")
-    page = (work / "results" / "reproducibility.html").read_text()
+    assert not (results_of(work) / "reproducibility.txt").exists()
+    run_workflow(work, None, *config, "--report", "results/config/report.html")
+    page = (results_of(work) / "reproducibility.html").read_text()
     assert "Reproducibility: FAILED" in page and line in html.unescape(page)
-    assert "Reproducibility: FAILED" in embedded_files(work / "results" / "report.html")
+    assert "Reproducibility: FAILED" in embedded_files(results_of(work) / "report.html")
 
 
 def embedded_files(report: Path) -> str:
@@ -169,16 +174,16 @@ def test_loop_engine_on_two_threads_passes_verify(tmp_path: Path) -> None:
         "verify": {"sample": 2},
     }
     run_workflow(tmp_path, config, "--cores", "2", "verify")
-    meta = json.loads((tmp_path / "results" / "shards" / "cpu-000" / "meta.json").read_text())
+    meta = json.loads((results_of(tmp_path) / "shards" / "cpu-000" / "meta.json").read_text())
     assert meta["threads"] == 2 and meta["run_ids"] == [0, 1]
-    r = json.loads((tmp_path / "results" / "reproducibility.json").read_text())
+    r = json.loads((results_of(tmp_path) / "reproducibility.json").read_text())
     assert r["passed"] and r["runs_identical"] == 2
     assert [(c["engine"], c["threads"]) for c in r["runs"]] == [("loop", 2), ("loop", 2)]
 
 
 def test_training_logs_print_lesson_lines(small_run: Path) -> None:
     """Training logs show the lesson-style line every 100 epochs for each run."""
-    logs = "".join(p.read_text() for p in (small_run / "results" / "logs" / "train").glob("*.log"))
+    logs = "".join(p.read_text() for p in (results_of(small_run) / "logs" / "train").glob("*.log"))
     assert "Epoch    0/2000 W: 0.187, b: 0.080 Cost: 18.666666" in logs
     assert "Epoch 2000/2000 W: 1.997, b: 0.006 Cost: 0.000005" in logs
     assert "diverged at epoch" in logs
@@ -249,8 +254,8 @@ def test_absent_device_fails_its_job_and_keeps_the_others(tmp_path: Path) -> Non
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "device 'cuda' requested but torch" in out and "sees no CUDA device" in out
-    assert (tmp_path / "results" / "shards" / "cpu-000" / "summary.parquet").exists()
-    assert not (tmp_path / "results" / "shards" / "cuda-000" / "summary.parquet").exists()
+    assert (results_of(tmp_path) / "shards" / "cpu-000" / "summary.parquet").exists()
+    assert not (results_of(tmp_path) / "shards" / "cuda-000" / "summary.parquet").exists()
 
 
 def test_killed_run_resumes_to_identical_tables(tmp_path: Path) -> None:
@@ -284,7 +289,7 @@ def test_killed_run_resumes_to_identical_tables(tmp_path: Path) -> None:
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
-    shards = killed / "results" / "shards"
+    shards = results_of(killed) / "shards"
     while time.time() < deadline and not list(shards.glob("*/summary.parquet")) and proc.poll() is None:
         time.sleep(0.2)
     still_running = proc.poll() is None
@@ -294,16 +299,16 @@ def test_killed_run_resumes_to_identical_tables(tmp_path: Path) -> None:
     # Killed mid-way: the run was still going, some shards were done and the tables were not.
     assert still_running, "the run ended before it could be killed"
     assert 1 <= len(finished) < 4, f"{len(finished)} of 4 shards finished before the kill"
-    assert not (killed / "results" / "tables" / "summary.csv").exists(), "killed too late to test anything"
+    assert not (results_of(killed) / "tables" / "summary.csv").exists(), "killed too late to test anything"
     run_workflow(killed, None, "--configfile", str(killed / "config.yaml"), "--unlock")
     run_workflow(killed, None, "--configfile", str(killed / "config.yaml"), "--cores", "2")
     clean = tmp_path / "clean"
     run_workflow(clean, config, "--cores", "2")
     for name in ("trajectories.parquet", "summary.parquet"):
-        a = pd.read_parquet(killed / "results" / "tables" / name).drop(columns="train_seconds", errors="ignore")
-        b = pd.read_parquet(clean / "results" / "tables" / name).drop(columns="train_seconds", errors="ignore")
+        a = pd.read_parquet(results_of(killed) / "tables" / name).drop(columns="train_seconds", errors="ignore")
+        b = pd.read_parquet(results_of(clean) / "tables" / name).drop(columns="train_seconds", errors="ignore")
         pd.testing.assert_frame_equal(a, b, check_exact=True)
-    leftovers = [p for p in (killed / "results").rglob("*") if p.name.endswith(".tmp")]
+    leftovers = [p for p in (results_of(killed)).rglob("*") if p.name.endswith(".tmp")]
     assert not leftovers, leftovers
 
 
@@ -318,9 +323,11 @@ def test_all_diverged_grid_builds_tables_plots_and_report(tmp_path: Path) -> Non
         "verify": {"sample": 1},
     }
     run_workflow(tmp_path, config, "--cores", "2")
-    run_workflow(tmp_path, None, "--configfile", str(tmp_path / "config.yaml"), "--report", "results/report.html")
-    s = pd.read_parquet(tmp_path / "results" / "tables" / "summary.parquet")
+    run_workflow(
+        tmp_path, None, "--configfile", str(tmp_path / "config.yaml"), "--report", "results/config/report.html"
+    )
+    s = pd.read_parquet(results_of(tmp_path) / "tables" / "summary.parquet")
     assert len(s) == 4 and s["diverged"].all()
     for name in ("convergence", "divergence"):
-        assert (tmp_path / "results" / "plots" / f"{name}.png").read_bytes().startswith(PNG_MAGIC)
-    assert "Reproducibility: PASSED" in embedded_files(tmp_path / "results" / "report.html")
+        assert (results_of(tmp_path) / "plots" / f"{name}.png").read_bytes().startswith(PNG_MAGIC)
+    assert "Reproducibility: PASSED" in embedded_files(results_of(tmp_path) / "report.html")

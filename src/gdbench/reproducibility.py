@@ -1,40 +1,52 @@
-"""The reproducibility verdict as users read it at the end of a run: one line from
-``results/reproducibility.json`` (written by :mod:`gdbench.verify`, which trains; this module
-only reads files, so Snakemake's own process can print it without importing torch).
+"""The reproducibility verdict as users read it at the end of a run: one line from the
+verdict's JSON file (written by :mod:`gdbench.verify`'s job, which trains; this module only
+reads files, so Snakemake's own process can print it without importing torch). The workflow
+names the files: result paths belong to it.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["VERDICT", "verdict_message"]
-
-#: The verify job's verdict, relative to the workflow's working directory.
-VERDICT = "results/reproducibility.json"
+__all__ = ["results_notice", "verdict_line"]
 
 
-def verdict_message(root: str | Path = ".") -> str:
-    """The reproducibility verdict in one line (for the end of a run, where users look), read
-    under ``root``: PASSED or FAILED with its counts, "for earlier results" when training ran
-    after the verdict, verify's own error line when it stopped the run, else "unknown"."""
-    root = Path(root)
-    verdict_path, log = root / VERDICT, root / "results/logs/verify.log"
-    trained = max((p.stat().st_mtime for p in (root / "results/shards").glob("*/summary.parquet")), default=0)
+def verdict_line(verdict: str | Path, summaries: Sequence[str | Path], recheck: str) -> str:
+    """The reproducibility verdict in one line (for the end of a run, where users look):
+    PASSED or FAILED with its counts and when it was checked, "for earlier results" when
+    training ran after it (with ``recheck``, the command that checks again), else "unknown"."""
+    verdict = Path(verdict)
+    trained = max((Path(p).stat().st_mtime for p in summaries if Path(p).exists()), default=0)
     try:
-        result = json.loads(verdict_path.read_text())
+        result = json.loads(verdict.read_text())
     except (OSError, ValueError):
-        if log.exists() and log.stat().st_mtime >= trained:
-            errors = [line for line in log.read_text().splitlines() if line.startswith("error: ")]
-            if errors:  # verify stopped the run: its one-line reason
-                return f"gdbench: reproducibility FAILED: {errors[-1][7:]} (see {log.relative_to(root)})"
-        return f"gdbench: reproducibility unknown: no {VERDICT} (see results/logs/verify.log)"
-    verdict = "PASSED" if result.get("passed") else "FAILED"
+        return f"gdbench: reproducibility unknown: no {verdict} yet (to check: `{recheck}`)"
+    status = "PASSED" if result.get("passed") else "FAILED"
+    if trained > verdict.stat().st_mtime:
+        status += f" for earlier results (the results changed since: `{recheck}` checks them)"
     lesson = "" if result.get("lesson_log_reproduced") else " not"
-    if trained > verdict_path.stat().st_mtime:
-        verdict += " for earlier results (the results changed since: run `snakemake verify`)"
+    when = f"checked {result['checked']}, " if result.get("checked") else ""
+    message = f" ({result['message']})" if result.get("message") else ""
     return (
-        f"gdbench: reproducibility {verdict}: {result.get('runs_identical')} of "
+        f"gdbench: reproducibility {status}{message}: {result.get('runs_identical')} of "
         f"{result.get('runs_checked')} re-trained runs bit-identical, the lesson's log{lesson} "
-        f"reproduced (results/reproducibility.html)"
+        f"reproduced ({when}{verdict.with_suffix('.html')})"
+    )
+
+
+def results_notice(provenance: str | Path, config_hash: str, grid: str) -> str | None:
+    """A line saying that this grid's folder holds results of another config (whose jobs this
+    run replaces where their settings changed), or None."""
+    try:
+        before = json.loads(Path(provenance).read_text()).get("config_hash")
+    except (OSError, ValueError):
+        return None
+    if before in (None, config_hash):
+        return None
+    folder = Path(provenance).parent
+    return (
+        f"gdbench: {folder}/ holds the results of config {before}; the jobs whose settings changed "
+        f"rerun there (to keep those results, give this grid its own name: --config name=NEW)"
     )

@@ -23,6 +23,7 @@ from gdbench.engines import TrainOptions, train
 from gdbench.lesson import LOG_EVERY, REFERENCE_LOG, TUTORIAL_DATASET, lesson_lines, lesson_spec, parse_log
 from gdbench.pipeline import train_runs
 from gdbench.runs import RunSpec, batch_size_value
+from gdbench.verify_sample import sample_run_ids
 
 
 def lesson_comparison(device: str = "cpu") -> pd.DataFrame:
@@ -41,27 +42,6 @@ def lesson_comparison(device: str = "cpu") -> pd.DataFrame:
             same &= (table[f"lesson_{c}"] == table[f"{engine}_{c}"]).to_numpy()
         table[f"{engine}_matches"] = same
     return table
-
-
-def sample_run_ids(summary: pd.DataFrame, sample: int) -> list[int]:
-    """``sample`` run ids spread evenly over the table, plus the lesson's run when present
-    (tutorial data, lr 0.01, seed 1, 2000 epochs, zeros, full batch, float32)."""
-    ids = summary["run_id"].to_numpy()
-    chosen = (
-        set(ids[np.unique(np.linspace(0, len(ids) - 1, sample).round().astype(int))]) if sample and len(ids) else set()
-    )
-    lesson = lesson_spec()
-    is_lesson = (
-        (summary["dataset"].astype(str) == "tutorial")
-        & np.isclose(summary["lr"], lesson.lr)
-        & (summary["seed"] == lesson.seed)
-        & (summary["epochs"] == lesson.epochs)
-        & (summary["init"].astype(str) == "zeros")
-        & (summary["batch_size"].astype(str) == "full")
-        & (summary["dtype"].astype(str) == "float32")
-    )
-    chosen |= set(summary.loc[is_lesson, "run_id"].to_numpy().tolist())
-    return sorted(int(i) for i in chosen)
 
 
 def run_spec(row: Mapping[str, Any]) -> RunSpec:
@@ -130,17 +110,23 @@ def verify(
     config: Mapping[str, Any],
     trajectories_path: str | Path,
     summary: pd.DataFrame,
-    sample: int,
+    sample: int | None = None,
     base_dir: str | Path = ".",
     devices: Sequence[str] = ("cpu",),
     threads: Mapping[int, int] | None = None,
+    run_ids: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Re-train sampled runs and the lesson; return the verdict (``passed`` True/False) with
     one entry per checked run. Never raises on a mismatch: the caller decides.
 
+    The runs are ``run_ids`` (the workflow computes them when it builds its jobs), else
+    ``sample`` of the summary's runs chosen by :func:`gdbench.verify_sample.sample_run_ids`.
     ``threads`` maps run ids to the torch thread count each was trained with (the training
     jobs record it); each run is re-trained with its own count."""
-    ids = sample_run_ids(summary, sample)
+    if run_ids is None:
+        specs = [run_spec(r) for r in summary.to_dict("records")]
+        run_ids = sample_run_ids(config, specs, summary["run_id"].astype(int).tolist(), sample or 0)
+    ids = [int(i) for i in run_ids]
     rows = summary.set_index("run_id").loc[ids].reset_index()
     runs = [run_spec(r) for r in rows.to_dict("records")]
     checked: list[dict[str, Any]] = []
@@ -180,5 +166,5 @@ def failure_message(result: Mapping[str, Any]) -> str:
         if not c["identical"]:
             return f"run {c['run_id']} ({c['run']}, {c['engine']}) is not reproduced: {c['problem']}"
     if not result["lesson_log_reproduced"]:
-        return "the lesson's printed log is not reproduced (see results/tables/lesson_log.csv)"
+        return "the lesson's printed log is not reproduced (see tables/lesson_log.csv)"
     return "reproducibility check failed"

@@ -1,5 +1,6 @@
 # Imports, config validation, and the small helpers the rules call (job code lives in the
 # package: run: blocks call gdbench functions).
+import re
 import sys
 from pathlib import Path
 
@@ -9,7 +10,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from snakemake.utils import validate
 
 from gdbench.config import ConfigError, check_config, config_hash
-from gdbench.reproducibility import verdict_message
+from gdbench.reproducibility import results_notice, verdict_line
 from gdbench.runs import (
     cuda_present,
     describe_runs,
@@ -17,6 +18,7 @@ from gdbench.runs import (
     resolve_devices,
     specs_digest,
 )
+from gdbench.verify_sample import sample_run_ids
 
 # Check the config before any job runs: one readable line and a non-zero exit on error.
 try:
@@ -24,6 +26,26 @@ try:
 except ConfigError as exc:
     sys.exit(f"gdbench: {exc}")
 validate(config, schema="../schemas/config.schema.yaml")
+
+
+def grid_name():
+    """The folder name of this grid's results: `name:` from the config or the command line,
+    else the stem of the last --configfile (my-grid.yaml: my-grid), else `default`. So a
+    second grid never overwrites the first one's results."""
+    if config.get("name"):
+        return config["name"]
+    own = Path(workflow.basedir, "config", "config.yaml").resolve()
+    files = [Path(f) for f in workflow.overwrite_configfiles or []]
+    files = [f for f in files if f.resolve() != own]
+    if not files:
+        return "default"
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", files[-1].stem).strip("-") or "default"
+
+
+# Every result path starts here (results/<grid name>/); the package names no paths.
+GRID = grid_name()
+RESULTS = f"results/{GRID}"
+config["name"] = GRID  # the report and provenance name the grid they show
 
 
 # `auto` is resolved here, without importing torch: see gdbench.runs.cuda_present for the rule.
@@ -34,6 +56,10 @@ DEVICES = resolve_devices(
 RUNS, SHARDS = plan(config, DEVICES)
 RUN_IDS = {run: i for i, run in enumerate(RUNS)}
 TIMING = lookup(dpath="timing/enabled", within=config)
+# The runs verify re-trains (its job message and its verdict count the same runs).
+VERIFY_IDS = sample_run_ids(
+    config, RUNS, list(range(len(RUNS))), lookup(dpath="verify/sample", within=config)
+)
 
 
 wildcard_constraints:
@@ -41,11 +67,72 @@ wildcard_constraints:
     device=r"cpu|cuda(:\d+)?",
 
 
+def offer_gpu():
+    """CUDA jobs ask for gpu=1. A local run whose grid has CUDA jobs offers one GPU unless
+    --resources says otherwise, so at most one CUDA job runs at a time on a one-GPU machine; a
+    grid without CUDA jobs offers none (the terminal names no GPU where there is none), and a
+    cluster run leaves GPUs to the cluster (a global gpu=1 would allow one CUDA job in all)."""
+    cuda = any(d.startswith("cuda") for d in DEVICES)
+    if cuda and workflow.local_exec and "gpu" not in workflow.global_resources:
+        workflow.register_resource("gpu", 1)
+
+
 def startup_message():
-    return (
-        f"gdbench: {len(RUNS)} runs on {', '.join(DEVICES)} in {len(SHARDS)} training jobs; "
-        f"config {config_hash(config)}"
+    lines = [
+        f"gdbench: grid {GRID}: {len(RUNS)} runs on {', '.join(DEVICES)} in {len(SHARDS)} "
+        f"training jobs; config {config_hash(config)}; results in {RESULTS}/"
+    ]
+    notice = results_notice(f"{RESULTS}/provenance.json", config_hash(config), GRID)
+    return "\n".join(lines + ([notice] if notice else []))
+
+
+def recheck_command():
+    """The command that re-checks this grid's verdict (with this run's config options)."""
+    words = ["snakemake"] + [
+        f"--configfile {f}" for f in workflow.overwrite_configfiles or []
+    ]
+    if "name" in (workflow.config_settings.overwrite_config or {}):
+        words.append(f"--config name={GRID}")
+    return " ".join([*words, "verify"])
+
+
+def verdict_message():
+    """The verdict line for the end of a run (read from the verdict's file)."""
+    return verdict_line(
+        verdict_paths()["verdict"],
+        shard_outputs("summary.parquet"),
+        recheck_command(),
     )
+
+
+def verdict_paths():
+    """The verdict's files: written by rule reproduce, and again by rule verify."""
+    return {
+        "verdict": f"{RESULTS}/reproducibility.json",
+        "verdict_html": f"{RESULTS}/reproducibility.html",
+        "lesson": f"{RESULTS}/tables/lesson_log.csv",
+        "lesson_html": f"{RESULTS}/tables/lesson_log.html",
+    }
+
+
+def verdict_outputs():
+    """Rule reproduce's outputs: the verdict's files, the pages marked for the report."""
+    paths = verdict_paths()
+    return {
+        **paths,
+        "verdict_html": report(
+            paths["verdict_html"],
+            caption="../report/reproducibility.rst",
+            category="Reproducibility",
+            labels={"result": "reproducibility verdict"},
+        ),
+        "lesson_html": report(
+            paths["lesson_html"],
+            caption="../report/lesson_log.rst",
+            category="Reproducibility",
+            labels={"result": "the lesson's log, reproduced"},
+        ),
+    }
 
 
 def digest(value):
@@ -128,27 +215,27 @@ def gpu_count(wildcards):
 
 
 def shard_outputs(kind):
-    return expand(f"results/shards/{{shard}}/{kind}", shard=sorted(SHARDS))
+    return expand(f"{RESULTS}/shards/{{shard}}/{kind}", shard=sorted(SHARDS))
 
 
 def all_outputs():
     outputs = [
-        "results/tables/trajectories.parquet",
-        "results/tables/summary.csv",
-        "results/tables/summary.parquet",
-        "results/tables/theory.csv",
-        "results/plots/convergence.png",
-        "results/plots/divergence.png",
-        "results/plots/rate.png",
-        "results/provenance.json",
+        f"{RESULTS}/tables/trajectories.parquet",
+        f"{RESULTS}/tables/summary.csv",
+        f"{RESULTS}/tables/summary.parquet",
+        f"{RESULTS}/tables/theory.csv",
+        f"{RESULTS}/plots/convergence.png",
+        f"{RESULTS}/plots/divergence.png",
+        f"{RESULTS}/plots/rate.png",
+        f"{RESULTS}/provenance.json",
     ]
     if TIMING:
-        outputs += ["results/tables/timing.csv", "results/plots/timing.png"]
-    outputs += ["results/reproducibility.txt", "results/tables/lesson_log.csv"]
+        outputs += [f"{RESULTS}/tables/timing.csv", f"{RESULTS}/plots/timing.png"]
+    outputs += [f"{RESULTS}/reproducibility.txt", f"{RESULTS}/tables/lesson_log.csv"]
     if lookup(dpath="edge/enabled", within=config):
-        outputs += ["results/tables/edge.csv", "results/plots/edge.png"]
+        outputs += [f"{RESULTS}/tables/edge.csv", f"{RESULTS}/plots/edge.png"]
     if len(DEVICES) > 1:
-        outputs.append("results/tables/device_agreement.csv")
+        outputs.append(f"{RESULTS}/tables/device_agreement.csv")
     return outputs
 
 
@@ -156,12 +243,12 @@ def figure(name, caption, category, label):
     """A figure's two outputs: the PNG (shown in the report) and the SVG."""
     return {
         f"{name}_png": report(
-            f"results/plots/{name}.png",
+            f"{RESULTS}/plots/{name}.png",
             caption=f"../report/{caption}",
             category=category,
             labels={"result": label},
         ),
-        f"{name}_svg": f"results/plots/{name}.svg",
+        f"{name}_svg": f"{RESULTS}/plots/{name}.svg",
     }
 
 

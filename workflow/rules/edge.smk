@@ -7,22 +7,22 @@ rule edge:
         csv=edge_csv_files,
     output:
         csv=report(
-            "results/tables/edge.csv",
+            f"{RESULTS}/tables/edge.csv",
             caption="../report/edge_table.rst",
             category="Divergence",
             labels={"result": "stability edge (table)"},
         ),
         png=report(
-            "results/plots/edge.png",
+            f"{RESULTS}/plots/edge.png",
             caption="../report/edge.rst",
             category="Divergence",
             labels={"result": "stability edge, located and theory"},
         ),
-        svg="results/plots/edge.svg",
+        svg=f"{RESULTS}/plots/edge.svg",
     log:
-        "results/logs/edge.log",
+        f"{RESULTS}/logs/edge.log",
     benchmark:
-        "results/benchmarks/edge.tsv"
+        f"{RESULTS}/benchmarks/edge.tsv"
     conda:
         "../envs/gdbench.yaml"
     threads: 1

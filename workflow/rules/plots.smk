@@ -10,9 +10,9 @@ rule plots:
     output:
         **figures(),
     log:
-        "results/logs/plots.log",
+        f"{RESULTS}/logs/plots.log",
     benchmark:
-        "results/benchmarks/plots.tsv"
+        f"{RESULTS}/benchmarks/plots.tsv"
     conda:
         "../envs/gdbench.yaml"
     message:

@@ -12,17 +12,17 @@ rule provenance:
         # "finished" time comes after every table is written.
         summary=rules.merge_tables.output.summary_parquet,
     output:
-        json="results/provenance.json",
+        json=f"{RESULTS}/provenance.json",
         html=report(
-            "results/provenance.html",
+            f"{RESULTS}/provenance.html",
             caption="../report/provenance.rst",
             category="Reproducibility",
             labels={"result": "provenance"},
         ),
     log:
-        "results/logs/provenance.log",
+        f"{RESULTS}/logs/provenance.log",
     benchmark:
-        "results/benchmarks/provenance.tsv"
+        f"{RESULTS}/benchmarks/provenance.tsv"
     # No conda: a run: block runs inside the Snakemake process, in its environment.
     params:
         config=f"config {config_hash(config)}",

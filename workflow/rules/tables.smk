@@ -6,30 +6,30 @@ rule merge_tables:
         trajectories=shard_outputs("trajectories.parquet"),
         summaries=shard_outputs("summary.parquet"),
     output:
-        trajectories="results/tables/trajectories.parquet",
+        trajectories=f"{RESULTS}/tables/trajectories.parquet",
         # The report shows a preview page: a browser cannot show Parquet, and embedding the
         # whole table would make the report as large as the grid's trajectories.
         trajectories_html=report(
-            "results/tables/trajectories.html",
+            f"{RESULTS}/tables/trajectories.html",
             caption="../report/trajectories.rst",
             category="Convergence",
             labels={"result": "trajectories (preview of the Parquet table)"},
         ),
         summary_csv=report(
-            "results/tables/summary.csv",
+            f"{RESULTS}/tables/summary.csv",
             caption="../report/summary.rst",
             category="Divergence",
             labels={"result": "summary (one row per run)"},
         ),
-        summary_parquet="results/tables/summary.parquet",
+        summary_parquet=f"{RESULTS}/tables/summary.parquet",
     log:
-        "results/logs/merge_tables.log",
+        f"{RESULTS}/logs/merge_tables.log",
     benchmark:
-        "results/benchmarks/merge_tables.tsv"
+        f"{RESULTS}/benchmarks/merge_tables.tsv"
     conda:
         "../envs/gdbench.yaml"
     message:
-        "Joining {n} training shards into results/tables".format(n=len(SHARDS))
+        f"Joining {len(SHARDS)} training shards into {RESULTS}/tables"
     script:
         "../scripts/merge_tables.py"
 
@@ -40,17 +40,17 @@ localrules:
 
 rule theory:
     output:
-        csv="results/tables/theory.csv",
+        csv=f"{RESULTS}/tables/theory.csv",
         html=report(
-            "results/tables/theory.html",
+            f"{RESULTS}/tables/theory.html",
             caption="../report/theory.rst",
             category="Reproducibility",
             labels={"result": "theory (critical learning rates)"},
         ),
     log:
-        "results/logs/theory.log",
+        f"{RESULTS}/logs/theory.log",
     benchmark:
-        "results/benchmarks/theory.tsv"
+        f"{RESULTS}/benchmarks/theory.tsv"
     # No conda: a run: block runs inside the Snakemake process, in its environment.
     params:
         config=grid_config,
@@ -78,7 +78,7 @@ rule device_agreement:
         summary=rules.merge_tables.output.summary_parquet,
     output:
         report(
-            "results/tables/device_agreement.csv",
+            f"{RESULTS}/tables/device_agreement.csv",
             caption="../report/device_agreement.rst",
             # Whether a run gives the same numbers on another device: a reproducibility
             # question (beside the verify verdict), not a speed one.
@@ -86,9 +86,9 @@ rule device_agreement:
             labels={"result": "CPU vs CUDA agreement"},
         ),
     log:
-        "results/logs/device_agreement.log",
+        f"{RESULTS}/logs/device_agreement.log",
     benchmark:
-        "results/benchmarks/device_agreement.tsv"
+        f"{RESULTS}/benchmarks/device_agreement.tsv"
     conda:
         "../envs/gdbench.yaml"
     message:

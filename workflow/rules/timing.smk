@@ -3,11 +3,11 @@
 
 rule timing:
     output:
-        "results/timing/{device}.csv",
+        f"{RESULTS}/timing/{{device}}.csv",
     log:
-        "results/logs/timing/{device}.log",
+        f"{RESULTS}/logs/timing/{{device}}.log",
     benchmark:
-        "results/benchmarks/timing/{device}.tsv"
+        f"{RESULTS}/benchmarks/timing/{{device}}.tsv"
     conda:
         "../envs/gdbench.yaml"
     # The job reserves every core (--cores) so that nothing runs beside it while it measures;
@@ -21,7 +21,7 @@ rule timing:
         threads=lookup(dpath="timing/threads", within=config),
         optimizers=timing_optimizers,
     message:
-        "Timing the engines on {wildcards.device} ({params.threads} torch thread(s); {threads} core(s) reserved)"
+        "Timing the engines on {wildcards.device} ({params.threads} torch thread(s); it holds all {threads} of Snakemake's --cores, so no other job runs meanwhile)"
     script:
         "../scripts/timing.py"
 
@@ -35,15 +35,15 @@ rule join_timing:
         expand(rules.timing.output[0], device=DEVICES),
     output:
         report(
-            "results/tables/timing.csv",
+            f"{RESULTS}/tables/timing.csv",
             caption="../report/timing_table.rst",
             category="Timing",
             labels={"result": "timing"},
         ),
     log:
-        "results/logs/join_timing.log",
+        f"{RESULTS}/logs/join_timing.log",
     benchmark:
-        "results/benchmarks/join_timing.tsv"
+        f"{RESULTS}/benchmarks/join_timing.tsv"
     # No conda: a run: block runs inside the Snakemake process, in its environment.
     message:
         "Joining the timing measurements"

@@ -5,13 +5,13 @@ rule train:
     input:
         csv=shard_csv_files,
     output:
-        trajectories="results/shards/{shard}/trajectories.parquet",
-        summary="results/shards/{shard}/summary.parquet",
-        meta="results/shards/{shard}/meta.json",
+        trajectories=f"{RESULTS}/shards/{{shard}}/trajectories.parquet",
+        summary=f"{RESULTS}/shards/{{shard}}/summary.parquet",
+        meta=f"{RESULTS}/shards/{{shard}}/meta.json",
     log:
-        "results/logs/train/{shard}.log",
+        f"{RESULTS}/logs/train/{{shard}}.log",
     benchmark:
-        "results/benchmarks/train/{shard}.tsv"
+        f"{RESULTS}/benchmarks/train/{{shard}}.tsv"
     conda:
         "../envs/gdbench.yaml"
     threads: lookup(dpath="training/threads", within=config, default=1)

@@ -1,6 +1,7 @@
 # Reproducibility: re-train a sample of runs from scratch and compare bit for bit. Rule
-# reproduce writes the verdict (PASSED or FAILED) for the report; rule verify fails the run
-# on FAILED. (A failed job's outputs are deleted: the verdict must come from a job that succeeds.)
+# reproduce writes the verdict (PASSED or FAILED) for the report, and rule verdict fails the
+# default target's run on FAILED (a failed job's outputs are deleted: the verdict must come
+# from a job that succeeds). Rule verify, asked for by name, re-checks afresh every time.
 
 
 rule reproduce:
@@ -9,53 +10,63 @@ rule reproduce:
         summary=rules.merge_tables.output.summary_parquet,
         meta=shard_outputs("meta.json"),
     output:
-        verdict="results/reproducibility.json",
-        verdict_html=report(
-            "results/reproducibility.html",
-            caption="../report/reproducibility.rst",
-            category="Reproducibility",
-            labels={"result": "reproducibility verdict"},
-        ),
-        lesson="results/tables/lesson_log.csv",
-        lesson_html=report(
-            "results/tables/lesson_log.html",
-            caption="../report/lesson_log.rst",
-            category="Reproducibility",
-            labels={"result": "the lesson's log, reproduced"},
-        ),
+        **verdict_outputs(),
     log:
-        "results/logs/reproduce.log",
+        f"{RESULTS}/logs/reproduce.log",
     benchmark:
-        "results/benchmarks/reproduce.tsv"
+        f"{RESULTS}/benchmarks/reproduce.tsv"
     conda:
         "../envs/gdbench.yaml"
     threads: lookup(dpath="training/threads", within=config, default=1)
     params:
         config=grid_config,
-        sample=lookup(dpath="verify/sample", within=config),
+        run_ids=VERIFY_IDS,
         devices=DEVICES,
     message:
-        "Re-training {params.sample} sampled runs and the lesson from scratch"
+        f"Re-training {len(VERIFY_IDS)} sampled runs and the lesson's log from scratch"
     script:
         "../scripts/reproduce.py"
 
 
 localrules:
-    verify,
+    verdict,
 
 
-rule verify:
+rule verdict:
     input:
         verdict=rules.reproduce.output.verdict,
     output:
-        "results/reproducibility.txt",
+        f"{RESULTS}/reproducibility.txt",
     log:
-        "results/logs/verify.log",
+        f"{RESULTS}/logs/verdict.log",
     benchmark:
-        "results/benchmarks/verify.tsv"
+        f"{RESULTS}/benchmarks/verdict.tsv"
     conda:
         "../envs/gdbench.yaml"
     message:
         "Checking the reproducibility verdict"
     script:
         "../scripts/verify.py"
+
+
+# No outputs: Snakemake runs it every time it is asked for (`snakemake verify`), after the
+# results it checks are up to date. It rewrites the verdict's files (the report then shows it).
+rule verify:
+    input:
+        trajectories=rules.merge_tables.output.trajectories,
+        summary=rules.merge_tables.output.summary_parquet,
+        meta=shard_outputs("meta.json"),
+    log:
+        f"{RESULTS}/logs/verify.log",
+    conda:
+        "../envs/gdbench.yaml"
+    threads: lookup(dpath="training/threads", within=config, default=1)
+    params:
+        run_ids=VERIFY_IDS,
+        devices=DEVICES,
+        paths=verdict_paths(),
+        passed_line=rules.verdict.output[0],
+    message:
+        f"Re-training {len(VERIFY_IDS)} sampled runs and the lesson's log from scratch"
+    script:
+        "../scripts/reproduce.py"

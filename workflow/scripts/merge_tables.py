@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this checkout's gdbench
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # this checkout's gdbench
 
 
 import pyarrow.parquet as pq
@@ -25,6 +25,6 @@ with open(snakemake.log[0], "w") as log:
         next(head).to_pandas(),
         snakemake.output.trajectories_html,
         "The trajectory table (first rows)",
-        f"{rows:,} rows for {len(summary):,} runs in results/tables/trajectories.parquet; "
+        f"{rows:,} rows for {len(summary):,} runs in {snakemake.output.trajectories}; "
         f"the first {PREVIEW_ROWS} rows are shown here.",
     )

@@ -1,10 +1,11 @@
-"""Re-train a sample of runs and the lesson; write the verdict (PASSED or FAILED, naming the
-first run that differs and the epoch). Rule `verify` then fails the run on FAILED."""
+"""Re-train the sampled runs and the lesson from scratch; write the verdict (PASSED or FAILED,
+naming the first run that differs and the epoch). Rule `reproduce` writes it for the report;
+rule `verify` (asked for by name) does the same afresh and fails the run on FAILED."""
 
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this checkout's gdbench
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # this checkout's gdbench
 
 import json
 
@@ -12,40 +13,70 @@ import pandas as pd
 
 from gdbench import io
 from gdbench.determinism import set_deterministic
+from gdbench.provenance import now
 from gdbench.verify import failure_message, verify
 
-with open(snakemake.log[0], "w") as log:
-    sys.stderr = log
-    set_deterministic(snakemake.threads)
-    summary = pd.read_parquet(snakemake.input.summary)
-    jobs = [json.loads(Path(p).read_text()) for p in snakemake.input.meta]
-    threads = {run_id: job["threads"] for job in jobs for run_id in job["run_ids"]}  # as each run was trained
-    devices = [d for d in snakemake.params.devices]
-    result = verify(
-        snakemake.config, snakemake.input.trajectories, summary, snakemake.params.sample, devices=devices,
-        threads=threads,
-    )  # fmt: skip
-    for run in result["runs"]:
-        status = "identical" if run["identical"] else f"DIFFERS: {run['problem']}"
-        print(f"run {run['run_id']} {run['run']} {run['engine']}: {status}", file=log)
-    print(f"lesson log reproduced: {result['lesson_log_reproduced']}", file=log)
+
+def write_verdict(result, lesson, paths):
     verdict = "PASSED" if result["passed"] else "FAILED"
-    result["message"] = "" if result["passed"] else failure_message(result)
-    print(f"{verdict} {result['message']}".strip(), file=log)
-    lesson = pd.DataFrame(result.pop("lesson")[devices[0]])
-    io.write_csv(lesson, snakemake.output.lesson)
+    device = result["lesson_device"]
+    io.write_csv(lesson, paths["lesson"])
     io.write_html_table(
         lesson,
-        snakemake.output.lesson_html,
+        paths["lesson_html"],
         "The lesson's printed log next to ours",
-        f"Both engines on {devices[0]}; *_matches is True where our line equals the lesson's character for character.",
+        f"Both engines on {device}; *_matches is True where our line equals the lesson's character for character.",
     )
-    io.write_json(result, snakemake.output.verdict)
+    io.write_json(result, paths["verdict"])
     io.write_html_table(
         pd.DataFrame(result["runs"]),
-        snakemake.output.verdict_html,
+        paths["verdict_html"],
         f"Reproducibility: {verdict}",
         (f"{result['message']}. " if result["message"] else "")
         + f"{result['runs_identical']} of {result['runs_checked']} re-trained runs bit-identical to the stored "
-        f"trajectories; the lesson's log reproduced: {result['lesson_log_reproduced']}.",
+        f"trajectories of {result['results']} (trained until {result['trained']}; checked {result['checked']}); "
+        f"the lesson's log reproduced: {result['lesson_log_reproduced']}.",
+    )
+
+
+def main(sm, paths):
+    with open(sm.log[0], "w") as log:
+        sys.stderr = log
+        set_deterministic(sm.threads)
+        summary = pd.read_parquet(sm.input.summary)
+        jobs = [json.loads(Path(p).read_text()) for p in sm.input.meta]
+        threads = {run_id: job["threads"] for job in jobs for run_id in job["run_ids"]}  # as each run was trained
+        devices = list(sm.params.devices)
+        result = verify(
+            sm.config, sm.input.trajectories, summary, devices=devices, threads=threads, run_ids=sm.params.run_ids
+        )
+        for run in result["runs"]:
+            status = "identical" if run["identical"] else f"DIFFERS: {run['problem']}"
+            print(f"run {run['run_id']} {run['run']} {run['engine']}: {status}", file=log)
+        print(f"lesson log reproduced: {result['lesson_log_reproduced']}", file=log)
+        result["message"] = "" if result["passed"] else failure_message(result)
+        result["checked"] = now()
+        result["trained"] = max(job["finished"] for job in jobs)
+        result["results"] = str(Path(sm.input.summary).parent.parent)
+        result["lesson_device"] = devices[0]
+        lesson = pd.DataFrame(result.pop("lesson")[devices[0]])
+        write_verdict(result, lesson, paths)
+        verdict = "PASSED" if result["passed"] else "FAILED"
+        print(f"{verdict} {result['message']}".strip(), file=log)
+        return result
+
+
+# Rule reproduce declares the verdict's files as its outputs; rule verify (no outputs: it runs
+# whenever it is asked for) writes the same files, named in its params.
+outputs = dict(snakemake.output.items()) or dict(snakemake.params.paths)
+verdict = main(snakemake, outputs)
+if not snakemake.output:  # rule verify: the PASSED line goes (or stays) only with a pass
+    line = Path(snakemake.params.passed_line)
+    if not verdict["passed"]:
+        line.unlink(missing_ok=True)
+        sys.exit(f"gdbench verify: FAILED: {verdict['message']}")
+    io.write_text(
+        f"PASSED: {verdict['runs_identical']} of {verdict['runs_checked']} re-trained runs bit-identical; "
+        "the lesson's log reproduced\n",
+        line,
     )

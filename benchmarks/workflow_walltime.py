@@ -7,7 +7,7 @@
 The first comparison is the first run a newcomer makes: a 70-run grid of the lesson's data
 (14 lrs x 5 seeds x 2000 epochs, cpu, every other setting the default, timing included),
 `snakemake --cores N` against `handwritten.py` on the same grid. The per-job seconds come from
-the rules' `benchmark:` files (results/benchmarks/*.tsv). Each figure comes from one run on
+the rules' `benchmark:` files (results/<grid>/benchmarks/*.tsv). Each figure comes from one run on
 this machine: rerun to see the spread.
 """
 
@@ -65,10 +65,16 @@ LESSON_GRID = (
 )
 
 
+def benchmarks_dir(workdir: Path) -> Path:
+    """The run's benchmark records: results/<grid name>/benchmarks (one grid per workdir)."""
+    (found,) = (workdir / "results").glob("*/benchmarks")
+    return found
+
+
 def job_seconds(workdir: Path) -> list[tuple[str, float, float]]:
     """Wall and CPU seconds per job, from the rules' benchmark files (longest first). Jobs that
     run inside Snakemake (``run:``) report the CPU time of the Snakemake process itself."""
-    root = workdir / "results" / "benchmarks"
+    root = benchmarks_dir(workdir)
     rows = []
     for tsv in sorted(root.rglob("*.tsv")):
         with tsv.open() as fh:
@@ -80,7 +86,7 @@ def job_seconds(workdir: Path) -> list[tuple[str, float, float]]:
 def peak_rss_mib(workdir: Path) -> tuple[float, float]:
     """Largest single job's max RSS, and the sum over training jobs (they may overlap)."""
     peaks, train = [], 0.0
-    for tsv in (workdir / "results" / "benchmarks").rglob("*.tsv"):
+    for tsv in benchmarks_dir(workdir).rglob("*.tsv"):
         with tsv.open() as fh:
             row = next(csv.DictReader(fh, delimiter="\t"))
         rss = float(row["max_rss"]) if row["max_rss"] not in ("", "NA", "-") else 0.0
@@ -113,7 +119,7 @@ def main() -> None:
     print(f"lesson grid (70 runs, cpu), snakemake --cores {args.cores}: {wf:.1f} s ({wf_cpu:.1f} s CPU)")
     print(f"lesson grid, hand-written single-process script:   {hand:.1f} s ({hand_cpu:.1f} s CPU)")
     print(f"ratio workflow / hand-written: {wf / hand:.2f} (bar <= 0.5, goal 0.3)")
-    print("seconds per job (results/benchmarks: wall, CPU):")
+    print("seconds per job (results/<grid>/benchmarks: wall, CPU):")
     for name, seconds, cpu in job_seconds(lesson_dir):
         print(f"  {name:32s} {seconds:6.2f} {cpu:6.2f}")
     default_cfg = REPO / "config" / "config.yaml"

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import pytest
 import tomllib
 import yaml
 from conftest import REPO
+
+from gdbench.config import ConfigError, check_config, schema
 
 #: conda-forge names of PyPI packages that differ.
 CONDA_NAMES = {"torch": "pytorch"}
@@ -48,3 +52,31 @@ def test_config_readme_documents_every_key() -> None:
         if section != "datasets":
             for key in values:
                 assert key in readme, f"{section}.{key}"
+
+
+def _readme_config_block() -> str:
+    readme = (REPO / "README.md").read_text()
+    (block,) = re.findall(r"```yaml\n(.*?)```", readme, re.S)
+    return block
+
+
+def test_readme_config_block_loads_and_names_every_top_level_key(tmp_path: Path) -> None:
+    """If this fails, the README's config example no longer loads, or leaves out a section a
+    newcomer would look for (e.g. optimizers, grid.optimizer, name)."""
+    raw = yaml.safe_load(_readme_config_block())
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "points.csv").write_text("hours,score\n1,2\n2,4.5\n3,5\n")
+    checked = check_config(raw, base_dir=tmp_path)
+    top = schema()["properties"]
+    assert sorted(raw) == sorted(top), f"README's config block lacks {sorted(set(top) - set(raw))}"
+    assert "optimizer" in raw["grid"] and checked["grid"]["optimizer"] == ["sgd", "heavy_ball", "nesterov"]
+
+
+def test_config_readme_error_examples_are_the_errors_users_get() -> None:
+    """If this fails, config/README.md shows an error message the code no longer prints (e.g. the
+    grid keys it lists as allowed)."""
+    readme = (REPO / "config" / "README.md").read_text()
+    for bad in ({"grid": {"lrs": [0.1]}}, {"grid": {"lr": [0.01, 0.1, -0.1]}}):
+        with pytest.raises(ConfigError) as info:
+            check_config(bad)
+        assert str(info.value) in readme, str(info.value)

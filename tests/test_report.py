@@ -150,6 +150,7 @@ def test_captions_render_without_rst_errors(report_run: ReportRun) -> None:
     front_text = html.unescape(re.sub(r"<[^>]+>", "", front))
     assert f"{RUNS_PER_DEVICE} runs per device" in front_text, f"front page miscounts the grid:\n{front_text}"
     assert LRS_AS_RENDERED in front_text, "front page does not list the grid's learning rates"
+    assert "grid, config (results in results/config/" in front_text, "front page does not name the grid it shows"
     by_name = {Path(p).name: html.unescape(re.sub(r"<[^>]+>", "", c)) for p, c in captions.items()}
     assert LRS_AS_RENDERED in by_name["convergence.png"], "convergence caption lacks the grid's lrs"
     assert "2/λmax" in by_name["divergence.png"] and "full-batch" in by_name["divergence.png"]

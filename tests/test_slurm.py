@@ -229,7 +229,7 @@ def test_workflow_runs_through_slurm_like_locally(slurm_env: dict[str, str], tmp
     assert rc == 0, f"local run failed (exit {rc}, {seconds:.0f} s):\n{_tail(out)}"
 
     def summary(d: Path) -> pd.DataFrame:
-        df = pd.read_csv(results_of(d) / "tables/summary.csv").drop(columns=["train_seconds"], errors="ignore")
+        df = pd.read_csv(results_of(d) / "tables/summary.csv").drop(columns=["batch_seconds_per_run"], errors="ignore")
         return df.sort_values(list(df.columns)).reset_index(drop=True)
 
     a, b = summary(on_slurm), summary(local)

@@ -305,8 +305,8 @@ def test_killed_run_resumes_to_identical_tables(tmp_path: Path) -> None:
     clean = tmp_path / "clean"
     run_workflow(clean, config, "--cores", "2")
     for name in ("trajectories.parquet", "summary.parquet"):
-        a = pd.read_parquet(results_of(killed) / "tables" / name).drop(columns="train_seconds", errors="ignore")
-        b = pd.read_parquet(results_of(clean) / "tables" / name).drop(columns="train_seconds", errors="ignore")
+        a = pd.read_parquet(results_of(killed) / "tables" / name).drop(columns="batch_seconds_per_run", errors="ignore")
+        b = pd.read_parquet(results_of(clean) / "tables" / name).drop(columns="batch_seconds_per_run", errors="ignore")
         pd.testing.assert_frame_equal(a, b, check_exact=True)
     leftovers = [p for p in (results_of(killed)).rglob("*") if p.name.endswith(".tmp")]
     assert not leftovers, leftovers

@@ -40,7 +40,7 @@ SUMMARY_COLUMNS = (
     "fastest_lr",
     "lr_ratio",
     "predicted_diverged",
-    "train_seconds",
+    "batch_seconds_per_run",
 )
 _CATEGORICAL = ("dataset", "optimizer", "device", "engine", "init", "batch_size", "dtype")
 
@@ -146,7 +146,7 @@ def summary(
         known = full & np.isfinite(df["predicted_rate"].to_numpy())
     predicted_diverged[~known] = pd.NA
     df["predicted_diverged"] = predicted_diverged
-    df["train_seconds"] = batch.seconds
+    df["batch_seconds_per_run"] = batch.seconds
     return df[list(SUMMARY_COLUMNS)]
 
 

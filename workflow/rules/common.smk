@@ -71,7 +71,8 @@ def offer_gpu():
     """CUDA jobs ask for gpu=1. A local run whose grid has CUDA jobs offers one GPU unless
     --resources says otherwise, so at most one CUDA job runs at a time on a one-GPU machine; a
     grid without CUDA jobs offers none (the terminal names no GPU where there is none), and a
-    cluster run leaves GPUs to the cluster (a global gpu=1 would allow one CUDA job in all)."""
+    cluster run leaves GPUs to the cluster (a global gpu=1 would allow one CUDA job in all).
+    """
     cuda = any(d.startswith("cuda") for d in DEVICES)
     if cuda and workflow.local_exec and "gpu" not in workflow.global_resources:
         workflow.register_resource("gpu", 1)

@@ -63,7 +63,8 @@ def main(sm, paths):
         write_verdict(result, lesson, paths)
         verdict = "PASSED" if result["passed"] else "FAILED"
         print(f"{verdict} {result['message']}".strip(), file=log)
-        return result
+    sys.stderr = sys.__stderr__  # the FAILED line below goes to the terminal
+    return result
 
 
 # Rule reproduce declares the verdict's files as its outputs; rule verify (no outputs: it runs

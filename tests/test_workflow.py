@@ -156,6 +156,25 @@ def test_verify_fails_on_one_flipped_bit_and_the_report_says_failed(small_run: P
     assert "Reproducibility: FAILED" in embedded_files(results_of(work) / "report.html")
 
 
+def test_a_damaged_shard_stops_the_merge_with_one_line_naming_it(small_run: Path, tmp_path: Path) -> None:
+    """If this fails, a truncated shard (a disk that filled up) ends the run with a raw
+    ArrowInvalid inside Snakemake's traceback and an empty log, naming no file and no remedy."""
+    work = tmp_path / "run"
+    shutil.copytree(small_run, work, symlinks=True)
+    shard = results_of(work) / "shards" / "cpu-000" / "summary.parquet"
+    shard.write_bytes(shard.read_bytes()[:100])
+    proc = run_workflow(work, None, "--configfile", str(work / "config.yaml"), "--cores", "2", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    line = f"gdbench: input {shard.relative_to(work)} is damaged or unreadable ("
+    (said,) = [text for text in out.splitlines() if text.startswith(line)]
+    assert said.endswith(
+        "delete it and run the same snakemake command again: Snakemake makes it again, and what depends on it"
+    )
+    log = (results_of(work) / "logs" / "merge_tables.log").read_text()
+    assert "Traceback" in log and said in log
+
+
 def embedded_files(report: Path) -> str:
     """The text of every file the report embeds (as base64 data URIs), joined."""
     found = re.findall(r"data:text/html;[^,]*base64,([A-Za-z0-9+/=]+)", report.read_text())

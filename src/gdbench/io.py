@@ -89,7 +89,14 @@ def join_csv(
     paths: Sequence[str | os.PathLike[str]], out_path: str | os.PathLike[str], log_path: str | os.PathLike[str]
 ) -> None:
     """Concatenate CSV tables (e.g. one per device) into one, and the joined table as text to
-    ``log_path``."""
+    ``log_path``. A damaged input stops it with one line naming the file and the remedy."""
+    from gdbench.inputs import DamagedInput, check_readable, remedy
+
+    for p in paths:
+        try:
+            check_readable(p)
+        except DamagedInput as exc:
+            raise ValueError(f"gdbench: input {p} is damaged or unreadable: {remedy(p)}") from exc
     table = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
     write_csv(table, out_path)
     write_text(table.to_string(index=False) + "\n", log_path)

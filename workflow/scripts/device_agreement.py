@@ -10,9 +10,11 @@ import pandas as pd
 
 from gdbench import io
 from gdbench.agreement import device_agreement
+from gdbench.inputs import check_inputs
 
 with open(snakemake.log[0], "w") as log:
     sys.stderr = log
+    check_inputs(snakemake.input, log)
     summary = pd.read_parquet(snakemake.input.summary)
     traj = pd.read_parquet(snakemake.input.trajectories, columns=["run_id", "epoch", "W", "b", "cost"])
     table = device_agreement(traj, summary)

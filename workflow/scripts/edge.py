@@ -11,12 +11,14 @@ from gdbench import io
 from gdbench.config import check_config
 from gdbench.determinism import set_deterministic
 from gdbench.edge import edge_table
+from gdbench.inputs import check_inputs
 from gdbench.plots import edge
 
 
 def main(params, output, threads, log_path):
     with open(log_path, "w") as log:
         sys.stderr = log
+        check_inputs(snakemake.input, log)
 
         def say(message):
             print(message, file=log, flush=True)

@@ -9,12 +9,14 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src")) 
 import pyarrow.parquet as pq
 
 from gdbench import io
+from gdbench.inputs import check_inputs
 from gdbench.tables import concat_parquet, concat_tables
 
 PREVIEW_ROWS = 20
 
 with open(snakemake.log[0], "w") as log:
     sys.stderr = log
+    check_inputs(snakemake.input, log)
     rows = concat_parquet(snakemake.input.trajectories, snakemake.output.trajectories)
     summary = concat_tables(snakemake.input.summaries)
     io.write_parquet(summary, snakemake.output.summary_parquet)

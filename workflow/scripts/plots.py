@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src")) 
 import pandas as pd
 
 from gdbench import plots
+from gdbench.inputs import check_inputs
 from gdbench.optimizers import optimizer_specs
 from gdbench.plots import lines
 from gdbench.tables import AXES
@@ -40,6 +41,7 @@ def timing(inputs, png, svg, log):
 
 with open(snakemake.log[0], "w") as log:
     sys.stderr = log
+    check_inputs(snakemake.input, log)
     for key, png in snakemake.output.items():
         if key.endswith("_png"):
             name = key[: -len("_png")]

@@ -13,6 +13,7 @@ import pandas as pd
 
 from gdbench import io
 from gdbench.determinism import set_deterministic
+from gdbench.inputs import check_inputs
 from gdbench.provenance import now
 from gdbench.verify import failure_message, verify
 
@@ -42,6 +43,7 @@ def write_verdict(result, lesson, paths):
 def main(sm, paths):
     with open(sm.log[0], "w") as log:
         sys.stderr = log
+        check_inputs(sm.input, log)
         set_deterministic(sm.threads)
         summary = pd.read_parquet(sm.input.summary)
         jobs = [json.loads(Path(p).read_text()) for p in sm.input.meta]

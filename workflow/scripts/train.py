@@ -11,6 +11,7 @@ from gdbench import io
 from gdbench.config import ConfigError
 from gdbench.determinism import set_deterministic
 from gdbench.engines import DeviceError
+from gdbench.inputs import check_inputs
 from gdbench.pipeline import train_runs, training_log
 from gdbench.provenance import now, runtime
 from gdbench.runs import plan, specs_digest
@@ -18,6 +19,7 @@ from gdbench.runs import plan, specs_digest
 
 def main(config, shard, params, output, threads, log_path):
     with open(log_path, "w") as log:
+        check_inputs(snakemake.input, log)
 
         def say(message):
             print(message, file=log, flush=True)

@@ -1,11 +1,17 @@
 """Fail the run, in one line naming the run and the epoch, when the verdict is FAILED (its
 JSON and HTML stay, so the report shows it); on PASSED, write the verdict line."""
 
-import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # this checkout's gdbench
+
+import json
+
+from gdbench.inputs import check_inputs
+
 with open(snakemake.log[0], "w") as log:
+    check_inputs(snakemake.input, log)
     result = json.loads(Path(snakemake.input.verdict).read_text())
     if not result["passed"]:
         print(f"FAILED: {result['message']}", file=log)

@@ -34,6 +34,11 @@ def test_write_theory_gives_one_row_per_dataset_and_optimizer(tmp_path: Path) ->
     assert len(table) == len(config["optimizers"])
     assert "critical_lr" in table.columns and (table.critical_lr.dropna() > 0).all()
     assert "Theory per dataset" in html.read_text() and "tutorial" in log.read_text()
+    # the fastest lr's predicted rate, ((lmax - lmin) / (lmax + lmin))^2 for plain descent
+    sgd = table[table.optimizer == "sgd"].iloc[0]
+    kappa = (sgd.lambda_max - sgd.lambda_min) / (sgd.lambda_max + sgd.lambda_min)
+    assert abs(sgd.fastest_rate - kappa**2) < 1e-12
+    assert table[table.optimizer != "sgd"].fastest_rate.isna().all()  # no fastest lr: no rate
 
 
 def test_write_provenance_records_the_jobs_and_the_config(tmp_path: Path) -> None:

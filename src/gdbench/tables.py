@@ -184,8 +184,8 @@ def theory_table(
     optimizers: Mapping[str, OptimizerSpec] | None = None,
 ) -> pd.DataFrame:
     """One row per dataset and optimizer (plain SGD when none are given): n, eigenvalues,
-    the optimizer's settings, its critical learning rate and that as a formula, and its
-    fastest learning rate (empty where there is no closed form); with ``optima`` one such
+    the optimizer's settings, its critical learning rate and that as a formula, its fastest
+    learning rate and the rate predicted there (empty where there is no closed form); with ``optima`` one such
     row per dataset, seed (where the points depend on it) and optimizer, with the optimum
     ``W_star``, ``b_star``, ``optimal_cost`` (``seed`` empty where it does not matter)."""
     specs = optimizers or {DEFAULT_NAME: PLAIN_SGD}
@@ -204,6 +204,7 @@ def theory_table(
                     "critical_lr": s.critical_lr,
                     "critical_rule": stability.critical_rule(spec),
                     "fastest_lr": s.fastest_lr,
+                    "fastest_rate": fastest_rate(spec, s.fastest_lr, t.lambda_min, t.lambda_max),
                 }
             )
     df = pd.DataFrame(rows)
@@ -214,6 +215,15 @@ def theory_table(
     df = points.merge(df, on="dataset", how="left", sort=False)
     first = ["dataset", "seed", "optimizer"]
     return df[first + [c for c in df.columns if c not in first]]
+
+
+def fastest_rate(spec: OptimizerSpec, lr: float, lambda_min: float, lambda_max: float) -> float:
+    """The excess cost's predicted contraction per epoch at ``lr`` (the fastest lr), over the
+    eigen-directions with ``lambda > 0``: NaN where ``lr`` is NaN or there is no closed form."""
+    lam = np.array([v for v in (lambda_min, lambda_max) if v > 0])
+    if not np.isfinite(lr) or not lam.size:
+        return float("nan")
+    return stability.run_rate(spec, lr, lam)
 
 
 def concat_parquet(paths: Sequence[str], out: str) -> int:

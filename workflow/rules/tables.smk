@@ -41,6 +41,7 @@ localrules:
 rule theory:
     output:
         csv="results/tables/theory.csv",
+        curve="results/tables/rate_curve.csv",
         html=report(
             "results/tables/theory.html",
             caption="../report/theory.rst",
@@ -69,6 +70,7 @@ rule theory:
             output.csv,
             output.html,
             log[0],
+            output.curve,
         )
 
 

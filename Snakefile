@@ -31,8 +31,7 @@ onstart:
 
 
 onsuccess:
-    print(verdict_message())
-    print(f"gdbench: done; tables in {RESULTS}/tables, plots in {RESULTS}/plots")
+    print(end_of_run_message(verdict_message(), *last_lines_paths()))
 
 
 onerror:

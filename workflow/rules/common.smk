@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from snakemake.utils import validate
 
 from gdbench.config import ConfigError, check_config, config_hash
+from gdbench.last_lines import end_of_run_message, report_command
 from gdbench.reproducibility import results_notice, verdict_line
 from gdbench.runs import (
     cuda_present,
@@ -44,7 +45,7 @@ def grid_name():
 
 # Every result path starts here (results/<grid name>/); the package names no paths.
 GRID = grid_name()
-RESULTS = f"results/{GRID}"
+RESULTS = f"{RESULTS}/{GRID}"
 config["name"] = GRID  # the report and provenance name the grid they show
 
 
@@ -87,14 +88,26 @@ def startup_message():
     return "\n".join(lines + ([notice] if notice else []))
 
 
-def recheck_command():
-    """The command that re-checks this grid's verdict (with this run's config options)."""
-    words = ["snakemake"] + [
-        f"--configfile {f}" for f in workflow.overwrite_configfiles or []
-    ]
+def config_options():
+    """The command-line options that select this grid (its --configfile, a --config name)."""
+    words = [f"--configfile {f}" for f in workflow.overwrite_configfiles or []]
     if "name" in (workflow.config_settings.overwrite_config or {}):
         words.append(f"--config name={GRID}")
-    return " ".join([*words, "verify"])
+    return " ".join(words)
+
+
+def recheck_command():
+    """The command that re-checks this grid's verdict."""
+    return " ".join(w for w in ("snakemake", config_options(), "verify") if w)
+
+
+def last_lines_paths():
+    """What the end of a run reads: the findings lines, the summary, the report command."""
+    return (
+        f"{RESULTS}/findings.txt",
+        f"{RESULTS}/tables/summary.parquet",
+        report_command(RESULTS, config_options()),
+    )
 
 
 def verdict_message():
@@ -237,7 +250,31 @@ def all_outputs():
         outputs += [f"{RESULTS}/tables/edge.csv", f"{RESULTS}/plots/edge.png"]
     if len(DEVICES) > 1:
         outputs.append(f"{RESULTS}/tables/device_agreement.csv")
+    outputs += [f"{RESULTS}/tables/findings.csv", f"{RESULTS}/front_page.rst"]
     return outputs
+
+
+def findings_inputs(wildcards):
+    """The tables the findings are computed from (the edge table where the search runs)."""
+    inputs = {
+        "summary": rules.merge_tables.output.summary_parquet,
+        "theory": rules.theory.output.csv,
+    }
+    if lookup(dpath="edge/enabled", within=config):
+        inputs["edge"] = rules.edge.output.csv
+    return inputs
+
+
+def front_page_inputs(wildcards):
+    """What the front page states: the findings, the run counts, the verdict, the timing."""
+    inputs = {
+        "findings": rules.findings.output.findings,
+        "summary": rules.merge_tables.output.summary_parquet,
+        "verdict": rules.reproduce.output.verdict,
+    }
+    if TIMING:
+        inputs["timing"] = rules.join_timing.output[0]
+    return inputs
 
 
 def figure(name, caption, category, label):

@@ -41,6 +41,7 @@ localrules:
 rule theory:
     output:
         csv=f"{RESULTS}/tables/theory.csv",
+        curve=f"{RESULTS}/tables/rate_curve.csv",
         html=report(
             f"{RESULTS}/tables/theory.html",
             caption="../report/theory.rst",
@@ -69,6 +70,7 @@ rule theory:
             output.csv,
             output.html,
             log[0],
+            output.curve,
         )
 
 
@@ -95,3 +97,60 @@ rule device_agreement:
         "Comparing runs trained on different devices"
     script:
         "../scripts/device_agreement.py"
+
+
+rule findings:
+    input:
+        unpack(findings_inputs),
+    output:
+        findings=f"{RESULTS}/tables/findings.csv",
+        findings_html=report(
+            f"{RESULTS}/tables/findings.html",
+            caption="../report/findings_table.rst",
+            category="Findings",
+            labels={"result": "findings (one row per dataset x optimizer)"},
+        ),
+        time_to_target=f"{RESULTS}/tables/time_to_target.csv",
+        profile=f"{RESULTS}/tables/profile.csv",
+    log:
+        f"{RESULTS}/logs/findings.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/findings.tsv"
+    conda:
+        "../envs/gdbench.yaml"
+    params:
+        converged_below=lookup(dpath="analysis/converged_below", within=config),
+    message:
+        "Computing the findings: best learning rates, edges, optimizers compared"
+    script:
+        "../scripts/findings.py"
+
+
+localrules:
+    front_page,
+
+
+rule front_page:
+    input:
+        unpack(front_page_inputs),
+    output:
+        rst=f"{RESULTS}/front_page.rst",
+        html=report(
+            f"{RESULTS}/front_page.html",
+            caption="../report/front_page.rst",
+            category="Findings",
+            labels={"result": "findings in words (the front page)"},
+        ),
+        text=f"{RESULTS}/findings.txt",
+    log:
+        f"{RESULTS}/logs/front_page.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/front_page.tsv"
+    # No conda: a run: block runs inside the Snakemake process, in its environment.
+    message:
+        "Writing the findings in words (the report's front page and the run's last lines)"
+    run:
+        # Cheap (pandas only, already loaded): runs inside Snakemake, no Python start.
+        from gdbench.front_page import write_front_page
+
+        write_front_page(input, output, log[0])

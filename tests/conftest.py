@@ -4,14 +4,20 @@ failures."""
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import yaml
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
@@ -90,9 +96,39 @@ SMALL_CONFIG = {
 }
 
 
+def shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's temporary folder that every pytest-xdist worker sees."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], T]) -> T:
+    """``make(folder)`` once for the whole test session, however many pytest-xdist workers
+    ask: the first runs it (the others wait on a lock) and records its result; all get that
+    result. For workflow runs and reports that several tests read."""
+    root = shared_root(tmp_path_factory)
+    folder, done = root / name, root / f"{name}.done.json"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            done.write_text(json.dumps({"result": make(folder)}, default=str))
+    return json.loads(done.read_text())["result"]
+
+
+def shared_run(tmp_path_factory: pytest.TempPathFactory, name: str, config: dict, *args: str) -> Path:
+    """The workflow run once on ``config`` for the whole test session (see :func:`once`);
+    tests that change its files work on a copy."""
+
+    def run(folder: Path) -> str:
+        run_workflow(folder, config, "--cores", "2", *args)
+        return str(folder)
+
+    return Path(once(tmp_path_factory, name, run))
+
+
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The workflow run once on SMALL_CONFIG; tests inspect its results."""
-    workdir = tmp_path_factory.mktemp("small_run")
-    run_workflow(workdir, SMALL_CONFIG, "--cores", "2")
-    return workdir
+    return shared_run(tmp_path_factory, "small_run", SMALL_CONFIG)

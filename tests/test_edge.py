@@ -282,6 +282,7 @@ def test_edge_plot_draws_every_kind_of_answer(tmp_path: Path) -> None:
     assert "optimizer = " not in svg  # optimizers are the x axis of one facet, not facets of their own
 
 
+@pytest.mark.slow
 def test_workflow_writes_the_edge_table_and_plot(small_run: Path) -> None:
     """The default target locates the edge: a table with the contract's columns, a row per
     grid point and seed, a plot, a log with progress lines."""
@@ -302,6 +303,7 @@ def yaml_config(workdir: Path) -> dict:
     return yaml.safe_load((workdir / "config.yaml").read_text())
 
 
+@pytest.mark.slow
 def test_edge_job_needs_no_training_and_can_be_switched_off(tmp_path: Path) -> None:
     """The edge job depends on the config only (it runs beside training, never after it);
     edge.enabled: false drops it from the default target."""

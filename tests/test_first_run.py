@@ -14,12 +14,14 @@ from gdbench.config import ConfigError, check_config
 from gdbench.runs import RunSpec, cuda_present, describe_runs
 
 
+@pytest.mark.slow
 def test_a_dry_run_needs_no_cores(tmp_path: Path) -> None:
     """`snakemake -n --workflow-profile none` plans the run instead of asking for --cores."""
     proc = run_workflow(tmp_path, {"grid": {"device": ["cpu"]}}, "-n", "--workflow-profile", "none")
     assert "Timing the engines on cpu (1 torch thread(s); it holds all 1 of Snakemake's --cores" in proc.stdout
 
 
+@pytest.mark.slow
 def test_the_timing_job_reserves_every_core_given(tmp_path: Path) -> None:
     """With --cores 3 the timing job holds all 3, so nothing runs beside its measurements; the
     terminal says nothing untrue about the machine (no GPU where there is none)."""
@@ -63,6 +65,7 @@ _DETERMINISM_STATE = (
 )
 
 
+@pytest.mark.slow
 def test_set_deterministic_sets_what_torch_sets_without_loading_its_compiler() -> None:
     """set_deterministic leaves torch in the state torch.use_deterministic_algorithms(True)
     leaves it in (ATen's flag and the compiler's deterministic mode), without the ~1 s import
@@ -175,6 +178,7 @@ def test_convergence_plot_keys_every_line_and_every_divergence(tmp_path: Path, m
     assert {f"{lr:g}" for lr in diverged} <= labels, labels
 
 
+@pytest.mark.slow
 def test_a_run_ends_with_its_verdict_and_a_change_reads_short(tmp_path: Path) -> None:
     """The last lines of a run say PASSED (or FAILED, when a stored trajectory no longer
     matches a re-run); after a config change, the dry run names the one training job the change
@@ -182,7 +186,7 @@ def test_a_run_ends_with_its_verdict_and_a_change_reads_short(tmp_path: Path) ->
     import pandas as pd
 
     grid = {"dataset": ["tutorial"], "lr": [0.01, 0.1, 0.5], "seed": [1, 2], "epochs": [60], "device": ["cpu"]}
-    config = {"grid": grid, "timing": {"enabled": False}, "verify": {"sample": 6}}
+    config = {"grid": grid, "timing": {"enabled": False}, "edge": {"enabled": False}, "verify": {"sample": 6}}
     first = run_workflow(tmp_path, config, "--cores", "2")
     assert "gdbench: reproducibility PASSED: 6 of 6 re-trained runs bit-identical" in first.stdout
 

@@ -418,6 +418,7 @@ def test_workflow_with_optimizers_end_to_end(tmp_path) -> None:
             "device": ["cpu"],
         },
         "timing": {"sizes": [3], "runs": [1, 10], "epochs": 3, "repeats": 3, "min_run_time": 0.01},
+        "edge": {"enabled": False},  # the edge search over optimizers: tests/test_edge.py
         "verify": {"sample": 9},
     }
     run_workflow(tmp_path, config, "--cores", "2")

@@ -19,6 +19,7 @@ import ast
 import html
 import json
 import re
+import shutil
 import subprocess
 import time
 import zipfile
@@ -28,7 +29,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import REPO, SMALL_CONFIG, results_of, skip_or_fail, snakemake_args
+from conftest import REPO, SMALL_CONFIG, once, results_of, shared_root, skip_or_fail, snakemake_args
 
 pytestmark = pytest.mark.slow
 browser_test = pytest.mark.browser
@@ -76,26 +77,34 @@ def _tail(text: str, lines: int = 40) -> str:
 
 
 @pytest.fixture(scope="module")
-def report_run(small_run: Path) -> ReportRun:
-    """Build report.html and report.zip (in parallel) for the session's small run."""
-    workdir = small_run
-    seconds = {}
-    start = time.perf_counter()
-    builds = {
-        kind: subprocess.Popen(
-            snakemake_args(workdir, "--report", f"results/config/report.{kind}"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for kind in ("html", "zip")
-    }
-    output = {}
-    for kind, proc in builds.items():
-        out, _ = proc.communicate(timeout=REPORT_TIMEOUT_S)
-        output[kind] = out
-        assert proc.returncode == 0, f"snakemake --report results/report.{kind} failed:\n{_tail(out)}"
-    seconds["reports"] = time.perf_counter() - start
+def report_run(small_run: Path, tmp_path_factory: pytest.TempPathFactory) -> ReportRun:
+    """Build report.html and report.zip (in parallel) for a copy of the session's small run,
+    once for every worker of the test session (other tests read the run meanwhile)."""
+    workdir = shared_root(tmp_path_factory) / "small_run_reports" / "run"
+
+    def build(folder: Path) -> dict:
+        shutil.copytree(small_run, folder / "run", symlinks=True)
+        seconds = {}
+        start = time.perf_counter()
+        builds = {
+            kind: subprocess.Popen(
+                snakemake_args(workdir, "--report", f"results/config/report.{kind}"),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for kind in ("html", "zip")
+        }
+        output = {}
+        for kind, proc in builds.items():
+            out, _ = proc.communicate(timeout=REPORT_TIMEOUT_S)
+            output[kind] = out
+            assert proc.returncode == 0, f"snakemake --report results/config/report.{kind} failed:\n{_tail(out)}"
+        seconds["reports"] = time.perf_counter() - start
+        return {"output": output, "seconds": seconds}
+
+    made = once(tmp_path_factory, "small_run_reports", build)
+    output, seconds = made["output"], made["seconds"]
     return ReportRun(workdir, results_of(workdir) / "report.html", results_of(workdir) / "report.zip", output, seconds)
 
 

@@ -243,7 +243,7 @@ def test_every_rule_has_log_and_benchmark(small_run: Path) -> None:
     # two training shards, timing, its join, merge, theory, plots, edge, provenance,
     # reproduce, verify, findings and the front page
     assert counts["train"] == 2 and jobs == 13, counts
-    results = small_run / "results"
+    results = results_of(small_run)
     assert len(list((results / "benchmarks").rglob("*.tsv"))) == jobs
     assert len(list((results / "logs").rglob("*.log"))) == jobs
 
@@ -291,7 +291,8 @@ def test_absent_device_fails_its_job_and_keeps_the_others(tmp_path: Path) -> Non
         "grid": {"dataset": ["tutorial"], "lr": [0.01, 0.5], "seed": [1], "epochs": [100], "device": ["cpu", "cuda"]},
         "timing": {"enabled": False},
     }
-    proc = run_workflow(tmp_path, config, "--cores", "2", "--keep-going", check=False)
+    shards = [f"results/config/shards/{device}-000/summary.parquet" for device in ("cpu", "cuda")]
+    proc = run_workflow(tmp_path, config, "--cores", "2", "--keep-going", *shards, check=False)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "device 'cuda' requested but torch" in out and "sees no CUDA device" in out
@@ -312,8 +313,11 @@ def test_killed_run_resumes_to_identical_tables(tmp_path: Path) -> None:
         },
         "sharding": {"jobs_per_device": 4},
         "timing": {"enabled": False},
+        "edge": {"enabled": False},
         "verify": {"sample": 2},
     }
+    # The training shards and the tables joined from them: what a kill can leave half-made.
+    tables = [f"results/config/tables/{name}" for name in ("trajectories.parquet", "summary.parquet")]
     killed = tmp_path / "killed"
     killed.mkdir()
     (killed / "config.yaml").write_text(yaml.safe_dump(config))
@@ -327,6 +331,7 @@ def test_killed_run_resumes_to_identical_tables(tmp_path: Path) -> None:
         str(killed / "config.yaml"),
         "--cores",
         "2",
+        *tables,
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
@@ -340,11 +345,11 @@ def test_killed_run_resumes_to_identical_tables(tmp_path: Path) -> None:
     # Killed mid-way: the run was still going, some shards were done and the tables were not.
     assert still_running, "the run ended before it could be killed"
     assert 1 <= len(finished) < 4, f"{len(finished)} of 4 shards finished before the kill"
-    assert not (results_of(killed) / "tables" / "summary.csv").exists(), "killed too late to test anything"
+    assert not (results_of(killed) / "tables" / "summary.parquet").exists(), "killed too late to test anything"
     run_workflow(killed, None, "--configfile", str(killed / "config.yaml"), "--unlock")
-    run_workflow(killed, None, "--configfile", str(killed / "config.yaml"), "--cores", "2")
+    run_workflow(killed, None, "--configfile", str(killed / "config.yaml"), "--cores", "2", *tables)
     clean = tmp_path / "clean"
-    run_workflow(clean, config, "--cores", "2")
+    run_workflow(clean, config, "--cores", "2", *tables)
     for name in ("trajectories.parquet", "summary.parquet"):
         a = pd.read_parquet(results_of(killed) / "tables" / name).drop(columns="batch_seconds_per_run", errors="ignore")
         b = pd.read_parquet(results_of(clean) / "tables" / name).drop(columns="batch_seconds_per_run", errors="ignore")
@@ -361,6 +366,7 @@ def test_all_diverged_grid_builds_tables_plots_and_report(tmp_path: Path) -> Non
         "grid": {"dataset": ["tutorial"], "lr": [0.5, 1.0], "seed": [1, 2], "epochs": [500], "device": ["cpu"]},
         "sharding": {"jobs_per_device": 1},
         "timing": {"enabled": False},
+        "edge": {"enabled": False},
         "verify": {"sample": 1},
     }
     run_workflow(tmp_path, config, "--cores", "2")

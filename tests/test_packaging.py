@@ -36,24 +36,6 @@ def test_environment_yml_matches_pyproject() -> None:
     assert {_name(d) for d in rule_env["dependencies"]} - {"python"} == runtime
 
 
-def test_workflow_schema_is_the_package_schema() -> None:
-    """The workflow validates with the very schema the package checks configs with."""
-    a = (REPO / "workflow" / "schemas" / "config.schema.yaml").read_text()
-    b = (REPO / "src" / "gdbench" / "schemas" / "config.schema.yaml").read_text()
-    assert a == b
-
-
-def test_config_readme_documents_every_key() -> None:
-    """config/README.md names every key of the default config."""
-    readme = (REPO / "config" / "README.md").read_text()
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    for section, values in config.items():
-        assert section in readme, section
-        if section != "datasets":
-            for key in values:
-                assert key in readme, f"{section}.{key}"
-
-
 def _readme_config_block() -> str:
     readme = (REPO / "README.md").read_text()
     (block,) = re.findall(r"```yaml\n(.*?)```", readme, re.S)

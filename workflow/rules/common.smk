@@ -45,7 +45,7 @@ def grid_name():
 
 # Every result path starts here (results/<grid name>/); the package names no paths.
 GRID = grid_name()
-RESULTS = f"{RESULTS}/{GRID}"
+RESULTS = f"results/{GRID}"
 config["name"] = GRID  # the report and provenance name the grid they show
 
 

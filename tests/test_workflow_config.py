@@ -21,65 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from config_errors import THROUGH_WORKFLOW, BadConfig
 from conftest import snakemake_args
 
 pytestmark = pytest.mark.slow
 
-POINTS_CSV = "hours,score\n1,2.1\n2,3.9\n3,6.2\n"
-CSV_GRID = "grid: {dataset: [mine], lr: [0.1], seed: [1], epochs: [10]}\n"
-
-
-@dataclass(frozen=True)
-class Case:
-    """A bad config, the line the user must see (after ``gdbench: ``), and files it needs."""
-
-    id: str
-    config: str
-    line: str
-    files: tuple[tuple[str, str], ...] = ()
-
-
-CASES = [
-    Case("lr-negative", "grid: {lr: [0.1, -0.1]}", "config error: grid.lr[1] = -0.1: must be a number > 0"),
-    Case("lr-zero", "grid: {lr: [0]}", "config error: grid.lr[0] = 0: must be a number > 0"),
-    Case("lr-nan", "grid: {lr: [.nan]}", "config error: grid.lr[0] = .nan: must be a number > 0"),
-    Case("lr-not-a-number", "grid: {lr: [fast]}", 'config error: grid.lr[0] = "fast": must be a number > 0'),
-    Case(
-        "diverged_factor-1e6-string",
-        "analysis: {diverged_factor: 1e6}",
-        'config error: analysis.diverged_factor = "1e6": must be a number > 1; YAML reads 1e6 as a string',
-    ),
-    Case("lr-empty", "grid: {lr: []}", "config error: grid.lr = []: must be a non-empty list"),
-    Case("device-tpu", "grid: {device: [tpu]}", 'config error: grid.device[0] = "tpu": must be "cpu", "cuda"'),
-    Case(
-        "dataset-unknown",
-        "grid: {dataset: [tutorial, noisey]}",
-        'config error: grid.dataset[1] = "noisey": no such dataset; did you mean "noisy"?',
-    ),
-    Case("key-grid-lrs", "grid: {lrs: [0.1]}", "config error: grid.lrs = [0.1]: unknown key; did you mean grid.lr?"),
-    Case(
-        "csv-missing",
-        "datasets: {mine: {csv: data/missing.csv, x: hours, y: score}}\n" + CSV_GRID,
-        'config error: datasets.mine.csv = "data/missing.csv": file not found',
-    ),
-    Case(
-        "csv-wrong-column",
-        "datasets: {mine: {csv: data/points.csv, x: hours, y: scores}}\n" + CSV_GRID,
-        'config error: datasets.mine.y = "scores": no such column in data/points.csv',
-        files=(("data/points.csv", POINTS_CSV),),
-    ),
-    Case("epochs-zero", "grid: {epochs: [0]}", "config error: grid.epochs[0] = 0: must be an integer from 1"),
-    Case("epochs-fractional", "grid: {epochs: [2.5]}", "config error: grid.epochs[0] = 2.5: must be an integer"),
-    Case("dtype", "training: {dtype: float16}", 'config error: training.dtype = "float16": must be "float32"'),
-    Case("engine", "training: {engine: fast}", 'config error: training.engine = "fast": must be "loop" or "batched"'),
-    Case("init", "training: {init: ones}", 'config error: training.init = "ones": must be "zeros" or "normal"'),
-    Case("batch-size-0", "training: {batch_size: 0}", 'config error: training.batch_size = 0: must be "full"'),
-    Case(
-        "dataset-name-shell",
-        "datasets: {'$(touch pwned)': {x: [1, 2], y: [2, 4]}}\ngrid: {dataset: ['$(touch pwned)']}",
-        'config error: datasets["$(touch pwned)"] = "$(touch pwned)": bad dataset name',
-    ),
-]
+#: The bad configs of the one table (tests/config_errors.py) that go through the workflow.
+CASES = THROUGH_WORKFLOW
 
 
 @dataclass(frozen=True)
@@ -97,10 +45,10 @@ def _snakemake(workdir: Path, *extra: str) -> Outcome:
     return Outcome(workdir, done.returncode, done.stdout, done.stderr)
 
 
-def _prepare(base: Path, case: Case) -> Path:
+def _prepare(base: Path, case: BadConfig) -> Path:
     workdir = base / case.id
     workdir.mkdir()
-    (workdir / "config.yaml").write_text(case.config + "\n")
+    (workdir / "config.yaml").write_text(case.text + "\n")
     for name, text in case.files:
         (workdir / name).parent.mkdir(parents=True, exist_ok=True)
         (workdir / name).write_text(text)
@@ -133,10 +81,10 @@ def test_enough_distinct_cases() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_dry_run_refuses_bad_config_with_one_line(case: Case, dry_runs: dict[str, Outcome]) -> None:
+def test_dry_run_refuses_bad_config_with_one_line(case: BadConfig, dry_runs: dict[str, Outcome]) -> None:
     """`snakemake -n` with a bad config exits non-zero, prints one line naming the key and the
     value, and creates no results/."""
-    _assert_refused(dry_runs[case.id], case.line)
+    _assert_refused(dry_runs[case.id], f"config error: {case.head}")
 
 
 def test_hostile_dataset_name_reaches_no_shell(tmp_path: Path) -> None:
@@ -144,13 +92,13 @@ def test_hostile_dataset_name_reaches_no_shell(tmp_path: Path) -> None:
     so it could not show this) before any job or shell could run it."""
     case = next(c for c in CASES if c.id == "dataset-name-shell")
     outcome = _snakemake(_prepare(tmp_path, case), "--cores", "1")
-    _assert_refused(outcome, case.line)
+    _assert_refused(outcome, f"config error: {case.head}")
     assert not (outcome.workdir / "pwned").exists() and not (Path.cwd() / "pwned").exists()
 
 
 def test_real_run_refuses_bad_config_before_any_job(tmp_path: Path) -> None:
     """Not only the dry run: `snakemake --cores 1` stops before any job and writes nothing."""
-    workdir = _prepare(tmp_path, Case("real", "grid: {lr: [0.1, -0.1]}", ""))
+    workdir = _prepare(tmp_path, BadConfig("real", "grid: {lr: [0.1, -0.1]}", ""))
     outcome = _snakemake(workdir, "--cores", "1")
     _assert_refused(outcome, "config error: grid.lr[1] = -0.1: must be a number > 0")
 
@@ -158,7 +106,7 @@ def test_real_run_refuses_bad_config_before_any_job(tmp_path: Path) -> None:
 def test_config_file_that_is_not_a_mapping(tmp_path: Path) -> None:
     """A config file holding a list is refused by Snakemake itself, before the workflow runs
     (it cannot name a key: there is none)."""
-    workdir = _prepare(tmp_path, Case("list", "- 1\n- 2", ""))
+    workdir = _prepare(tmp_path, BadConfig("list", "- 1\n- 2", ""))
     outcome = _snakemake(workdir, "-n")
     assert outcome.returncode != 0
     assert "Config file must be given as JSON or YAML with keys at top level" in outcome.stdout + outcome.stderr

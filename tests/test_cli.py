@@ -13,6 +13,9 @@ import torch
 from gdbench.tables import SUMMARY_COLUMNS, TRAJECTORY_COLUMNS
 
 
+pytestmark = pytest.mark.slow  # each test starts the CLI in a fresh interpreter (imports torch)
+
+
 def gdbench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "gdbench.cli", *args], capture_output=True, text=True, cwd=cwd)
 

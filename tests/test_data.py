@@ -114,6 +114,7 @@ def test_csv_empty_cells_and_nan_are_refused_naming_the_line(tmp_path: Path, row
         load_dataset("mine", {"csv": "p.csv", "x": "hours", "y": "score"}, base_dir=tmp_path)
 
 
+@pytest.mark.slow
 def test_csv_dataset_trains_end_to_end(tmp_path: Path) -> None:
     """`gdbench train` on a CSV dataset (with a BOM and an extra column) learns its line."""
     import subprocess

@@ -162,7 +162,7 @@ def test_captions_render_without_rst_errors(report_run: ReportRun) -> None:
     assert "tutorial" in front_text and "fastest at lr 0.17 (100 epochs" in front_text, front_text
     assert "located edge 0.1806 = 1.0017 × critical lr 0.1803" in front_text, front_text
     assert LRS_AS_RENDERED in front_text, "front page does not list the grid's learning rates"
-    assert "grid, config (results in results/config/" in front_text, "front page does not name the grid it shows"
+    assert "This report's grid: config (results in results/config/" in front_text, "front page names no grid"
     by_name = {Path(p).name: html.unescape(re.sub(r"<[^>]+>", "", c)) for p, c in captions.items()}
     assert LRS_AS_RENDERED in by_name["convergence.png"], "convergence caption lacks the grid's lrs"
     assert "2/λmax" in by_name["divergence.png"] and "full-batch" in by_name["divergence.png"]

@@ -189,7 +189,9 @@ def test_a_damaged_shard_stops_the_merge_with_one_line_naming_it(small_run: Path
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out
     line = f"gdbench: input {shard.relative_to(work)} is damaged or unreadable ("
-    (said,) = [text for text in out.splitlines() if text.startswith(line)]
+    said = {text for text in out.splitlines() if text.startswith(line)}  # its line (and its log, shown)
+    assert len(said) == 1, out
+    said = said.pop()
     assert said.endswith(
         "delete it and run the same snakemake command again: Snakemake makes it again, and what depends on it"
     )

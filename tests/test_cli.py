@@ -12,7 +12,6 @@ import torch
 
 from gdbench.tables import SUMMARY_COLUMNS, TRAJECTORY_COLUMNS
 
-
 pytestmark = pytest.mark.slow  # each test starts the CLI in a fresh interpreter (imports torch)
 
 

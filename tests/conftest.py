@@ -78,6 +78,8 @@ SMALL_CONFIG = {
     },
     "timing": {"enabled": True, "sizes": [3, 1000], "runs": [1, 100], "epochs": 5, "repeats": 3, "min_run_time": 0.02},
     "verify": {"sample": 4},
+    # Two training jobs (a grid this small is one job by default): the tables are joined from shards.
+    "sharding": {"min_runs_per_job": 1},
 }
 
 

@@ -180,6 +180,7 @@ def test_a_run_ends_with_its_verdict_and_a_change_reads_short(tmp_path: Path) ->
 
     grid = {"dataset": ["tutorial"], "lr": [0.01, 0.1, 0.5], "seed": [1, 2], "epochs": [60], "device": ["cpu"]}
     config = {"grid": grid, "timing": {"enabled": False}, "verify": {"sample": 6}}
+    config["sharding"] = {"min_runs_per_job": 1}  # two jobs of three runs each
     first = run_workflow(tmp_path, config, "--cores", "2")
     assert "gdbench: reproducibility PASSED: 6 of 6 re-trained runs bit-identical" in first.stdout
 

@@ -31,7 +31,8 @@ SMALL = {
     "epochs": 5,
     "repeats": 3,
     "optimizers": ["sgd"],
-    "attempts": 1,  # the suite runs beside other work: no retakes (tested on their own below)
+    "attempts": 1,  # the suite runs beside other work: no waits, no retakes (tested on their own below)
+    "quiet_wait": 0,
 }
 
 
@@ -212,13 +213,29 @@ def test_a_disturbed_cpu_measurement_is_taken_again_and_the_best_kept(monkeypatc
         harness, "measure", lambda device, engine, n, runs, *a: _result(device, shares[runs].pop(0), runs)
     )
     waits: list[int] = []
-    monkeypatch.setattr(plans, "wait_for_quiet", lambda threads: waits.append(threads))
+    monkeypatch.setattr(plans, "wait_for_quiet", lambda threads, timeout: waits.append(threads) or True)
     config = {**SMALL, "sizes": [3], "engines": ["batched"], "attempts": 3, "min_cpu_share": 0.9}
     table = timing_table(measure_plan(config, "cpu"))
     one, twenty = table[table.runs == 1].iloc[0], table[table.runs == 20].iloc[0]
     assert (one.cpu_share, one.attempts) == (0.6, 3) and one.median_s_per_epoch == pytest.approx(1e-3 / 0.6)
     assert (twenty.cpu_share, twenty.attempts) == (0.95, 1)
-    assert waits == [1, 1] and shares == {1: [], 20: []}
+    assert waits == [1, 1, 1] and shares == {1: [], 20: []}  # before the first pass and each retake
+
+
+def test_retakes_stop_when_the_machine_stays_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retaking a measurement while the machine is still busy would only disturb it again: when
+    no core came free within quiet_wait, the first measurement (its cpu_share shown) is kept."""
+    calls: list[int] = []
+
+    def scripted(device, engine, n, runs, *args):
+        calls.append(runs)
+        return _result(device, 0.4, runs)
+
+    monkeypatch.setattr(harness, "measure", scripted)
+    monkeypatch.setattr(plans, "wait_for_quiet", lambda threads, timeout: False)
+    config = {**SMALL, "sizes": [3], "engines": ["batched"], "attempts": 3, "quiet_wait": 1}
+    table = timing_table(measure_plan(config, "cpu"))
+    assert calls == [1, 20] and list(table.attempts) == [1, 1] and list(table.cpu_share) == [0.4, 0.4]
 
 
 def test_cuda_measurements_are_not_retaken_for_their_cpu_share(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -237,12 +254,12 @@ def test_the_quiet_wait_returns_once_cores_are_free(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(plans, "runnable_processes", lambda: next(readings))
     monkeypatch.setattr(plans.os, "cpu_count", lambda: 2)
     monkeypatch.setattr(plans.time, "sleep", lambda s: None)
-    plans.wait_for_quiet(threads=1, timeout=60)
+    assert plans.wait_for_quiet(threads=1, timeout=60)
     assert next(readings) == 9  # stopped after the third quiet reading in a row
     monkeypatch.setattr(plans, "runnable_processes", lambda: 9)
     clock = iter(range(1000))
     monkeypatch.setattr(plans.time, "monotonic", lambda: next(clock))
-    plans.wait_for_quiet(threads=1, timeout=5)  # busy throughout: gives up after the timeout
+    assert not plans.wait_for_quiet(threads=1, timeout=5)  # busy throughout: gives up after the timeout
 
 
 def test_a_failed_measurement_becomes_a_nan_row(monkeypatch: pytest.MonkeyPatch, caplog) -> None:

@@ -1,12 +1,13 @@
 """The timing plan: which measurements a ``timing:`` config asks for, and taking them all on
-one device, a disturbed CPU measurement taken again once the machine is quieter.
+one device, when the machine has a core free for them.
 
 :func:`plan` lists the (engine, n, runs, optimizer) items; :func:`measure_plan` measures
 them with :func:`gdbench.timing.harness.measure_safely` (a failed measurement, e.g. out of
-memory, becomes a row of NaN with its reason logged). Where the timing job runs beside other
-jobs, a CPU measurement whose process had its core less than ``min_cpu_share`` of the time
-is taken again after the others (waiting, up to a few seconds, until no more processes are
-runnable than the machine has cores), up to ``attempts`` times in all; the least disturbed
+memory, becomes a row of NaN with its reason logged). The timing job runs beside the other
+jobs of a run (it imports and prepares meanwhile); before it measures, it waits (up to
+``quiet_wait`` seconds) until no more processes are runnable than leave its cores free. A CPU
+measurement whose process still had its cores less than ``min_cpu_share`` of the time is
+taken again, once the machine is quiet, up to ``attempts`` times in all; the least disturbed
 one is kept and the table says how disturbed it was (``cpu_share``) and how many were taken
 (``attempts``).
 """
@@ -33,9 +34,6 @@ THROUGHPUT_N = 3
 
 #: A plan item: (engine, n, runs, optimizer name).
 PlanItem = tuple[str, int, int, str]
-
-#: Longest wait for a quiet machine before a round of retakes, in seconds.
-QUIET_WAIT_S = 5.0
 
 
 def checked(timing_config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -98,18 +96,21 @@ def runnable_processes() -> int | None:
         return None
 
 
-def wait_for_quiet(threads: int, timeout: float = QUIET_WAIT_S, poll: float = 0.1) -> None:
+def wait_for_quiet(threads: int, timeout: float, poll: float = 0.1) -> bool:
     """Wait (up to ``timeout`` seconds) until the processes wanting a core leave ``threads``
-    cores free for this one: three readings in a row."""
+    cores free for this one, three readings in a row; whether they did (True at once where the
+    system does not say)."""
     cores = os.cpu_count() or 1
     quiet, deadline = 0, time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         running = runnable_processes()
         if running is None:
-            return
+            return True
         quiet = quiet + 1 if running <= max(1, cores - threads + 1) else 0
         if quiet >= 3:
-            return
+            return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(poll)
 
 
@@ -149,18 +150,24 @@ def measure_plan(
     todo = plan(cfg) if items is None else list(items)
     specs = _specs(todo, optimizers)
     args = (cfg["epochs"], threads, cfg["repeats"], cfg["min_run_time"])
-    results = [harness.measure_safely(device, e, n, r, *args, specs[name]) for e, n, r, name in todo]
-    for attempt in range(2, cfg["attempts"] + 1):
-        again = [i for i, result in enumerate(results) if _disturbed(result, cfg)]
+    results: list[TimingResult | None] = [None] * len(todo)
+    for attempt in range(1, cfg["attempts"] + 1):
+        again = [i for i, result in enumerate(results) if result is None or _disturbed(result, cfg)]
         if not again:
             break
-        wait_for_quiet(threads)
+        quiet = wait_for_quiet(threads, cfg["quiet_wait"]) if not device.startswith("cuda") else True
+        if attempt > 1 and not quiet:
+            log.info("timing: the machine stayed busy; %d disturbed measurements kept as they are", len(again))
+            break
         for i in again:
             engine, n, runs, name = todo[i]
-            retake = harness.measure_safely(device, engine, n, runs, *args, specs[name])
-            best = retake if retake.ok and retake.cpu_share > results[i].cpu_share else results[i]
-            results[i] = replace(best, attempts=attempt)
-    for result in results:
+            result = harness.measure_safely(device, engine, n, runs, *args, specs[name])
+            previous = results[i]
+            if previous is not None and not (result.ok and result.cpu_share > previous.cpu_share):
+                result = previous
+            results[i] = replace(result, attempts=attempt)
+    done = [result for result in results if result is not None]
+    for result in done:
         if result.ok:
             log.info(
                 "timing %s %s %s n=%d runs=%d: %.3g s/epoch (IQR %.2g, %d repeats, cpu share %.2f, attempts %d), "
@@ -179,4 +186,4 @@ def measure_plan(
             )
         if progress:
             progress(result)
-    return results
+    return done

@@ -175,14 +175,20 @@ def write_theory(
     csv_path: str | Path,
     html_path: str | Path,
     log_path: str | Path,
+    curve_path: str | Path | None = None,
 ) -> None:
     """The theory table of ``datasets`` (and ``seeds``, where the points depend on them) and of
     the config's optimizers, with each dataset's optimum, as CSV, as HTML for the report and as
-    text to ``log_path``."""
+    text to ``log_path``; with ``curve_path``, each optimizer's predicted rate curve (the
+    table the rate figure draws, :func:`gdbench.tables.rate_curve_table`) as CSV."""
     from gdbench import io
 
-    table = tables.theory_table(theories(config, datasets), optima(config, datasets, seeds), optimizer_specs(config))
+    theory = theories(config, datasets)
+    specs = optimizer_specs(config)
+    table = tables.theory_table(theory, optima(config, datasets, seeds), specs)
     io.write_csv(table, csv_path)
+    if curve_path is not None:
+        io.write_csv(tables.rate_curve_table(theory, specs), curve_path)
     note = (
         "Full-batch runs of each optimizer converge iff lr < critical_lr (empty: no "
         "closed form, e.g. Adam); optimal_cost is the least-squares cost (W_star, b_star)."

@@ -184,8 +184,8 @@ def theory_table(
     optimizers: Mapping[str, OptimizerSpec] | None = None,
 ) -> pd.DataFrame:
     """One row per dataset and optimizer (plain SGD when none are given): n, eigenvalues,
-    the optimizer's settings, its critical learning rate and that as a formula, and its
-    fastest learning rate (empty where there is no closed form); with ``optima`` one such
+    the optimizer's settings, its critical learning rate and that as a formula, its fastest
+    learning rate and the rate predicted there (empty where there is no closed form); with ``optima`` one such
     row per dataset, seed (where the points depend on it) and optimizer, with the optimum
     ``W_star``, ``b_star``, ``optimal_cost`` (``seed`` empty where it does not matter)."""
     specs = optimizers or {DEFAULT_NAME: PLAIN_SGD}
@@ -204,6 +204,7 @@ def theory_table(
                     "critical_lr": s.critical_lr,
                     "critical_rule": stability.critical_rule(spec),
                     "fastest_lr": s.fastest_lr,
+                    "fastest_rate": fastest_rate(spec, s.fastest_lr, t.lambda_min, t.lambda_max),
                 }
             )
     df = pd.DataFrame(rows)
@@ -214,6 +215,58 @@ def theory_table(
     df = points.merge(df, on="dataset", how="left", sort=False)
     first = ["dataset", "seed", "optimizer"]
     return df[first + [c for c in df.columns if c not in first]]
+
+
+#: The lr / critical_lr at which the rate curves are tabulated: log-spaced over both sides of
+#: the critical lr (1 itself included), for figures on a log axis.
+CURVE_RATIOS = np.unique(np.concatenate([np.logspace(-6.0, 1.0, 701), [1.0]]))
+CURVE_COLUMNS = ("dataset", "optimizer", "lr_ratio", "lr", "predicted_rate", "rate_formula")
+
+
+def rate_curve_table(
+    theories: Mapping[str, Theory], optimizers: Mapping[str, OptimizerSpec] | None = None
+) -> pd.DataFrame:
+    """Each optimizer's predicted rate over lr / its critical lr, per dataset (one row per
+    point of :data:`CURVE_RATIOS`, and the fastest lr's ratio where there is one): the max
+    over the directions with lambda > 0 of the excess cost's factor per epoch
+    (:func:`gdbench.stability.rate_curve`), for a start with error along every direction.
+    Optimizers without a closed form (Adam) have no rows: plots read this table, not theory."""
+    specs = optimizers or {DEFAULT_NAME: PLAIN_SGD}
+    frames = []
+    for t in theories.values():
+        lam = np.array([t.lambda_min, t.lambda_max])
+        for spec in specs.values():
+            s = stability.analyse(t.dataset, spec, t.lambda_min, t.lambda_max)
+            if stability.rate_factor(spec) is None or not np.isfinite(s.critical_lr):
+                continue
+            ratios = CURVE_RATIOS
+            if np.isfinite(s.fastest_lr):
+                ratios = np.unique(np.concatenate([ratios, [s.fastest_lr / s.critical_lr]]))
+            plain = spec.kind == "sgd" and spec.momentum == 0
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "dataset": t.dataset,
+                        "optimizer": spec.name,
+                        "lr_ratio": ratios,
+                        "lr": ratios * s.critical_lr,
+                        "predicted_rate": stability.rate_curve(spec, lam, ratios),
+                        "rate_formula": "(1 − lr·λ)²" if plain else "ρ² (spectral radius of its 2×2 step)",
+                    }
+                )
+            )
+    if not frames:
+        return pd.DataFrame({c: [] for c in CURVE_COLUMNS})
+    return pd.concat(frames, ignore_index=True)[list(CURVE_COLUMNS)]
+
+
+def fastest_rate(spec: OptimizerSpec, lr: float, lambda_min: float, lambda_max: float) -> float:
+    """The excess cost's predicted contraction per epoch at ``lr`` (the fastest lr), over the
+    eigen-directions with ``lambda > 0``: NaN where ``lr`` is NaN or there is no closed form."""
+    lam = np.array([v for v in (lambda_min, lambda_max) if v > 0])
+    if not np.isfinite(lr) or not lam.size:
+        return float("nan")
+    return stability.run_rate(spec, lr, lam)
 
 
 def concat_parquet(paths: Sequence[str], out: str) -> int:

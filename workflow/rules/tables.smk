@@ -55,6 +55,7 @@ localrules:
 rule theory:
     output:
         csv="results/tables/theory.csv",
+        curve="results/tables/rate_curve.csv",
         html=report(
             "results/tables/theory.html",
             caption="../report/theory.rst",
@@ -83,6 +84,7 @@ rule theory:
             output.csv,
             output.html,
             log[0],
+            output.curve,
         )
 
 
@@ -109,3 +111,60 @@ rule device_agreement:
         "Comparing runs trained on different devices"
     script:
         "../scripts/device_agreement.py"
+
+
+rule findings:
+    input:
+        unpack(findings_inputs),
+    output:
+        findings="results/tables/findings.csv",
+        findings_html=report(
+            "results/tables/findings.html",
+            caption="../report/findings_table.rst",
+            category="Findings",
+            labels={"result": "findings (one row per dataset x optimizer)"},
+        ),
+        time_to_target="results/tables/time_to_target.csv",
+        profile="results/tables/profile.csv",
+    log:
+        "results/logs/findings.log",
+    benchmark:
+        "results/benchmarks/findings.tsv"
+    conda:
+        "../envs/gdbench.yaml"
+    params:
+        converged_below=lookup(dpath="analysis/converged_below", within=config),
+    message:
+        "Computing the findings: best learning rates, edges, optimizers compared"
+    script:
+        "../scripts/findings.py"
+
+
+localrules:
+    front_page,
+
+
+rule front_page:
+    input:
+        unpack(front_page_inputs),
+    output:
+        rst="results/front_page.rst",
+        html=report(
+            "results/front_page.html",
+            caption="../report/front_page.rst",
+            category="Findings",
+            labels={"result": "findings in words (the front page)"},
+        ),
+        text="results/findings.txt",
+    log:
+        "results/logs/front_page.log",
+    benchmark:
+        "results/benchmarks/front_page.tsv"
+    # No conda: a run: block runs inside the Snakemake process, in its environment.
+    message:
+        "Writing the findings in words (the report's front page and the run's last lines)"
+    run:
+        # Cheap (pandas only, already loaded): runs inside Snakemake, no Python start.
+        from gdbench.front_page import write_front_page
+
+        write_front_page(input, output, log[0])

@@ -52,9 +52,10 @@ def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
 
 
 class ParquetAppender:
-    """A Parquet file written a table at a time (one row group each), so a writer holds one
-    chunk of rows, never the whole file. Dictionary (categorical) columns are written with
-    int32 indices whatever the chunk's own, so chunks with other categories append alike.
+    """A Parquet file written a table at a time (row groups of at most ~1M rows each), so a
+    writer holds one chunk of rows, never the whole file. Dictionary (categorical) columns are
+    written with int32 indices whatever the chunk's own, so chunks with other categories append
+    alike.
     Use inside :func:`atomic_path`; :meth:`close` finishes the file."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -72,7 +73,13 @@ class ParquetAppender:
             table = pa.Table.from_pandas(table, preserve_index=False)
         if self._writer is None:
             self._schema = unified_schema(table.schema)
-            self._writer = pq.ParquetWriter(self.path, self._schema)
+            # Dictionary pages and statistics where they pay: on the repeated columns (run
+            # attributes, ids, epochs; statistics let a reader skip row groups by run id), not
+            # on the per-epoch floats, whose dictionaries and min/max cost more to write than
+            # they save (about half the writing time of a big table).
+            floats = {f.name for f in self._schema if pa.types.is_floating(f.type)}
+            keys = [name for name in self._schema.names if name not in floats]
+            self._writer = pq.ParquetWriter(self.path, self._schema, use_dictionary=keys, write_statistics=keys)
         self._writer.write_table(table.cast(self._schema))
         self.rows += table.num_rows
 

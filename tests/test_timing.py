@@ -79,6 +79,20 @@ def test_command_line_reads_its_config_through_the_schema(tmp_path, capsys: pyte
     assert not (tmp_path / "t.csv").exists()
 
 
+def test_python_dash_m_gdbench_timing_is_the_timing_command(tmp_path) -> None:
+    """`python -m gdbench.timing` still works: it is `gdbench timing` (same errors, same exit)."""
+    import subprocess
+    import sys
+
+    config = tmp_path / "config.yaml"
+    config.write_text("timing: {sizes: [1e6]}\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "gdbench.timing", "--config", str(config)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2 and 'timing.sizes[0] = "1e6"' in proc.stderr
+    assert proc.stderr.startswith("gdbench: error:") and proc.stdout == ""
+
+
 def test_timed_data_at_n3_is_the_lessons_data() -> None:
     """The throughput panel claims to time the tutorial data; at n=3 the timed line is it."""
     ds = workloads.timing_dataset_spec(3).build()

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
-__all__ = ["DamagedInput", "check_inputs", "check_readable", "remedy"]
+__all__ = ["DamagedInput", "JobInputError", "check_inputs", "check_readable", "remedy", "require_readable"]
 
 
 class DamagedInput(Exception):
@@ -27,6 +27,10 @@ class DamagedInput(Exception):
         super().__init__(f"{path}: {reason}")
         self.path = Path(path)
         self.reason = reason
+
+
+class JobInputError(Exception):
+    """A job stopped on a damaged input; the message is the one line for users."""
 
 
 def remedy(path: str | os.PathLike[str], command: str = "the same snakemake command") -> str:
@@ -60,10 +64,9 @@ def check_readable(path: str | os.PathLike[str]) -> None:
         raise DamagedInput(path, f"damaged or unreadable as {what} ({type(exc).__name__}: {exc})") from exc
 
 
-def check_inputs(paths: Iterable[str | os.PathLike[str]], log: TextIO) -> None:
-    """Check every input of a job; on the first damaged one, write the traceback to ``log``,
-    print one line naming the file and the remedy where the user looks (the terminal), and
-    exit non-zero (no output is written)."""
+def _first_damaged(paths: Iterable[str | os.PathLike[str]], log: TextIO) -> str | None:
+    """The one line about the first damaged file of ``paths`` (its traceback and the line
+    written to ``log``), or None."""
     for path in paths:
         try:
             check_readable(path)
@@ -72,5 +75,24 @@ def check_inputs(paths: Iterable[str | os.PathLike[str]], log: TextIO) -> None:
             cause = str(exc.__cause__ or exc).strip().splitlines() or [""]
             line = f"gdbench: input {exc.path} is damaged or unreadable ({cause[0][:100]}): {remedy(exc.path)}"
             print(line, file=log, flush=True)
-            print(line, file=sys.__stderr__, flush=True)
-            raise SystemExit(1) from None
+            return line
+    return None
+
+
+def require_readable(paths: Iterable[str | os.PathLike[str]], log_path: str | os.PathLike[str]) -> None:
+    """For jobs that run inside Snakemake's process (``run:``): raise :class:`DamagedInput`
+    whose message is the one line (Snakemake shows it), the traceback in ``log_path``."""
+    with open(log_path, "w") as log:
+        line = _first_damaged(paths, log)
+    if line is not None:
+        raise JobInputError(line)
+
+
+def check_inputs(paths: Iterable[str | os.PathLike[str]], log: TextIO) -> None:
+    """Check every input of a job; on the first damaged one, write the traceback to ``log``,
+    print one line naming the file and the remedy where the user looks (the terminal), and
+    exit non-zero (no output is written)."""
+    line = _first_damaged(paths, log)
+    if line is not None:
+        print(line, file=sys.__stderr__, flush=True)
+        raise SystemExit(1)

@@ -1,5 +1,6 @@
 # Imports, config validation, and the small helpers the rules call (job code lives in the
 # package: run: blocks call gdbench functions).
+import os
 import re
 import sys
 from pathlib import Path
@@ -188,6 +189,17 @@ def described_config(runs):
         f"datasets {datasets}; optimizers {optimizers}; training and analysis settings "
         f"[{digest(results_config(runs))}]"
     )
+
+
+def timing_cores():
+    """Cores the timing job asks for: timing.threads, or every core with timing.alone
+    (without --cores, as in a dry run or a cluster profile without cores, timing.threads).
+    """
+    threads = lookup(dpath="timing/threads", within=config)
+    if lookup(dpath="timing/alone", within=config):
+        # never more than this machine has, whatever --cores says
+        return min(workflow.resource_settings.cores or threads, os.cpu_count() or 1)
+    return threads
 
 
 def timing_optimizers(wildcards):

@@ -10,10 +10,11 @@ rule timing:
         f"{RESULTS}/benchmarks/timing/{{device}}.tsv"
     conda:
         "../envs/gdbench.yaml"
-    # The job reserves every core (--cores) so that nothing runs beside it while it measures;
-    # torch itself uses timing.threads (recorded in the table). Without --cores (a dry run, a
-    # cluster profile without cores) it asks for timing.threads.
-    threads: workflow.resource_settings.cores or lookup(dpath="timing/threads", within=config)
+    # torch uses timing.threads (recorded in the table), and the job asks for as many cores: it
+    # runs beside the other jobs, measures how much of each measurement's time it had its cores
+    # (cpu_share) and takes a disturbed measurement again later. With timing.alone it reserves
+    # every core (--cores), so nothing runs beside it.
+    threads: timing_cores()
     resources:
         gpu=gpu_count,
     params:
@@ -21,7 +22,7 @@ rule timing:
         threads=lookup(dpath="timing/threads", within=config),
         optimizers=timing_optimizers,
     message:
-        "Timing the engines on {wildcards.device} ({params.threads} torch thread(s); it holds all {threads} of Snakemake's --cores, so no other job runs meanwhile)"
+        "Timing the engines on {wildcards.device} ({params.threads} torch thread(s); {threads} core(s) reserved)"
     script:
         "../scripts/timing.py"
 

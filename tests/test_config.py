@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from config_errors import BAD_CONFIGS, BadConfig
-from conftest import REPO
+from helpers import REPO
 from jsonschema import Draft202012Validator
 
 from gdbench.config import (

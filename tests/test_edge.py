@@ -9,7 +9,6 @@ checked once against torch.optim.SGD itself.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,6 @@ import pandas as pd
 import PIL.Image
 import pytest
 import torch
-from conftest import results_of, run_workflow
 
 from gdbench.config import check_config
 from gdbench.data import parse_dataset
@@ -280,47 +278,6 @@ def test_edge_plot_draws_every_kind_of_answer(tmp_path: Path) -> None:
     for text in ("critical_lr", "horizon_edge", "no divergence up to lr_max", "diverges already at lr_min"):
         assert text in svg
     assert "optimizer = " not in svg  # optimizers are the x axis of one facet, not facets of their own
-
-
-@pytest.mark.slow
-def test_workflow_writes_the_edge_table_and_plot(small_run: Path) -> None:
-    """The default target locates the edge: a table with the contract's columns, a row per
-    grid point and seed, a plot, a log with progress lines."""
-    table = pd.read_csv(results_of(small_run) / "tables" / "edge.csv")
-    assert tuple(table.columns) == EDGE_COLUMNS
-    cases = grid_cases(check_config(yaml_config(small_run)))
-    assert len(table) == len(cases)
-    for name in ("edge.png", "edge.svg"):
-        assert (results_of(small_run) / "plots" / name).stat().st_size > 10_000
-    log = (results_of(small_run) / "logs" / "edge.log").read_text()
-    assert "edge search round 0" in log
-    assert (results_of(small_run) / "benchmarks" / "edge.tsv").is_file()
-
-
-def yaml_config(workdir: Path) -> dict:
-    import yaml
-
-    return yaml.safe_load((workdir / "config.yaml").read_text())
-
-
-@pytest.mark.slow
-def test_edge_job_needs_no_training_and_can_be_switched_off(tmp_path: Path) -> None:
-    """The edge job depends on the config only (it runs beside training, never after it);
-    edge.enabled: false drops it from the default target."""
-    config = {"grid": {"dataset": ["tutorial"], "lr": [0.1], "seed": [1], "device": ["cpu"]}}
-    proc = run_workflow(tmp_path, config, "-n", "results/config/plots/edge.png", "--quiet", "rules")
-    assert _jobs(proc) == {"edge": 1}
-    proc = run_workflow(tmp_path, {**config, "edge": {"enabled": False}}, "-n", "--quiet", "rules")
-    assert "edge" not in _jobs(proc)
-
-
-def _jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
-    jobs = {}
-    for line in proc.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
-            jobs[parts[0]] = int(parts[1])
-    return jobs
 
 
 def test_an_empty_search_range_is_a_config_error() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import tomllib
 import yaml
-from conftest import REPO
+from helpers import REPO
 
 from gdbench.config import ConfigError, check_config, schema
 

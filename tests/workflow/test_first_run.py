@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, results_of, run_workflow
+from helpers import REPO, results_of, run_workflow
 
 from gdbench.config import ConfigError, check_config
 from gdbench.runs import RunSpec, cuda_present, describe_runs

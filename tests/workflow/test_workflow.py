@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import REPO, SMALL_CONFIG, SNAKEFILE, results_of, run_workflow, snakemake_cmd
+from helpers import REPO, SMALL_CONFIG, SNAKEFILE, results_of, run_workflow, snakemake_cmd
 
 from gdbench.config import config_hash
 from gdbench.tables import SUMMARY_COLUMNS, TRAJECTORY_COLUMNS

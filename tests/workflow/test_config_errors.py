@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from config_errors import THROUGH_WORKFLOW, BadConfig
-from conftest import snakemake_args
+from helpers import snakemake_args
 
 pytestmark = pytest.mark.slow
 

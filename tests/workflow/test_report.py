@@ -29,7 +29,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import REPO, SMALL_CONFIG, once, results_of, shared_root, skip_or_fail, snakemake_args
+from helpers import REPO, SMALL_CONFIG, once, results_of, shared_root, skip_or_fail, snakemake_args
 
 pytestmark = pytest.mark.slow
 browser_test = pytest.mark.browser

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, results_of, skip_or_fail, snakemake_args
+from helpers import REPO, results_of, skip_or_fail, snakemake_args
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

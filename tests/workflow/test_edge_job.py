@@ -1,0 +1,55 @@
+"""The edge job in the workflow: its table, plot and log in a real run, and its place in the
+DAG (it needs the config only, and can be switched off)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from helpers import results_of, run_workflow
+
+from gdbench.config import check_config
+from gdbench.edge import EDGE_COLUMNS, grid_cases
+
+
+@pytest.mark.slow
+def test_workflow_writes_the_edge_table_and_plot(small_run: Path) -> None:
+    """The default target locates the edge: a table with the contract's columns, a row per
+    grid point and seed, a plot, a log with progress lines."""
+    table = pd.read_csv(results_of(small_run) / "tables" / "edge.csv")
+    assert tuple(table.columns) == EDGE_COLUMNS
+    cases = grid_cases(check_config(yaml_config(small_run)))
+    assert len(table) == len(cases)
+    for name in ("edge.png", "edge.svg"):
+        assert (results_of(small_run) / "plots" / name).stat().st_size > 10_000
+    log = (results_of(small_run) / "logs" / "edge.log").read_text()
+    assert "edge search round 0" in log
+    assert (results_of(small_run) / "benchmarks" / "edge.tsv").is_file()
+
+
+def yaml_config(workdir: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load((workdir / "config.yaml").read_text())
+
+
+@pytest.mark.slow
+def test_edge_job_needs_no_training_and_can_be_switched_off(tmp_path: Path) -> None:
+    """The edge job depends on the config only (it runs beside training, never after it);
+    edge.enabled: false drops it from the default target."""
+    config = {"grid": {"dataset": ["tutorial"], "lr": [0.1], "seed": [1], "device": ["cpu"]}}
+    proc = run_workflow(tmp_path, config, "-n", "results/config/plots/edge.png", "--quiet", "rules")
+    assert _jobs(proc) == {"edge": 1}
+    proc = run_workflow(tmp_path, {**config, "edge": {"enabled": False}}, "-n", "--quiet", "rules")
+    assert "edge" not in _jobs(proc)
+
+
+def _jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    jobs = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
+            jobs[parts[0]] = int(parts[1])
+    return jobs

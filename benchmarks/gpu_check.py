@@ -44,6 +44,7 @@ import torch
 from gdbench import timing, timing_results
 from gdbench.data import parse_dataset
 from gdbench.engines import TrainOptions, train
+from gdbench.experiment import resolve
 from gdbench.runs import RunSpec
 from gdbench.trajectory import TrajectoryBatch
 
@@ -270,7 +271,8 @@ def timing_items(device: str, quick: bool) -> list[tuple[str, int, int, int]]:
     """(engine, n, runs, epochs) to time on ``device``."""
     sizes = SIZES[:3] if quick else SIZES
     grid = [r for r in GRID_SIZES if device.startswith("cuda") or r <= CPU_MAX_RUNS]
-    items = timing.plan({"sizes": sizes, "runs": grid, "engines": ["loop", "batched"], "optimizers": ["sgd"]})
+    section = {"sizes": sizes, "runs": grid, "engines": ["loop", "batched"], "optimizers": ["sgd"]}
+    items = timing.plan(resolve({"timing": section}, [device]).timing)
     out = []
     for engine, n, runs, _optimizer in items:
         epochs = 5 if quick else TIMING_EPOCHS

@@ -1,92 +1,62 @@
-"""Glue between a config and the core: datasets, theory, training a list of runs into
+"""Glue between an experiment and the core: datasets, theory, training a list of runs into
 tables, and the training jobs' logs. The CLI and the workflow's rule scripts call these, so a
 shard trained by Snakemake and a grid trained by ``gdbench train`` go through the same code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from gdbench import stability, tables
 from gdbench.config import ConfigError
-from gdbench.data import DatasetSpec, parse_dataset
+from gdbench.experiment import Experiment
 from gdbench.lesson import lesson_lines
-from gdbench.optimizers import optimizer_specs
 from gdbench.runs import RunSpec
 from gdbench.theory import Optimum, Theory, analyse, optimum
 from gdbench.trajectory import TrajectoryBatch
-from gdbench.verdicts import Criteria, measured_rate, rate_window_bottom
+from gdbench.verdicts import measured_rate, rate_window_bottom
 
 if TYPE_CHECKING:  # the engines (and torch) load only when something is trained
-    from gdbench.engines import TrainOptions
     from gdbench.engines.common import Progress
 
 
-def dataset_specs(config: Mapping[str, Any]) -> dict[str, DatasetSpec]:
-    """The config's datasets, parsed."""
-    return {name: parse_dataset(name, raw) for name, raw in config["datasets"].items()}
+def theories(experiment: Experiment, names: Sequence[str] | None = None) -> dict[str, Theory]:
+    """Theory per dataset (x values do not depend on the seed, so neither does the theory);
+    every defined dataset when ``names`` is None."""
+    names = list(experiment.datasets) if names is None else list(dict.fromkeys(names))
+    return {name: analyse(experiment.dataset(name).build(seed=0, base_dir=experiment.base_dir)) for name in names}
 
 
-def theories(
-    config: Mapping[str, Any], names: Sequence[str] | None = None, base_dir: str | Path = "."
-) -> dict[str, Theory]:
-    """Theory per dataset (x values do not depend on the seed, so neither does the theory)."""
-    specs = dataset_specs(config)
-    names = list(specs) if names is None else list(dict.fromkeys(names))
-    return {name: analyse(specs[name].build(seed=0, base_dir=base_dir)) for name in names}
-
-
-def optima(
-    config: Mapping[str, Any], names: Sequence[str], seeds: Sequence[int], base_dir: str | Path = "."
-) -> list[Optimum]:
+def optima(experiment: Experiment, names: Sequence[str], seeds: Sequence[int]) -> list[Optimum]:
     """The optimum of each dataset ``names``; of each (dataset, seed) where the points depend
     on the seed (synthetic noise)."""
-    specs = dataset_specs(config)
     out = []
     for name in dict.fromkeys(names):
-        spec = specs[name]
+        spec = experiment.dataset(name)
         if spec.seed_dependent:
-            out += [optimum(spec.build(seed=s, base_dir=base_dir), s) for s in dict.fromkeys(seeds)]
+            out += [optimum(spec.build(seed=s, base_dir=experiment.base_dir), s) for s in dict.fromkeys(seeds)]
         else:
-            out.append(optimum(spec.build(seed=0, base_dir=base_dir)))
+            out.append(optimum(spec.build(seed=0, base_dir=experiment.base_dir)))
     return out
 
 
-def train_options(config: Mapping[str, Any], progress: Progress | None = None) -> TrainOptions:
-    """How a checked config (:func:`gdbench.config.check_config`, which fills the defaults) trains."""
-    from gdbench.engines import TrainOptions
-
-    training, analysis = config["training"], config["analysis"]
-    return TrainOptions(
-        record_every=int(training["record_every"]),
-        criteria=Criteria(
-            converged_below=float(analysis["converged_below"]),
-            diverged_factor=float(analysis["diverged_factor"]),
-        ),
-        chunk_epochs=int(training["chunk_epochs"]),
-        progress=progress,
-        optimizers=optimizer_specs(config),
-    )
-
-
 def train_runs(
-    config: Mapping[str, Any],
+    experiment: Experiment,
     runs: Sequence[RunSpec],
     run_ids: Sequence[int] | None = None,
-    base_dir: str | Path = ".",
     progress: Progress | None = None,
 ) -> tuple[TrajectoryBatch, pd.DataFrame, pd.DataFrame]:
     """Train ``runs`` and return (batch, trajectory table, summary table)."""
-    from gdbench.engines import DataSource, train
+    from gdbench.engines import train
     from gdbench.engines.common import initial_params
 
-    data = DataSource(dataset_specs(config), base_dir)
-    options = train_options(config, progress)
+    data = experiment.data_source()
+    options = experiment.train_options(progress)
     batch = train(list(runs), data, options)
     v = batch.verdicts
     for bad in np.flatnonzero(~np.isfinite(v.initial_cost)):
@@ -96,7 +66,7 @@ def train_runs(
             f"{run.dtype}; scale the data down or use dtype float64",
             ("datasets", run.dataset),
         )
-    theory = theories(config, [r.dataset for r in runs], base_dir)
+    theory = theories(experiment, [r.dataset for r in runs])
     n_points = [data.get(r).n for r in runs]
     full = np.array([r.batch_size is None or r.batch_size >= n for r, n in zip(runs, n_points, strict=True)])
     predicted = np.full(len(runs), np.nan)
@@ -111,9 +81,9 @@ def train_runs(
         spec = options.optimizer(run)
         factor = stability.rate_factor(spec)  # None: no closed form (Adam), or weight decay
         if factor is not None:
-            plain = spec.kind == "sgd" and spec.momentum == 0  # theory's own (1 - lr lambda)^2
             e0 = (w0 - opt.W_star, b0 - opt.b_star)
-            predicted[i] = theory[run.dataset].predicted_rate(run.lr, e0, None if plain else factor)
+            own = None if spec.is_plain else factor  # plain SGD: theory's own (1 - lr lambda)^2
+            predicted[i] = theory[run.dataset].predicted_rate(run.lr, e0, own)
         if v.converged_at[i] >= 0 and not v.diverged[i]:
             epochs, cost = batch.epochs[recorded[i]], batch.cost[i, recorded[i]]
             excess = cost.astype(np.float64) - v.optimal_cost[i]
@@ -121,8 +91,7 @@ def train_runs(
             if key not in y_scale:
                 y_scale[key] = float(np.max(np.abs(data.get(run).y)))
             bottom = rate_window_bottom(v.floor[i], y_scale[key], run.dtype)
-            monotone = spec.kind == "sgd" and spec.momentum == 0
-            rate[i] = measured_rate(epochs, excess, v.initial_cost[i] - v.optimal_cost[i], bottom, monotone)
+            rate[i] = measured_rate(epochs, excess, v.initial_cost[i] - v.optimal_cost[i], bottom, spec.is_plain)
     return (
         batch,
         tables.trajectories(batch, run_ids),
@@ -150,20 +119,13 @@ def training_log(batch: TrajectoryBatch, every: int, run_ids: Sequence[int] | No
         yield f"# run {ids[i]}: {describe_verdict(batch, i)}"
 
 
-def write_theory(
-    config: Mapping[str, Any],
-    datasets: Sequence[str],
-    seeds: Sequence[int],
-    csv_path: str | Path,
-    html_path: str | Path,
-    log_path: str | Path,
-) -> None:
-    """The theory table of ``datasets`` (and ``seeds``, where the points depend on them) and of
-    the config's optimizers, with each dataset's optimum, as CSV, as HTML for the report and as
-    text to ``log_path``."""
+def write_theory(experiment: Experiment, csv_path: str | Path, html_path: str | Path, log_path: str | Path) -> None:
+    """The theory table of the grid's datasets (and seeds, where the points depend on them) and
+    of the experiment's optimizers, with each dataset's optimum, as CSV, as HTML for the report
+    and as text to ``log_path``."""
     from gdbench import io
 
-    table = tables.theory_table(theories(config, datasets), optima(config, datasets, seeds), optimizer_specs(config))
+    table = theory_table(experiment)
     io.write_csv(table, csv_path)
     note = (
         "Full-batch runs of each optimizer converge iff lr < critical_lr (empty: no "
@@ -171,3 +133,15 @@ def write_theory(
     )
     io.write_html_table(table, html_path, "Theory per dataset", note)
     io.write_text(table.to_string(index=False) + "\n", log_path)
+
+
+def theory_table(
+    experiment: Experiment, datasets: Sequence[str] | None = None, optimizers: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """The theory table of ``datasets`` and ``optimizers`` (default: the grid's) over the grid's
+    seeds."""
+    names = list(experiment.grid.dataset) if datasets is None else list(datasets)
+    specs = {
+        name: experiment.optimizer(name) for name in (experiment.grid.optimizer if optimizers is None else optimizers)
+    }
+    return tables.theory_table(theories(experiment, names), optima(experiment, names, experiment.grid.seed), specs)

@@ -170,12 +170,13 @@ def stability_by_run(
 
 
 def optimizer_of(name: str, optimizers: Mapping[str, OptimizerSpec] | None) -> OptimizerSpec:
-    """The spec named ``name``; plain SGD for ``sgd`` when ``optimizers`` does not define it."""
-    if optimizers and name in optimizers:
-        return optimizers[name]
-    if name == DEFAULT_NAME:
+    """The spec named ``name`` (a name ``optimizers`` lacks is an error); without
+    ``optimizers``, every run is plain SGD's ``sgd``."""
+    if optimizers is None and name == DEFAULT_NAME:
         return PLAIN_SGD
-    raise KeyError(f"optimizer {name!r} is not defined; known: {sorted(optimizers or {})}")
+    if optimizers is None or name not in optimizers:
+        raise KeyError(f"optimizer {name!r} is not defined; known: {sorted(optimizers or {})}")
+    return optimizers[name]
 
 
 def theory_table(

@@ -43,7 +43,7 @@ import logging
 import math
 import sys
 import timeit
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -52,11 +52,12 @@ import numpy as np
 import torch
 
 from gdbench import stability
-from gdbench.config import ConfigError, check_config, load_config
+from gdbench.config import ConfigError
 from gdbench.data import DatasetSpec, parse_dataset
 from gdbench.engines import DataSource, TrainOptions, check_device, lesson_run, train_batched
+from gdbench.experiment import Experiment, TimingSettings, load_experiment, resolve
 from gdbench.lesson import LESSON_LR
-from gdbench.optimizers import DEFAULT_NAME, PLAIN_SGD, OptimizerSpec, default_specs, optimizer_specs
+from gdbench.optimizers import DEFAULT_NAME, PLAIN_SGD, OptimizerSpec
 from gdbench.provenance import cpu_model
 from gdbench.runs import ENGINES, RunSpec
 from gdbench.theory import analyse
@@ -267,30 +268,10 @@ def measure_safely(
 # ----------------------------------------------------------------------------- plans and tables
 
 
-def _checked(timing_config: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A ``timing:`` section checked by the config's schema, with its defaults filled in.
-
-    The schema is the only source of the defaults and of what is valid; a bad value raises
-    :class:`gdbench.config.ConfigError` (a ``ValueError``) naming the key. ``optimizers``
-    names the caller's optimizers (which this section alone cannot define): checked here as
-    a non-empty list of distinct names only; :func:`measure_plan` looks them up.
-    """
-    section = dict(timing_config or {})
-    names = section.pop("optimizers", None)
-    checked = check_config({"timing": section})["timing"]
-    if names is not None:
-        if not (isinstance(names, (list, tuple)) and names and all(isinstance(n, str) and n for n in names)):
-            raise ConfigError("must be a non-empty list of optimizer names", ("timing", "optimizers"), names)
-        checked["optimizers"] = list(dict.fromkeys(names))
-    return checked
-
-
-def plan(timing_config: Mapping[str, Any] | None) -> list[PlanItem]:
-    """The (engine, n, runs, optimizer) measurements a ``timing:`` config asks for, in a
-    stable order. With the first of ``optimizers``:
-
-    ``timing_config`` is a config's ``timing:`` section, whole or in part: the config's schema
-    checks it and fills in the rest.
+def plan(settings: TimingSettings) -> list[PlanItem]:
+    """The (engine, n, runs, optimizer) measurements of an experiment's timing settings
+    (:attr:`gdbench.experiment.Experiment.timing`), in a stable order. With the first of
+    ``optimizers``:
 
     * ``loop`` at each size with one run;
     * ``batched`` at each size with one run (the seconds-per-epoch vs n panel);
@@ -301,51 +282,43 @@ def plan(timing_config: Mapping[str, Any] | None) -> list[PlanItem]:
     a big batch). Never the cross product of
     sizes and grid sizes (n=1e6 x 10,000 runs would not fit), nor of optimizers and sizes.
     """
-    cfg = _checked(timing_config)
-    first, *others = cfg["optimizers"]
+    first, *others = settings.optimizers
     items: list[PlanItem] = []
-    if "loop" in cfg["engines"]:
-        items += [("loop", n, 1, first) for n in cfg["sizes"]]
-    if "batched" in cfg["engines"]:
-        items += [("batched", n, 1, first) for n in cfg["sizes"]]
-        items += [("batched", THROUGHPUT_N, r, first) for r in cfg["runs"]]
+    if "loop" in settings.engines:
+        items += [("loop", n, 1, first) for n in settings.sizes]
+    if "batched" in settings.engines:
+        items += [("batched", n, 1, first) for n in settings.sizes]
+        items += [("batched", THROUGHPUT_N, r, first) for r in settings.runs]
     for name in others:
-        if "loop" in cfg["engines"]:
+        if "loop" in settings.engines:
             items.append(("loop", THROUGHPUT_N, 1, name))
-        if "batched" in cfg["engines"]:
-            items.append(("batched", THROUGHPUT_N, max(cfg["runs"]), name))
+        if "batched" in settings.engines:
+            items.append(("batched", THROUGHPUT_N, max(settings.runs), name))
     return list(dict.fromkeys(items))
 
 
 def measure_plan(
-    timing_config: Mapping[str, Any] | None,
+    experiment: Experiment,
     device: str,
-    threads: int = 1,
     items: Iterable[PlanItem] | None = None,
     progress: Callable[[TimingResult], None] | None = None,
-    optimizers: Mapping[str, OptimizerSpec] | None = None,
 ) -> list[TimingResult]:
-    """Take every measurement of a ``timing:`` config (or ``items``) on one device.
+    """Take every measurement of an experiment's timing plan (or ``items``) on one device,
+    with ``timing.threads`` torch threads.
 
-    ``optimizers`` defines the names ``timing.optimizers`` uses (absent: the schema's default
-    optimizers). The device and the names are checked first: a missing device raises
-    :class:`gdbench.engines.DeviceError` (the job fails with one line), an undefined name
-    ``KeyError``. After that, each failed measurement becomes a NaN row with its reason
-    logged, and the others go on.
+    The device and the optimizer names are checked first: a missing device raises
+    :class:`gdbench.engines.DeviceError` (the job fails with one line), a name the experiment
+    does not define ``KeyError``. After that, each failed measurement becomes a NaN row with
+    its reason logged, and the others go on.
     """
-    cfg = _checked(timing_config)
+    cfg = experiment.timing
     check_device(device)
     todo = plan(cfg) if items is None else list(items)
-    defined = default_specs() if optimizers is None else dict(optimizers)
-    specs = {}
-    for name in dict.fromkeys(item[3] for item in todo):
-        if name not in defined and name != DEFAULT_NAME:
-            raise KeyError(f"timing.optimizers: {name!r} is not defined in optimizers ({', '.join(defined)})")
-        specs[name] = defined.get(name, PLAIN_SGD)
+    specs = {name: experiment.optimizer(name) for name in dict.fromkeys(item[3] for item in todo)}
     results = []
     for engine, n, runs, name in todo:
         result = measure_safely(
-            device, engine, n, runs, cfg["epochs"], threads, cfg["repeats"], cfg["min_run_time"], specs[name]
+            device, engine, n, runs, cfg.epochs, cfg.threads, cfg.repeats, cfg.min_run_time, specs[name]
         )
         if result.ok:
             log.info(
@@ -374,18 +347,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gdbench.timing", description=main.__doc__)
     parser.add_argument("--config", default="config/config.yaml", help="config file with a timing: section")
     parser.add_argument("--device", action="append", help="cpu or cuda (repeatable; default cpu)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--out", default="-", help="CSV to write (default: stdout)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        config = check_config(load_config(args.config) if Path(args.config).is_file() else {})
+        experiment = load_experiment(args.config) if Path(args.config).is_file() else resolve({})
     except ConfigError as exc:
         print(f"gdbench.timing: {exc}", file=sys.stderr)
         return 2
     results = []
     for device in args.device or ["cpu"]:
-        results += measure_plan(config["timing"], device, args.threads, optimizers=optimizer_specs(config))
+        results += measure_plan(experiment, device)
     table = timing_table(results)
     if args.out == "-":
         table.to_csv(sys.stdout, index=False)

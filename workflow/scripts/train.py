@@ -11,9 +11,10 @@ from gdbench import io
 from gdbench.config import ConfigError
 from gdbench.determinism import set_deterministic
 from gdbench.engines import DeviceError
+from gdbench.experiment import Experiment
 from gdbench.pipeline import train_runs, training_log
 from gdbench.provenance import now, runtime
-from gdbench.runs import plan, specs_digest
+from gdbench.runs import specs_digest
 
 
 def main(config, shard, params, output, threads, log_path):
@@ -22,10 +23,9 @@ def main(config, shard, params, output, threads, log_path):
         def say(message):
             print(message, file=log, flush=True)
 
-        grid, shards = plan(config, params.devices)
-        runs = shards[shard]
-        ids = {run: i for i, run in enumerate(grid)}
-        run_ids = [ids[run] for run in runs]
+        experiment = Experiment.from_checked(config, params.devices)
+        runs = experiment.shards[shard]
+        run_ids = experiment.run_ids(runs)
         if f"[{specs_digest(runs, run_ids)}]" not in params.runs:  # the runs Snakemake planned
             sys.exit(f"gdbench: shard {shard} re-derived other runs than planned ({params.runs})")
         started = now()
@@ -33,13 +33,12 @@ def main(config, shard, params, output, threads, log_path):
         say(f"{started} training {len(runs)} runs with {threads} thread(s)")
         clock = time.perf_counter()
         try:
-            batch, traj, summary = train_runs(config, runs, run_ids, progress=say)
+            batch, traj, summary = train_runs(experiment, runs, run_ids, progress=say)
         except (DeviceError, ConfigError) as exc:  # no usable device; data that overflow the dtype
             say(f"error: {exc}")
             sys.exit(f"gdbench: {exc}")
         elapsed = time.perf_counter() - clock
-        every = config["training"]["log_every"]
-        for line in training_log(batch, every, run_ids):
+        for line in training_log(batch, experiment.training.log_every, run_ids):
             say(line)
         say(f"{now()} trained {len(runs)} runs in {elapsed:.3f} s ({int(summary['diverged'].sum())} diverged)")
         io.write_parquet(traj, output.trajectories)

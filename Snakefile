@@ -30,8 +30,7 @@ onstart:
 
 
 onsuccess:
-    print(verdict_message())
-    print("gdbench: done; tables in results/tables, plots in results/plots")
+    print(end_of_run_message(verdict_message()))
 
 
 onerror:

@@ -35,6 +35,31 @@ def test_write_theory_gives_one_row_per_dataset_and_optimizer(tmp_path: Path) ->
     assert len(table) == len(config["grid"]["optimizer"])
     assert "critical_lr" in table.columns and (table.critical_lr.dropna() > 0).all()
     assert "Theory per dataset" in html.read_text() and "tutorial" in log.read_text()
+    # the fastest lr's predicted rate, ((lmax - lmin) / (lmax + lmin))^2 for plain descent
+    sgd = table[table.optimizer == "sgd"].iloc[0]
+    kappa = (sgd.lambda_max - sgd.lambda_min) / (sgd.lambda_max + sgd.lambda_min)
+    assert abs(sgd.fastest_rate - kappa**2) < 1e-12
+    assert table[table.optimizer != "sgd"].fastest_rate.isna().all()  # no fastest lr: no rate
+
+
+def test_write_theory_writes_each_optimizers_rate_curve_for_the_plots(tmp_path: Path) -> None:
+    """The rate figure draws this table (plots read tables only): plain descent's V is
+    (1 - lr lambda)^2 maxed over both directions, 1 at the critical lr, above 1 past it;
+    heavy ball is flat at beta where its roots are complex; Adam has no curve."""
+    config = check_config({"grid": {"dataset": ["tutorial"], "lr": [0.01], "seed": [0]}})
+    out = [tmp_path / n for n in ("theory.csv", "theory.html", "theory.log", "curve.csv")]
+    write_theory(config, ["tutorial"], [0], *out)
+    curve, theory = pd.read_csv(out[3]), pd.read_csv(out[0])
+    assert set(curve.optimizer) == {"sgd", "heavy_ball", "nesterov"}  # adam: no closed form
+    sgd = curve[curve.optimizer == "sgd"]
+    row = theory[theory.optimizer == "sgd"].iloc[0]
+    lam = [row.lambda_min, row.lambda_max]
+    expected = [max((1 - lr * v) ** 2 for v in lam) for lr in sgd.lr]
+    assert abs(sgd.predicted_rate - expected).max() < 1e-12
+    assert abs(sgd[sgd.lr_ratio == 1.0].predicted_rate.iloc[0] - 1.0) < 1e-12
+    assert (sgd[sgd.lr_ratio > 1.01].predicted_rate > 1).all() and sgd.lr_ratio.min() <= 1e-6
+    hb = curve[(curve.optimizer == "heavy_ball") & curve.lr_ratio.between(0.2, 0.9)]
+    assert abs(hb.predicted_rate - 0.9).max() < 1e-9
 
 
 def test_write_provenance_records_the_jobs_and_the_config(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 browser_test = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
-CATEGORIES = ("Convergence", "Divergence", "Timing", "Reproducibility")
+CATEGORIES = ("Findings", "Convergence", "Divergence", "Timing", "Reproducibility")
 
 GRID = SMALL_CONFIG["grid"]
 RUNS_PER_DEVICE = len(GRID["dataset"]) * len(GRID["lr"]) * len(GRID["seed"])
@@ -148,7 +148,10 @@ def test_captions_render_without_rst_errors(report_run: ReportRun) -> None:
         assert not re.search(r"=\s*[.,;)]|\(\s*\)|``", text), f"{where}: a value is missing:\n{text}"
 
     front_text = html.unescape(re.sub(r"<[^>]+>", "", front))
-    assert f"{RUNS_PER_DEVICE} runs per device" in front_text, f"front page miscounts the grid:\n{front_text}"
+    assert f"{RUNS_PER_DEVICE} runs on cpu" in front_text, f"front page miscounts the grid:\n{front_text}"
+    # the findings, from findings.csv: the lesson's data converges fastest at lr 0.17 (100 epochs)
+    assert "tutorial" in front_text and "fastest at lr 0.17 (100 epochs" in front_text, front_text
+    assert "located edge 0.1806 = 1.0017 × critical lr 0.1803" in front_text, front_text
     assert LRS_AS_RENDERED in front_text, "front page does not list the grid's learning rates"
     by_name = {Path(p).name: html.unescape(re.sub(r"<[^>]+>", "", c)) for p, c in captions.items()}
     assert LRS_AS_RENDERED in by_name["convergence.png"], "convergence caption lacks the grid's lrs"
@@ -307,9 +310,7 @@ def test_front_page_fits_and_links_to_categories(opened: Opened, report_run: Rep
         box = front.bounding_box()
         assert box, "the front page's text is not shown"
         assert box["y"] >= 0, f"the front page is cut off at the top by {-box['y']:.0f} px: shorten workflow.rst"
-        assert f"{RUNS_PER_DEVICE} runs per device" in _text(front), (
-            f"the front page miscounts the grid: {_text(front)}"
-        )
+        assert f"{RUNS_PER_DEVICE} runs on cpu" in _text(front), f"the front page miscounts the grid: {_text(front)}"
         page.screenshot(path=str(report_run.workdir / "report-front.png"))
         front.locator("a.reference", has_text="Divergence").click()  # javascript:app.showCategory(...)
         crumb = _sidebar(page).locator("nav ol").get_by_text("Divergence", exact=True)

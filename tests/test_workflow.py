@@ -53,6 +53,28 @@ def test_contract_tables(small_run: Path) -> None:
     assert pd.read_csv(tables / "lesson_log.csv")["epoch"].tolist() == list(range(0, 2001, 100))
 
 
+def test_findings_are_recomputable_from_the_published_tables(small_run: Path) -> None:
+    """If this fails, findings.csv (and the front page and last lines made from it) says
+    something the published summary.csv, edge.csv and theory.csv do not: a reader
+    recomputing it gets other numbers."""
+    from gdbench.findings import findings_table
+
+    tables = small_run / "results" / "tables"
+    published = pd.read_csv(tables / "findings.csv")
+    recomputed = findings_table(
+        pd.read_csv(tables / "summary.csv"), pd.read_csv(tables / "edge.csv"), pd.read_csv(tables / "theory.csv"), 1e-6
+    )
+    pd.testing.assert_frame_equal(published, recomputed, check_dtype=False)
+    tutorial = published[published.dataset == "tutorial"].iloc[0]
+    assert (tutorial.best_lr, tutorial.best_epochs, tutorial.diverged_lr_min) == (0.17, 100, 0.19)
+    lines = (small_run / "results" / "findings.txt").read_text().splitlines()
+    assert lines[0].startswith("gdbench: 24 runs on cpu:"), lines
+    assert "gdbench: best lr on dataset tutorial: sgd 0.17 (100 epochs)" in lines[1], lines
+    assert "fastest at lr 0.17 (100 epochs)" in (small_run / "results" / "front_page.rst").read_text()
+    for name in ("time_to_target.csv", "profile.csv", "findings.html"):
+        assert (tables / name).stat().st_size > 100, name
+
+
 def test_lesson_values_and_divergence(small_run: Path) -> None:
     """The lesson's run ends at W 1.997, b 0.006; tutorial runs at lr >= 0.19 diverge."""
     s = pd.read_parquet(small_run / "results" / "tables" / "summary.parquet")
@@ -197,8 +219,8 @@ def test_every_rule_has_log_and_benchmark(small_run: Path) -> None:
             counts[parts[0]] = int(parts[1])
     jobs = sum(counts.values())
     # two training shards, timing, its join, merge, theory, plots, edge, provenance,
-    # reproduce and verify
-    assert counts["train"] == 2 and jobs == 11, counts
+    # reproduce, verify, findings and the front page
+    assert counts["train"] == 2 and jobs == 13, counts
     results = small_run / "results"
     assert len(list((results / "benchmarks").rglob("*.tsv"))) == jobs
     assert len(list((results / "logs").rglob("*.log"))) == jobs

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from gdbench import stability, tables
+from gdbench import tables
+from gdbench.analysis import analyse_runs
 from gdbench.config import ConfigError
 from gdbench.experiment import Experiment
 from gdbench.lesson import lesson_lines
 from gdbench.runs import RunSpec
 from gdbench.theory import Optimum, Theory, analyse, optimum
 from gdbench.trajectory import TrajectoryBatch
-from gdbench.verdicts import measured_rate, rate_window_bottom
 
 if TYPE_CHECKING:  # the engines (and torch) load only when something is trained
     from gdbench.engines.common import Progress
@@ -53,7 +53,6 @@ def train_runs(
 ) -> tuple[TrajectoryBatch, pd.DataFrame, pd.DataFrame]:
     """Train ``runs`` and return (batch, trajectory table, summary table)."""
     from gdbench.engines import train
-    from gdbench.engines.common import initial_params
 
     data = experiment.data_source()
     options = experiment.train_options(progress)
@@ -66,39 +65,8 @@ def train_runs(
             f"{run.dtype}; scale the data down or use dtype float64",
             ("datasets", run.dataset),
         )
-    theory = theories(experiment, [r.dataset for r in runs])
-    n_points = [data.get(r).n for r in runs]
-    full = np.array([r.batch_size is None or r.batch_size >= n for r, n in zip(runs, n_points, strict=True)])
-    predicted = np.full(len(runs), np.nan)
-    rate = np.full(len(runs), np.nan)
-    y_scale: dict[tuple[str, int], float] = {}
-    recorded = batch.recorded_mask()
-    for i, run in enumerate(runs):
-        if not full[i]:
-            continue
-        opt = data.optimum(run)
-        w0, b0 = initial_params(run)
-        spec = options.optimizer(run)
-        factor = stability.rate_factor(spec)  # None: no closed form (Adam), or weight decay
-        if factor is not None:
-            e0 = (w0 - opt.W_star, b0 - opt.b_star)
-            own = None if spec.is_plain else factor  # plain SGD: theory's own (1 - lr lambda)^2
-            predicted[i] = theory[run.dataset].predicted_rate(run.lr, e0, own)
-        if v.converged_at[i] >= 0 and not v.diverged[i]:
-            epochs, cost = batch.epochs[recorded[i]], batch.cost[i, recorded[i]]
-            excess = cost.astype(np.float64) - v.optimal_cost[i]
-            key = data.key(run)
-            if key not in y_scale:
-                y_scale[key] = float(np.max(np.abs(data.get(run).y)))
-            bottom = rate_window_bottom(v.floor[i], y_scale[key], run.dtype)
-            rate[i] = measured_rate(epochs, excess, v.initial_cost[i] - v.optimal_cost[i], bottom, spec.is_plain)
-    return (
-        batch,
-        tables.trajectories(batch, run_ids),
-        tables.summary(
-            batch, theory, run_ids, n_points, options.optimizers, rate=rate, predicted_rate=predicted, full_batch=full
-        ),
-    )
+    analysed = analyse_runs(batch, data, options.optimizers)
+    return batch, tables.trajectories(batch, run_ids), tables.summary(batch, analysed, run_ids)
 
 
 def describe_verdict(batch: TrajectoryBatch, i: int) -> str:
@@ -119,14 +87,25 @@ def training_log(batch: TrajectoryBatch, every: int, run_ids: Sequence[int] | No
         yield f"# run {ids[i]}: {describe_verdict(batch, i)}"
 
 
-def write_theory(experiment: Experiment, csv_path: str | Path, html_path: str | Path, log_path: str | Path) -> None:
+def write_theory(
+    experiment: Experiment,
+    csv_path: str | Path,
+    html_path: str | Path,
+    log_path: str | Path,
+    curve_path: str | Path | None = None,
+) -> None:
     """The theory table of the grid's datasets (and seeds, where the points depend on them) and
-    of the experiment's optimizers, with each dataset's optimum, as CSV, as HTML for the report
-    and as text to ``log_path``."""
+    optimizers, with each dataset's optimum, as CSV, as HTML for the report and as text to
+    ``log_path``; with ``curve_path``, each optimizer's predicted rate curve (the table the rate
+    figure draws, :func:`gdbench.tables.rate_curve_table`) as CSV."""
     from gdbench import io
 
     table = theory_table(experiment)
     io.write_csv(table, csv_path)
+    if curve_path is not None:
+        specs = {name: experiment.optimizer(name) for name in experiment.grid.optimizer}
+        curves = tables.rate_curve_table(theories(experiment, experiment.grid.dataset), specs)
+        io.write_csv(curves, curve_path)
     note = (
         "Full-batch runs of each optimizer converge iff lr < critical_lr (empty: no "
         "closed form, e.g. Adam); optimal_cost is the least-squares cost (W_star, b_star)."

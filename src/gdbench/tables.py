@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from gdbench import stability
+from gdbench.analysis import RunAnalysis
 from gdbench.optimizers import DEFAULT_NAME, PLAIN_SGD, OptimizerSpec
 from gdbench.runs import RunSpec
 from gdbench.theory import Optimum, Theory
@@ -41,6 +42,7 @@ SUMMARY_COLUMNS = (
     "lr_ratio",
     "predicted_diverged",
     "train_seconds",
+    "reached_at",
 )
 _CATEGORICAL = ("dataset", "optimizer", "device", "engine", "init", "batch_size", "dtype")
 
@@ -90,36 +92,12 @@ def trajectories(batch: TrajectoryBatch, run_ids: Sequence[int] | None = None) -
     return pd.DataFrame(out, columns=list(TRAJECTORY_COLUMNS))
 
 
-def summary(
-    batch: TrajectoryBatch,
-    theories: Mapping[str, Theory],
-    run_ids: Sequence[int] | None = None,
-    n_points: Sequence[int] | None = None,
-    optimizers: Mapping[str, OptimizerSpec] | None = None,
-    *,
-    rate: np.ndarray | None = None,
-    predicted_rate: np.ndarray | None = None,
-    full_batch: np.ndarray | None = None,
-) -> pd.DataFrame:
-    """One row per run: axes, verdicts, optimum, rates, theory and training time.
-
-    ``theories`` maps dataset name to its :class:`~gdbench.theory.Theory`; ``rate`` and
-    ``predicted_rate`` (NaN where not defined) and ``full_batch`` are per run (absent: NaN,
-    and every run full batch). ``predicted_diverged`` (``predicted_rate > 1``) is empty where
-    the full-batch theory does not apply: minibatch runs and runs without a predicted rate
-    (their initial error has no component with excess cost, i.e. an initial excess of 0);
-    without ``predicted_rate`` it is ``lr >= critical_lr``. ``optimizers`` maps optimizer name
-    to its spec (absent: plain SGD): the theory columns are the run's optimizer's
-    (:mod:`gdbench.stability`), empty where it has no closed form (Adam)."""
+def summary(batch: TrajectoryBatch, analysis: RunAnalysis, run_ids: Sequence[int] | None = None) -> pd.DataFrame:
+    """One row per run: axes, verdicts, optimum, the derived quantities of ``analysis``
+    (:func:`gdbench.analysis.analyse_runs`: rates, theory) and training time."""
     df = run_table(batch.runs, run_ids)
     v = batch.verdicts
-    ranges = stability_by_run(batch.runs, theories, optimizers)
-    critical = np.array([s.critical_lr for s in ranges])
-    fastest = np.array([s.fastest_lr for s in ranges])
-    lr = df["lr"].to_numpy()
-    df["n_points"] = (
-        np.asarray(n_points, dtype=np.int64) if n_points is not None else [theories[r.dataset].n for r in batch.runs]
-    )
+    df["n_points"] = analysis.n_points
     df["final_W"] = v.final_W
     df["final_b"] = v.final_b
     df["final_cost"] = v.final_cost
@@ -127,56 +105,26 @@ def summary(
     df["optimal_cost"] = v.optimal_cost
     df["excess_cost"] = v.final_cost - v.optimal_cost
     df["diverged"] = v.diverged.astype(bool)
-    df["diverged_at"] = pd.array(np.where(v.diverged_at >= 0, v.diverged_at, 0), dtype="Int64")
-    df.loc[v.diverged_at < 0, "diverged_at"] = pd.NA
-    df["converged_at"] = pd.array(np.where(v.converged_at >= 0, v.converged_at, 0), dtype="Int64")
-    df.loc[v.converged_at < 0, "converged_at"] = pd.NA
-    nan = np.full(len(df), np.nan)
-    df["rate"] = nan if rate is None else np.asarray(rate, dtype=np.float64)
-    df["predicted_rate"] = nan if predicted_rate is None else np.asarray(predicted_rate, dtype=np.float64)
-    df["critical_lr"] = critical
-    df["fastest_lr"] = fastest
-    df["lr_ratio"] = lr / critical
-    full = np.ones(len(df), dtype=bool) if full_batch is None else np.asarray(full_batch, dtype=bool)
-    if predicted_rate is None:  # no rates given: the critical lr decides
-        predicted_diverged = pd.array(lr >= critical, dtype="boolean")
-        known = full & np.isfinite(critical)
-    else:
-        predicted_diverged = pd.array(df["predicted_rate"].to_numpy() > 1, dtype="boolean")
-        known = full & np.isfinite(df["predicted_rate"].to_numpy())
-    predicted_diverged[~known] = pd.NA
+    df["diverged_at"] = _epochs(v.diverged_at)
+    df["converged_at"] = _epochs(v.converged_at)
+    df["reached_at"] = _epochs(v.reached_at)
+    df["rate"] = analysis.rate
+    df["predicted_rate"] = analysis.predicted_rate
+    df["critical_lr"] = analysis.critical_lr
+    df["fastest_lr"] = analysis.fastest_lr
+    df["lr_ratio"] = analysis.lr_ratio
+    predicted_diverged = pd.array(analysis.predicted_diverged, dtype="boolean")
+    predicted_diverged[~analysis.known] = pd.NA
     df["predicted_diverged"] = predicted_diverged
     df["train_seconds"] = batch.seconds
     return df[list(SUMMARY_COLUMNS)]
 
 
-def stability_by_run(
-    runs: Sequence[RunSpec], theories: Mapping[str, Theory], optimizers: Mapping[str, OptimizerSpec] | None = None
-) -> list[stability.Stability]:
-    """The stable range of each run's optimizer on its dataset (computed once per pair)."""
-    cache: dict[tuple[str, str], stability.Stability] = {}
-    out = []
-    for run in runs:
-        key = (run.dataset, run.optimizer)
-        if key not in cache:
-            cache[key] = stability.analyse(
-                run.dataset,
-                optimizer_of(run.optimizer, optimizers),
-                theories[run.dataset].lambda_min,
-                theories[run.dataset].lambda_max,
-            )
-        out.append(cache[key])
+def _epochs(values: np.ndarray) -> pd.arrays.IntegerArray:
+    """An epoch column: nullable integers, empty where ``values`` is -1 (never)."""
+    out = pd.array(np.where(values >= 0, values, 0), dtype="Int64")
+    out[values < 0] = pd.NA
     return out
-
-
-def optimizer_of(name: str, optimizers: Mapping[str, OptimizerSpec] | None) -> OptimizerSpec:
-    """The spec named ``name`` (a name ``optimizers`` lacks is an error); without
-    ``optimizers``, every run is plain SGD's ``sgd``."""
-    if optimizers is None and name == DEFAULT_NAME:
-        return PLAIN_SGD
-    if optimizers is None or name not in optimizers:
-        raise KeyError(f"optimizer {name!r} is not defined; known: {sorted(optimizers or {})}")
-    return optimizers[name]
 
 
 def theory_table(
@@ -185,8 +133,8 @@ def theory_table(
     optimizers: Mapping[str, OptimizerSpec] | None = None,
 ) -> pd.DataFrame:
     """One row per dataset and optimizer (plain SGD when none are given): n, eigenvalues,
-    the optimizer's settings, its critical learning rate and that as a formula, and its
-    fastest learning rate (empty where there is no closed form); with ``optima`` one such
+    the optimizer's settings, its critical learning rate and that as a formula, its fastest
+    learning rate and the rate predicted there (empty where there is no closed form); with ``optima`` one such
     row per dataset, seed (where the points depend on it) and optimizer, with the optimum
     ``W_star``, ``b_star``, ``optimal_cost`` (``seed`` empty where it does not matter)."""
     specs = optimizers or {DEFAULT_NAME: PLAIN_SGD}
@@ -205,6 +153,7 @@ def theory_table(
                     "critical_lr": s.critical_lr,
                     "critical_rule": stability.critical_rule(spec),
                     "fastest_lr": s.fastest_lr,
+                    "fastest_rate": fastest_rate(spec, s.fastest_lr, t.lambda_min, t.lambda_max),
                 }
             )
     df = pd.DataFrame(rows)
@@ -215,6 +164,58 @@ def theory_table(
     df = points.merge(df, on="dataset", how="left", sort=False)
     first = ["dataset", "seed", "optimizer"]
     return df[first + [c for c in df.columns if c not in first]]
+
+
+#: The lr / critical_lr at which the rate curves are tabulated: log-spaced over both sides of
+#: the critical lr (1 itself included), for figures on a log axis.
+CURVE_RATIOS = np.unique(np.concatenate([np.logspace(-6.0, 1.0, 701), [1.0]]))
+CURVE_COLUMNS = ("dataset", "optimizer", "lr_ratio", "lr", "predicted_rate", "rate_formula")
+
+
+def rate_curve_table(
+    theories: Mapping[str, Theory], optimizers: Mapping[str, OptimizerSpec] | None = None
+) -> pd.DataFrame:
+    """Each optimizer's predicted rate over lr / its critical lr, per dataset (one row per
+    point of :data:`CURVE_RATIOS`, and the fastest lr's ratio where there is one): the max
+    over the directions with lambda > 0 of the excess cost's factor per epoch
+    (:func:`gdbench.stability.rate_curve`), for a start with error along every direction.
+    Optimizers without a closed form (Adam) have no rows: plots read this table, not theory."""
+    specs = optimizers or {DEFAULT_NAME: PLAIN_SGD}
+    frames = []
+    for t in theories.values():
+        lam = np.array([t.lambda_min, t.lambda_max])
+        for spec in specs.values():
+            s = stability.analyse(t.dataset, spec, t.lambda_min, t.lambda_max)
+            if stability.rate_factor(spec) is None or not np.isfinite(s.critical_lr):
+                continue
+            ratios = CURVE_RATIOS
+            if np.isfinite(s.fastest_lr):
+                ratios = np.unique(np.concatenate([ratios, [s.fastest_lr / s.critical_lr]]))
+            plain = spec.kind == "sgd" and spec.momentum == 0
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "dataset": t.dataset,
+                        "optimizer": spec.name,
+                        "lr_ratio": ratios,
+                        "lr": ratios * s.critical_lr,
+                        "predicted_rate": stability.rate_curve(spec, lam, ratios),
+                        "rate_formula": "(1 − lr·λ)²" if plain else "ρ² (spectral radius of its 2×2 step)",
+                    }
+                )
+            )
+    if not frames:
+        return pd.DataFrame({c: [] for c in CURVE_COLUMNS})
+    return pd.concat(frames, ignore_index=True)[list(CURVE_COLUMNS)]
+
+
+def fastest_rate(spec: OptimizerSpec, lr: float, lambda_min: float, lambda_max: float) -> float:
+    """The excess cost's predicted contraction per epoch at ``lr`` (the fastest lr), over the
+    eigen-directions with ``lambda > 0``: NaN where ``lr`` is NaN or there is no closed form."""
+    lam = np.array([v for v in (lambda_min, lambda_max) if v > 0])
+    if not np.isfinite(lr) or not lam.size:
+        return float("nan")
+    return stability.run_rate(spec, lr, lam)
 
 
 def concat_parquet(paths: Sequence[str], out: str) -> int:

@@ -10,6 +10,7 @@ from snakemake.utils import validate
 
 from gdbench.config import ConfigError, check_config, config_hash
 from gdbench.experiment import Experiment
+from gdbench.last_lines import end_of_run_message
 from gdbench.reproducibility import verdict_message
 from gdbench.runs import cuda_present, describe_runs, resolve_devices, specs_digest
 
@@ -144,7 +145,31 @@ def all_outputs():
         outputs += ["results/tables/edge.csv", "results/plots/edge.png"]
     if len(DEVICES) > 1:
         outputs.append("results/tables/device_agreement.csv")
+    outputs += ["results/tables/findings.csv", "results/front_page.rst"]
     return outputs
+
+
+def findings_inputs(wildcards):
+    """The tables the findings are computed from (the edge table where the search runs)."""
+    inputs = {
+        "summary": rules.merge_tables.output.summary_parquet,
+        "theory": rules.theory.output.csv,
+    }
+    if lookup(dpath="edge/enabled", within=config):
+        inputs["edge"] = rules.edge.output.csv
+    return inputs
+
+
+def front_page_inputs(wildcards):
+    """What the front page states: the findings, the run counts, the verdict, the timing."""
+    inputs = {
+        "findings": rules.findings.output.findings,
+        "summary": rules.merge_tables.output.summary_parquet,
+        "verdict": rules.reproduce.output.verdict,
+    }
+    if TIMING:
+        inputs["timing"] = rules.join_timing.output[0]
+    return inputs
 
 
 def figure(name, caption, category, label):

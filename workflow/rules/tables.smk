@@ -41,6 +41,7 @@ localrules:
 rule theory:
     output:
         csv="results/tables/theory.csv",
+        curve="results/tables/rate_curve.csv",
         html=report(
             "results/tables/theory.html",
             caption="../report/theory.rst",
@@ -62,7 +63,7 @@ rule theory:
         # Cheap: runs inside Snakemake instead of starting a Python process.
         from gdbench.pipeline import write_theory
 
-        write_theory(EXPERIMENT, output.csv, output.html, log[0])
+        write_theory(EXPERIMENT, output.csv, output.html, log[0], output.curve)
 
 
 rule device_agreement:
@@ -88,3 +89,60 @@ rule device_agreement:
         "Comparing runs trained on different devices"
     script:
         "../scripts/device_agreement.py"
+
+
+rule findings:
+    input:
+        unpack(findings_inputs),
+    output:
+        findings="results/tables/findings.csv",
+        findings_html=report(
+            "results/tables/findings.html",
+            caption="../report/findings_table.rst",
+            category="Findings",
+            labels={"result": "findings (one row per dataset x optimizer)"},
+        ),
+        time_to_target="results/tables/time_to_target.csv",
+        profile="results/tables/profile.csv",
+    log:
+        "results/logs/findings.log",
+    benchmark:
+        "results/benchmarks/findings.tsv"
+    conda:
+        "../envs/gdbench.yaml"
+    params:
+        converged_below=lookup(dpath="analysis/converged_below", within=config),
+    message:
+        "Computing the findings: best learning rates, edges, optimizers compared"
+    script:
+        "../scripts/findings.py"
+
+
+localrules:
+    front_page,
+
+
+rule front_page:
+    input:
+        unpack(front_page_inputs),
+    output:
+        rst="results/front_page.rst",
+        html=report(
+            "results/front_page.html",
+            caption="../report/front_page.rst",
+            category="Findings",
+            labels={"result": "findings in words (the front page)"},
+        ),
+        text="results/findings.txt",
+    log:
+        "results/logs/front_page.log",
+    benchmark:
+        "results/benchmarks/front_page.tsv"
+    # No conda: a run: block runs inside the Snakemake process, in its environment.
+    message:
+        "Writing the findings in words (the report's front page and the run's last lines)"
+    run:
+        # Cheap (pandas only, already loaded): runs inside Snakemake, no Python start.
+        from gdbench.front_page import write_front_page
+
+        write_front_page(input, output, log[0])

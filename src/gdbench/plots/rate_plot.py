@@ -185,7 +185,8 @@ def _measured_rates(
     cmap: Colormap,
 ) -> bool:
     """The measured rates of one facet, a marker per optimizer; returns whether there were any."""
-    measured = part[np.isfinite(part["rate"])]
+    converging = ~part["diverged"].fillna(False).astype(bool) if "diverged" in part else True
+    measured = part[np.isfinite(part["rate"]) & converging]  # a diverged run's rate is its growth
     if not len(measured):
         style.empty_note(ax, "no converging full-batch run")
         return False

@@ -1,0 +1,23 @@
+"""The findings, time-to-target and performance-profile tables, from the summary, theory and
+edge tables (gdbench.findings defines every column)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this checkout's gdbench
+
+import pandas as pd
+
+from gdbench.findings import write_findings
+
+
+def main(inputs, output, params, log_path):
+    with open(log_path, "w") as log:
+        sys.stderr = log
+        edge = pd.read_csv(inputs.edge) if hasattr(inputs, "edge") else None
+        write_findings(
+            pd.read_parquet(inputs.summary), edge, pd.read_csv(inputs.theory), params.converged_below, output, log
+        )
+
+
+main(snakemake.input, snakemake.output, snakemake.params, snakemake.log[0])

@@ -46,9 +46,10 @@ def test_write_theory_writes_each_optimizers_rate_curve_for_the_plots(tmp_path: 
     """The rate figure draws this table (plots read tables only): plain descent's V is
     (1 - lr lambda)^2 maxed over both directions, 1 at the critical lr, above 1 past it;
     heavy ball is flat at beta where its roots are complex; Adam has no curve."""
-    config = check_config({"grid": {"dataset": ["tutorial"], "lr": [0.01], "seed": [0]}})
+    optimizers = ["sgd", "heavy_ball", "nesterov", "adam"]
+    config = check_config({"grid": {"dataset": ["tutorial"], "optimizer": optimizers, "lr": [0.01], "seed": [0]}})
     out = [tmp_path / n for n in ("theory.csv", "theory.html", "theory.log", "curve.csv")]
-    write_theory(config, ["tutorial"], [0], *out)
+    write_theory(Experiment.from_checked(config, ["cpu"]), *out)
     curve, theory = pd.read_csv(out[3]), pd.read_csv(out[0])
     assert set(curve.optimizer) == {"sgd", "heavy_ball", "nesterov"}  # adam: no closed form
     sgd = curve[curve.optimizer == "sgd"]

@@ -229,7 +229,7 @@ def test_summary_columns_of_the_optimum(default_grid):
     }
     noisy = default_grid[default_grid["dataset"] == "noisy"]
     np.testing.assert_allclose(noisy["optimal_cost"], noisy["seed"].map(rounded), rtol=1e-13)
-    float64 = {o.seed: o.optimal_cost for o in optima(config, ["noisy"], [1, 2, 3])}
+    float64 = {o.seed: o.optimal_cost for o in optima(ex(config), ["noisy"], [1, 2, 3])}
     assert (np.abs(noisy["optimal_cost"] - noisy["seed"].map(float64)) > 1e-9).all()  # the rounding matters
     excess = default_grid["final_cost"] - default_grid["optimal_cost"]
     np.testing.assert_array_equal(default_grid["excess_cost"], excess)

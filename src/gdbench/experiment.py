@@ -77,6 +77,17 @@ class Training:
 
 
 @dataclass(frozen=True)
+class Sharding:
+    """The config's ``sharding:`` section: how each device's runs are split into training
+    jobs, and how many runs a job trains and writes at a time."""
+
+    jobs_per_device: int
+    min_runs_per_job: int
+    max_runs_per_job: int
+    runs_per_chunk: int
+
+
+@dataclass(frozen=True)
 class EdgeSettings:
     """The config's ``edge:`` section (see :mod:`gdbench.edge`)."""
 
@@ -102,6 +113,10 @@ class TimingSettings:
     repeats: int
     min_run_time: float
     threads: int
+    alone: bool
+    quiet_wait: float
+    min_cpu_share: float
+    attempts: int
 
 
 @dataclass(frozen=True)
@@ -120,6 +135,7 @@ class Experiment:
     runs: tuple[RunSpec, ...]
     shards: Mapping[str, tuple[RunSpec, ...]]
     training: Training
+    sharding: Sharding
     criteria: Criteria
     edge: EdgeSettings
     timing: TimingSettings
@@ -153,8 +169,14 @@ class Experiment:
             engine=tuple(as_list(t["engine"])),
         )
         runs = grid.runs(devices)
-        sharding = config["sharding"]
-        shards = shard(runs, sharding["jobs_per_device"], sharding["max_runs_per_job"])
+        s = config["sharding"]
+        sharding = Sharding(
+            jobs_per_device=int(s["jobs_per_device"]),
+            min_runs_per_job=int(s["min_runs_per_job"]),
+            max_runs_per_job=int(s["max_runs_per_job"]),
+            runs_per_chunk=int(s["runs_per_chunk"]),
+        )
+        shards = shard(runs, sharding.jobs_per_device, sharding.max_runs_per_job, sharding.min_runs_per_job)
         a, e, tm = config["analysis"], config["edge"], config["timing"]
         return Experiment(
             config=config,
@@ -171,6 +193,7 @@ class Experiment:
                 threads=int(t["threads"]),
                 chunk_epochs=int(t["chunk_epochs"]),
             ),
+            sharding=sharding,
             criteria=Criteria(converged_below=float(a["converged_below"]), diverged_factor=float(a["diverged_factor"])),
             edge=EdgeSettings(
                 enabled=bool(e["enabled"]),
@@ -189,6 +212,10 @@ class Experiment:
                 repeats=int(tm["repeats"]),
                 min_run_time=float(tm["min_run_time"]),
                 threads=int(tm["threads"]),
+                alone=bool(tm["alone"]),
+                quiet_wait=float(tm["quiet_wait"]),
+                min_cpu_share=float(tm["min_cpu_share"]),
+                attempts=int(tm["attempts"]),
             ),
             verify_sample=int(config["verify"]["sample"]),
             _ids={run: i for i, run in enumerate(runs)},

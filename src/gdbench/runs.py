@@ -136,15 +136,20 @@ def resolve_devices(value: Any, cuda_available: bool) -> list[str]:
     return list(dict.fromkeys(as_list(value)))
 
 
-def shard_count(n_runs: int, jobs_per_device: int, max_runs_per_job: int) -> int:
-    """How many jobs a device's runs are split into: at least ``jobs_per_device`` (to fill
-    the cores), more when a job would exceed ``max_runs_per_job``; never more than runs."""
+def shard_count(n_runs: int, jobs_per_device: int, max_runs_per_job: int, min_runs_per_job: int = 1) -> int:
+    """How many jobs a device's runs are split into: up to ``jobs_per_device`` (to fill the
+    cores) while each job keeps at least ``min_runs_per_job`` runs (a job pays seconds of
+    start-up, so a small grid is one job), more when a job would exceed ``max_runs_per_job``;
+    at least one, never more than runs."""
     if n_runs == 0:
         return 0
-    return min(n_runs, max(jobs_per_device, math.ceil(n_runs / max_runs_per_job)))
+    filling = min(jobs_per_device, max(1, n_runs // max(1, min_runs_per_job)))
+    return min(n_runs, max(filling, math.ceil(n_runs / max_runs_per_job)))
 
 
-def shard(runs: Iterable[RunSpec], jobs_per_device: int, max_runs_per_job: int) -> dict[str, list[RunSpec]]:
+def shard(
+    runs: Iterable[RunSpec], jobs_per_device: int, max_runs_per_job: int, min_runs_per_job: int = 1
+) -> dict[str, list[RunSpec]]:
     """Split runs into jobs, per device: keys ``"{device}-{i}"`` with runs in contiguous,
     nearly equal blocks (contiguous keeps runs of one dataset together, so they batch)."""
     by_device: dict[str, list[RunSpec]] = {}
@@ -152,7 +157,7 @@ def shard(runs: Iterable[RunSpec], jobs_per_device: int, max_runs_per_job: int) 
         by_device.setdefault(run.device, []).append(run)
     shards: dict[str, list[RunSpec]] = {}
     for device, dev_runs in by_device.items():
-        count = shard_count(len(dev_runs), jobs_per_device, max_runs_per_job)
+        count = shard_count(len(dev_runs), jobs_per_device, max_runs_per_job, min_runs_per_job)
         bounds = [round(i * len(dev_runs) / count) for i in range(count + 1)]
         for i in range(count):
             shards[f"{device}-{i:03d}"] = dev_runs[bounds[i] : bounds[i + 1]]

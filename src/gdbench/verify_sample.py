@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from gdbench.lesson import LESSON_EPOCHS, LESSON_LR, LESSON_SEED, TUTORIAL_X, TUTORIAL_Y
-from gdbench.optimizers import PLAIN_SGD, OptimizerSpec, optimizer_specs
+from gdbench.optimizers import PLAIN_SGD, OptimizerSpec, parse_optimizer
 from gdbench.runs import RunSpec
 
 __all__ = ["is_lesson_run", "lesson_datasets", "plain_optimizers", "sample_run_ids"]
@@ -65,6 +65,6 @@ def sample_run_ids(
         picks = {round(k * (len(order) - 1) / max(sample - 1, 1)) for k in range(sample)} if sample > 1 else {0}
         chosen = {int(run_ids[order[p]]) for p in picks}
     lesson_data = lesson_datasets(config["datasets"])
-    plain = plain_optimizers(optimizer_specs(config))
+    plain = plain_optimizers({name: parse_optimizer(name, raw) for name, raw in config["optimizers"].items()})
     chosen |= {int(run_ids[i]) for i in order if is_lesson_run(runs[i], lesson_data, plain)}
     return sorted(chosen)

@@ -12,6 +12,7 @@ from helpers import results_of, run_workflow
 
 from gdbench.config import check_config
 from gdbench.edge import EDGE_COLUMNS, grid_cases
+from gdbench.experiment import Experiment
 
 
 @pytest.mark.slow
@@ -20,7 +21,7 @@ def test_workflow_writes_the_edge_table_and_plot(small_run: Path) -> None:
     grid point and seed, a plot, a log with progress lines."""
     table = pd.read_csv(results_of(small_run) / "tables" / "edge.csv")
     assert tuple(table.columns) == EDGE_COLUMNS
-    cases = grid_cases(check_config(yaml_config(small_run)))
+    cases = grid_cases(Experiment.from_checked(check_config(yaml_config(small_run)), ["cpu"]))
     assert len(table) == len(cases)
     for name in ("edge.png", "edge.svg"):
         assert (results_of(small_run) / "plots" / name).stat().st_size > 10_000

@@ -8,8 +8,8 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src")) 
 import pandas as pd
 
 from gdbench import plots
+from gdbench.experiment import Experiment
 from gdbench.inputs import check_inputs
-from gdbench.optimizers import optimizer_specs
 from gdbench.plots import lines
 from gdbench.tables import AXES
 
@@ -25,7 +25,7 @@ def convergence(inputs, png, svg, log):
 
 def rate(inputs, png, svg, log):
     """Measured rate of the excess cost vs lr / critical_lr, over the predicted rate."""
-    specs = optimizer_specs(snakemake.config)  # each optimizer's own theory curve
+    specs = Experiment.from_checked(snakemake.config, ["cpu"]).optimizers  # each optimizer's own theory curve
     plots.rate(pd.read_parquet(inputs.summary), pd.read_csv(inputs.theory), png, svg, optimizers=specs)
 
 

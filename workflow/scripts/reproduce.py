@@ -13,6 +13,7 @@ import pandas as pd
 
 from gdbench import io
 from gdbench.determinism import set_deterministic
+from gdbench.experiment import Experiment
 from gdbench.inputs import check_inputs
 from gdbench.provenance import now
 from gdbench.verify import failure_message, verify
@@ -48,10 +49,9 @@ def main(sm, paths):
         summary = pd.read_parquet(sm.input.summary)
         jobs = [json.loads(Path(p).read_text()) for p in sm.input.meta]
         threads = {run_id: job["threads"] for job in jobs for run_id in job["run_ids"]}  # as each run was trained
-        devices = list(sm.params.devices)
-        result = verify(
-            sm.config, sm.input.trajectories, summary, devices=devices, threads=threads, run_ids=sm.params.run_ids
-        )
+        experiment = Experiment.from_checked(sm.config, sm.params.devices)
+        devices = list(experiment.devices)
+        result = verify(experiment, sm.input.trajectories, summary, threads=threads, run_ids=sm.params.run_ids)
         for run in result["runs"]:
             status = "identical" if run["identical"] else f"DIFFERS: {run['problem']}"
             print(f"run {run['run_id']} {run['run']} {run['engine']}: {status}", file=log)

@@ -29,7 +29,7 @@ CONFIG = {
 
 def test_chunks_train_the_same_numbers_as_one_batch(tmp_path: Path) -> None:
     """A job that trains and writes 3 runs at a time gives the trajectory and summary tables
-    of training its 16 runs together (train_seconds aside), so runs_per_chunk changes no result."""
+    of training its 16 runs together (batch_seconds_per_run aside), so runs_per_chunk changes no result."""
     experiment = Experiment.from_checked(check_config(CONFIG), ["cpu"])
     runs = experiment.runs
     ids = list(range(100, 100 + len(runs)))
@@ -43,8 +43,8 @@ def test_chunks_train_the_same_numbers_as_one_batch(tmp_path: Path) -> None:
             out.append(traj)
     assert pq.ParquetFile(path).num_row_groups == len(chunks)
     pd.testing.assert_frame_equal(pd.read_parquet(path), whole_traj)
-    summary = concat_frames([c[3] for c in chunks]).drop(columns="train_seconds")
-    pd.testing.assert_frame_equal(summary, whole_summary.drop(columns="train_seconds"))
+    summary = concat_frames([c[3] for c in chunks]).drop(columns="batch_seconds_per_run")
+    pd.testing.assert_frame_equal(summary, whole_summary.drop(columns="batch_seconds_per_run"))
 
 
 def test_joining_shards_streams_row_groups_and_copies_a_single_shard(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this ch
 import pandas as pd
 
 from gdbench import plots
-from gdbench.optimizers import optimizer_specs
+from gdbench.experiment import Experiment
 from gdbench.plots import lines
 from gdbench.tables import AXES
 
@@ -24,7 +24,7 @@ def convergence(inputs, png, svg, log):
 
 def rate(inputs, png, svg, log):
     """Measured rate of the excess cost vs lr / critical_lr, over the predicted rate."""
-    specs = optimizer_specs(snakemake.config)  # each optimizer's own theory curve
+    specs = Experiment.from_checked(snakemake.config, ["cpu"]).optimizers  # each optimizer's own theory curve
     plots.rate(pd.read_parquet(inputs.summary), pd.read_csv(inputs.theory), png, svg, optimizers=specs)
 
 

@@ -75,12 +75,13 @@ def rate(
     table's eigenvalues, for a start with error along every eigen-direction, over lr / its own
     critical lr: plain descent's V has its bottom at the fastest lr (dotted) and reaches 1 at
     the critical lr (x = 1), heavy ball's is flat at beta where its roots are complex.
-    ``optimizers`` gives the specs by name (plain SGD for a name it lacks, or without it).
+    ``optimizers`` gives the specs by name (a name it lacks is a ``KeyError``); without it every
+    run is taken for plain SGD.
     Runs whose start lacks a direction follow their own ``predicted_rate`` (open circles).
     """
     runs = _rate_runs(summary)
     names = list(dict.fromkeys(runs["optimizer"]))
-    specs = {n: (optimizers or {}).get(n, PLAIN_SGD) for n in names}
+    specs = {n: optimizers[n] for n in names} if optimizers is not None else dict.fromkeys(names, PLAIN_SGD)
     styles = {n: _RATE_STYLES[i % len(_RATE_STYLES)] for i, n in enumerate(names)}
     eig = _eigenvalues(theory)
     with style.theme():
@@ -131,10 +132,6 @@ def _empty_rate_figure(out_png: style.PathLike, out_svg: style.PathLike) -> None
     style.save(fig, out_png, out_svg)
 
 
-def _is_plain(spec: OptimizerSpec) -> bool:
-    return spec.kind == "sgd" and spec.momentum == 0
-
-
 def _rate_theory(
     ax: Axes,
     part: pd.DataFrame,
@@ -155,7 +152,7 @@ def _rate_theory(
             colour, dashes, _ = styles[name]
             ax.plot(x, curve, ls="--", dashes=dashes, color=colour, lw=1.3, zorder=2)
             drawn.add(name)
-        plain_drawn |= _is_plain(specs[name])
+        plain_drawn |= specs[name].is_plain
     if plain_drawn:
         ax.axvline(_fastest_ratio(lam), color=style.FASTEST_COLOUR, ls=":", lw=1.8, zorder=1)
     ax.axvline(1.0, color=style.DIVERGED_COLOUR, ls="-", lw=0.8, alpha=0.6, zorder=1)
@@ -218,7 +215,7 @@ def _rate_legend(
             Line2D([], [], ls="none", marker=marker, color="0.3", label=f"measured, {who}fit to the excess cost")
         )
         if name in drawn:
-            formula = "(1 − lr·λ)²" if _is_plain(specs[name]) else "ρ² (spectral radius of its 2×2 step)"
+            formula = "(1 − lr·λ)²" if specs[name].is_plain else "ρ² (spectral radius of its 2×2 step)"
             label = f"predicted, {who}max over λ > 0 of {formula}"
             handles.append(Line2D([], [], ls="--", dashes=dashes, color=colour, label=label))
     if plain_drawn:

@@ -110,7 +110,9 @@ def time_to_target(summary: pd.DataFrame, converged_below: float) -> pd.DataFram
     ).reset_index()
     for col in ("runs", "converged", "diverged"):
         out[col] = out[col].astype(np.int64)
-    return out[list(TARGET_COLUMNS)].sort_values([*GROUP, "lr"], kind="stable").reset_index(drop=True)
+    out["_group"] = out.groupby(list(GROUP), sort=False, observed=True).ngroup()  # the summary's order
+    out = out.sort_values(["_group", "lr"], kind="stable")
+    return out[list(TARGET_COLUMNS)].reset_index(drop=True)
 
 
 def _best(target: pd.DataFrame) -> pd.DataFrame:

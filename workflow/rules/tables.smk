@@ -15,8 +15,10 @@ rule merge_tables:
             category="Convergence",
             labels={"result": "trajectories (preview of the Parquet table)"},
         ),
-        summary_csv=report(
-            "results/tables/summary.csv",
+        summary_csv="results/tables/summary.csv",
+        # The report shows the table itself (sortable, filterable), not a CSV download.
+        summary_html=report(
+            "results/tables/summary.html",
             caption="../report/summary.rst",
             category="Divergence",
             labels={"result": "summary (one row per run)"},

@@ -165,3 +165,35 @@ def test_plot_modules_read_tables_only() -> None:
         for banned in ("gdbench.stability", "gdbench import stability", "gdbench.theory", "gdbench.optimizers"):
             assert banned not in text, f"{path.name} imports {banned}"
     assert "snakemake.config" not in (root / "workflow" / "scripts" / "plots.py").read_text()
+
+
+EDGE_CASES = {
+    "empty": [],
+    "single_seed": [("sgd", 1, 0.18059, 0.18061, 0.180295, 0.180607)],
+    "nan_heavy": [
+        ("sgd", 1, 0.18059, 0.18061, 0.180295, np.nan),
+        ("sgd", 2, np.nan, 1e-5, 0.180295, np.nan),  # diverged already at lr_min
+        ("adam", 1, 100.0, np.nan, np.nan, np.nan),  # no divergence up to lr_max, no theory
+    ],
+}
+
+
+@pytest.mark.parametrize("case", list(EDGE_CASES))
+def test_edge_figure_draws_ratios_to_the_critical_lr(tmp_path, case) -> None:
+    """The edge figure on an axis of lr / critical_lr around 1, the ratio written beside the
+    located edge (the findings' edge_ratio), an optimizer without theory named on its tick."""
+    from gdbench.edge import EDGE_COLUMNS
+
+    rows = [
+        ("tutorial", o, "full", "zeros", "float32", 2000, s, lo, hi, c, h) for o, s, lo, hi, c, h in EDGE_CASES[case]
+    ]
+    table = pd.DataFrame(rows, columns=list(EDGE_COLUMNS))
+    text = draw(plots.edge, table, tmp_path=tmp_path, name=f"edge-{case}")
+    if case == "empty":
+        assert "no edge searched" in text
+        return
+    assert "learning rate / critical_lr" in text and f"{0.18061 / 0.180295:.5g}" in text
+    assert "located 0.18" not in text  # no stacked numbers of no table
+    if case == "nan_heavy":
+        assert "no critical lr: no divergence up to lr_max" in text and "diverges already at lr_min" in text
+        assert "horizon_edge" not in text  # not drawn: not in the legend

@@ -39,7 +39,7 @@ _HANDLES = {
     ),
     "none": Line2D([], [], ls="none", marker="^", ms=8, color=_EDGE_COLOUR, label="no divergence up to lr_max"),
     "all": Line2D([], [], ls="none", marker="v", ms=8, color=style.DIVERGED_COLOUR, label="diverges already at lr_min"),
-    "critical": Line2D([], [], color=style.CRITICAL_COLOUR, ls="--", lw=1.2, label="critical_lr: asymptotic theory (1)"),
+    "critical": Line2D([], [], color=style.CRITICAL_COLOUR, ls="--", lw=1.2, label="critical_lr (ratio 1)"),
     "horizon": Line2D(
         [], [], ls="none", marker="D", ms=6, mfc="none", mew=1.6, color=style.FASTEST_COLOUR,
         label="horizon_edge / critical_lr: theory's edge within the same epochs (float64)",

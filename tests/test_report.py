@@ -111,7 +111,16 @@ def test_report_html_and_zip_build(report_run: ReportRun) -> None:
         assert zf.testzip() is None, "report.zip is corrupt"
         names = zf.namelist()
     assert "report/report.html" in names, f"report.zip has no report/report.html: {names}"
-    for result in ("convergence.png", "divergence.png", "timing.png", "summary.csv", "provenance.html", "theory.html"):
+    for result in (
+        "convergence.png",
+        "divergence.png",
+        "timing.png",
+        "summary.html",
+        "findings.html",
+        "time_to_target.png",
+        "provenance.html",
+        "theory.html",
+    ):
         assert any(n.endswith("/" + result) for n in names), f"report.zip lacks {result}: {names}"
 
     categories = report_run.embedded("categories")

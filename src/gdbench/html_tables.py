@@ -33,6 +33,15 @@ def interactive_table(df: pd.DataFrame, title: str, note: str = "") -> str:
         connected=False,
         maxBytes=0,  # every row: no downsampling
         pageLength=PAGE_LENGTH,
+        # The search box, page size, counts and pages even on a short table: itables hides them
+        # when the layout is its default one and the table fits one page (top2End makes it not).
+        layout={
+            "topStart": "pageLength",
+            "topEnd": "search",
+            "bottomStart": "info",
+            "bottomEnd": "paging",
+            "top2End": None,
+        },
         scrollX=True,
         classes="display compact nowrap cell-border",
         showIndex=False,

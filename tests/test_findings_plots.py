@@ -197,3 +197,28 @@ def test_edge_figure_draws_ratios_to_the_critical_lr(tmp_path, case) -> None:
     if case == "nan_heavy":
         assert "no critical lr: no divergence up to lr_max" in text and "diverges already at lr_min" in text
         assert "horizon_edge" not in text  # not drawn: not in the legend
+
+
+def test_divergence_labels_never_overlap() -> None:
+    """Learning rates diverging at neighbouring epochs share one label above the panel
+    instead of printing over each other (as Nesterov's did: 0.15 ... 0.5 within 10 epochs)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from gdbench.plots.convergence_plot import _divergence_labels
+
+    fig = Figure(figsize=(5, 4), dpi=150)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.set_xscale("symlog", linthresh=10, linscale=0.6)
+    ax.set_xlim(0, 2000)
+    ax.set_yscale("log")
+    ax.set_ylim(1e-16, 1e3)
+    marks = [(e, (0, 0, 0, 1), lr) for e, lr in ((3, 0.5), (4, 0.25), (5, 0.19), (6, 0.18), (7, 0.17), (1500, 0.15))]
+    _divergence_labels(ax, marks, 1e3)
+    texts = [t.get_text() for t in ax.texts]
+    assert texts[-1] == "0.15" and len(texts) < 6, texts
+    fig.canvas.draw()
+    boxes = [t.get_window_extent(renderer=fig.canvas.get_renderer()) for t in ax.texts]
+    for a, b in zip(boxes, boxes[1:]):
+        assert not a.overlaps(b), texts

@@ -5,6 +5,7 @@ its legend lists only what it drew."""
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from pathlib import Path
 
@@ -220,5 +221,5 @@ def test_divergence_labels_never_overlap() -> None:
     assert texts[-1] == "0.15" and len(texts) < 6, texts
     fig.canvas.draw()
     boxes = [t.get_window_extent(renderer=fig.canvas.get_renderer()) for t in ax.texts]
-    for a, b in zip(boxes, boxes[1:]):
+    for a, b in itertools.pairwise(boxes):
         assert not a.overlaps(b), texts

@@ -140,15 +140,16 @@ def test_convergence_plot_keys_every_line_and_every_divergence(tmp_path: Path, m
     import numpy as np
     from matplotlib.colors import to_rgb
 
-    from gdbench import plots, tables, theory
+    from gdbench import plots, tables
+    from gdbench.analysis import analyse_runs
     from gdbench.data import parse_dataset
-    from gdbench.engines import train
+    from gdbench.engines import DataSource, train
     from gdbench.plots import style
 
     spec = parse_dataset("tutorial", {"x": [1, 2, 3], "y": [2, 4, 6]})
     lrs = [0.0001, 0.01, 0.05, 0.1, 0.15, 0.17, 0.18, 0.19, 0.25, 0.5]
     batch = train([RunSpec("tutorial", lr, 1, 300) for lr in lrs], {"tutorial": spec})
-    summary = tables.summary(batch, {"tutorial": theory.analyse(spec.build())})
+    summary = tables.summary(batch, analyse_runs(batch, DataSource({"tutorial": spec})))
     figures = []
     monkeypatch.setattr(style, "save", lambda fig, png, svg: figures.append(fig))
     plots.convergence(tables.trajectories(batch), summary, tmp_path / "c.png", tmp_path / "c.svg")

@@ -11,9 +11,10 @@ import torch
 import yaml
 
 from gdbench import stability, tables
+from gdbench.analysis import analyse_runs
 from gdbench.config import ConfigError, check_config, load_config
 from gdbench.data import parse_dataset
-from gdbench.engines import TrainOptions, train
+from gdbench.engines import DataSource, TrainOptions, train
 from gdbench.optimizers import PLAIN_SGD, OptimizerError, OptimizerSpec, optimizer_specs, parse_optimizer
 from gdbench.runs import RunSpec, expand_grid
 from gdbench.theory import analyse
@@ -304,7 +305,7 @@ def test_summary_theory_is_per_run_optimizer_and_engines_agree_with_it() -> None
         crit = stability.critical_lr(spec, lam_max) if spec.kind == "sgd" else 0.2
         runs += [RunSpec("tutorial", f * crit, 1, 3000, dtype="float64", optimizer=name) for f in (0.97, 1.03)]
     batch = train(runs, DATASETS, TrainOptions(optimizers=specs))
-    table = tables.summary(batch, {"tutorial": analyse(DATASETS["tutorial"].build(seed=0))}, optimizers=specs)
+    table = tables.summary(batch, analyse_runs(batch, DataSource(DATASETS), specs))
     sgd_like = table[table["optimizer"] != "adam"]
     assert sgd_like["predicted_diverged"].tolist() == sgd_like["diverged"].tolist() == [False, True] * 3
     np.testing.assert_allclose(sgd_like["lr_ratio"], [0.97, 1.03] * 3)
@@ -329,7 +330,7 @@ def test_plots_facet_by_optimizer_with_each_ones_theory(tmp_path) -> None:
     runs = [RunSpec("tutorial", lr, 1, 100, optimizer=name) for name in specs for lr in (0.01, 0.1, 0.3)]
     batch = train(runs, DATASETS, TrainOptions(optimizers=specs))
     theories = {"tutorial": analyse(DATASETS["tutorial"].build(seed=0))}
-    summary = tables.summary(batch, theories, optimizers=specs)
+    summary = tables.summary(batch, analyse_runs(batch, DataSource(DATASETS), specs))
     plots.divergence(summary, tables.theory_table(theories, optimizers=specs), tmp_path / "d.png", tmp_path / "d.svg")
     svg = (tmp_path / "d.svg").read_text()
     for text in (

@@ -20,8 +20,9 @@ import PIL.Image
 import pytest
 
 from gdbench import plots, tables, theory
+from gdbench.analysis import analyse_runs
 from gdbench.data import parse_dataset
-from gdbench.engines import train
+from gdbench.engines import DataSource, train
 from gdbench.plots import convergence_plot, lines, timing_plot
 from gdbench.runs import RunSpec
 
@@ -41,7 +42,7 @@ def real() -> dict[str, pd.DataFrame]:
     theories = {name: theory.analyse(spec.build()) for name, spec in specs.items()}
     return {
         "trajectories": tables.trajectories(batch),
-        "summary": tables.summary(batch, theories),
+        "summary": tables.summary(batch, analyse_runs(batch, DataSource(specs))),
         "theory": tables.theory_table(theories),
     }
 

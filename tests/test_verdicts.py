@@ -20,11 +20,12 @@ DTYPES = [torch.float32, torch.float64]
 DEFAULT = Criteria()
 
 
-def verdicts(costs, dtype, criteria=DEFAULT, optimal=0.0, floor=0.0, chunk=None):
+def verdicts(costs, dtype, criteria=DEFAULT, optimal=0.0, floor=0.0, chunk=None, final=False):
     """Feed one run's per-epoch costs (epoch 0 first) through a tracker, ``chunk`` epochs at a
-    time as the batched engine does (all at once by default), stopping when it says done."""
+    time as the batched engine does (all at once by default), stopping when it says done;
+    ``final``: its divergence is judged at its end (Adam)."""
     cost = torch.tensor(costs, dtype=dtype)[:, None]
-    tracker = VerdictTracker(1, criteria, "cpu", np.array([optimal]), np.array([floor]))
+    tracker = VerdictTracker(1, criteria, "cpu", np.array([optimal]), np.array([floor]), np.array([final]))
     end = torch.tensor([len(costs) - 1])
     chunk = chunk or len(costs)
     for start in range(0, len(costs), chunk):
@@ -82,7 +83,42 @@ def test_initial_cost_zero(dtype):
     v = verdicts([0.0, 0.0, 0.0], dtype, Criteria(diverged_factor=10.0))
     assert v.converged_at[0] == 0 and not v.diverged[0]
     v = verdicts([0.0, 5.0, 11.0], dtype, Criteria(diverged_factor=10.0))
-    assert v.converged_at[0] == 0 and v.diverged_at[0] == 2
+    assert v.reached_at[0] == 0 and v.converged_at[0] == -1 and v.diverged_at[0] == 2
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 2, 3])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_converged_at_is_where_the_excess_stays_within_the_tolerance(dtype, chunk):
+    """A dip below the tolerance that climbs back out (momentum) is not convergence:
+    ``converged_at`` is the epoch from which the excess stays within it to the run's end,
+    ``reached_at`` the first dip; a run that ends outside never converged."""
+    criteria = Criteria(converged_below=1.0e-2)  # tolerance 0.1 x E0 = 0.1
+    costs = [10.5, 0.55, 0.45, 2.0, 0.7, 0.52, 0.55, 0.5]  # optimum 0.5: out, in, out (+ below), ...
+    v = verdicts(costs, dtype, criteria, optimal=0.5, chunk=chunk)
+    assert v.reached_at[0] == 1 and v.converged_at[0] == 5 and not v.diverged[0]
+    v = verdicts(costs[:5], dtype, criteria, optimal=0.5, chunk=chunk)
+    assert v.reached_at[0] == 1 and v.converged_at[0] == -1
+    # below the optimum by more than the tolerance (a weight-decay run crossing the
+    # least-squares optimum) is outside too
+    v = verdicts([10.5, 0.55, 0.3, 0.55], dtype, criteria, optimal=0.5, chunk=chunk)
+    assert v.converged_at[0] == 3
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 2])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_final_divergence_is_judged_at_the_run_end(dtype, chunk):
+    """Adam's overshoot above the threshold that comes back is not divergence; a run that ends
+    above it diverged from the epoch it stays above; a non-finite cost still stops it."""
+    criteria = Criteria(diverged_factor=10.0)
+    v = verdicts([1.0, 50.0, 20.0, 0.5, 0.1], dtype, criteria, chunk=chunk, final=True)
+    assert not v.diverged[0] and v.last_epoch[0] == 4 and v.final_cost[0] == pytest.approx(0.1)
+    v = verdicts([1.0, 50.0, 5.0, 20.0, 30.0], dtype, criteria, chunk=chunk, final=True)
+    assert v.diverged[0] and v.diverged_at[0] == 3 and v.last_epoch[0] == 4
+    v = verdicts([1.0, 50.0, float("inf"), 1.0], dtype, criteria, chunk=chunk, final=True)
+    assert v.diverged[0] and v.diverged_at[0] == 1 and v.last_epoch[0] == 2
+    # the same costs without the final rule stop at the first epoch above
+    v = verdicts([1.0, 50.0, 20.0, 0.5, 0.1], dtype, criteria, chunk=chunk)
+    assert v.diverged_at[0] == 1 and v.last_epoch[0] == 1
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -137,10 +173,14 @@ def test_overflowing_cost_diverges_at_the_first_inf_in_both_engines(engine):
 
 
 def test_float_floor_is_a_few_ulps_of_the_optimum():
-    """The floor the docs state: 4 ulps of the optimal cost in the run's dtype (plus the
-    squared ulp of the largest |y|)."""
-    assert float_floor(0.3, 7.0, "float32") == pytest.approx(4 * (2.0**-25 + (2.0**-21) ** 2))
+    """The floor the docs state: 4 x (ulp of the optimal cost + the residuals' rounding,
+    linear 2 sqrt(C*) u and squared u, u the ulp of the largest |y| or |b*|), in the run's dtype."""
+    u = 2.0**-21  # ulp of 7 in float32
+    assert float_floor(0.3, 7.0, "float32") == pytest.approx(4 * (2.0**-25 + 2 * np.sqrt(0.3) * u + u * u))
     assert float_floor(0.0, 0.0, "float64") > 0
+    # the review's large-|y| data: C* ~ 625, |b| ~ 4e4; the float64 floor covers the +-1e-11
+    # scatter of its excess (the linear term: 2 x 25 x ulp(4e4) = 3.6e-10)
+    assert float_floor(625.0, 4.0e4, "float64") > 1.0e-10
 
 
 def test_measured_rate_fits_the_tail():

@@ -280,7 +280,8 @@ def _theory(
     settings: EdgeSettings,
     factor: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``critical_lr`` and ``horizon_edge`` per case (horizon: full-batch SGD family only)."""
+    """``critical_lr`` and ``horizon_edge`` per case: full-batch cases only (horizon: the SGD
+    family only); empty for minibatch cases, which the full-batch theory does not bound."""
     from gdbench.engines.common import initial_params
     from gdbench.horizon import Recurrence, horizon_edges
     from gdbench.stability import critical_lr
@@ -293,8 +294,10 @@ def _theory(
         run = case.run(1.0)
         points = data.get(run)
         optimizer = optimizers[case.optimizer]
+        if case.batch_size is not None and case.batch_size < points.n:
+            continue  # full-batch theory does not bound minibatch runs
         critical[i] = critical_lr(optimizer, analyse(points).lambda_max)
-        if optimizer.kind != "sgd" or (case.batch_size is not None and case.batch_size < points.n):
+        if optimizer.kind != "sgd":
             continue
         W0, b0 = initial_params(run)
         problems.append(Recurrence(points.x, points.y, W0, b0, case.epochs, factor, **optimizer.arguments()))

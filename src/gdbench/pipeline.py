@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from gdbench import stability, tables
+from gdbench import tables
+from gdbench.analysis import analyse_runs
 from gdbench.config import ConfigError
 from gdbench.data import DatasetSpec, parse_dataset
 from gdbench.lesson import lesson_lines
@@ -20,7 +21,7 @@ from gdbench.optimizers import optimizer_specs
 from gdbench.runs import RunSpec
 from gdbench.theory import Optimum, Theory, analyse, optimum
 from gdbench.trajectory import TrajectoryBatch
-from gdbench.verdicts import Criteria, measured_rate, rate_window_bottom
+from gdbench.verdicts import Criteria
 
 if TYPE_CHECKING:  # the engines (and torch) load only when something is trained
     from gdbench.engines import TrainOptions
@@ -83,7 +84,6 @@ def train_runs(
 ) -> tuple[TrajectoryBatch, pd.DataFrame, pd.DataFrame]:
     """Train ``runs`` and return (batch, trajectory table, summary table)."""
     from gdbench.engines import DataSource, train
-    from gdbench.engines.common import initial_params
 
     data = DataSource(dataset_specs(config), base_dir)
     options = train_options(config, progress)
@@ -96,40 +96,8 @@ def train_runs(
             f"{run.dtype}; scale the data down or use dtype float64",
             ("datasets", run.dataset),
         )
-    theory = theories(config, [r.dataset for r in runs], base_dir)
-    n_points = [data.get(r).n for r in runs]
-    full = np.array([r.batch_size is None or r.batch_size >= n for r, n in zip(runs, n_points, strict=True)])
-    predicted = np.full(len(runs), np.nan)
-    rate = np.full(len(runs), np.nan)
-    y_scale: dict[tuple[str, int], float] = {}
-    recorded = batch.recorded_mask()
-    for i, run in enumerate(runs):
-        if not full[i]:
-            continue
-        opt = data.optimum(run)
-        w0, b0 = initial_params(run)
-        spec = options.optimizer(run)
-        factor = stability.rate_factor(spec)  # None: no closed form (Adam), or weight decay
-        if factor is not None:
-            plain = spec.kind == "sgd" and spec.momentum == 0  # theory's own (1 - lr lambda)^2
-            e0 = (w0 - opt.W_star, b0 - opt.b_star)
-            predicted[i] = theory[run.dataset].predicted_rate(run.lr, e0, None if plain else factor)
-        if v.converged_at[i] >= 0 and not v.diverged[i]:
-            epochs, cost = batch.epochs[recorded[i]], batch.cost[i, recorded[i]]
-            excess = cost.astype(np.float64) - v.optimal_cost[i]
-            key = data.key(run)
-            if key not in y_scale:
-                y_scale[key] = float(np.max(np.abs(data.get(run).y)))
-            bottom = rate_window_bottom(v.floor[i], y_scale[key], run.dtype)
-            monotone = spec.kind == "sgd" and spec.momentum == 0
-            rate[i] = measured_rate(epochs, excess, v.initial_cost[i] - v.optimal_cost[i], bottom, monotone)
-    return (
-        batch,
-        tables.trajectories(batch, run_ids),
-        tables.summary(
-            batch, theory, run_ids, n_points, options.optimizers, rate=rate, predicted_rate=predicted, full_batch=full
-        ),
-    )
+    analysed = analyse_runs(batch, data, options.optimizers)
+    return batch, tables.trajectories(batch, run_ids), tables.summary(batch, analysed, run_ids)
 
 
 def describe_verdict(batch: TrajectoryBatch, i: int) -> str:

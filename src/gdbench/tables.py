@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from gdbench import stability
+from gdbench.analysis import RunAnalysis
 from gdbench.optimizers import DEFAULT_NAME, PLAIN_SGD, OptimizerSpec
 from gdbench.runs import RunSpec
 from gdbench.theory import Optimum, Theory
@@ -41,6 +42,7 @@ SUMMARY_COLUMNS = (
     "lr_ratio",
     "predicted_diverged",
     "train_seconds",
+    "reached_at",
 )
 _CATEGORICAL = ("dataset", "optimizer", "device", "engine", "init", "batch_size", "dtype")
 
@@ -90,36 +92,12 @@ def trajectories(batch: TrajectoryBatch, run_ids: Sequence[int] | None = None) -
     return pd.DataFrame(out, columns=list(TRAJECTORY_COLUMNS))
 
 
-def summary(
-    batch: TrajectoryBatch,
-    theories: Mapping[str, Theory],
-    run_ids: Sequence[int] | None = None,
-    n_points: Sequence[int] | None = None,
-    optimizers: Mapping[str, OptimizerSpec] | None = None,
-    *,
-    rate: np.ndarray | None = None,
-    predicted_rate: np.ndarray | None = None,
-    full_batch: np.ndarray | None = None,
-) -> pd.DataFrame:
-    """One row per run: axes, verdicts, optimum, rates, theory and training time.
-
-    ``theories`` maps dataset name to its :class:`~gdbench.theory.Theory`; ``rate`` and
-    ``predicted_rate`` (NaN where not defined) and ``full_batch`` are per run (absent: NaN,
-    and every run full batch). ``predicted_diverged`` (``predicted_rate > 1``) is empty where
-    the full-batch theory does not apply: minibatch runs and runs without a predicted rate
-    (their initial error has no component with excess cost, i.e. an initial excess of 0);
-    without ``predicted_rate`` it is ``lr >= critical_lr``. ``optimizers`` maps optimizer name
-    to its spec (absent: plain SGD): the theory columns are the run's optimizer's
-    (:mod:`gdbench.stability`), empty where it has no closed form (Adam)."""
+def summary(batch: TrajectoryBatch, analysis: RunAnalysis, run_ids: Sequence[int] | None = None) -> pd.DataFrame:
+    """One row per run: axes, verdicts, optimum, the derived quantities of ``analysis``
+    (:func:`gdbench.analysis.analyse_runs`: rates, theory) and training time."""
     df = run_table(batch.runs, run_ids)
     v = batch.verdicts
-    ranges = stability_by_run(batch.runs, theories, optimizers)
-    critical = np.array([s.critical_lr for s in ranges])
-    fastest = np.array([s.fastest_lr for s in ranges])
-    lr = df["lr"].to_numpy()
-    df["n_points"] = (
-        np.asarray(n_points, dtype=np.int64) if n_points is not None else [theories[r.dataset].n for r in batch.runs]
-    )
+    df["n_points"] = analysis.n_points
     df["final_W"] = v.final_W
     df["final_b"] = v.final_b
     df["final_cost"] = v.final_cost
@@ -127,55 +105,26 @@ def summary(
     df["optimal_cost"] = v.optimal_cost
     df["excess_cost"] = v.final_cost - v.optimal_cost
     df["diverged"] = v.diverged.astype(bool)
-    df["diverged_at"] = pd.array(np.where(v.diverged_at >= 0, v.diverged_at, 0), dtype="Int64")
-    df.loc[v.diverged_at < 0, "diverged_at"] = pd.NA
-    df["converged_at"] = pd.array(np.where(v.converged_at >= 0, v.converged_at, 0), dtype="Int64")
-    df.loc[v.converged_at < 0, "converged_at"] = pd.NA
-    nan = np.full(len(df), np.nan)
-    df["rate"] = nan if rate is None else np.asarray(rate, dtype=np.float64)
-    df["predicted_rate"] = nan if predicted_rate is None else np.asarray(predicted_rate, dtype=np.float64)
-    df["critical_lr"] = critical
-    df["fastest_lr"] = fastest
-    df["lr_ratio"] = lr / critical
-    full = np.ones(len(df), dtype=bool) if full_batch is None else np.asarray(full_batch, dtype=bool)
-    if predicted_rate is None:  # no rates given: the critical lr decides
-        predicted_diverged = pd.array(lr >= critical, dtype="boolean")
-        known = full & np.isfinite(critical)
-    else:
-        predicted_diverged = pd.array(df["predicted_rate"].to_numpy() > 1, dtype="boolean")
-        known = full & np.isfinite(df["predicted_rate"].to_numpy())
-    predicted_diverged[~known] = pd.NA
+    df["diverged_at"] = _epochs(v.diverged_at)
+    df["converged_at"] = _epochs(v.converged_at)
+    df["reached_at"] = _epochs(v.reached_at)
+    df["rate"] = analysis.rate
+    df["predicted_rate"] = analysis.predicted_rate
+    df["critical_lr"] = analysis.critical_lr
+    df["fastest_lr"] = analysis.fastest_lr
+    df["lr_ratio"] = analysis.lr_ratio
+    predicted_diverged = pd.array(analysis.predicted_diverged, dtype="boolean")
+    predicted_diverged[~analysis.known] = pd.NA
     df["predicted_diverged"] = predicted_diverged
     df["train_seconds"] = batch.seconds
     return df[list(SUMMARY_COLUMNS)]
 
 
-def stability_by_run(
-    runs: Sequence[RunSpec], theories: Mapping[str, Theory], optimizers: Mapping[str, OptimizerSpec] | None = None
-) -> list[stability.Stability]:
-    """The stable range of each run's optimizer on its dataset (computed once per pair)."""
-    cache: dict[tuple[str, str], stability.Stability] = {}
-    out = []
-    for run in runs:
-        key = (run.dataset, run.optimizer)
-        if key not in cache:
-            cache[key] = stability.analyse(
-                run.dataset,
-                optimizer_of(run.optimizer, optimizers),
-                theories[run.dataset].lambda_min,
-                theories[run.dataset].lambda_max,
-            )
-        out.append(cache[key])
+def _epochs(values: np.ndarray) -> pd.arrays.IntegerArray:
+    """An epoch column: nullable integers, empty where ``values`` is -1 (never)."""
+    out = pd.array(np.where(values >= 0, values, 0), dtype="Int64")
+    out[values < 0] = pd.NA
     return out
-
-
-def optimizer_of(name: str, optimizers: Mapping[str, OptimizerSpec] | None) -> OptimizerSpec:
-    """The spec named ``name``; plain SGD for ``sgd`` when ``optimizers`` does not define it."""
-    if optimizers and name in optimizers:
-        return optimizers[name]
-    if name == DEFAULT_NAME:
-        return PLAIN_SGD
-    raise KeyError(f"optimizer {name!r} is not defined; known: {sorted(optimizers or {})}")
 
 
 def theory_table(

@@ -17,6 +17,14 @@ centred normal equations, ``W* = Sxy / Sxx`` and ``b* = mean(y) - W* mean(x)`` w
 (``Sxx`` has no meaning) the minimum-norm solution ``(W*, b*) = mean(y) / (x0^2 + 1) * (x0, 1)``.
 ``optimal_cost = mean((W* x + b* - y)^2)``.
 
+**The regularised optimum** (``weight_decay`` ``wd > 0``: torch adds ``wd p`` to the
+gradient, so a run converges to the minimum of ``C(p) + (wd/2) |p|^2``): the solution of
+``(H + wd I) p = (2/n) sum_i (x_i, 1) y_i``, by Cramer's rule on the 2x2 system (``H + wd I``
+is positive definite), and ``optimal_cost`` is the MSE there (above the least-squares cost).
+
+**Rounded points** (``dtype``): a float32 run trains on its points rounded to float32, so its
+optimum is that of the rounded points (computed in float64 from them).
+
 **The rate.** With ``e = (W - W*, b - b*)`` and eigenpairs ``(lambda_i, v_i)`` of H, the
 excess cost is ``C - C* = (1/2) sum_i lambda_i (v_i . e)^2`` and one gradient step multiplies
 ``v_i . e`` by ``(1 - lr lambda_i)``. So the excess of a run that starts from error ``e0``
@@ -132,10 +140,15 @@ def analyse(dataset: Dataset) -> Theory:
     )
 
 
-def optimum(dataset: Dataset, seed: int | None = None) -> Optimum:
-    """The least-squares line (minimum norm when all x are equal) and its cost, in float64."""
-    x = np.asarray(dataset.x, dtype=np.float64)
-    y = np.asarray(dataset.y, dtype=np.float64)
+def optimum(dataset: Dataset, seed: int | None = None, weight_decay: float = 0.0, dtype: str = "float64") -> Optimum:
+    """The least-squares line (minimum norm when all x are equal) and its cost, in float64;
+    with ``weight_decay`` the regularised optimum; of the points rounded to ``dtype``."""
+    x = np.asarray(dataset.x, dtype=dtype).astype(np.float64)
+    y = np.asarray(dataset.y, dtype=dtype).astype(np.float64)
+    if weight_decay > 0:
+        W, b = _regularised(x, y, float(weight_decay))
+        cost = float(np.mean((W * x + b - y) ** 2))
+        return Optimum(dataset.name, seed, W, b, cost)
     y_mean = float(np.mean(y))
     if singular(x):
         x0 = float(x[0])
@@ -147,6 +160,15 @@ def optimum(dataset: Dataset, seed: int | None = None) -> Optimum:
         b = y_mean - W * float(np.mean(x))
     cost = float(np.mean((W * x + b - y) ** 2))
     return Optimum(dataset.name, seed, float(W), float(b), cost)
+
+
+def _regularised(x: np.ndarray, y: np.ndarray, wd: float) -> tuple[float, float]:
+    """``(W, b)`` solving ``(H + wd I) p = (2/n) sum (x_i, 1) y_i`` (Cramer's rule)."""
+    n = x.size
+    a, c, d = 2.0 * np.sum(x * x) / n + wd, 2.0 * np.sum(x) / n, 2.0 + wd
+    r_w, r_b = 2.0 * np.sum(x * y) / n, 2.0 * np.sum(y) / n
+    det = a * d - c * c
+    return float((d * r_w - c * r_b) / det), float((a * r_b - c * r_w) / det)
 
 
 def sgd_factor(lr: float, eigenvalues: np.ndarray) -> np.ndarray:

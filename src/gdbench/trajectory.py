@@ -52,16 +52,14 @@ class TrajectoryBatch:
         ends = np.array([r.epochs for r in self.runs], dtype=np.int64)[rows][:, None]
         e = self.epochs[None, :]
         on_schedule = (e == ends) | ((e % self.record_every == 0) if self.record_every > 0 else False)
-        diverged_at = self.verdicts.diverged_at[rows][:, None]
-        stop = np.where(self.verdicts.diverged[rows][:, None], diverged_at, ends)
+        stop = self.verdicts.last_epoch[rows][:, None]
         return on_schedule & (e <= stop)
 
     def blank_after_stop(self) -> None:
-        """Set entries after a run's divergence epoch to NaN (a stopped run has none)."""
-        if not self.verdicts.diverged.any():
+        """Set entries after a run's last computed epoch to NaN (a stopped run has none)."""
+        late = self.epochs[None, :] > self.verdicts.last_epoch[:, None]
+        if not late.any():
             return
-        stop = np.where(self.verdicts.diverged, self.verdicts.diverged_at, np.iinfo(np.int64).max)
-        late = self.epochs[None, :] > stop[:, None]
         for arr in (self.W, self.b, self.cost):
             arr[late] = np.nan
 

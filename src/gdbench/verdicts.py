@@ -5,34 +5,42 @@ Both engines feed every epoch's cost (recorded or not) through
 :class:`gdbench.engines.tracker.VerdictTracker`, with
 each run's float64 optimal cost (:func:`gdbench.theory.optimum`) and float floor
 (:func:`float_floor`), so the verdicts do not depend on ``record_every`` or the engine and are
-defined in one place. All comparisons are in float64, on the recorded costs converted exactly
-(a float32 cost is a float64 number):
+defined in one place. All comparisons are against float64 bounds, exactly (the tracker rounds
+each bound to the cost's dtype in the direction that keeps the comparison exact):
 
 * ``initial_cost``: epoch 0's cost (its forward pass, at the initial W and b); the
   *excess* of an epoch is ``cost - optimal_cost`` and the initial excess ``E0`` is epoch 0's;
-* ``diverged``: some epoch's cost is not finite or is above ``diverged_factor`` x the initial
-  cost (x 1 when the initial cost is 0): ``not isfinite(cost) or cost > threshold``;
-  ``diverged_at`` is the first such epoch and training of that run stops there;
-* ``converged_at``: the first epoch whose excess is <= ``converged_below`` x ``E0``
-  (a relative tolerance). Epoch 0 when ``E0 <= floor`` (the run starts at the optimum as far
-  as its dtype can tell, an initial excess of 0 included). Never (-1) when
-  ``converged_below x E0 < floor``: below the floor the excess is rounding, and a run is never
-  called converged through rounding;
+  ``optimal_cost`` is the cost at the point the run's optimizer converges to (the regularised
+  optimum with weight decay), of its points as rounded to its dtype;
+* an epoch is *above* when its cost is not finite or above ``diverged_factor`` x the initial
+  cost (x 1 when the initial cost is 0); ``diverged_at`` is the first epoch from which every
+  epoch to the run's end is above (none: not diverged). SGD runs stop at their first epoch
+  above; runs whose divergence is final (:func:`divergence_is_final`: Adam) stop only at a
+  non-finite cost and train on through an overshoot;
+* an epoch is *within tolerance* when ``|excess| <= converged_below x |E0|``;
+  ``converged_at`` is the first epoch from which every epoch to the run's end is within
+  tolerance (-1: the run ends outside it, a diverged run included); ``reached_at`` the first
+  epoch within it. Everything is within tolerance when ``|E0| <= floor`` (the run starts at the
+  optimum as far as its dtype can tell: converged at 0) and nothing is when
+  ``converged_below x |E0| < floor``: below the floor the excess is rounding, and a run is
+  never called converged through rounding;
 * ``final_*``: W and b after the last computed epoch's update, and that epoch's cost (its
-  forward pass before that update; the epoch of divergence for a diverged run);
+  forward pass before that update; the epoch of divergence for a stopped run);
 * ``min_cost``: the smallest finite cost seen.
 
-The **float floor** of a run is ``FLOOR_ULPS x (spacing(optimal_cost) + spacing(max|y|)^2)``
-with ``spacing`` the gap between adjacent numbers of the run's dtype (numpy.spacing): a few
-ulps of the optimal cost, where the cost's own rounding leaves the excess (plus, for data a
-line fits exactly, the square of the residuals' rounding). In float32 the noisy default
-dataset's costs scatter within +-1 ulp of its optimum (~3e-8) once converged.
+The **float floor** of a run is ``FLOOR_ULPS x (spacing(C*) + 2 sqrt(C*) u + u^2)`` with
+``spacing`` the gap between adjacent numbers of the run's dtype (numpy.spacing), ``C*`` the
+optimal cost and ``u = spacing(max(max|y|, |b*|))``: a few ulps of the optimal cost, where the
+cost's own rounding leaves the excess, plus the residuals' rounding (each residual is rounded
+to about ``u``, which moves the mean of squares linearly by up to ``2 sqrt(C*) u``, and by
+``u^2`` for data a line fits exactly).
 
 The **measured rate** (:func:`measured_rate`) fits the asymptotic contraction of the excess.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,6 +86,7 @@ class Verdicts:
     diverged: np.ndarray
     diverged_at: np.ndarray
     converged_at: np.ndarray
+    reached_at: np.ndarray
     last_epoch: np.ndarray
     initial_cost: np.ndarray
     optimal_cost: np.ndarray
@@ -92,13 +101,22 @@ class Verdicts:
         return Verdicts(**out)
 
 
-def float_floor(optimal_cost: float, y_scale: float, dtype: str) -> float:
+def divergence_is_final(kind: str) -> bool:
+    """Whether a run of an optimizer of ``kind`` is judged diverged by its end rather than stopped at its first
+    epoch above the threshold: Adam, whose first steps (sign steps of size lr) may overshoot
+    far above it and come back."""
+    return kind == "adam"
+
+
+def float_floor(optimal_cost: float, scale: float, dtype: str) -> float:
     """The smallest excess cost ``dtype`` resolves for data whose optimal cost is
-    ``optimal_cost`` and whose largest ``|y|`` is ``y_scale`` (see the module docstring)."""
+    ``optimal_cost`` and whose residuals are computed from values up to ``scale`` (the largest
+    ``|y|`` or ``|b*|``): ``FLOOR_ULPS x (spacing(C*) + 2 sqrt(C*) u + u^2)`` with ``u =
+    spacing(scale)`` (see the module docstring)."""
     t = np.dtype(dtype).type
     ulp_cost = float(np.spacing(t(abs(optimal_cost))))
-    ulp_y = float(np.spacing(t(abs(y_scale))))
-    return FLOOR_ULPS * (ulp_cost + ulp_y * ulp_y)
+    u = float(np.spacing(t(abs(scale))))
+    return FLOOR_ULPS * (ulp_cost + 2.0 * math.sqrt(max(optimal_cost, 0.0)) * u + u * u)
 
 
 def rate_window_bottom(floor: float, y_scale: float, dtype: str) -> float:
@@ -169,6 +187,30 @@ def measured_rate(
         if abs(first - last) > RATE_PEAKS_AGREE:
             return float("nan")
     return rate
+
+
+def growth_rate(epochs: np.ndarray, excess: np.ndarray, monotone: bool = True) -> float:
+    """The factor per epoch by which a diverging run's excess grows, or NaN: fitted as
+    :func:`measured_rate` fits a contraction, on the epochs before the divergence epoch
+    (``epochs``, ``excess``) whose excess is at least ``RATE_BELOW_START`` x the largest of
+    them, where the fastest-growing direction dominates (the least-squares line of ``ln E``
+    against epoch; through the peaks where the excess oscillates, not ``monotone``). NaN with
+    fewer than ``RATE_MIN_POINTS`` epochs (or peaks) to fit."""
+    e = np.asarray(epochs, dtype=np.float64)
+    x = np.asarray(excess, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(x) & (x > 0)
+        if not ok.any():
+            return float("nan")
+        window = ok & (x >= RATE_BELOW_START * float(x[ok].max()))
+    idx = np.flatnonzero(window)
+    rises = bool(np.all(x[idx[1:]] > x[idx[:-1]])) and bool(np.all(np.diff(idx) == 1))
+    if not (monotone or rises):
+        inner = idx[(idx > 0) & (idx < len(x) - 1)]
+        idx = inner[(x[inner] >= x[inner - 1]) & (x[inner] >= x[inner + 1])]
+    if idx.size < RATE_MIN_POINTS:
+        return float("nan")
+    return _fit(e[idx], x[idx])
 
 
 def _fit(t: np.ndarray, x: np.ndarray) -> float:

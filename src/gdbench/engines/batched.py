@@ -31,6 +31,7 @@ from gdbench.engines.updates import SGDUpdate, Update, make_update
 from gdbench.optimizers import PLAIN_SGD
 from gdbench.runs import RunSpec
 from gdbench.trajectory import TrajectoryBatch, record_schedule
+from gdbench.verdicts import divergence_is_final
 
 #: Up to this many points, the pairwise tree sum adds in the order the CPU's own reduction
 #: does ((x0 + x1) + x2), so the fast point-major layout stays bit-identical to the loop.
@@ -238,7 +239,9 @@ def train_batched(runs: list[RunSpec], data: DataSource, options: TrainOptions) 
 
     schedule = record_schedule([r.epochs for r in runs], options.record_every)
     rec = torch.full((3, schedule.size, R), float("nan"), dtype=dtype, device=device)
-    tracker = VerdictTracker(R, options.criteria, device, *data.references(runs))
+    spec = options.optimizer(first)
+    final = np.full(R, divergence_is_final(spec.kind))
+    tracker = VerdictTracker(R, options.criteria, device, *data.references(runs, options.optimizer), final)
     boundaries = sorted({r.epochs + 1 for r in runs})
     max_epoch = boundaries[-1] - 1
 

@@ -103,7 +103,7 @@ class DataSource:
         self.specs = dict(specs)
         self.base_dir = Path(base_dir)
         self._cache: dict[tuple[str, int], Dataset] = {}
-        self._optima: dict[tuple[str, int], Optimum] = {}
+        self._optima: dict[tuple[str, int, str, float], Optimum] = {}
         self._seeded = {name: spec.seed_dependent for name, spec in self.specs.items()}
 
     def key(self, run: RunSpec) -> tuple[str, int]:
@@ -121,23 +121,37 @@ class DataSource:
             self._cache[key] = self._spec(run.dataset).build(seed=key[1], base_dir=self.base_dir)
         return self._cache[key]
 
-    def optimum(self, run: RunSpec) -> Optimum:
-        """The float64 least-squares line of the run's points (per seed where they depend on it)."""
-        key = self.key(run)
+    def initial(self, run: RunSpec) -> tuple[float, float]:
+        """The run's initial (W, b) (:func:`initial_params`)."""
+        return initial_params(run)
+
+    def optimum(self, run: RunSpec, weight_decay: float = 0.0) -> Optimum:
+        """The float64 optimum of the run's points as rounded to its dtype (per seed where they
+        depend on it): the least-squares line, or the regularised one for ``weight_decay``."""
+        key = (*self.key(run), run.dtype, float(weight_decay))
         if key not in self._optima:
-            self._optima[key] = optimum(self.get(run), key[1] if self._seeded[run.dataset] else None)
+            seed = key[1] if self._seeded[run.dataset] else None
+            self._optima[key] = optimum(self.get(run), seed, weight_decay, run.dtype)
         return self._optima[key]
 
-    def references(self, runs: Sequence[RunSpec]) -> tuple[np.ndarray, np.ndarray]:
+    def references(
+        self, runs: Sequence[RunSpec], optimizer: Callable[[RunSpec], OptimizerSpec] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Each run's float64 optimal cost and float floor (what its verdicts measure the
-        excess cost against; see :mod:`gdbench.verdicts`), computed once per set of points."""
-        per_key: dict[tuple[tuple[str, int], str], tuple[float, float]] = {}
+        excess cost against; see :mod:`gdbench.verdicts`): the optimum its ``optimizer`` (by
+        run; plain SGD when not given) converges to, on its points as rounded to its dtype,
+        computed once per such set of points."""
+        per_key: dict[tuple, tuple[float, float]] = {}
+        keys = []
         for r in runs:
-            key = (self.key(r), r.dtype)
+            wd = optimizer(r).weight_decay if optimizer is not None else 0.0
+            key = (self.key(r), r.dtype, wd)
+            keys.append(key)
             if key not in per_key:
-                cost = self.optimum(r).optimal_cost
-                per_key[key] = (cost, float_floor(cost, float(np.max(np.abs(self.get(r).y))), r.dtype))
-        pairs = [per_key[(self.key(r), r.dtype)] for r in runs]
+                best = self.optimum(r, wd)
+                scale = max(float(np.max(np.abs(self.get(r).y))), abs(best.b_star))
+                per_key[key] = (best.optimal_cost, float_floor(best.optimal_cost, scale, r.dtype))
+        pairs = [per_key[k] for k in keys]
         return np.array([p[0] for p in pairs], dtype=np.float64), np.array([p[1] for p in pairs], dtype=np.float64)
 
     def _spec(self, name: str) -> DatasetSpec:

@@ -18,6 +18,7 @@ from gdbench.engines.tracker import VerdictTracker
 from gdbench.optimizers import PLAIN_SGD, OptimizerSpec
 from gdbench.runs import RunSpec
 from gdbench.trajectory import TrajectoryBatch, record_schedule
+from gdbench.verdicts import divergence_is_final
 
 
 def torch_optimizer(spec: OptimizerSpec, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
@@ -97,12 +98,14 @@ def train_loop(runs: list[RunSpec], data: DataSource, options: TrainOptions) -> 
     b = np.full(shape, np.nan, dtype=dtype)
     cost = np.full(shape, np.nan, dtype=dtype)
     seconds = np.zeros(len(runs))
-    tracker = VerdictTracker(len(runs), options.criteria, "cpu", *data.references(runs))
+    final = np.array([divergence_is_final(options.optimizer(r).kind) for r in runs], dtype=bool)
+    tracker = VerdictTracker(len(runs), options.criteria, "cpu", *data.references(runs, options.optimizer), final)
     for i, run in enumerate(runs):
         device = check_device(run.device)
         x, y = data.get(run).tensors(DTYPE_OF[run.dtype], device)
         start = time.perf_counter()
-        Ws, bs, cs = lesson_run(run, x, y, options.criteria.diverged_factor, options.optimizer(run))
+        factor = float("inf") if final[i] else options.criteria.diverged_factor  # Adam stops only at non-finite
+        Ws, bs, cs = lesson_run(run, x, y, factor, options.optimizer(run))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds[i] = time.perf_counter() - start

@@ -41,8 +41,9 @@ def divergence(summary: pd.DataFrame, theory: pd.DataFrame, out_png: style.PathL
     dataset and optimizer a dashed line marks the critical lr (``2/λmax`` for plain gradient
     descent, the theory table's ``critical_rule`` for momentum; beyond it, shaded, theory
     predicts divergence) and a dotted line the fastest step ``2/(λmax+λmin)`` where there is
-    one; an optimizer without a closed form (Adam) says so. Exact zeros are drawn at a floor
-    (noted).
+    one; an optimizer without a closed form (Adam) says so, and so does a facet of minibatch
+    runs (the full-batch theory does not bound them; nothing is drawn). Exact zeros are drawn
+    at a floor (noted).
     """
     runs = summary.copy()
     runs["final_cost"] = pd.to_numeric(runs["final_cost"], errors="coerce").astype(float)
@@ -79,7 +80,8 @@ def divergence(summary: pd.DataFrame, theory: pd.DataFrame, out_png: style.PathL
                 optimizer = only[0] if len(only) == 1 else None
             theory_key = (key[0], optimizer) if (key[0], optimizer) in lines else (key[0], None)
             part = runs.iloc[rows_of.get(key, [])]
-            drawn |= _divergence_facet(ax, part, y_ranges.get(key[0], (1e-3, 1e3)), lines.get(theory_key, _NO_THEORY))
+            facet_theory = _MINIBATCH if _minibatch(part) else lines.get(theory_key, _NO_THEORY)
+            drawn |= _divergence_facet(ax, part, y_ranges.get(key[0], (1e-3, 1e3)), facet_theory)
             ax.set_title(facets.title(key))
         style.label_outer(facets, by_key, "learning rate", _FINAL_LABEL)
         legend = [handle for kind, handle in _DIVERGENCE_HANDLES.items() if kind in drawn]
@@ -130,9 +132,20 @@ class _TheoryLines:
     fastest: float = np.nan
     rule: str = "2/λmax"
     closed_form: bool = True
+    note: str = "no closed-form critical lr"
 
 
 _NO_THEORY = _TheoryLines()
+#: Minibatch runs: the full-batch critical lr does not bound them (they can diverge below it
+#: and survive above it), so none is drawn.
+_MINIBATCH = _TheoryLines(closed_form=False, note="minibatch: no full-batch theory drawn")
+
+
+def _minibatch(part: pd.DataFrame) -> bool:
+    """Whether every run of a facet is a minibatch run (``batch_size`` other than full)."""
+    if "batch_size" not in part.columns or not len(part):
+        return False
+    return bool((part["batch_size"].astype(str) != "full").all())
 
 
 def _divergence_facet(ax: Axes, part: pd.DataFrame, y_range: tuple[float, float], theory: _TheoryLines) -> set[str]:
@@ -185,7 +198,7 @@ def _divergence_facet(ax: Axes, part: pd.DataFrame, y_range: tuple[float, float]
             handles.append(Patch(color=style.DIVERGED_COLOUR, alpha=0.12, label="theory: diverges (lr > critical)"))
         ax.legend(handles=handles, loc="best", fontsize="x-small")
     elif not theory.closed_form:
-        style.corner_note(ax, "no closed-form critical lr")
+        style.corner_note(ax, theory.note)
     if not len(part):
         style.empty_note(ax, "no runs")
     return drawn

@@ -1,0 +1,149 @@
+"""Per-run analysis: every quantity derived from a run's trajectory, its verdicts and the
+theory, computed here once, between the theory (:mod:`gdbench.theory`,
+:mod:`gdbench.stability`, :mod:`gdbench.horizon`) and verdicts (:mod:`gdbench.verdicts`) on
+one side and the tables (:mod:`gdbench.tables`, which only assemble columns) on the other.
+
+Per run (arrays of length R, NaN where a quantity has no meaning):
+
+* ``rate``: the measured factor by which the excess cost changes per epoch: the contraction of
+  a converging run (:func:`gdbench.verdicts.measured_rate`) or the growth of a diverged one
+  before its divergence epoch (:func:`gdbench.verdicts.growth_rate`); below 1 contracts,
+  above 1 grows;
+* ``predicted_rate``: the full-batch theory's asymptotic factor (``max rho^2`` over the
+  directions the initial error has; :mod:`gdbench.stability`), from the error to the run's own
+  optimum; empty for minibatch runs, without a closed form (Adam) and with weight decay (the
+  excess against the regularised optimum is not a sum of squares: it changes sign);
+* ``critical_lr``, ``fastest_lr``, ``lr_ratio = lr / critical_lr``: the run's optimizer's
+  full-batch stable range on its dataset's Hessian; empty for minibatch runs (full-batch
+  theory does not bound them: they can diverge below ``critical_lr`` and survive above it);
+* ``predicted_diverged``: whether the full-batch theory predicts divergence
+  (``predicted_rate > 1``); unknown (``known`` false) where ``predicted_rate`` is empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from gdbench import stability
+from gdbench.data import Dataset
+from gdbench.optimizers import DEFAULT_NAME, PLAIN_SGD, OptimizerSpec
+from gdbench.runs import RunSpec
+from gdbench.theory import Optimum, Theory, analyse
+from gdbench.trajectory import TrajectoryBatch
+from gdbench.verdicts import growth_rate, measured_rate, rate_window_bottom
+
+
+class Points(Protocol):
+    """Where a run's points, optimum and initial parameters come from (the engines'
+    :class:`gdbench.engines.DataSource`)."""
+
+    def get(self, run: RunSpec) -> Dataset: ...
+
+    def optimum(self, run: RunSpec, weight_decay: float = 0.0) -> Optimum: ...
+
+    def initial(self, run: RunSpec) -> tuple[float, float]: ...
+
+
+@dataclass(frozen=True)
+class RunAnalysis:
+    """The derived quantities of R runs (see the module docstring)."""
+
+    n_points: np.ndarray
+    full_batch: np.ndarray
+    rate: np.ndarray
+    predicted_rate: np.ndarray
+    critical_lr: np.ndarray
+    fastest_lr: np.ndarray
+    lr_ratio: np.ndarray
+    predicted_diverged: np.ndarray
+    known: np.ndarray  # where predicted_diverged means something
+
+
+def is_plain(spec: OptimizerSpec) -> bool:
+    """Plain gradient descent: SGD without momentum."""
+    return spec.kind == "sgd" and spec.momentum == 0
+
+
+def analyse_runs(
+    batch: TrajectoryBatch, points: Points, optimizers: Mapping[str, OptimizerSpec] | None = None
+) -> RunAnalysis:
+    """Every derived quantity of the runs of ``batch`` (``optimizers`` by name; absent: plain
+    SGD as ``sgd``, a config's default)."""
+    optimizers = optimizers or {DEFAULT_NAME: PLAIN_SGD}
+    runs = batch.runs
+    R = len(runs)
+    theories: dict[str, Theory] = {}
+    n_points = np.array([points.get(r).n for r in runs], dtype=np.int64)
+    full = np.array([r.batch_size is None or r.batch_size >= n for r, n in zip(runs, n_points, strict=True)])
+    critical, fastest, predicted = (np.full(R, np.nan) for _ in range(3))
+    for i, run in enumerate(runs):
+        if not full[i]:
+            continue
+        spec = optimizers[run.optimizer]
+        if run.dataset not in theories:
+            theories[run.dataset] = analyse(points.get(run))
+        theory = theories[run.dataset]
+        ranges = stability.analyse(run.dataset, spec, theory.lambda_min, theory.lambda_max)
+        critical[i], fastest[i] = ranges.critical_lr, ranges.fastest_lr
+        predicted[i] = _predicted_rate(run, spec, theory, points)
+    rate = measured_rates(batch, points, optimizers)
+    lr = np.array([r.lr for r in runs], dtype=np.float64)
+    known = full & np.isfinite(predicted)
+    with np.errstate(invalid="ignore"):
+        predicted_diverged = np.where(known, predicted > 1, False)
+    return RunAnalysis(
+        n_points=n_points,
+        full_batch=full,
+        rate=rate,
+        predicted_rate=predicted,
+        critical_lr=critical,
+        fastest_lr=fastest,
+        lr_ratio=lr / critical,
+        predicted_diverged=predicted_diverged,
+        known=known,
+    )
+
+
+def _predicted_rate(run: RunSpec, spec: OptimizerSpec, theory: Theory, points: Points) -> float:
+    """The full-batch theory's rate of ``run`` from its error to its own optimum (NaN where
+    the theory gives none: :func:`gdbench.stability.rate_factor`)."""
+    factor = stability.rate_factor(spec)
+    if factor is None:
+        return float("nan")
+    best = points.optimum(run, spec.weight_decay)
+    w0, b0 = points.initial(run)
+    e0 = (w0 - best.W_star, b0 - best.b_star)
+    return theory.predicted_rate(run.lr, e0, None if is_plain(spec) else factor)
+
+
+def measured_rates(batch: TrajectoryBatch, points: Points, optimizers: Mapping[str, OptimizerSpec]) -> np.ndarray:
+    """The measured ``rate`` of each full-batch run without weight decay that converged or
+    diverged (NaN for the others)."""
+    v = batch.verdicts
+    rate = np.full(len(batch), np.nan)
+    recorded = batch.recorded_mask()
+    scale: dict[tuple, float] = {}
+    for i, run in enumerate(batch.runs):
+        spec = optimizers[run.optimizer]
+        data = points.get(run)
+        if (run.batch_size is not None and run.batch_size < data.n) or spec.weight_decay != 0:
+            continue
+        if v.converged_at[i] < 0 and not v.diverged[i]:
+            continue
+        epochs, cost = batch.epochs[recorded[i]], batch.cost[i, recorded[i]]
+        excess = cost.astype(np.float64) - v.optimal_cost[i]
+        monotone = is_plain(spec)
+        if v.diverged[i]:
+            before = epochs < v.diverged_at[i]
+            rate[i] = growth_rate(epochs[before], excess[before], monotone)
+            continue
+        key = (run.dataset, run.seed, run.dtype)
+        if key not in scale:
+            scale[key] = max(float(np.max(np.abs(data.y))), abs(points.optimum(run).b_star))
+        bottom = rate_window_bottom(v.floor[i], scale[key], run.dtype)
+        rate[i] = measured_rate(epochs, excess, v.initial_cost[i] - v.optimal_cost[i], bottom, monotone)
+    return rate

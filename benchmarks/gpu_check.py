@@ -4,31 +4,32 @@ Steps, each recorded as ok / FAILED (reason) / skipped, none stopping the others
 
 * **agreement**: a small grid (the tutorial data and a noisy synthetic line of 64 points,
   lr 0.001..1.0 including 0.17/0.18/0.19 around the tutorial's critical 0.1803, seeds 1-3,
-  2000 epochs) trained with both engines on cpu and on cuda; ``agreement.csv`` has, per run
-  and pair of variants, the largest absolute and relative differences of W, b and cost over
-  the trajectory, the differences of the final values, and whether the verdicts agree.
-* **timing**: :func:`gdbench.timing.measure` on both devices, sizes n = 3..1e6 for both
-  engines and batched grid sizes 1..1e6 runs (1e6 runs on CUDA only), to
-  ``timing_<card>.csv`` (the published timing table's columns), written as it goes.
+  2000 epochs) trained with both engines on cpu and on cuda as the workflow trains a grid
+  (:func:`gdbench.pipeline.train_runs`), and each run compared with its twin on the other
+  device by :func:`gdbench.agreement.device_agreement` (the workflow's own comparison, its
+  columns): ``agreement.csv``.
+* **timing**: the timing plan (:func:`gdbench.timing.measure_plan`, the workflow's harness and
+  its retakes of disturbed measurements) on both devices, sizes n = 3..1e6 for both engines and
+  batched grid sizes 1..1e6 runs (1e6 runs on CUDA only), to ``timing_<card>.csv`` (the
+  published timing table), written as it goes.
 * **bar**: batched run-epochs/s on a 1,000,000-run grid of the tutorial data on CUDA (whole
   call of 2000 epochs, and the steady state per epoch from two epoch counts, which separates
   the fixed per-call cost), against the 5e9 target; the n where CUDA overtakes CPU.
 
-Then ``summary.txt`` and the same short table on stdout, last. Everything goes under OUTDIR
-(flat; with the tests' ``pytest_cuda.txt``: 7 files). ``--quick`` makes the CPU part short (for
-trying the script where there is no GPU); ``--budget`` seconds bounds the whole run: steps that
-would start after it are skipped and recorded as such.
+``environment.json`` is the workflow's provenance record (:func:`gdbench.provenance.collect`)
+of the check's own config, with the GPU's details. Then ``summary.txt`` and the same short
+table on stdout, last. Everything goes under OUTDIR (flat; with the tests' ``pytest_cuda.txt``:
+7 files). ``--quick`` makes the CPU part short (for trying the script where there is no GPU);
+``--budget`` seconds bounds the whole run: steps that would start after it are skipped and
+recorded as such.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import itertools
 import json
 import logging
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -41,31 +42,57 @@ import numpy as np
 import pandas as pd
 import torch
 
-from gdbench import timing, timing_results
-from gdbench.data import parse_dataset
-from gdbench.engines import TrainOptions, train
-from gdbench.runs import RunSpec
-from gdbench.trajectory import TrajectoryBatch
+from gdbench import provenance, timing, timing_results
+from gdbench.agreement import device_agreement
+from gdbench.config import check_config
+from gdbench.pipeline import train_runs
+from gdbench.runs import expand_grid
 
 log = logging.getLogger("gpu_check")
+
+REPO = Path(__file__).resolve().parents[1]
 
 AGREEMENT_DATASETS = {
     "tutorial": {"x": [1, 2, 3], "y": [2, 4, 6]},
     "noisy64": {"synthetic": {"n": 64, "slope": 2.0, "intercept": 0.5, "noise": 0.5, "x_min": 0.0, "x_max": 3.0}},
 }
 AGREEMENT_LRS = [0.001, 0.01, 0.05, 0.1, 0.15, 0.17, 0.18, 0.19, 0.25, 0.5, 1.0]
-#: Agreement tolerance on final W, b, cost of runs that did not diverge (b: relative to |W|).
-TOL_ABS, TOL_REL = 1e-7, 1e-5
 
 SIZES = [3, 1000, 100000, 1000000]
 GRID_SIZES = [1, 100, 10000, 1000000]
 CPU_MAX_RUNS = 10000  # the 1e6-run grid is timed on CUDA only
 TIMING_EPOCHS = 20
-CPU_BIG_EPOCHS = 5  # CPU measurements of >= 1e6 points (x runs) time fewer epochs per call
-REPEATS, MIN_RUN_TIME = 5, 0.2
 
 BAR_RUNS, BAR_EPOCHS, BAR_TARGET = 1_000_000, 2000, 5.0e9
 BAR_RESERVE_S = 75  # seconds kept for the bar check while timing
+
+
+def check_config_of(quick: bool) -> dict[str, Any]:
+    """The check's config, through the workflow's schema: the agreement grid and the timing plan."""
+    raw = {
+        "datasets": AGREEMENT_DATASETS,
+        "grid": {
+            "dataset": list(AGREEMENT_DATASETS),
+            "optimizer": ["sgd"],
+            "lr": AGREEMENT_LRS,
+            "seed": [1] if quick else [1, 2, 3],
+            "epochs": [500 if quick else 2000],
+            "device": ["cpu"],
+        },
+        "training": {"engine": ["loop", "batched"]},
+        "timing": {
+            "sizes": SIZES[:3] if quick else SIZES,
+            "runs": GRID_SIZES,
+            "engines": ["loop", "batched"],
+            "optimizers": ["sgd"],
+            "epochs": 5 if quick else TIMING_EPOCHS,
+            "repeats": 3 if quick else 5,
+            "min_run_time": 0.05 if quick else 0.2,
+            "attempts": 2,  # a disturbed CPU measurement is taken once more, within the budget
+            "quiet_wait": 5,
+        },
+    }
+    return check_config(raw)
 
 
 class Steps:
@@ -110,28 +137,12 @@ def _fmt(x: float, digits: int = 2) -> str:
 # ----------------------------------------------------------------------------- environment
 
 
-def environment(threads: int, quick: bool) -> dict[str, Any]:
-    """What the numbers were measured on."""
-    env: dict[str, Any] = {
-        "utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "torch_cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "cuda_available": torch.cuda.is_available(),
-        "cpu": timing.device_name("cpu"),
-        "cpu_count": os.cpu_count(),
-        "cpu_threads_used": threads,
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-        "quick": quick,
-        "loadavg_at_start": list(os.getloadavg()),
-        "env": {k: os.environ.get(k) for k in ("CUBLAS_WORKSPACE_CONFIG", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")},
-    }
+def environment(config: dict[str, Any], threads: int, quick: bool) -> dict[str, Any]:
+    """What the numbers were measured on: the provenance record, and the GPU's details."""
+    extra: dict[str, Any] = {"quick": quick, "cpu_threads_used": threads, "loadavg_at_start": list(os.getloadavg())}
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        env.update(
+        extra.update(
             gpu=torch.cuda.get_device_name(0),
             gpu_memory_gib=round(props.total_memory / 2**30, 1),
             gpu_capability=f"{props.major}.{props.minor}",
@@ -142,169 +153,68 @@ def environment(threads: int, quick: bool) -> dict[str, Any]:
             smi = subprocess.run(
                 ["nvidia-smi", query, "--format=csv,noheader"], capture_output=True, text=True, timeout=15
             )
-            env["nvidia_smi"] = smi.stdout.strip() or smi.stderr.strip()
+            extra["nvidia_smi"] = smi.stdout.strip() or smi.stderr.strip()
         except (OSError, subprocess.SubprocessError) as exc:
-            env["nvidia_smi"] = _reason(exc)
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        env["git_commit"] = commit.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        env["git_commit"] = None
-    return env
+            extra["nvidia_smi"] = _reason(exc)
+    return provenance.collect(config, started=provenance.now(), repo=REPO, extra=extra)
 
 
 # ----------------------------------------------------------------------------- agreement
 
 
-def _rel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    den = np.maximum(np.abs(a), np.abs(b))
-    d = np.abs(a - b)
-    return np.divide(d, den, out=np.zeros_like(d), where=den > 0)
-
-
-def _max(v: np.ndarray) -> float:
-    return float(v.max()) if v.size else float("nan")
-
-
-def compare(name_a: str, A: TrajectoryBatch, name_b: str, B: TrajectoryBatch) -> list[dict[str, Any]]:
-    """Per run: largest differences of W, b, cost over the epochs both recorded, differences of
-    the final values, and verdict agreement (same diverged verdict; diverged_at within 1)."""
-    epochs = np.intersect1d(A.epochs, B.epochs)
-    ia, ib = np.searchsorted(A.epochs, epochs), np.searchsorted(B.epochs, epochs)
-    mask = A.recorded_mask()[:, ia] & B.recorded_mask()[:, ib]
-    va, vb = A.verdicts, B.verdicts
-    rows = []
-    for i, run in enumerate(A.runs):
-        row: dict[str, Any] = {
-            "dataset": run.dataset,
-            "lr": run.lr,
-            "seed": run.seed,
-            "epochs": run.epochs,
-            "a": name_a,
-            "b": name_b,
-        }
-        ok = True
-        for key in ("W", "b", "cost"):
-            x = getattr(A, key)[i, ia][mask[i]].astype(np.float64)
-            y = getattr(B, key)[i, ib][mask[i]].astype(np.float64)
-            fin = np.isfinite(x) & np.isfinite(y)
-            row[f"max_abs_{key}"] = _max(np.abs(x - y)[fin])
-            row[f"max_rel_{key}"] = _max(_rel(x[fin], y[fin]))
-            fa, fb = float(getattr(va, f"final_{key}")[i]), float(getattr(vb, f"final_{key}")[i])
-            row[f"final_abs_{key}"] = abs(fa - fb)
-            scale = max(abs(fa), abs(fb))
-            if key == "b":  # b -> 0: float32 resolution there is set by |W|
-                scale = max(scale, abs(float(va.final_W[i])), abs(float(vb.final_W[i])))
-            ok &= bool(abs(fa - fb) <= max(TOL_ABS, TOL_REL * scale))
-        row.update(
-            diverged_a=bool(va.diverged[i]),
-            diverged_b=bool(vb.diverged[i]),
-            diverged_at_a=int(va.diverged_at[i]),
-            diverged_at_b=int(vb.diverged_at[i]),
-            converged_at_a=int(va.converged_at[i]),
-            converged_at_b=int(vb.converged_at[i]),
-        )
-        agree = row["diverged_a"] == row["diverged_b"]
-        if agree and row["diverged_a"]:
-            agree = abs(row["diverged_at_a"] - row["diverged_at_b"]) <= 1
-        row["verdict_agree"] = agree
-        row["final_within_tol"] = ok if not (row["diverged_a"] or row["diverged_b"]) else None
-        rows.append(row)
-    return rows
-
-
-def agreement(out: Path, devices: list[str], quick: bool, steps: Steps) -> str:
-    specs = {name: parse_dataset(name, raw) for name, raw in AGREEMENT_DATASETS.items()}
-    seeds = [1] if quick else [1, 2, 3]
-    epochs = 500 if quick else 2000
-    batches: dict[str, TrajectoryBatch] = {}
-    failures = []
-    for device, engine in itertools.product(devices, ("loop", "batched")):
-        name = f"{device}-{engine}"
+def agreement(out: Path, config: dict[str, Any], devices: list[str], steps: Steps) -> str:
+    """Both engines on every device, as the workflow trains; twins compared across devices."""
+    runs = expand_grid(config, devices)
+    trajectories, summaries, failures = [], [], []
+    for device in devices:
         if steps.left() < BAR_RESERVE_S + 60:
-            failures.append(f"{name} skipped (budget)")
+            failures.append(f"{device} skipped (budget)")
             continue
-        runs = [
-            RunSpec(ds, lr, seed, epochs, device=device, engine=engine)
-            for ds in specs
-            for lr in AGREEMENT_LRS
-            for seed in seeds
-        ]
+        ids = [i for i, run in enumerate(runs) if run.device == device]
         t0 = time.perf_counter()
         try:
-            batches[name] = train(runs, specs, TrainOptions(record_every=1))
+            _, traj, summary = train_runs(config, [runs[i] for i in ids], ids)
         except Exception as exc:
-            log.exception("agreement: %s failed", name)
-            failures.append(f"{name} failed ({_reason(exc)})")
+            log.exception("agreement: %s failed", device)
+            failures.append(f"{device} failed ({_reason(exc)})")
             continue
-        log.info("agreement: %s trained %d runs in %.1f s", name, len(runs), time.perf_counter() - t0)
-    rows = []
-    for (na, A), (nb, B) in itertools.combinations(batches.items(), 2):
-        rows += compare(na, A, nb, B)
-    table = pd.DataFrame(rows)
+        log.info("agreement: %s trained %d runs in %.1f s", device, len(ids), time.perf_counter() - t0)
+        trajectories.append(traj)
+        summaries.append(summary)
+    if not summaries:
+        raise RuntimeError("; ".join(failures))
+    summary = pd.concat(summaries, ignore_index=True)
+    table = device_agreement(pd.concat(trajectories, ignore_index=True), summary)
     table.to_csv(out / "agreement.csv", index=False)
     notes = []
-    for pair in (("cpu-batched", "cuda-batched"), ("cpu-loop", "cuda-loop"), ("cpu-loop", "cpu-batched")):
-        if table.empty:
-            break
-        sel = table[(table.a == pair[0]) & (table.b == pair[1])]
-        if sel.empty:
-            continue
-        conv = sel[sel.final_within_tol.notna()]
-        maxima = "/".join(_fmt(conv[f"final_abs_{k}"].max(), 1) for k in ("W", "b", "cost"))
+    for engine, rows in table.groupby("engine", sort=False, observed=True):
+        maxima = "/".join(_fmt(rows[f"max_abs_{k}"].max(), 1) for k in ("W", "b", "cost"))
         notes.append(
-            f"{pair[0]} vs {pair[1]}: verdicts agree {int(sel.verdict_agree.sum())}/{len(sel)}, "
-            f"final W/b/cost within tol {int(conv.final_within_tol.sum())}/{len(conv)} (max abs diff {maxima})"
+            f"cpu vs cuda, {engine}: verdicts agree {int(rows.verdict_agrees.sum())}/{len(rows)}, "
+            f"largest abs differences W/b/cost {maxima}"
         )
-    if failures:
-        notes.append("; ".join(failures))
-    if failures and not batches:
-        raise RuntimeError("; ".join(failures))
-    return "\n".join(notes) or "nothing compared"
+    if table.empty:
+        notes.append("one device only: nothing to compare")
+    return "\n".join(notes + failures)
 
 
 # ----------------------------------------------------------------------------- timing
 
 
-def timing_items(device: str, quick: bool) -> list[tuple[str, int, int, int]]:
-    """(engine, n, runs, epochs) to time on ``device``."""
-    sizes = SIZES[:3] if quick else SIZES
-    grid = [r for r in GRID_SIZES if device.startswith("cuda") or r <= CPU_MAX_RUNS]
-    items = timing.plan({"sizes": sizes, "runs": grid, "engines": ["loop", "batched"], "optimizers": ["sgd"]})
-    out = []
-    for engine, n, runs, _optimizer in items:
-        epochs = 5 if quick else TIMING_EPOCHS
-        if device == "cpu" and n * runs >= 1_000_000:
-            epochs = min(epochs, CPU_BIG_EPOCHS)
-        out.append((engine, n, runs, epochs))
-    return out
-
-
-def timing_step(out: Path, csv: Path, devices: list[str], threads: int, quick: bool, steps: Steps) -> str:
+def timing_step(csv: Path, config: dict[str, Any], devices: list[str], threads: int, steps: Steps) -> str:
+    """The timing plan, one item at a time (so the budget is checked between them)."""
     results: list[timing_results.TimingResult] = []
-    repeats, min_run_time = (3, 0.05) if quick else (REPEATS, MIN_RUN_TIME)
+    section = config["timing"]
     for device in devices:
-        for engine, n, runs, epochs in timing_items(device, quick):
+        runs = [r for r in section["runs"] if device.startswith("cuda") or r <= CPU_MAX_RUNS]
+        plan = timing.plan({**section, "runs": runs})
+        for engine, n, size, name in plan:
             if steps.left() < BAR_RESERVE_S:
                 reason = "skipped: time budget"
-                log.warning("timing %s %s n=%d runs=%d %s", device, engine, n, runs, reason)
-                results.append(timing.failed_result(device, engine, n, runs, epochs, threads, reason))
+                log.warning("timing %s %s n=%d runs=%d %s", device, engine, n, size, reason)
+                results.append(timing.failed_result(device, engine, n, size, section["epochs"], threads, reason))
                 continue
-            t0 = time.perf_counter()
-            r = timing.measure_safely(device, engine, n, runs, epochs, threads, repeats, min_run_time)
-            log.info(
-                "timing %-4s %-7s n=%-7d runs=%-7d %s s/epoch (IQR %s, %d repeats) %s run-epochs/s [%.1f s]",
-                device,
-                engine,
-                n,
-                runs,
-                _fmt(r.median_s_per_epoch),
-                _fmt(r.iqr_s_per_epoch, 1),
-                r.repeats,
-                _fmt(r.run_epochs_per_s),
-                time.perf_counter() - t0,
-            )
-            results.append(r)
+            results += timing.measure_plan(section, device, threads, items=[(engine, n, size, name)])
             timing_results.timing_table(results).to_csv(csv, index=False)  # partial results survive a kill
     table = timing_results.timing_table(results)
     table.to_csv(csv, index=False)
@@ -398,8 +308,9 @@ def pytest_note(path: Path | None, rc: int | None) -> tuple[str, str]:
 def summary(steps: Steps, env: dict[str, Any], csv: Path, pytest_row: tuple[str, str], pytest_s: float) -> str:
     gpu = env.get("gpu", "no CUDA device")
     lines = [
-        f"gdbench GPU check  {env['utc']}  {gpu}  |  {env['cpu']} ({env['cpu_threads_used']} threads)",
-        f"torch {env['torch']} (CUDA {env['torch_cuda']}), python {env['python']}; "
+        f"gdbench GPU check  {env['started']}  {gpu}  |  {env['devices']['cpu']['model']} "
+        f"({env['cpu_threads_used']} threads)",
+        f"torch {env['versions']['torch']} (CUDA {env['versions']['cuda']}), python {env['versions']['python']}; "
         f"{pytest_s + time.perf_counter() - steps.start:.0f} s in all",
         f"{'step':<10} {'status':<8} {'seconds':>7}  note",
         f"{'pytest':<10} {pytest_row[0]:<8} {pytest_s:7.1f}  {pytest_row[1]}",
@@ -445,16 +356,17 @@ def main(argv: list[str] | None = None) -> int:
         handlers=[logging.StreamHandler(sys.stderr), logging.FileHandler(out / "gpu_check.log", mode="a")],
     )
     steps = Steps(args.budget)
-    env = environment(args.threads, args.quick)
-    (out / "environment.json").write_text(json.dumps(env, indent=2) + "\n")
+    config = check_config_of(args.quick)
+    env = environment(config, args.threads, args.quick)
+    (out / "environment.json").write_text(json.dumps(env, indent=2, default=str) + "\n")
     devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
     csv = out / f"timing_{_slug(env['gpu']) if 'gpu' in env else 'cpu-only'}.csv"
     log.info(
         "gpu_check: devices %s, %d CPU threads, budget %.0f s, quick=%s", devices, args.threads, args.budget, args.quick
     )
 
-    steps.run("agreement", lambda: agreement(out, devices, args.quick, steps))
-    steps.run("timing", lambda: timing_step(out, csv, devices, args.threads, args.quick, steps))
+    steps.run("agreement", lambda: agreement(out, config, devices, steps))
+    steps.run("timing", lambda: timing_step(csv, config, devices, args.threads, steps))
     if steps.left() > 20:
         steps.run("bar", lambda: bar_step(out, csv, args.threads, args.quick, steps))
     else:

@@ -1,14 +1,19 @@
-"""Workflow wall time against a hand-written single-process script, and a 10,000-run grid.
+"""The workflow against a hand-written single-process script, measured in alternating pairs.
 
-    python benchmarks/workflow_walltime.py            # 70-run lesson grid and default grid vs hand-written, then 10k
-    python benchmarks/workflow_walltime.py --skip-10k --skip-default
-    python benchmarks/workflow_walltime.py --keep DIR # keep the workflow's results (and its per-job benchmarks) in DIR
+    python benchmarks/workflow_walltime.py                 # 70-run lesson grid, 3 pairs, --cores 4
+    python benchmarks/workflow_walltime.py --pairs 5       # more pairs
+    python benchmarks/workflow_walltime.py --grid default  # the default grid (config/config.yaml, cpu)
+    python benchmarks/workflow_walltime.py --keep DIR      # keep the last workflow run's results in DIR
 
 The first comparison is the first run a newcomer makes: a 70-run grid of the lesson's data
-(14 lrs x 5 seeds x 2000 epochs, cpu, every other setting the default, timing included),
-`snakemake --cores N` against `handwritten.py` on the same grid. The per-job seconds come from
-the rules' `benchmark:` files (results/benchmarks/*.tsv). Each figure comes from one run on
-this machine: rerun to see the spread.
+(14 lrs x 5 seeds x 2000 epochs, cpu, every other setting the default: timing, edge, rate,
+reproduce, verify and plots included), `snakemake --cores N` from a fresh folder against
+`handwritten.py` on the same grid. The two sides alternate (workflow first in odd pairs, the
+script first in even ones, so a drift of the machine's speed affects both alike); each side's
+figures are the whole process tree's wall and CPU seconds. Printed: the machine's load before
+and after (and a warning when it was too high to trust), every run, wall and CPU per side
+(median, min, max), the paired ratios workflow / script (median, min, max), and the seconds of
+each job of the last workflow run (its `benchmark:` records: wall, CPU, peak memory).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import csv
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,12 +32,42 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
+#: The 70-run lesson grid of the first-run comparison (14 learning rates, 5 seeds).
+LESSON_GRID = (
+    "datasets:\n  tutorial: {x: [1, 2, 3], y: [2, 4, 6]}\n"
+    "grid:\n  dataset: [tutorial]\n"
+    "  lr: [0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.15, 0.17, 0.18, 0.19, 0.25, 0.5]\n"
+    "  seed: [1, 2, 3, 4, 5]\n  epochs: [2000]\n  device: [cpu]\n"
+)
 
-def timed(cmd: list[str], cwd: Path) -> float:
-    return timed_cpu(cmd, cwd)[0]
+#: A 1-minute load average above this share of the cores makes the figures untrustworthy.
+MAX_LOAD_PER_CORE = 0.25
 
 
-def timed_cpu(cmd: list[str], cwd: Path) -> tuple[float, float]:
+def load() -> tuple[float, str]:
+    """The 1-minute load average and `uptime`'s line."""
+    try:
+        line = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        line = ""
+    return os.getloadavg()[0], line
+
+
+def others_running(samples: int = 5) -> int:
+    """Processes other than this one running or waiting for a core now (Linux's /proc/loadavg,
+    median of a few readings 50 ms apart); 0 where the system does not say."""
+    counts = []
+    for _ in range(samples):
+        try:
+            with open("/proc/loadavg") as fh:
+                counts.append(int(fh.read().split()[3].split("/")[0]) - 1)
+        except (OSError, IndexError, ValueError):
+            return 0
+        time.sleep(0.05)
+    return int(statistics.median(counts))
+
+
+def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
     """Wall seconds and CPU seconds (the command and every process it waited for)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -43,112 +79,92 @@ def timed_cpu(cmd: list[str], cwd: Path) -> tuple[float, float]:
 
 def snakemake(workdir: Path, configfile: Path, cores: int) -> list[str]:
     exe = shutil.which("snakemake") or str(Path(sys.executable).with_name("snakemake"))
-    return [
-        exe,
-        "-s",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(configfile),
-        "--cores",
-        str(cores),
-    ]
+    where = ["-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", str(configfile)]
+    return [exe, *where, "--cores", str(cores)]
 
 
-#: The 70-run lesson grid of the first-run comparison (14 learning rates, 5 seeds).
-LESSON_GRID = (
-    "datasets:\n  tutorial: {x: [1, 2, 3], y: [2, 4, 6]}\n"
-    "grid:\n  dataset: [tutorial]\n"
-    "  lr: [0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.15, 0.17, 0.18, 0.19, 0.25, 0.5]\n"
-    "  seed: [1, 2, 3, 4, 5]\n  epochs: [2000]\n  device: [cpu]\n"
-)
+def fresh(folder: Path) -> Path:
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
 
 
-def job_seconds(workdir: Path) -> list[tuple[str, float, float]]:
-    """Wall and CPU seconds per job, from the rules' benchmark files (longest first). Jobs that
-    run inside Snakemake (``run:``) report the CPU time of the Snakemake process itself."""
+def job_seconds(workdir: Path) -> list[tuple[str, float, float, str]]:
+    """Wall and CPU seconds and peak RSS (MiB) per job, from the rules' benchmark files
+    (longest first). Jobs that run inside Snakemake (``run:``) report its process."""
     root = workdir / "results" / "benchmarks"
     rows = []
     for tsv in sorted(root.rglob("*.tsv")):
         with tsv.open() as fh:
             row = next(csv.DictReader(fh, delimiter="\t"))
-        rows.append((str(tsv.relative_to(root).with_suffix("")), float(row["s"]), float(row["cpu_time"])))
+        rows.append(
+            (str(tsv.relative_to(root).with_suffix("")), float(row["s"]), float(row["cpu_time"]), row["max_rss"])
+        )
     return sorted(rows, key=lambda r: -r[1])
 
 
-def peak_rss_mib(workdir: Path) -> tuple[float, float]:
-    """Largest single job's max RSS, and the sum over training jobs (they may overlap)."""
-    peaks, train = [], 0.0
-    for tsv in (workdir / "results" / "benchmarks").rglob("*.tsv"):
-        with tsv.open() as fh:
-            row = next(csv.DictReader(fh, delimiter="\t"))
-        rss = float(row["max_rss"]) if row["max_rss"] not in ("", "NA", "-") else 0.0
-        peaks.append(rss)
-        if "train" in tsv.parts:
-            train += rss
-    return max(peaks, default=0.0), train
+def spread(values: list[float]) -> str:
+    return f"median {statistics.median(values):6.2f}, min {min(values):6.2f}, max {max(values):6.2f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--skip-10k", action="store_true")
-    parser.add_argument("--skip-default", action="store_true", help="skip the default grid's comparison")
+    parser.add_argument("--pairs", type=int, default=3, help="workflow/script pairs (at least 3)")
     parser.add_argument("--cores", type=int, default=4)
-    parser.add_argument("--keep", type=Path, help="keep the lesson grid's workflow results in this folder")
+    parser.add_argument("--grid", choices=["lesson", "default"], default="lesson")
+    parser.add_argument("--keep", type=Path, help="run the workflow in this folder (its last run's results stay)")
     args = parser.parse_args()
+    pairs = max(3, args.pairs)
     tmp = Path(tempfile.mkdtemp(prefix="gdbench-bench-"))
+    config = tmp / "grid.yaml"
+    if args.grid == "lesson":
+        config.write_text(LESSON_GRID)
+    else:
+        config.write_text((REPO / "config" / "config.yaml").read_text().replace("device: auto", "device: [cpu]"))
+    workdir = args.keep or tmp / "workflow"
+    workflow_cmd = snakemake(workdir, config, args.cores)
+    script_cmd = [sys.executable, str(REPO / "benchmarks" / "handwritten.py"), str(config), str(tmp / "hand")]
 
-    lesson_cfg = tmp / "lesson70.yaml"
-    lesson_cfg.write_text(LESSON_GRID)
-    lesson_dir = args.keep or tmp / "lesson70"
-    shutil.rmtree(lesson_dir / "results", ignore_errors=True)
-    shutil.rmtree(lesson_dir / ".snakemake", ignore_errors=True)
-    load = os.getloadavg()[0]
-    wf, wf_cpu = timed_cpu(snakemake(lesson_dir, lesson_cfg, args.cores), REPO)
-    hand, hand_cpu = timed_cpu(
-        [sys.executable, str(REPO / "benchmarks" / "handwritten.py"), str(lesson_cfg), str(tmp / "hand")], REPO
-    )
-    print(f"load average before: {load:.1f}, after: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} CPUs)")
-    print(f"lesson grid (70 runs, cpu), snakemake --cores {args.cores}: {wf:.1f} s ({wf_cpu:.1f} s CPU)")
-    print(f"lesson grid, hand-written single-process script:   {hand:.1f} s ({hand_cpu:.1f} s CPU)")
-    print(f"ratio workflow / hand-written: {wf / hand:.2f} (bar <= 0.5, goal 0.3)")
-    print("seconds per job (results/benchmarks: wall, CPU):")
-    for name, seconds, cpu in job_seconds(lesson_dir):
-        print(f"  {name:32s} {seconds:6.2f} {cpu:6.2f}")
-    default_cfg = REPO / "config" / "config.yaml"
-    cpu_cfg = tmp / "cpu.yaml"
-    cpu_cfg.write_text((REPO / "config" / "config.yaml").read_text().replace("device: auto", "device: [cpu]"))
+    cores = os.cpu_count() or 1
+    load_before, uptime_before = load()
+    print(f"before: {uptime_before} ({cores} CPUs)")
+    runs: dict[str, list[tuple[float, float]]] = {"workflow": [], "script": []}
+    busy: list[int] = []
+    for pair in range(pairs):
+        order = ["workflow", "script"] if pair % 2 == 0 else ["script", "workflow"]
+        for side in order:
+            busy.append(others_running())
+            if side == "workflow":
+                fresh(workdir)
+                wall, cpu = timed(workflow_cmd, REPO)
+            else:
+                fresh(tmp / "hand")
+                wall, cpu = timed(script_cmd, REPO)
+            runs[side].append((wall, cpu))
+            print(
+                f"pair {pair + 1} {side:8s}: {wall:6.2f} s wall, {cpu:6.2f} s CPU "
+                f"(other processes running before it: {busy[-1]}; load {os.getloadavg()[0]:.2f})"
+            )
+    _, uptime_after = load()
+    print(f"after:  {uptime_after} (the averages include these runs' own load)")
 
-    no_timing_cfg = tmp / "no-timing.yaml"
-    no_timing_cfg.write_text(cpu_cfg.read_text() + "\ntiming: {enabled: false}\n")  # the last key wins
-
-    if not args.skip_default:
-        wf = timed(snakemake(tmp / "workflow", cpu_cfg, args.cores), REPO)
-        wf_nt = timed(snakemake(tmp / "workflow-no-timing", no_timing_cfg, args.cores), REPO)
-        hand = timed(
-            [sys.executable, str(REPO / "benchmarks" / "handwritten.py"), str(default_cfg), str(tmp / "hand")], REPO
+    grid = "70-run lesson grid" if args.grid == "lesson" else "default grid (cpu)"
+    print(f"\n{grid}, snakemake --cores {args.cores} vs handwritten.py, {pairs} alternating pairs:")
+    for side, values in runs.items():
+        print(f"  {side:8s} wall: {spread([w for w, _ in values])} s;  CPU: {spread([c for _, c in values])} s")
+    wall_ratios = [w[0] / s[0] for w, s in zip(runs["workflow"], runs["script"], strict=True)]
+    cpu_ratios = [w[1] / s[1] for w, s in zip(runs["workflow"], runs["script"], strict=True)]
+    print(f"  ratio workflow / script, wall: {spread(wall_ratios)}  (bar <= 0.5, goal 0.3)")
+    print(f"  ratio workflow / script, CPU:  {spread(cpu_ratios)}  (goal <= 1)")
+    print("\nseconds per job of the last workflow run (results/benchmarks: wall, CPU, peak RSS MiB):")
+    for name, seconds, cpu, rss in job_seconds(workdir):
+        print(f"  {name:28s} {seconds:6.2f} {cpu:6.2f} {rss:>8s}")
+    if load_before > MAX_LOAD_PER_CORE * cores or max(busy) > 0:
+        print(
+            f"\nWARNING: the machine was not idle (load average {load_before:.2f} on {cores} CPUs before, limit "
+            f"{MAX_LOAD_PER_CORE * cores:.2f}; up to {max(busy)} other processes running between runs): other work "
+            "shared the cores, so these figures are not to be trusted; rerun on an idle machine"
         )
-        print(f"default grid (config/config.yaml, cpu), snakemake --cores {args.cores}: {wf:.1f} s")
-        print(f"  the same without the timing benchmark: {wf_nt:.1f} s")
-        print(f"default grid, hand-written single-process script:   {hand:.1f} s")
-        print(f"ratio workflow / hand-written: {wf / hand:.2f}; without the timing benchmark {wf_nt / hand:.2f}")
-        peak, _ = peak_rss_mib(tmp / "workflow")
-        print(f"largest job's peak memory: {peak:.0f} MiB")
-
-    if not args.skip_10k:
-        big = tmp / "big.yaml"
-        lrs = [round(1e-4 * (0.19 / 1e-4) ** (i / 99), 8) for i in range(100)]
-        big.write_text(
-            "datasets:\n  tutorial: {x: [1, 2, 3], y: [2, 4, 6]}\n"
-            "grid:\n  dataset: [tutorial]\n"
-            f"  lr: {lrs}\n  seed: {list(range(1, 101))}\n  epochs: [2000]\n  device: [cpu]\n  optimizer: [sgd]\n"
-            "timing: {enabled: false}\n"
-        )
-        t = timed(snakemake(tmp / "big", big, args.cores), REPO)
-        peak, train = peak_rss_mib(tmp / "big")
-        print(f"10,000-run grid (100 lrs x 100 seeds, 2000 epochs, cpu) end to end: {t:.1f} s (bar <= 120 s)")
-        print(f"  peak memory: largest job {peak:.0f} MiB, training jobs together {train:.0f} MiB (bar <= 4096)")
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -76,8 +76,18 @@ SMALL_CONFIG = {
         "epochs": [2000],
         "device": ["cpu"],
     },
-    "timing": {"enabled": True, "sizes": [3, 1000], "runs": [1, 100], "epochs": 5, "repeats": 3, "min_run_time": 0.02},
+    "timing": {
+        "enabled": True,
+        "sizes": [3, 1000],
+        "runs": [1, 100],
+        "epochs": 5,
+        "repeats": 3,
+        "min_run_time": 0.02,
+        "quiet_wait": 1,  # the suite runs beside other work
+    },
     "verify": {"sample": 4},
+    # Two training jobs (a grid this small is one job by default): the tables are joined from shards.
+    "sharding": {"min_runs_per_job": 1},
 }
 
 

@@ -343,3 +343,29 @@ def test_a_guess_is_only_a_first_comb_that_must_measure_its_bracket(guess, round
     lo, hi = bracket(diverges, 1, 1e-5, 100.0, 1e-4, 64, guess=np.array([guess]))
     assert lo[0] < 0.3 <= hi[0] and hi[0] / lo[0] - 1 <= 1e-4 * (1 + 1e-9)
     assert len(calls) == rounds
+
+
+def test_plain_sgd_horizon_in_closed_form_matches_the_recurrence() -> None:
+    """The float64 horizon of plain SGD is decided in closed form (the cost is convex in the
+    epoch, so its largest value is at epoch 1 or the last): on thousands of learning rates
+    around and far from the edge, for noisy lines, the lesson's data, a direction without
+    initial error (u0 = 0 along it: no spurious overflow) and a run of 0 epochs, it gives the
+    recurrence's verdicts; a mixed list keeps each problem's own answer."""
+    from gdbench.data import parse_dataset
+    from gdbench.horizon import Recurrence, _modes, _plain_diverges, _recurrence_diverges, diverges
+
+    line = {"synthetic": {"n": 64, "slope": 2.0, "intercept": 0.5, "noise": 0.5, "x_min": 0.0, "x_max": 3.0}}
+    problems = [Recurrence(d.x, d.y) for d in (parse_dataset("n", line).build(seed=s) for s in range(1, 9))]
+    x, y = np.array([1.0, 2.0, 3.0]), np.array([2.0, 4.0, 6.0])
+    problems += [Recurrence(x, y), Recurrence(x, y, W0=2.0, b0=0.0), Recurrence(x, y, epochs=0)]
+    problems.append(Recurrence(x, y, epochs=5, diverged_factor=10.0))
+    rng = np.random.default_rng(0)
+    lrs = np.geomspace(1e-5, 100, 300)[None, :] * rng.uniform(0.995, 1.005, (len(problems), 300))
+    modes = [_modes(p) for p in problems]
+    closed = _plain_diverges(problems, lrs, modes)
+    assert np.array_equal(closed, _recurrence_diverges(problems, lrs, modes, 32))
+    assert closed.any() and not closed.all()
+    heavy = Recurrence(x, y, momentum=0.9)
+    mixed = diverges([problems[0], heavy], lrs[:2])
+    assert np.array_equal(mixed[0], closed[0])
+    assert np.array_equal(mixed[1], _recurrence_diverges([heavy], lrs[1:2], [_modes(heavy)], 32)[0])

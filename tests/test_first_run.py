@@ -20,9 +20,14 @@ def test_a_dry_run_needs_no_cores(tmp_path: Path) -> None:
     assert "Timing the engines on cpu (1 torch thread(s); 1 core(s) reserved)" in proc.stdout
 
 
-def test_the_timing_job_reserves_every_core_given(tmp_path: Path) -> None:
-    """With --cores 3 the timing job holds all 3, so nothing runs beside its measurements."""
+def test_the_timing_job_runs_beside_the_others_unless_alone(tmp_path: Path) -> None:
+    """By default the timing job asks for its torch threads' cores only (it runs beside the
+    other jobs and measures once a core is free); with timing.alone and --cores 3 it holds all
+    3, so nothing runs beside its measurements."""
     proc = run_workflow(tmp_path, {"grid": {"device": ["cpu"]}}, "-n", "--cores", "3")
+    assert "Timing the engines on cpu (1 torch thread(s); 1 core(s) reserved)" in proc.stdout
+    alone = {"grid": {"device": ["cpu"]}, "timing": {"alone": True}}
+    proc = run_workflow(tmp_path, alone, "-n", "--cores", "3")
     assert "Timing the engines on cpu (1 torch thread(s); 3 core(s) reserved)" in proc.stdout
 
 
@@ -115,7 +120,8 @@ def test_cuda_present_agrees_with_torch_here() -> None:
 
 def test_timing_keeps_torchs_cuda_runtime_warning_out_of_the_log() -> None:
     """A CUDA build of torch without a GPU, where a CUDA toolkit is installed, warns "No CUDA
-    runtime is found" when torch.utils.benchmark loads; the timing log stays clean of it."""
+    runtime is found" when torch.utils.benchmark (or torch.utils.cpp_extension) loads; importing
+    the timing package must not load them, so the timing log stays clean of it."""
     proc = _python(
         "import torch\ntorch.cuda._is_compiled = lambda: True\ntorch.version.cuda = '13.0'\n"
         "torch.cuda.is_available = lambda: False\nimport gdbench.timing",
@@ -181,6 +187,7 @@ def test_a_run_ends_with_its_verdict_and_a_change_reads_short(tmp_path: Path) ->
 
     grid = {"dataset": ["tutorial"], "lr": [0.01, 0.1, 0.5], "seed": [1, 2], "epochs": [60], "device": ["cpu"]}
     config = {"grid": grid, "timing": {"enabled": False}, "verify": {"sample": 6}}
+    config["sharding"] = {"min_runs_per_job": 1}  # two jobs of three runs each
     first = run_workflow(tmp_path, config, "--cores", "2")
     assert "gdbench: reproducibility PASSED: 6 of 6 re-trained runs bit-identical" in first.stdout
 

@@ -44,6 +44,19 @@ def test_shard_count(n_runs: int, jobs: int, max_runs: int, expected: int) -> No
     assert shard_count(n_runs, jobs, max_runs) == expected
 
 
+@pytest.mark.parametrize(
+    ("n_runs", "expected"),
+    [(70, 1), (594, 1), (10_000, 1), (19_999, 1), (20_000, 2), (100_000, 4), (100_001, 5)],
+)
+def test_a_small_grid_is_one_training_job(n_runs: int, expected: int) -> None:
+    """With the default sharding (2 jobs per device, 10,000 to 25,000 runs a job), a grid the
+    size of the lesson's is one job: a second would pay torch's import and a join of its
+    table for less training than that costs; big grids still fill the cores."""
+    sharding = check_config({})["sharding"]
+    counts = (sharding["jobs_per_device"], sharding["max_runs_per_job"], sharding["min_runs_per_job"])
+    assert shard_count(n_runs, *counts) == expected
+
+
 def test_shards_cover_every_run_once_per_device() -> None:
     """Every run lands in exactly one job of its device, in contiguous, nearly equal blocks."""
     runs = [RunSpec("t", lr, s, 10, device=d) for d in ("cpu", "cuda") for lr in (0.1, 0.2, 0.3) for s in (1, 2, 3)]

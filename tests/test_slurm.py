@@ -37,7 +37,7 @@ datasets:
   tutorial: {x: [1, 2, 3], y: [2, 4, 6]}
 grid: {dataset: [tutorial], lr: [0.01, 0.1, 0.5], seed: [1, 2], epochs: [200], device: [cpu]}
 training: {engine: batched}
-sharding: {jobs_per_device: 2, max_runs_per_job: 5000}
+sharding: {jobs_per_device: 2, min_runs_per_job: 1, max_runs_per_job: 5000}
 timing: {enabled: false}
 """
 

@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 import torch
 
-from gdbench import timing
+from gdbench import cli
 from gdbench.data import parse_dataset
 from gdbench.engines import DeviceError, TrainOptions, train
 from gdbench.lesson import tutorial
 from gdbench.runs import RunSpec
 from gdbench.theory import analyse
-from gdbench.timing import measure, measure_plan, plan
+from gdbench.timing import harness, measure, measure_plan, plan, plans, workloads
 from gdbench.timing_results import TIMING_COLUMNS, TimingResult, crossover_n, timing_table
 
 #: CUDA tests carry the ``cuda`` marker (``pytest -m cuda``) and skip cleanly without CUDA.
@@ -31,6 +31,8 @@ SMALL = {
     "epochs": 5,
     "repeats": 3,
     "optimizers": ["sgd"],
+    "attempts": 1,  # the suite runs beside other work: no waits, no retakes (tested on their own below)
+    "quiet_wait": 0,
 }
 
 
@@ -67,19 +69,33 @@ def test_plan_rejects_yaml_strings_with_a_hint() -> None:
 
 
 def test_command_line_reads_its_config_through_the_schema(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`python -m gdbench.timing --config FILE` checks the file as the workflow does: a bad
-    timing value stops it with the config's one-line error, before anything is measured."""
+    """`gdbench timing --config FILE` checks the file as the workflow does: a bad timing value
+    stops it with the config's one-line error, before anything is measured."""
     config = tmp_path / "config.yaml"
     config.write_text("timing: {sizes: [1e6]}\n")
-    assert timing.main(["--config", str(config), "--out", str(tmp_path / "t.csv")]) == 2
+    assert cli.main(["timing", "--config", str(config), "--out", str(tmp_path / "t.csv")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and 'timing.sizes[0] = "1e6"' in err and "write 1000000" in err
     assert not (tmp_path / "t.csv").exists()
 
 
+def test_python_dash_m_gdbench_timing_is_the_timing_command(tmp_path) -> None:
+    """`python -m gdbench.timing` still works: it is `gdbench timing` (same errors, same exit)."""
+    import subprocess
+    import sys
+
+    config = tmp_path / "config.yaml"
+    config.write_text("timing: {sizes: [1e6]}\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "gdbench.timing", "--config", str(config)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2 and 'timing.sizes[0] = "1e6"' in proc.stderr
+    assert proc.stderr.startswith("gdbench: error:") and proc.stdout == ""
+
+
 def test_timed_data_at_n3_is_the_lessons_data() -> None:
     """The throughput panel claims to time the tutorial data; at n=3 the timed line is it."""
-    ds = timing.timing_dataset_spec(3).build()
+    ds = workloads.timing_dataset_spec(3).build()
     np.testing.assert_array_equal(ds.x, tutorial().x)
     np.testing.assert_array_equal(ds.y, tutorial().y)
 
@@ -88,8 +104,8 @@ def test_timed_batches_all_converge() -> None:
     """Diverged runs are dropped by the batched engine, which would make a grid look faster
     than it is: every timed learning rate must be below the critical one."""
     for n in (3, 1000):
-        crit = analyse(timing.timing_dataset_spec(n).build()).critical_lr
-        lrs = timing.timing_lrs(1000, crit)
+        crit = analyse(workloads.timing_dataset_spec(n).build()).critical_lr
+        lrs = workloads.timing_lrs(1000, crit)
         assert lrs.max() < crit and lrs.min() > 0 and len(np.unique(lrs)) == 1000
 
 
@@ -116,7 +132,7 @@ def test_threads_are_set_while_measuring_and_restored(monkeypatch: pytest.Monkey
     """Timings quoted for 2 threads must have run with 2 threads, and measuring must not
     change the caller's setting."""
     seen: list[int] = []
-    real = timing._workload
+    real = workloads.workload
 
     def spy(*args, **kwargs):
         call = real(*args, **kwargs)
@@ -127,7 +143,7 @@ def test_threads_are_set_while_measuring_and_restored(monkeypatch: pytest.Monkey
 
         return wrapped
 
-    monkeypatch.setattr(timing, "_workload", spy)
+    monkeypatch.setattr(workloads, "workload", spy)
     before = torch.get_num_threads()
     result = measure("cpu", "batched", 3, runs=4, epochs=2, threads=2, repeats=3, min_run_time=0.005)
     assert result.threads == 2 and set(seen) == {2}
@@ -158,12 +174,12 @@ def test_statistics_of_a_scripted_clock(monkeypatch: pytest.MonkeyPatch) -> None
     """Seconds per epoch is the median (and IQR) of the measured calls divided by epochs + 1
     (the lesson's range(epochs + 1)), and too few measurements are topped up to `repeats`:
     worked by hand for calls of known length."""
-    # call 1: the warm-up; call 2: torch's block-size search (1 call per block, as 3 s >=
+    # call 1: the warm-up; call 2: the block-size search (1 call per block, as 3 s >=
     # min_run_time / 1000); call 3: the first measurement, which already fills min_run_time;
     # calls 4-7: four more blocks, to reach 5 repeats.
     work = ScriptedWork([100.0, 3.0, 3.0, 9.0, 6.0, 12.0, 15.0])
-    monkeypatch.setattr(timing, "_workload", work.workload)
-    monkeypatch.setattr(timing, "_device_clock", lambda device: work.clock)
+    monkeypatch.setattr(workloads, "workload", work.workload)
+    monkeypatch.setattr(harness, "device_clock", lambda device: work.clock)
     result = measure("cpu", "batched", 3, runs=4, epochs=2, threads=1, repeats=5, min_run_time=1.0)
     assert work.calls == 7 and result.repeats == 5
     # measurements 3, 9, 6, 12, 15 s per call: median 9, quartiles 6 and 12; 3 epochs per call
@@ -175,25 +191,102 @@ def test_statistics_of_a_scripted_clock(monkeypatch: pytest.MonkeyPatch) -> None
 def test_enough_measurements_are_not_topped_up(monkeypatch: pytest.MonkeyPatch) -> None:
     """When min_run_time already gives `repeats` measurements, no more are taken."""
     work = ScriptedWork([1.0, 0.4, 0.4, 0.5, 0.6, 99.0])
-    monkeypatch.setattr(timing, "_workload", work.workload)
-    monkeypatch.setattr(timing, "_device_clock", lambda device: work.clock)
+    monkeypatch.setattr(workloads, "workload", work.workload)
+    monkeypatch.setattr(harness, "device_clock", lambda device: work.clock)
     result = measure("cpu", "loop", 3, runs=1, epochs=4, threads=1, repeats=3, min_run_time=1.0)
     assert work.calls == 5 and result.repeats == 3
     assert result.median_s_per_epoch == pytest.approx(0.5 / 5)
     assert result.iqr_s_per_epoch == pytest.approx((0.55 - 0.45) / 5)
 
 
+def test_cpu_share_is_cpu_seconds_per_wall_second_and_thread() -> None:
+    """The table's cpu_share says how disturbed a measurement was: a process that got half of
+    the wall time on its one core has 0.5; worked by hand for scripted clocks."""
+    wall = ScriptedWork([1.0, 0.5, 0.5, 0.5])
+    cpu = iter([10.0, 10.75])  # read once before the measured blocks and once after
+
+    blocks = harness.time_blocks(wall.workload(), wall.clock, 1.0, 1, cpu_clock=lambda: next(cpu))
+    # warm-up 1 s, search 0.5 s, then blocks of 0.5 s until 1 s is spent: 2 blocks, 0.75 s CPU in 1 s
+    assert blocks.per_call == (0.5, 0.5) and blocks.wall_seconds == 1.0
+    assert blocks.cpu_share(threads=1) == pytest.approx(0.75)
+    assert blocks.cpu_share(threads=2) == pytest.approx(0.375)
+
+
+def _result(device: str, share: float, runs: int = 1) -> TimingResult:
+    return TimingResult(
+        device, "x", "batched", 3, runs, 5, 1, 1e-3 / share, 0.0, 3, runs * share / 1e-3, cpu_share=share
+    )
+
+
+def test_a_disturbed_cpu_measurement_is_taken_again_and_the_best_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A measurement taken while other jobs held the cores (cpu share under min_cpu_share) is
+    taken again after the others, up to `attempts` in all; the least disturbed is published,
+    with how many were taken. An undisturbed one is taken once."""
+    shares = {1: [0.3, 0.6, 0.5], 20: [0.95]}
+    monkeypatch.setattr(
+        harness, "measure", lambda device, engine, n, runs, *a: _result(device, shares[runs].pop(0), runs)
+    )
+    waits: list[int] = []
+    monkeypatch.setattr(plans, "wait_for_quiet", lambda threads, timeout: waits.append(threads) or True)
+    config = {**SMALL, "sizes": [3], "engines": ["batched"], "attempts": 3, "min_cpu_share": 0.9}
+    table = timing_table(measure_plan(config, "cpu"))
+    one, twenty = table[table.runs == 1].iloc[0], table[table.runs == 20].iloc[0]
+    assert (one.cpu_share, one.attempts) == (0.6, 3) and one.median_s_per_epoch == pytest.approx(1e-3 / 0.6)
+    assert (twenty.cpu_share, twenty.attempts) == (0.95, 1)
+    assert waits == [1, 1, 1] and shares == {1: [], 20: []}  # before the first pass and each retake
+
+
+def test_retakes_stop_when_the_machine_stays_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retaking a measurement while the machine is still busy would only disturb it again: when
+    no core came free within quiet_wait, the first measurement (its cpu_share shown) is kept."""
+    calls: list[int] = []
+
+    def scripted(device, engine, n, runs, *args):
+        calls.append(runs)
+        return _result(device, 0.4, runs)
+
+    monkeypatch.setattr(harness, "measure", scripted)
+    monkeypatch.setattr(plans, "wait_for_quiet", lambda threads, timeout: False)
+    config = {**SMALL, "sizes": [3], "engines": ["batched"], "attempts": 3, "quiet_wait": 1}
+    table = timing_table(measure_plan(config, "cpu"))
+    assert calls == [1, 20] and list(table.attempts) == [1, 1] and list(table.cpu_share) == [0.4, 0.4]
+
+
+def test_cuda_measurements_are_not_retaken_for_their_cpu_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CUDA the process waits for the device, so a low CPU share is no disturbance."""
+    monkeypatch.setattr(harness, "check_device", lambda device: torch.device("cpu"))
+    monkeypatch.setattr(plans, "check_device", lambda device: torch.device("cpu"))
+    monkeypatch.setattr(harness, "measure", lambda device, engine, n, runs, *a: _result(device, 0.1, runs))
+    results = measure_plan({**SMALL, "engines": ["batched"], "sizes": [3], "attempts": 3}, "cuda")
+    assert [r.attempts for r in results] == [1, 1]
+
+
+def test_the_quiet_wait_returns_once_cores_are_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retakes wait for a free core: three readings in a row with no more runnable processes
+    than cores left free (Linux's /proc/loadavg), and no longer than the timeout."""
+    readings = iter([9, 9, 1, 9, 1, 1, 1, 9])
+    monkeypatch.setattr(plans, "runnable_processes", lambda: next(readings))
+    monkeypatch.setattr(plans.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(plans.time, "sleep", lambda s: None)
+    assert plans.wait_for_quiet(threads=1, timeout=60)
+    assert next(readings) == 9  # stopped after the third quiet reading in a row
+    monkeypatch.setattr(plans, "runnable_processes", lambda: 9)
+    clock = iter(range(1000))
+    monkeypatch.setattr(plans.time, "monotonic", lambda: next(clock))
+    assert not plans.wait_for_quiet(threads=1, timeout=5)  # busy throughout: gives up after the timeout
+
+
 def test_a_failed_measurement_becomes_a_nan_row(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
     """One measurement running out of memory must not lose the whole table: its row is NaN
     and the reason is in the log."""
-    real = timing.measure
+    real = harness.measure
 
     def flaky(device, engine, n, runs, *args):
         if runs == 20:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 TiB\nmore detail")
         return real(device, engine, n, runs, *args)
 
-    monkeypatch.setattr(timing, "measure", flaky)
+    monkeypatch.setattr(harness, "measure", flaky)
     with caplog.at_level(logging.WARNING, logger="gdbench.timing"):
         table = timing_table(measure_plan({**SMALL, "engines": ["batched"], "min_run_time": 0.005}, "cpu"))
     assert len(table) == 3
@@ -222,10 +315,10 @@ def test_cuda_clock_synchronises_the_measured_device(monkeypatch: pytest.MonkeyP
     the launches, not the work."""
     calls: list[torch.device] = []
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(device))
-    clock = timing._device_clock(torch.device("cuda:1"))
+    clock = harness.device_clock(torch.device("cuda:1"))
     assert isinstance(clock(), float)
     assert calls == [torch.device("cuda:1")]
-    timing._device_clock(torch.device("cpu"))()
+    harness.device_clock(torch.device("cpu"))()
     assert len(calls) == 1
 
 

@@ -12,7 +12,7 @@ from gdbench.data import parse_dataset
 from gdbench.engines import TrainOptions, train
 from gdbench.engines.tracker import VerdictTracker
 from gdbench.runs import RunSpec
-from gdbench.verdicts import Criteria, float_floor, measured_rate
+from gdbench.verdicts import Criteria, float_floor
 
 DTYPES = [torch.float32, torch.float64]
 
@@ -181,32 +181,3 @@ def test_float_floor_is_a_few_ulps_of_the_optimum():
     # the review's large-|y| data: C* ~ 625, |b| ~ 4e4; the float64 floor covers the +-1e-11
     # scatter of its excess (the linear term: 2 x 25 x ulp(4e4) = 3.6e-10)
     assert float_floor(625.0, 4.0e4, "float64") > 1.0e-10
-
-
-def test_measured_rate_fits_the_tail():
-    """Two geometric components, the faster one dominating first: the fit returns the slower
-    (asymptotic) rate, not an average, and ignores the float floor."""
-    t = np.arange(3000)
-    excess = 100 * 0.8**t + 0.01 * 0.99**t
-    excess = np.maximum(excess, 1e-12)  # a floor the fit must stay above
-    assert measured_rate(t, excess, excess[0], 1e-10) == pytest.approx(0.99, abs=1e-9)
-    assert np.isnan(measured_rate(t[:2], excess[:2], excess[0], 1e-10))
-    # Rounding that stalls the descent (a repeat) ends the window: the flat part is not fitted.
-    stalled = np.where(t < 1500, excess, excess[1500])
-    assert measured_rate(t, stalled, excess[0], 1e-14) == pytest.approx(0.99, abs=1e-9)
-
-
-def test_measured_rate_fits_the_envelope_of_an_oscillating_excess():
-    """Momentum's excess oscillates under a contracting envelope (complex roots z = r e^(i
-    theta): E_t = r^(2t) (a + b cos(2 theta t))). The monotone fit stops at the first rise;
-    the envelope fit (through the peaks) returns r^2; where the rate still changes along the
-    window (its halves disagree) it returns NaN rather than an average."""
-    t = np.arange(400)
-    excess = 0.9**t * (1.0 + 0.8 * np.cos(0.7 * t))
-    assert np.isnan(measured_rate(t, excess, excess[0], 1e-12))
-    assert measured_rate(t, excess, excess[0], 1e-12, monotone=False) == pytest.approx(0.9, abs=1e-3)
-    # a falling excess whose slower direction takes over only at the end: no rate
-    mixed = 100 * 0.7**t + 1e-5 * 0.9**t
-    assert np.isnan(measured_rate(t[:75], mixed[:75], mixed[0], 1e-9, monotone=False))
-    # and the same, long enough for the slower one to dominate: its rate
-    assert measured_rate(t, mixed, mixed[0], 1e-30, monotone=False) == pytest.approx(0.9, abs=1e-6)

@@ -286,7 +286,7 @@ def test_killed_run_resumes_to_identical_tables(tmp_path: Path) -> None:
             "epochs": [3000],
             "device": ["cpu"],
         },
-        "sharding": {"jobs_per_device": 4},
+        "sharding": {"jobs_per_device": 4, "min_runs_per_job": 1},
         "timing": {"enabled": False},
         "verify": {"sample": 2},
     }

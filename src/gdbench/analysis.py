@@ -5,10 +5,11 @@ one side and the tables (:mod:`gdbench.tables`, which only assemble columns) on 
 
 Per run (arrays of length R, NaN where a quantity has no meaning):
 
-* ``rate``: the measured factor by which the excess cost changes per epoch: the contraction of
-  a converging run (:func:`gdbench.verdicts.measured_rate`) or the growth of a diverged one
-  before its divergence epoch (:func:`gdbench.verdicts.growth_rate`); below 1 contracts,
-  above 1 grows;
+* ``rate``: the measured factor by which the excess cost changes per epoch, from the linear
+  recurrence the theory predicts fitted to the recorded parameters (:mod:`gdbench.rates`): the
+  contraction of a converging run, the growth of a diverged one before its divergence epoch;
+  below 1 contracts, above 1 grows. For full-batch SGD (any momentum) without weight decay;
+  empty for Adam (no linear recurrence) and where the fit's guards fail;
 * ``predicted_rate``: the full-batch theory's asymptotic factor (``max rho^2`` over the
   directions the initial error has; :mod:`gdbench.stability`), from the error to the run's own
   optimum; empty for minibatch runs, without a closed form (Adam) and with weight decay (the
@@ -31,10 +32,10 @@ import numpy as np
 from gdbench import stability
 from gdbench.data import Dataset
 from gdbench.optimizers import DEFAULT_NAME, PLAIN_SGD, OptimizerSpec
+from gdbench.rates import direction_bottoms, direction_rates, fit_window, window_bottom
 from gdbench.runs import RunSpec
-from gdbench.theory import Optimum, Theory, analyse
+from gdbench.theory import Optimum, Theory, analyse, eigen
 from gdbench.trajectory import TrajectoryBatch
-from gdbench.verdicts import growth_rate, measured_rate, rate_window_bottom
 
 
 class Points(Protocol):
@@ -120,30 +121,42 @@ def _predicted_rate(run: RunSpec, spec: OptimizerSpec, theory: Theory, points: P
     return theory.predicted_rate(run.lr, e0, None if is_plain(spec) else factor)
 
 
+def _moving_directions(data: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The Hessian's positive eigenvalues and their eigenvectors as columns (``[2, 2]``, or
+    ``[2, 1]`` when all x are equal: the error along the null direction never changes and
+    carries no excess)."""
+    lam, vecs = eigen(data.x)
+    return lam[lam > 0], vecs[:, lam > 0]
+
+
 def measured_rates(batch: TrajectoryBatch, points: Points, optimizers: Mapping[str, OptimizerSpec]) -> np.ndarray:
-    """The measured ``rate`` of each full-batch run without weight decay that converged or
+    """The measured ``rate`` of each full-batch SGD run without weight decay that converged or
     diverged (NaN for the others)."""
     v = batch.verdicts
     rate = np.full(len(batch), np.nan)
     recorded = batch.recorded_mask()
-    scale: dict[tuple, float] = {}
     for i, run in enumerate(batch.runs):
         spec = optimizers[run.optimizer]
         data = points.get(run)
-        if (run.batch_size is not None and run.batch_size < data.n) or spec.weight_decay != 0:
+        minibatch = run.batch_size is not None and run.batch_size < data.n
+        if minibatch or spec.kind != "sgd" or spec.weight_decay != 0:
             continue
         if v.converged_at[i] < 0 and not v.diverged[i]:
             continue
         epochs, cost = batch.epochs[recorded[i]], batch.cost[i, recorded[i]]
+        best = points.optimum(run)
+        errors = np.stack([batch.W[i, recorded[i]] - best.W_star, batch.b[i, recorded[i]] - best.b_star], axis=1)
+        lam, moving = _moving_directions(data)
+        components = errors @ moving  # the error along each eigen-direction with lambda > 0
         excess = cost.astype(np.float64) - v.optimal_cost[i]
-        monotone = is_plain(spec)
+        order = 1 if is_plain(spec) else 2
         if v.diverged[i]:
-            before = epochs < v.diverged_at[i]
-            rate[i] = growth_rate(epochs[before], excess[before], monotone)
-            continue
-        key = (run.dataset, run.seed, run.dtype)
-        if key not in scale:
-            scale[key] = max(float(np.max(np.abs(data.y))), abs(points.optimum(run).b_star))
-        bottom = rate_window_bottom(v.floor[i], scale[key], run.dtype)
-        rate[i] = measured_rate(epochs, excess, v.initial_cost[i] - v.optimal_cost[i], bottom, monotone)
+            window = fit_window(excess, 0.0, int(np.searchsorted(epochs, v.diverged_at[i])))
+            bottoms = resolved = np.zeros(lam.size)
+        else:
+            y_scale = max(float(np.max(np.abs(data.y))), abs(best.b_star))
+            window = fit_window(excess, window_bottom(v.floor[i], y_scale, run.dtype))
+            p_scale = max(abs(best.W_star), abs(best.b_star))
+            bottoms, resolved = direction_bottoms(run.lr, lam, v.floor[i], y_scale, p_scale, run.dtype)
+        rate[i] = direction_rates(epochs[window], components[window], bottoms, resolved, order)
     return rate

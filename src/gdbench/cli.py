@@ -1,4 +1,4 @@
-"""Command line: gdbench tutorial, gdbench train and gdbench theory.
+"""Command line: gdbench tutorial, gdbench train, gdbench theory and gdbench timing.
 
 Errors a user can fix (bad config, missing device, bad dataset) print one line to stderr and
 exit with status 2; nothing is written. Torch and pandas load only in the command that needs
@@ -78,6 +78,29 @@ def _theory(args: argparse.Namespace) -> int:
     return 0
 
 
+def _timing(args: argparse.Namespace) -> int:
+    import logging
+
+    from gdbench.config import check_config, load_config
+    from gdbench.optimizers import optimizer_specs
+    from gdbench.timing import measure_plan
+    from gdbench.timing_results import timing_table
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    config = check_config(load_config(args.config) if Path(args.config).is_file() else {})
+    results = []
+    for device in args.device or ["cpu"]:
+        results += measure_plan(config["timing"], device, args.threads, optimizers=optimizer_specs(config))
+    table = timing_table(results)
+    if args.out == "-":
+        table.to_csv(sys.stdout, index=False)
+    else:
+        from gdbench import io
+
+        io.write_csv(table, args.out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gdbench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -95,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("theory", help="critical and fastest learning rates and the optimum per dataset")
     p.add_argument("spec", nargs="?", help="config file (default: the lesson's data)")
     p.set_defaults(func=_theory)
+    p = sub.add_parser("timing", help="time the engines as a config's timing: section asks (a CSV)")
+    p.add_argument("--config", default="config/config.yaml", help="config file with a timing: section")
+    p.add_argument("--device", action="append", help="cpu or cuda (repeatable; default cpu)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--out", default="-", help="CSV to write (default: stdout)")
+    p.set_defaults(func=_timing)
     return parser
 
 

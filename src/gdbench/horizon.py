@@ -106,20 +106,64 @@ def _maps(
     return M
 
 
-def diverges(problems: list[Recurrence], lrs: np.ndarray, chunk: int = 32) -> np.ndarray:
+def _is_plain(problem: Recurrence) -> bool:
+    return problem.momentum == 0 and problem.weight_decay == 0
+
+
+def diverges(
+    problems: list[Recurrence], lrs: np.ndarray, chunk: int = 32, modes: Sequence[_Modes] | None = None
+) -> np.ndarray:
     """Whether each problem diverges within its epochs at each learning rate.
 
-    ``lrs`` is ``[len(problems), L]``; returns a bool array of the same shape. All problems and
-    learning rates run as one vectorised float64 recurrence: the first epoch as torch does it
-    (the momentum buffer starts as the first gradient), every later one as an affine map
-    ``M`` on ``(u, buf, 1)``, applied ``chunk`` epochs at a time through the powers
-    ``M^0 .. M^(chunk-1)``.
+    ``lrs`` is ``[len(problems), L]``; returns a bool array of the same shape. Plain SGD
+    without weight decay in closed form (:func:`_plain_diverges`); the others as one
+    vectorised float64 recurrence: the first epoch as torch does it (the momentum buffer
+    starts as the first gradient), every later one as an affine map ``M`` on ``(u, buf, 1)``,
+    applied ``chunk`` epochs at a time through the powers ``M^0 .. M^(chunk-1)``. ``modes``:
+    the problems' :func:`_modes`, where the caller has them already.
     """
     lrs = np.asarray(lrs, dtype=np.float64)
     P, L = lrs.shape
     if len(problems) != P:
         raise ValueError(f"diverges: {len(problems)} problems but {P} rows of learning rates")
-    modes = [_modes(p) for p in problems]
+    modes = [_modes(p) for p in problems] if modes is None else list(modes)
+    plain = np.array([_is_plain(p) for p in problems], dtype=bool)
+    out = np.empty((P, L), dtype=bool)
+    for mask, solve in ((plain, _plain_diverges), (~plain, _recurrence_diverges)):
+        if mask.any():
+            rows = np.flatnonzero(mask)
+            out[rows] = solve([problems[i] for i in rows], lrs[rows], [modes[i] for i in rows], chunk)
+    return out
+
+
+def _plain_diverges(problems: list[Recurrence], lrs: np.ndarray, modes: list[_Modes], chunk: int = 0) -> np.ndarray:
+    """:func:`diverges` for plain SGD without weight decay, in closed form: along each
+    direction ``u_k = (1 - lr lam)^k u_0``, so the cost ``C* + sum lam u_0^2 r^k / 2`` with
+    ``r = (1 - lr lam)^2 >= 0`` is a sum of geometric terms, convex in ``k``: its largest
+    value over epochs ``1..epochs`` is at the first or the last, and the run diverges iff the
+    cost at epoch 0, 1 or ``epochs`` is not ``<=`` the threshold. (The same verdicts as the
+    recurrence, but for learning rates within float64 rounding, ~1e-13 relative, of an edge.)"""
+    lam = np.stack([m.lam for m in modes])[:, None, :]  # [P, 1, 2]
+    u0 = np.stack([m.u0 for m in modes])[:, None, :]
+    c_star = np.array([m.c_star for m in modes])[:, None]
+    factor = np.array([float(p.diverged_factor) for p in problems])[:, None]
+    epochs = np.array([int(p.epochs) for p in problems])[:, None, None]
+    with np.errstate(all="ignore"):
+        cost0 = c_star + 0.5 * (lam * u0 * u0).sum(axis=2)  # [P, 1]
+        threshold = np.where(cost0 > 0, cost0, 1.0) * factor
+        r = (1.0 - lrs[:, :, None] * lam) ** 2  # [P, L, 2]
+        weight = np.where(u0 == 0, 0.0, 0.5 * lam * u0 * u0)  # a direction without error stays without
+        out = ~(cost0 <= threshold)
+        for k in (np.ones_like(epochs), epochs):
+            grown = np.where(weight == 0, 0.0, weight * r ** np.where(epochs > 0, k, 0))
+            cost = c_star + grown.sum(axis=2)
+            out = out | (~(cost <= threshold) & (epochs[:, :, 0] > 0))
+    return out
+
+
+def _recurrence_diverges(problems: list[Recurrence], lrs: np.ndarray, modes: list[_Modes], chunk: int) -> np.ndarray:
+    """:func:`diverges` by the float64 recurrence (any optimizer of the SGD family)."""
+    P, L = lrs.shape
 
     def per_row(values: Sequence[float | bool]) -> np.ndarray:  # [P] -> [P*L]
         return np.repeat(np.asarray(values), L)
@@ -177,14 +221,17 @@ def horizon_edges(
 
     if not problems:
         return np.zeros(0)
+    modes = [_modes(p) for p in problems]  # once, not in every round
 
     def verdicts(owner: np.ndarray, lrs: np.ndarray) -> np.ndarray:
         # The probes come as contiguous equal-sized combs per problem (the sizes are equal).
         rows, counts = np.unique(owner, return_counts=True)
         grid = lrs.reshape(rows.size, -1) if (counts == counts[0]).all() else None
         if grid is None:
-            return np.concatenate([diverges([problems[r]], lrs[owner == r][None, :])[0] for r in rows])
-        return diverges([problems[r] for r in rows], grid).reshape(-1)
+            return np.concatenate(
+                [diverges([problems[r]], lrs[owner == r][None, :], modes=[modes[r]])[0] for r in rows]
+            )
+        return diverges([problems[r] for r in rows], grid, modes=[modes[r] for r in rows]).reshape(-1)
 
     lo, hi = bracket(verdicts, len(problems), lr_min, lr_max, rel_width, per_round)
     return np.sqrt(lo * hi)

@@ -100,6 +100,24 @@ def train_runs(
     return batch, tables.trajectories(batch, run_ids), tables.summary(batch, analysed, run_ids)
 
 
+def train_chunks(
+    config: Mapping[str, Any],
+    runs: Sequence[RunSpec],
+    run_ids: Sequence[int] | None = None,
+    base_dir: str | Path = ".",
+    progress: Progress | None = None,
+) -> Iterator[tuple[list[int], TrajectoryBatch, pd.DataFrame, pd.DataFrame]]:
+    """:func:`train_runs` over ``runs`` ``sharding.runs_per_chunk`` at a time, yielding each
+    chunk's (run ids, batch, trajectory table, summary table): a caller that writes each
+    chunk before asking for the next holds one chunk in memory, whatever the number of runs.
+    A run's numbers do not depend on the runs trained beside it, so chunks change nothing."""
+    ids = list(range(len(runs))) if run_ids is None else [int(i) for i in run_ids]
+    size = int(config["sharding"]["runs_per_chunk"])
+    for start in range(0, len(runs), size):
+        part = ids[start : start + size]
+        yield (part, *train_runs(config, runs[start : start + size], part, base_dir, progress))
+
+
 def describe_verdict(batch: TrajectoryBatch, i: int) -> str:
     """One line saying how run ``i`` ended."""
     v = batch.verdicts
@@ -145,3 +163,44 @@ def write_theory(
     )
     io.write_html_table(table, html_path, "Theory per dataset", note)
     io.write_text(table.to_string(index=False) + "\n", log_path)
+
+
+#: Rows of the trajectory table shown on the report's preview page.
+PREVIEW_ROWS = 20
+
+
+def write_merged_tables(
+    trajectory_shards: Sequence[str],
+    summary_shards: Sequence[str],
+    trajectories_path: str | Path,
+    preview_path: str | Path,
+    summary_csv: str | Path,
+    summary_parquet: str | Path,
+    log_path: str | Path,
+    summary_html: str | Path | None = None,
+) -> None:
+    """The training jobs' shards joined into the published tables: the trajectories streamed
+    row group by row group, the summaries (one row per run) as Parquet and CSV (and, with
+    ``summary_html``, as the report's interactive table), and an HTML preview of the
+    trajectories' first rows; a line of counts to ``log_path``."""
+    import pyarrow.parquet as pq
+
+    from gdbench import io
+    from gdbench.html_tables import write_interactive_table
+
+    rows = tables.concat_parquet(list(trajectory_shards), str(trajectories_path))
+    summary = tables.concat_tables(list(summary_shards))
+    io.write_parquet(summary, summary_parquet)
+    io.write_csv(summary, summary_csv)
+    if summary_html is not None:
+        note = "One row per run (results/tables/summary.csv). Click a header to sort; type in Search to filter."
+        write_interactive_table(summary, summary_html, "Summary", note)
+    head = next(pq.ParquetFile(trajectory_shards[0]).iter_batches(batch_size=PREVIEW_ROWS), None)
+    io.write_html_table(
+        head.to_pandas() if head is not None else pd.DataFrame(),
+        preview_path,
+        "The trajectory table (first rows)",
+        f"{rows:,} rows for {len(summary):,} runs in results/tables/trajectories.parquet; "
+        f"the first {PREVIEW_ROWS} rows are shown here.",
+    )
+    io.write_text(f"{rows} trajectory rows, {len(summary)} runs\n", log_path)

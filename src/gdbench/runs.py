@@ -148,15 +148,20 @@ def expand_grid(config: Mapping[str, Any], devices: Sequence[str] | None = None)
     return list(dict.fromkeys(runs))
 
 
-def shard_count(n_runs: int, jobs_per_device: int, max_runs_per_job: int) -> int:
-    """How many jobs a device's runs are split into: at least ``jobs_per_device`` (to fill
-    the cores), more when a job would exceed ``max_runs_per_job``; never more than runs."""
+def shard_count(n_runs: int, jobs_per_device: int, max_runs_per_job: int, min_runs_per_job: int = 1) -> int:
+    """How many jobs a device's runs are split into: up to ``jobs_per_device`` (to fill the
+    cores) while each job keeps at least ``min_runs_per_job`` runs (a job pays seconds of
+    start-up, so a small grid is one job), more when a job would exceed ``max_runs_per_job``;
+    at least one, never more than runs."""
     if n_runs == 0:
         return 0
-    return min(n_runs, max(jobs_per_device, math.ceil(n_runs / max_runs_per_job)))
+    filling = min(jobs_per_device, max(1, n_runs // max(1, min_runs_per_job)))
+    return min(n_runs, max(filling, math.ceil(n_runs / max_runs_per_job)))
 
 
-def shard(runs: Iterable[RunSpec], jobs_per_device: int, max_runs_per_job: int) -> dict[str, list[RunSpec]]:
+def shard(
+    runs: Iterable[RunSpec], jobs_per_device: int, max_runs_per_job: int, min_runs_per_job: int = 1
+) -> dict[str, list[RunSpec]]:
     """Split runs into jobs, per device: keys ``"{device}-{i}"`` with runs in contiguous,
     nearly equal blocks (contiguous keeps runs of one dataset together, so they batch)."""
     by_device: dict[str, list[RunSpec]] = {}
@@ -164,7 +169,7 @@ def shard(runs: Iterable[RunSpec], jobs_per_device: int, max_runs_per_job: int) 
         by_device.setdefault(run.device, []).append(run)
     shards: dict[str, list[RunSpec]] = {}
     for device, dev_runs in by_device.items():
-        count = shard_count(len(dev_runs), jobs_per_device, max_runs_per_job)
+        count = shard_count(len(dev_runs), jobs_per_device, max_runs_per_job, min_runs_per_job)
         bounds = [round(i * len(dev_runs) / count) for i in range(count + 1)]
         for i in range(count):
             shards[f"{device}-{i:03d}"] = dev_runs[bounds[i] : bounds[i + 1]]
@@ -193,7 +198,8 @@ def plan(config: Mapping[str, Any], devices: Sequence[str]) -> tuple[list[RunSpe
     as :func:`expand_grid` and :func:`shard` make them."""
     runs = expand_grid(config, devices)
     sharding = config["sharding"]
-    return runs, shard(runs, sharding["jobs_per_device"], sharding["max_runs_per_job"])
+    counts = (sharding["jobs_per_device"], sharding["max_runs_per_job"], sharding["min_runs_per_job"])
+    return runs, shard(runs, *counts)
 
 
 def specs_digest(runs: Sequence[RunSpec], run_ids: Sequence[int]) -> str:

@@ -219,43 +219,38 @@ def fastest_rate(spec: OptimizerSpec, lr: float, lambda_min: float, lambda_max: 
 
 
 def concat_parquet(paths: Sequence[str], out: str) -> int:
-    """Concatenate Parquet tables shard by shard into ``out`` (atomically), never holding more
-    than one shard in memory; categorical columns are unified to one dictionary type.
-    Returns the number of rows written."""
-    import pyarrow as pa
+    """Concatenate Parquet tables row group by row group into ``out`` (atomically), never
+    holding more than one row group (a training job's chunk of runs) in memory; categorical
+    columns are unified to one dictionary type. A single table is copied as it is (the
+    training job wrote it with that type already). Returns the number of rows written."""
+    import shutil
+
     import pyarrow.parquet as pq
 
-    from gdbench.io import atomic_path
+    from gdbench.io import atomic_path, parquet_appender, unified_schema
 
-    def unified(schema: pa.Schema) -> pa.Schema:
-        return pa.schema(
-            [
-                pa.field(f.name, pa.dictionary(pa.int32(), pa.string())) if pa.types.is_dictionary(f.type) else f
-                for f in schema
-            ],
-            metadata=schema.metadata,
-        )
-
-    rows = 0
-    with atomic_path(out) as tmp:
-        writer = None
-        try:
-            for path in paths:
-                table = pq.read_table(path)
-                if writer is None:
-                    schema = unified(table.schema)
-                    writer = pq.ParquetWriter(tmp, schema)
-                writer.write_table(table.cast(schema))
-                rows += table.num_rows
-        finally:
-            if writer is not None:
-                writer.close()
-    return rows
+    if len(paths) == 1:
+        source = pq.ParquetFile(paths[0])
+        if source.schema_arrow.equals(unified_schema(source.schema_arrow)):
+            with atomic_path(out) as tmp:
+                shutil.copyfile(paths[0], tmp)
+            return int(source.metadata.num_rows)
+    with parquet_appender(out) as writer:
+        for path in paths:
+            source = pq.ParquetFile(path)
+            for group in range(source.num_row_groups):
+                writer.append(source.read_row_group(group))
+    return writer.rows
 
 
 def concat_tables(paths: Sequence[str]) -> pd.DataFrame:
     """Small tables (summaries) read and concatenated, sorted by run id."""
-    frames = [pd.read_parquet(p) for p in paths]
+    return concat_frames([pd.read_parquet(p) for p in paths])
+
+
+def concat_frames(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Tables of the same columns concatenated, sorted by run id, their categorical columns
+    in order of first appearance."""
     df = pd.concat(frames, ignore_index=True)
     df = df.sort_values("run_id", kind="stable").reset_index(drop=True)
     for col in _CATEGORICAL:

@@ -29,6 +29,8 @@ TIMING_COLUMNS = (
     "iqr_s_per_epoch",
     "repeats",
     "run_epochs_per_s",
+    "cpu_share",
+    "attempts",
 )
 
 
@@ -39,8 +41,11 @@ class TimingResult:
 
     ``median_s_per_epoch`` and ``iqr_s_per_epoch`` are over ``repeats`` measurements (each the
     mean of one or more calls, as ``torch.utils.benchmark`` blocks them); ``run_epochs_per_s``
-    is ``runs / median_s_per_epoch``. A failed measurement has NaN values, ``repeats`` 0 and
-    its reason in ``error`` (which is not a column of the published table).
+    is ``runs / median_s_per_epoch``. ``cpu_share`` is the timed process's CPU seconds per
+    wall second and thread over the measurement (1: it had its cores throughout; less: other
+    processes took turns on them), ``attempts`` how many measurements were taken to keep the
+    least disturbed one. A failed measurement has NaN values, ``repeats`` 0 and its reason in
+    ``error`` (which is not a column of the published table).
     """
 
     device: str
@@ -56,6 +61,8 @@ class TimingResult:
     run_epochs_per_s: float
     error: str = ""
     optimizer: str = DEFAULT_NAME
+    cpu_share: float = math.nan
+    attempts: int = 1
 
     @property
     def ok(self) -> bool:
@@ -67,8 +74,8 @@ def timing_table(results: Sequence[TimingResult]) -> pd.DataFrame:
     """The published timing table: exactly :data:`TIMING_COLUMNS`, one row per measurement."""
     rows = [{k: v for k, v in asdict(r).items() if k in TIMING_COLUMNS} for r in results]
     table = pd.DataFrame(rows, columns=list(TIMING_COLUMNS))
-    ints = ("n", "runs", "epochs", "threads", "repeats")
-    floats = ("median_s_per_epoch", "iqr_s_per_epoch", "run_epochs_per_s")
+    ints = ("n", "runs", "epochs", "threads", "repeats", "attempts")
+    floats = ("median_s_per_epoch", "iqr_s_per_epoch", "run_epochs_per_s", "cpu_share")
     return table.astype({**dict.fromkeys(ints, "int64"), **dict.fromkeys(floats, "float64")})
 
 

@@ -1,5 +1,5 @@
 """Verdicts per run: final values, best cost, divergence and convergence epochs, and the
-measured rate at which the excess cost shrinks.
+float floor below which an excess is rounding.
 
 Both engines feed every epoch's cost (recorded or not) through
 :class:`gdbench.engines.tracker.VerdictTracker`, with
@@ -35,7 +35,7 @@ cost's own rounding leaves the excess, plus the residuals' rounding (each residu
 to about ``u``, which moves the mean of squares linearly by up to ``2 sqrt(C*) u``, and by
 ``u^2`` for data a line fits exactly).
 
-The **measured rate** (:func:`measured_rate`) fits the asymptotic contraction of the excess.
+The measured rate is :mod:`gdbench.rates`'.
 """
 
 from __future__ import annotations
@@ -50,21 +50,6 @@ DEFAULT_DIVERGED_FACTOR = 1.0e6
 
 #: The float floor is this many ulps (spacings) of the optimal cost, plus the residuals' part.
 FLOOR_ULPS = 4
-#: The rate is fitted where the excess is at most this fraction of the initial excess ...
-RATE_BELOW_START = 1.0e-3
-#: ... and above this multiple of the float floor; the fit takes the window's last
-#: RATE_TAIL_FACTOR (its lowest decade) ...
-RATE_ABOVE_FLOOR = 1.0e2
-RATE_TAIL_FACTOR = 10.0
-#: ... and above the square of this many ulps of the largest |y| (where the residuals' rounding,
-#: 2 sqrt(excess) ulp(y), is 0.2% of the excess: it matters for data a line fits exactly) ...
-RATE_RESIDUAL_ULPS = 1.0e3
-#: ... on at least this many recorded epochs.
-RATE_MIN_POINTS = 3
-#: An oscillating excess (momentum) is fitted through its peaks, on at least 2 x
-#: RATE_MIN_POINTS of them, and only where the fits of their first and last half agree
-#: within this (else its rate is NaN).
-RATE_PEAKS_AGREE = 2.0e-3
 
 
 @dataclass(frozen=True)
@@ -117,104 +102,3 @@ def float_floor(optimal_cost: float, scale: float, dtype: str) -> float:
     ulp_cost = float(np.spacing(t(abs(optimal_cost))))
     u = float(np.spacing(t(abs(scale))))
     return FLOOR_ULPS * (ulp_cost + 2.0 * math.sqrt(max(optimal_cost, 0.0)) * u + u * u)
-
-
-def rate_window_bottom(floor: float, y_scale: float, dtype: str) -> float:
-    """The smallest excess :func:`measured_rate` fits: ``RATE_ABOVE_FLOOR x floor +
-    (RATE_RESIDUAL_ULPS x spacing(max|y|))^2`` in the run's dtype."""
-    ulp_y = float(np.spacing(np.dtype(dtype).type(abs(y_scale))))
-    return RATE_ABOVE_FLOOR * floor + (RATE_RESIDUAL_ULPS * ulp_y) ** 2
-
-
-def measured_rate(
-    epochs: np.ndarray, excess: np.ndarray, initial_excess: float, bottom: float, monotone: bool = True
-) -> float:
-    """The asymptotic contraction factor per epoch of a run's excess cost, or NaN.
-
-    ``monotone`` (plain gradient descent): the *window* is the recorded epochs before the
-    first one whose excess does not fall below the previous recorded epoch's (in exact
-    arithmetic gradient descent's excess falls every epoch: a rise or a repeat is rounding,
-    e.g. steps too small to move float32 parameters) whose excess ``E`` satisfies
-    ``bottom < E <= RATE_BELOW_START x initial_excess`` (``bottom`` from
-    :func:`rate_window_bottom`); the fit takes the window's lowest decade, the epochs with
-    ``E <= RATE_TAIL_FACTOR x min E in the window``, where faster directions have died out
-    longest, and returns ``exp(slope)`` of the least-squares line of ``ln E`` against epoch.
-
-    Not ``monotone`` (momentum: the excess may oscillate, its envelope contracts): the
-    window is the epochs whose *envelope* ``M_t = max E_s over s >= t`` (the excess's
-    running maximum from the end) satisfies the same bounds, so a dip of an oscillation
-    ends nothing. Where the excess falls every epoch of that window the fit is the one
-    above; otherwise it is the least-squares line of ``ln E`` through the window's peaks
-    (epochs whose excess is at least both neighbours'), which lie on the envelope.
-
-    NaN with fewer than ``RATE_MIN_POINTS`` epochs (or peaks) to fit."""
-    e = np.asarray(epochs, dtype=np.float64)
-    x = np.asarray(excess, dtype=np.float64)
-    upper = RATE_BELOW_START * float(initial_excess)
-    with np.errstate(invalid="ignore"):
-        ok = np.isfinite(x) & (x > 0)
-        if monotone:
-            window = ok & (x > bottom) & (x <= upper)
-            stalled = np.flatnonzero(~(x[1:] < x[:-1]))
-            if stalled.size:
-                window[stalled[0] + 1 :] = False
-        else:
-            envelope = np.maximum.accumulate(np.where(ok, x, 0.0)[::-1])[::-1]
-            window = ok & (envelope > bottom) & (envelope <= upper)
-    if window.sum() < RATE_MIN_POINTS:
-        return float("nan")
-    idx = np.flatnonzero(window)
-    falls = bool(np.all(x[idx[1:]] < x[idx[:-1]])) and bool(np.all(np.diff(idx) == 1))
-    if monotone or falls:
-        tail = window & (x <= RATE_TAIL_FACTOR * float(x[window].min()))
-    else:
-        inner = idx[(idx > 0) & (idx < len(x) - 1)]
-        peaks = inner[(x[inner] >= x[inner - 1]) & (x[inner] >= x[inner + 1])]
-        tail = np.zeros_like(window)
-        tail[peaks] = True
-    if tail.sum() < RATE_MIN_POINTS:
-        return float("nan")
-    rate = _fit(e[tail], x[tail])
-    if not monotone:
-        # the peaks sample the envelope at whole epochs, off its crest by a phase that varies,
-        # and momentum's directions can contract at close rates, the slowest taking over late:
-        # where the fits of the first and the last half of the points disagree, so does the fit
-        at = np.flatnonzero(tail)
-        half = at.size // 2
-        if half < RATE_MIN_POINTS:
-            return float("nan")
-        first, last = _fit(e[at[:half]], x[at[:half]]), _fit(e[at[-half:]], x[at[-half:]])
-        if abs(first - last) > RATE_PEAKS_AGREE:
-            return float("nan")
-    return rate
-
-
-def growth_rate(epochs: np.ndarray, excess: np.ndarray, monotone: bool = True) -> float:
-    """The factor per epoch by which a diverging run's excess grows, or NaN: fitted as
-    :func:`measured_rate` fits a contraction, on the epochs before the divergence epoch
-    (``epochs``, ``excess``) whose excess is at least ``RATE_BELOW_START`` x the largest of
-    them, where the fastest-growing direction dominates (the least-squares line of ``ln E``
-    against epoch; through the peaks where the excess oscillates, not ``monotone``). NaN with
-    fewer than ``RATE_MIN_POINTS`` epochs (or peaks) to fit."""
-    e = np.asarray(epochs, dtype=np.float64)
-    x = np.asarray(excess, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        ok = np.isfinite(x) & (x > 0)
-        if not ok.any():
-            return float("nan")
-        window = ok & (x >= RATE_BELOW_START * float(x[ok].max()))
-    idx = np.flatnonzero(window)
-    rises = bool(np.all(x[idx[1:]] > x[idx[:-1]])) and bool(np.all(np.diff(idx) == 1))
-    if not (monotone or rises):
-        inner = idx[(idx > 0) & (idx < len(x) - 1)]
-        idx = inner[(x[inner] >= x[inner - 1]) & (x[inner] >= x[inner + 1])]
-    if idx.size < RATE_MIN_POINTS:
-        return float("nan")
-    return _fit(e[idx], x[idx])
-
-
-def _fit(t: np.ndarray, x: np.ndarray) -> float:
-    """``exp(slope)`` of the least-squares line of ``ln x`` against ``t``."""
-    y = np.log(x)
-    t0 = t - t.mean()
-    return float(np.exp(np.sum(t0 * (y - y.mean())) / np.sum(t0 * t0)))

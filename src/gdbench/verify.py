@@ -146,7 +146,10 @@ def verify(
     checked: list[dict[str, Any]] = []
     if runs:
         rerun = retrain(config, runs, ids, threads, base_dir)
-        stored = pq.read_table(trajectories_path, filters=[("run_id", "in", ids)]).to_pandas()
+        # Only what is compared, and only the row groups holding the sampled runs (each holds a
+        # contiguous block of run ids, so the filter skips the others by their statistics).
+        columns = ["run_id", "epoch", "W", "b", "cost"]
+        stored = pq.read_table(trajectories_path, columns=columns, filters=[("run_id", "in", ids)]).to_pandas()
         for run_id, run in zip(ids, runs, strict=True):
             a = stored[stored["run_id"] == run_id].sort_values("epoch")
             b = rerun[rerun["run_id"] == run_id].sort_values("epoch")

@@ -90,6 +90,16 @@ def described_config(runs):
     )
 
 
+def timing_cores():
+    """Cores the timing job asks for: timing.threads, or every core with timing.alone
+    (without --cores, as in a dry run or a cluster profile without cores, timing.threads).
+    """
+    threads = lookup(dpath="timing/threads", within=config)
+    if lookup(dpath="timing/alone", within=config):
+        return workflow.resource_settings.cores or threads
+    return threads
+
+
 def timing_optimizers(wildcards):
     """The definitions of the optimizers the timing job times (plain sgd needs none)."""
     names = lookup(dpath="timing/optimizers", within=config)

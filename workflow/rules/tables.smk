@@ -1,6 +1,10 @@
 # Tables: the shards joined into the contract tables, and the theory per dataset.
 
 
+localrules:
+    merge_tables,
+
+
 rule merge_tables:
     input:
         trajectories=shard_outputs("trajectories.parquet"),
@@ -28,12 +32,23 @@ rule merge_tables:
         "results/logs/merge_tables.log",
     benchmark:
         "results/benchmarks/merge_tables.tsv"
-    conda:
-        "../envs/gdbench.yaml"
+    # No conda: a run: block runs inside the Snakemake process, in its environment.
     message:
         "Joining {n} training shards into results/tables".format(n=len(SHARDS))
-    script:
-        "../scripts/merge_tables.py"
+    run:
+        # Streams row groups with pyarrow, which Snakemake has loaded: no Python start.
+        from gdbench.pipeline import write_merged_tables
+
+        write_merged_tables(
+            input.trajectories,
+            input.summaries,
+            output.trajectories,
+            output.trajectories_html,
+            output.summary_csv,
+            output.summary_parquet,
+            log[0],
+            output.summary_html,
+        )
 
 
 localrules:

@@ -10,10 +10,11 @@ rule timing:
         "results/benchmarks/timing/{device}.tsv"
     conda:
         "../envs/gdbench.yaml"
-    # The job reserves every core (--cores) so that nothing runs beside it while it measures;
-    # torch itself uses timing.threads (recorded in the table). Without --cores (a dry run, a
-    # cluster profile without cores) it asks for timing.threads.
-    threads: workflow.resource_settings.cores or lookup(dpath="timing/threads", within=config)
+    # torch uses timing.threads (recorded in the table), and the job asks for as many cores: it
+    # runs beside the other jobs, measures how much of each measurement's time it had its cores
+    # (cpu_share) and takes a disturbed measurement again later. With timing.alone it reserves
+    # every core (--cores), so nothing runs beside it.
+    threads: timing_cores()
     resources:
         gpu=gpu_count,
     params:

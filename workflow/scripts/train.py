@@ -11,9 +11,10 @@ from gdbench import io
 from gdbench.config import ConfigError
 from gdbench.determinism import set_deterministic
 from gdbench.engines import DeviceError
-from gdbench.pipeline import train_runs, training_log
+from gdbench.pipeline import train_chunks, training_log
 from gdbench.provenance import now, runtime
 from gdbench.runs import plan, specs_digest
+from gdbench.tables import concat_frames
 
 
 def main(config, shard, params, output, threads, log_path):
@@ -32,18 +33,23 @@ def main(config, shard, params, output, threads, log_path):
         set_deterministic(threads)
         say(f"{started} training {len(runs)} runs with {threads} thread(s)")
         clock = time.perf_counter()
+        every, summaries, diverged = config["training"]["log_every"], [], 0
         try:
-            batch, traj, summary = train_runs(config, runs, run_ids, progress=say)
+            # Chunk by chunk: each chunk's trajectories are written before the next is trained.
+            with io.parquet_appender(output.trajectories) as trajectories:
+                for chunk_ids, batch, traj, summary in train_chunks(config, runs, run_ids, progress=say):
+                    for line in training_log(batch, every, chunk_ids):
+                        say(line)
+                    trajectories.append(traj)
+                    summaries.append(summary)
+                    diverged += int(summary["diverged"].sum())
+                    del batch, traj  # before the next chunk is trained
         except (DeviceError, ConfigError) as exc:  # no usable device; data that overflow the dtype
             say(f"error: {exc}")
             sys.exit(f"gdbench: {exc}")
         elapsed = time.perf_counter() - clock
-        every = config["training"]["log_every"]
-        for line in training_log(batch, every, run_ids):
-            say(line)
-        say(f"{now()} trained {len(runs)} runs in {elapsed:.3f} s ({int(summary['diverged'].sum())} diverged)")
-        io.write_parquet(traj, output.trajectories)
-        io.write_parquet(summary, output.summary)
+        say(f"{now()} trained {len(runs)} runs in {elapsed:.3f} s ({diverged} diverged)")
+        io.write_parquet(concat_frames(summaries), output.summary)
         meta = {"started": started, "finished": now(), "seconds": elapsed, "threads": threads, "runs": len(runs)}
         meta["run_ids"] = list(run_ids)  # verify re-trains each run with its job's thread count
         io.write_json({**meta, "runtime": runtime()}, output.meta)

@@ -205,7 +205,7 @@ def check_job_count(config: Mapping[str, Any]) -> None:
     runs *= math.prod(len(as_list(training[k])) for k in ("init", "batch_size", "dtype", "engine"))
     devices = 1 if grid["device"] == "auto" else len(grid["device"])
     jobs_per_device, max_runs = sharding["jobs_per_device"], sharding["max_runs_per_job"]
-    jobs = devices * shard_count(runs, jobs_per_device, max_runs)
+    jobs = devices * shard_count(runs, jobs_per_device, max_runs, sharding["min_runs_per_job"])
     if jobs > MAX_TRAINING_JOBS:
         if jobs_per_device >= math.ceil(runs / max_runs):
             key, value = "jobs_per_device", jobs_per_device

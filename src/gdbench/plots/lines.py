@@ -90,7 +90,17 @@ def read_drawn(path: str | os.PathLike[str], summary: pd.DataFrame, columns: lis
     drawn = np.flatnonzero(kept_epochs(np.arange(top + 1), MAX_POINTS))
     ends = np.concatenate([summary["epochs"].to_numpy(), summary["diverged_at"].dropna().to_numpy()])
     epochs = sorted({int(e) for e in np.concatenate([drawn, ends])})
-    return pd.read_parquet(path, columns=columns, filters=[("epoch", "in", epochs)])
+    # A run's axes are in the summary: read only the per-epoch columns (the axes repeated on
+    # every row would cost most of the read) and take the axes from the summary by run id.
+    from_summary = [c for c in columns if c in summary.columns and c not in ("run_id", "epoch")]
+    read = ["run_id", *[c for c in columns if c not in from_summary and c != "run_id"]]
+    table = pd.read_parquet(path, columns=read, filters=[("epoch", "in", epochs)])
+    if from_summary:
+        axes = summary.set_index("run_id")[from_summary]
+        rows = axes.index.get_indexer(table["run_id"].to_numpy())
+        for col in from_summary:
+            table[col] = axes[col].iloc[rows].reset_index(drop=True)
+    return table[columns]
 
 
 def aggregate_lines(trajectories: pd.DataFrame, summary: pd.DataFrame, max_lines: int) -> Lines:

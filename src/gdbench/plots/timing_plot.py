@@ -232,5 +232,9 @@ def _machine_title(df: pd.DataFrame, devices: list[str]) -> str:
         desc = ", ".join(names) or device
         if device.startswith("cpu") and len(threads):
             desc += f" ({'/'.join(f'{t:.0f}' for t in sorted(threads))} thread{'s' if max(threads) != 1 else ''})"
+        share = pd.to_numeric(g.get("cpu_share", pd.Series(dtype=float)), errors="coerce").dropna()
+        if device.startswith("cpu") and len(share):  # 1.00: nothing else took turns on the cores
+            spread = f"-{share.max():.2f}" if share.max() > share.min() else ""
+            desc += f", cpu share {share.min():.2f}{spread} of 1.00 undisturbed"
         parts.append(f"{device}: {desc}")
     return "Timing on " + ("; ".join(parts) if parts else "an unknown machine")

@@ -1,0 +1,177 @@
+"""The measured rate: fitting the linear recurrence the theory predicts to a run's recorded
+parameters.
+
+Full batch, on a quadratic cost, the error ``e_t = p_t - p*`` of the parameters ``p = (W, b)``
+follows a linear recurrence whose form the theory gives (:mod:`gdbench.stability`) but whose
+coefficients the fit measures:
+
+* plain gradient descent: ``e_{t+1} = M e_t`` (``M = I - lr H``: order 1, 2x2 ``M``);
+* heavy ball and Nesterov: ``e_{t+1} = A e_t + B e_{t-1}`` (order 2; ``A``, ``B`` polynomials
+  in ``H``; torch's first buffer, the first gradient, is this recurrence with ``e_{-1} = e_0``).
+
+:func:`direction_rates` works in the Hessian's eigenbasis, where the directions decouple:
+along each eigenvector the error follows the same recurrence with scalar coefficients, which
+:func:`recurrence_rate` fits by least squares on records ``lag`` apart (each equation weighted
+by ``1 / |u_t|``, so that every epoch counts by its relative error, not its size). The rate is
+the squared spectral radius of the fitted recurrence (its companion matrix) per epoch: the
+factor by which the excess ``(1/2) lambda u^2`` changes asymptotically (below 1 it contracts,
+above 1 it grows); the run's is the largest over its directions. A slowly beating pair of
+complex roots, a fast run and two directions at close rates are all the same fit: no window
+within the curve has to be dominated by one direction.
+
+**Guards** (else NaN): at least ``MIN_EQUATIONS_PER_UNKNOWN`` equations per unknown; evenly
+spaced records; the fitted recurrence reproduces the window within ``MAX_RESIDUAL`` (relative,
+root mean square); per direction, only errors above its rounding and stall bottoms
+(:func:`direction_bottoms`), and every direction above rounding fitted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: The window stays above this multiple of the float floor ...
+ABOVE_FLOOR = 1.0e2
+#: ... and above the square of this many ulps of the largest |y| (the residuals' own rounding).
+RESIDUAL_ULPS = 1.0e3
+#: The recurrence is fitted between records ``lag = T // (LAG_DIVISOR x (order + 1))`` apart
+#: (at least 1) for a window of ``T`` records: over a long slow window the error changes by
+#: ``lr lambda`` per epoch, close to its rounding in float32, but by much more over ``lag``.
+LAG_DIVISOR = 2
+#: The errors fitted stay above this multiple of the error at which updates stall.
+STALL_MARGIN = 1.0e3
+#: ... and above this many ulps of the parameters (their rounding stays under 1e-4 relative).
+RESOLUTION_ULPS = 1.0e4
+#: Equations per fitted unknown, at least.
+MIN_EQUATIONS_PER_UNKNOWN = 2
+#: The fitted recurrence reproduces the window within this relative RMS residual, or no rate.
+MAX_RESIDUAL = 1.0e-2
+
+
+def window_bottom(floor: float, y_scale: float, dtype: str) -> float:
+    """The smallest excess the fit uses: ``ABOVE_FLOOR x floor + (RESIDUAL_ULPS x
+    spacing(y_scale))^2`` in the run's dtype."""
+    ulp_y = float(np.spacing(np.dtype(dtype).type(abs(y_scale))))
+    return ABOVE_FLOOR * floor + (RESIDUAL_ULPS * ulp_y) ** 2
+
+
+def direction_bottoms(
+    lr: float, lam: np.ndarray, floor: float, y_scale: float, p_scale: float, dtype: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per eigen-direction ``lambda`` (> 0): the smallest ``|error|`` along it the fit uses, and
+    the smallest that is resolved at all.
+
+    Resolved: above the error whose excess ``lambda u^2 / 2`` is the window's bottom
+    (:func:`window_bottom`) and above ``RESOLUTION_ULPS x spacing(p_scale)`` (``p_scale`` the
+    largest ``|W*|``, ``|b*|``: the parameters' own rounding). Used: resolved, and above
+    ``STALL_MARGIN x spacing(p_scale) / (lr lambda)``: below about ``spacing / (lr lambda)``
+    an update along that direction rounds to nothing in the run's dtype and the error stalls
+    at an offset the recurrence does not describe (float32 with small steps)."""
+    lam = np.asarray(lam, dtype=np.float64)
+    ulp_p = float(np.spacing(np.dtype(dtype).type(abs(p_scale))))
+    resolved = np.maximum(np.sqrt(2.0 * window_bottom(floor, y_scale, dtype) / lam), RESOLUTION_ULPS * ulp_p)
+    stall = STALL_MARGIN * ulp_p / (lr * lam) if lr > 0 else np.full(lam.shape, np.inf)
+    return np.maximum(resolved, stall), resolved
+
+
+def fit_window(
+    excess: np.ndarray,
+    bottom: float,
+    stop: int | None = None,
+    error_norm: np.ndarray | None = None,
+    error_bottom: float = 0.0,
+) -> np.ndarray:
+    """The recorded entries a rate is fitted on: from the first to the last whose *envelope*
+    (the largest value from that entry on) of the excess is above ``bottom`` and of
+    ``error_norm`` (when given) above ``error_bottom``, before entry ``stop`` (the divergence
+    epoch's) when given, and before the first non-finite excess; a dip of an oscillation ends
+    nothing."""
+    x = np.asarray(excess, dtype=np.float64)[:stop]
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(x)
+        end = int(np.argmin(finite)) if not finite.all() else x.size  # up to the first non-finite
+        keep = _envelope(x[:end]) > bottom
+        if error_norm is not None:
+            keep &= _envelope(np.asarray(error_norm, dtype=np.float64)[:end]) > error_bottom
+    last = np.flatnonzero(keep)
+    return np.arange(last[-1] + 1) if last.size else np.zeros(0, dtype=np.int64)
+
+
+def _envelope(x: np.ndarray) -> np.ndarray:
+    """The largest finite value from each entry on."""
+    return np.maximum.accumulate(np.where(np.isfinite(x), x, 0.0)[::-1])[::-1]
+
+
+def direction_rates(
+    epochs: np.ndarray, components: np.ndarray, bottoms: np.ndarray, resolved: np.ndarray, order: int
+) -> float:
+    """The rate of a run from the error along each eigen-direction (column of ``components``
+    ``[T, k]``, ``p - p*`` along the Hessian's eigenvectors at the recorded ``epochs``): per
+    direction, the squared spectral radius of its fitted recurrence (:func:`recurrence_rate`)
+    on the entries up to the last whose envelope of ``|component|`` is above that direction's
+    ``bottoms`` entry, and the largest of them. A direction without a fitted rate (never above
+    its bottom, or above it for too few epochs) is ignored only if it is never resolved (above
+    its ``resolved`` entry): it is rounding. Else it carried excess the fit did not measure and
+    may be the slowest (a float32 update stalling along it), so the rate is NaN, as it is when
+    no direction is fitted."""
+    u = np.asarray(components, dtype=np.float64)
+    fitted = []
+    for j in range(u.shape[1]):
+        keep = np.flatnonzero(_envelope(np.abs(u[:, j])) > bottoms[j])
+        rate = recurrence_rate(epochs[: keep[-1] + 1], u[: keep[-1] + 1, j : j + 1], order) if keep.size else np.nan
+        if np.isfinite(rate):
+            fitted.append(rate)
+        elif u.shape[0] and float(np.max(np.abs(u[:, j]))) > resolved[j]:
+            return float("nan")
+    return max(fitted) if fitted else float("nan")
+
+
+def recurrence_rate(epochs: np.ndarray, errors: np.ndarray, order: int) -> float:
+    """The squared spectral radius per epoch of the order-``order`` (1 or 2) linear recurrence
+    fitted to ``errors`` ``[T, d]`` (at the recorded ``epochs`` ``[T]``, a window of consecutive
+    records, evenly spaced); NaN where the guards fail (module docstring)."""
+    t = np.asarray(epochs, dtype=np.float64)
+    e = np.asarray(errors, dtype=np.float64)
+    if order not in (1, 2):
+        raise ValueError(f"recurrence order must be 1 or 2, not {order}")
+    if t.size < order + 2 or not np.isfinite(e).all():
+        return float("nan")
+    step = np.diff(t)
+    if not np.all(step == step[0]) or step[0] <= 0:
+        return float("nan")
+    lag = max(1, t.size // (LAG_DIVISOR * (order + 1)))
+    X, Y = _regressors(e, order, lag)
+    if X.shape[0] < 2:
+        return float("nan")
+    d = e.shape[1]
+    weight = 1.0 / np.maximum(np.linalg.norm(X[:, :d], axis=1), np.finfo(float).tiny)
+    rho = _fit_radius(X * weight[:, None], Y * weight[:, None], order)
+    return float(rho ** (2.0 / (step[0] * lag)))
+
+
+def _regressors(e: np.ndarray, order: int, lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """``X`` rows ``[e_t, e_{t-k}, ...]`` (``order`` terms ``k = lag`` records apart) and ``Y``
+    rows ``e_{t+k}``."""
+    T, d = e.shape[0], e.shape[1]
+    rows = T - order * lag
+    if rows <= 0:
+        return np.zeros((0, order * d)), np.zeros((0, d))
+    X = np.concatenate([e[(order - 1 - j) * lag : (order - 1 - j) * lag + rows] for j in range(order)], axis=1)
+    return X, e[order * lag :]
+
+
+def _fit_radius(X: np.ndarray, Y: np.ndarray, order: int) -> float:
+    """Least squares ``Y ~ X C`` and the spectral radius of the recurrence's companion matrix;
+    NaN when there are too few equations or the residual is too large."""
+    d = Y.shape[1]
+    unknowns = X.shape[1] * d
+    if Y.size < MIN_EQUATIONS_PER_UNKNOWN * unknowns:
+        return float("nan")
+    C, *_ = np.linalg.lstsq(X, Y, rcond=None)
+    residual = np.sqrt(np.mean((Y - X @ C) ** 2) / np.mean(Y**2))
+    if not residual <= MAX_RESIDUAL:
+        return float("nan")
+    companion = np.zeros((order * d, order * d))
+    companion[:d, :] = C.T
+    if order == 2:
+        companion[d:, :d] = np.eye(d)
+    return float(np.max(np.abs(np.linalg.eigvals(companion))))

@@ -1,0 +1,49 @@
+"""The benchmark scripts measure the grids they name: the 70-run lesson grid (one training job)
+and the 100,000- and 10,000-run grids, whose configs pass the workflow's own check."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gdbench.config import check_config
+from gdbench.runs import plan
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import big_grids  # noqa: E402  (a script folder, not a package)
+import workflow_walltime  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("text", "runs", "jobs"),
+    [
+        (workflow_walltime.LESSON_GRID, 70, 1),
+        (big_grids.GRIDS["10k"][0], 10_000, 1),
+        (big_grids.GRIDS["100k"][0], 100_000, 4),
+    ],
+    ids=["lesson-70", "10k", "100k"],
+)
+def test_the_benchmarked_grids_are_what_they_say(text: str, runs: int, jobs: int) -> None:
+    """A benchmark quoted as "the 100,000-run grid" must train 100,000 runs, in the number of
+    training jobs the default sharding makes."""
+    grid, shards = plan(check_config(yaml.safe_load(text)), ["cpu"])
+    assert len(grid) == runs and len(shards) == jobs
+    assert {run.optimizer for run in grid} == {"sgd"}
+
+
+def test_the_big_grids_record_every_tenth_epoch_and_time_nothing() -> None:
+    """The 100,000-run grid keeps every 10th epoch; neither big grid runs the timing job."""
+    big = check_config(yaml.safe_load(big_grids.GRIDS["100k"][0]))
+    small = check_config(yaml.safe_load(big_grids.GRIDS["10k"][0]))
+    assert big["training"]["record_every"] == 10 and small["training"]["record_every"] == 1
+    assert not big["timing"]["enabled"] and not small["timing"]["enabled"]
+
+
+def test_paired_figures_are_summarised_as_median_min_max() -> None:
+    """The walltime benchmark prints each side and each ratio as median, min and max."""
+    assert workflow_walltime.spread([3.0, 1.0, 2.0]) == "median   2.00, min   1.00, max   3.00"

@@ -1,0 +1,98 @@
+"""The measured rate: the recurrence fit (gdbench.rates) on hand-built float64 error sequences
+and on real runs, against the theory's rate computed independently here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gdbench.config import check_config
+from gdbench.pipeline import train_runs
+from gdbench.rates import direction_rates, recurrence_rate
+from gdbench.runs import expand_grid
+
+
+def heavy_ball_errors(lam: float, lr: float, beta: float, steps: int, e0: float = 1.0) -> np.ndarray:
+    """The error along one eigen-direction under torch's heavy ball (buffer = first gradient)."""
+    e, buf, out = e0, None, []
+    for _ in range(steps):
+        g = lam * e
+        buf = g if buf is None else beta * buf + g
+        e = e - lr * buf
+        out.append(e)
+    return np.array(out)
+
+
+def spectral_radius_squared(lam: float, lr: float, beta: float) -> float:
+    """The theory's rate, from the roots of z^2 - (1 + beta - lr lam) z + beta (independent of
+    gdbench.stability)."""
+    return float(np.max(np.abs(np.roots([1.0, -(1.0 + beta - lr * lam), beta]))) ** 2)
+
+
+def test_slowly_beating_momentum_gets_its_rate():
+    """Complex roots with an argument of 0.0125 rad (a beat of ~500 epochs): a window of a
+    fraction of the beat still gives |z|^2 (the log-slope of the excess does not)."""
+    beta = 0.9
+    lr = 0.5
+    lam = (1 + beta - 2 * np.sqrt(beta) * np.cos(0.0125)) / lr  # roots sqrt(beta) e^(+-0.0125 i)
+    rate = spectral_radius_squared(lam, lr, beta)
+    roots = np.roots([1.0, -(1.0 + beta - lr * lam), beta])
+    assert 0.005 < abs(np.angle(roots[0])) < 0.05  # slowly beating
+    e = heavy_ball_errors(lam, lr, beta, 120)
+    assert recurrence_rate(np.arange(120), e[:, None], 2) == pytest.approx(rate, abs=1e-9)
+
+
+def test_fast_plain_descent_gets_its_rate():
+    """Plain SGD contracting by 0.05 per epoch in excess: 8 clean epochs suffice."""
+    t = np.arange(8)
+    e = np.stack([0.7 * (1 - 0.776) ** t, 0.3 * (1 - 0.2) ** t], axis=1)  # two directions
+    assert direction_rates(t, e, np.zeros(2), np.zeros(2), 1) == pytest.approx(0.8**2, abs=1e-12)
+    assert recurrence_rate(t, e[:, :1], 1) == pytest.approx(0.224**2, abs=1e-12)
+
+
+def test_guards_give_nan():
+    """Too few epochs, uneven spacing, or errors the recurrence does not describe: NaN."""
+    assert np.isnan(recurrence_rate(np.arange(2), np.ones((2, 1)), 1))
+    assert np.isnan(recurrence_rate(np.arange(4), np.ones((4, 2)), 2))  # 2 equations per unknown
+    assert np.isnan(recurrence_rate(np.array([0, 1, 3, 4, 5, 6]), np.ones((6, 1)), 1))
+    noise = np.random.default_rng(0).normal(size=(50, 1))
+    assert np.isnan(recurrence_rate(np.arange(50), noise, 1))
+    # a direction that carries excess but cannot be fitted makes the run's rate NaN
+    e = np.stack([0.5 ** np.arange(20), np.r_[1.0, np.zeros(19)]], axis=1)
+    assert np.isnan(direction_rates(np.arange(20), e, np.array([1e-9, 1e-9]), np.array([1e-9, 1e-9]), 1))
+
+
+def test_measured_rate_matches_the_theory_on_real_runs():
+    """Heavy ball 0.9 on a dataset whose slow roots beat slowly (float32, seed 3), plain SGD
+    fast runs and Nesterov: every filled rate within 1e-3 of predicted_rate, and filled for the
+    review's slowly beating heavy-ball run (lr 0.0431914) and for plain SGD below rate 0.32."""
+    config = check_config(
+        {
+            "datasets": {"beat": {"synthetic": {"n": 50, "slope": -0.5, "intercept": 3.0, "noise": 0.3,
+                                                "x_min": 3.0, "x_max": 6.0}}},
+            "optimizers": {"sgd": {"sgd": {}}, "hb": {"sgd": {"momentum": 0.9}},
+                           "nag": {"sgd": {"momentum": 0.9, "nesterov": True}}},
+            "grid": {"dataset": ["beat"], "optimizer": ["sgd", "hb", "nag"],
+                     "lr": [0.001, 0.005, 0.02, 0.0431914, 0.06, 0.07], "seed": [3], "epochs": [3000],
+                     "device": ["cpu"]},
+            "training": {"dtype": ["float32", "float64"]},
+        }
+    )  # fmt: skip
+    summary = train_runs(config, expand_grid(config, ["cpu"]))[2]
+    conv = summary[summary["converged_at"].notna() & ~summary["diverged"]]
+    filled = conv[conv["rate"].notna()]
+    assert len(filled) >= 0.9 * len(conv)
+    np.testing.assert_allclose(filled["rate"], filled["predicted_rate"], atol=1e-3)
+    beat = summary[(summary["optimizer"] == "hb") & (summary["lr"] == 0.0431914) & (summary["dtype"] == "float32")]
+    assert beat["rate"].iloc[0] == pytest.approx(beat["predicted_rate"].iloc[0], abs=1e-3)
+    fast_config = check_config(
+        {
+            "datasets": {"round": {"x": [-1.0, 1.0, 0.5], "y": [0.0, 2.0, 1.0]}},
+            "grid": {"dataset": ["round"], "lr": [0.45, 0.5], "seed": [1], "epochs": [200], "device": ["cpu"]},
+            "training": {"dtype": ["float32", "float64"]},
+        }
+    )
+    fast = train_runs(fast_config, expand_grid(fast_config, ["cpu"]))[2]
+    assert (fast["predicted_rate"] < 0.32).all() and fast.loc[fast["dtype"] == "float64", "rate"].notna().all()
+    fitted = fast[fast["rate"].notna()]
+    np.testing.assert_allclose(fitted["rate"], fitted["predicted_rate"], atol=1e-3)

@@ -36,12 +36,12 @@ def measure(engine: str, G: int, record_every: int, optimizer: str = "sgd") -> d
     from gdbench import stability
     from gdbench.data import parse_dataset
     from gdbench.engines import TrainOptions, train
-    from gdbench.optimizers import default_specs
+    from gdbench.experiment import resolve
     from gdbench.runs import RunSpec
     from gdbench.theory import analyse
 
     torch.set_num_threads(1)
-    spec = default_specs()[optimizer]
+    spec = resolve({}, ["cpu"]).optimizer(optimizer)
     data = {"tutorial": parse_dataset("tutorial", {"x": [1, 2, 3], "y": [2, 4, 6]})}
     critical = stability.critical_lr(spec, analyse(data["tutorial"].build()).lambda_max)
     top = min(0.17, 0.95 * critical) if math.isfinite(critical) else 0.17

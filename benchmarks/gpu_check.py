@@ -27,6 +27,7 @@ recorded as such.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -45,8 +46,8 @@ import torch
 from gdbench import provenance, timing, timing_results
 from gdbench.agreement import device_agreement
 from gdbench.config import check_config
+from gdbench.experiment import Experiment
 from gdbench.pipeline import train_runs
-from gdbench.runs import expand_grid
 
 log = logging.getLogger("gpu_check")
 
@@ -164,7 +165,8 @@ def environment(config: dict[str, Any], threads: int, quick: bool) -> dict[str, 
 
 def agreement(out: Path, config: dict[str, Any], devices: list[str], steps: Steps) -> str:
     """Both engines on every device, as the workflow trains; twins compared across devices."""
-    runs = expand_grid(config, devices)
+    experiment = Experiment.from_checked(config, devices)
+    runs = experiment.runs
     trajectories, summaries, failures = [], [], []
     for device in devices:
         if steps.left() < BAR_RESERVE_S + 60:
@@ -173,7 +175,7 @@ def agreement(out: Path, config: dict[str, Any], devices: list[str], steps: Step
         ids = [i for i, run in enumerate(runs) if run.device == device]
         t0 = time.perf_counter()
         try:
-            _, traj, summary = train_runs(config, [runs[i] for i in ids], ids)
+            _, traj, summary = train_runs(experiment, [runs[i] for i in ids], ids)
         except Exception as exc:
             log.exception("agreement: %s failed", device)
             failures.append(f"{device} failed ({_reason(exc)})")
@@ -204,17 +206,18 @@ def agreement(out: Path, config: dict[str, Any], devices: list[str], steps: Step
 def timing_step(csv: Path, config: dict[str, Any], devices: list[str], threads: int, steps: Steps) -> str:
     """The timing plan, one item at a time (so the budget is checked between them)."""
     results: list[timing_results.TimingResult] = []
-    section = config["timing"]
+    experiment = Experiment.from_checked(config, devices)
+    section = experiment.timing
     for device in devices:
-        runs = [r for r in section["runs"] if device.startswith("cuda") or r <= CPU_MAX_RUNS]
-        plan = timing.plan({**section, "runs": runs})
+        runs = [r for r in section.runs if device.startswith("cuda") or r <= CPU_MAX_RUNS]
+        plan = timing.plan(dataclasses.replace(section, runs=tuple(runs)))
         for engine, n, size, name in plan:
             if steps.left() < BAR_RESERVE_S:
                 reason = "skipped: time budget"
                 log.warning("timing %s %s n=%d runs=%d %s", device, engine, n, size, reason)
-                results.append(timing.failed_result(device, engine, n, size, section["epochs"], threads, reason))
+                results.append(timing.failed_result(device, engine, n, size, section.epochs, threads, reason))
                 continue
-            results += timing.measure_plan(section, device, threads, items=[(engine, n, size, name)])
+            results += timing.measure_plan(experiment, device, threads, items=[(engine, n, size, name)])
             timing_results.timing_table(results).to_csv(csv, index=False)  # partial results survive a kill
     table = timing_results.timing_table(results)
     table.to_csv(csv, index=False)

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from gdbench.config import check_config
+from gdbench.experiment import Experiment
 from gdbench.pipeline import train_runs
-from gdbench.runs import expand_grid
 
 
 def summary_of(datasets, optimizers, lrs, epochs, dtype="float64", batch_size="full", seeds=(1,)):
@@ -29,7 +29,7 @@ def summary_of(datasets, optimizers, lrs, epochs, dtype="float64", batch_size="f
             "training": {"dtype": dtype, "batch_size": batch_size},
         }
     )
-    batch, traj, summary = train_runs(config, expand_grid(config, ["cpu"]))
+    batch, traj, summary = train_runs(experiment := Experiment.from_checked(config, ["cpu"]), experiment.runs)
     return batch, traj, summary
 
 
@@ -148,7 +148,7 @@ def test_adam_overshoot_that_comes_back_is_not_divergence():
                 "training": {"dtype": "float64", "engine": engine},
             }
         )  # fmt: skip
-        _, traj, summary = train_runs(config, expand_grid(config, ["cpu"]))
+        _, traj, summary = train_runs(experiment := Experiment.from_checked(config, ["cpu"]), experiment.runs)
         frames.append((traj, summary))
     (traj, summary), (traj_loop, summary_loop) = frames
     assert not summary["diverged"].any() and (summary["converged_at"] > 0).all()

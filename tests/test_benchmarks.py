@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from gdbench.config import check_config
-from gdbench.runs import plan
+from gdbench.experiment import Experiment
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -31,9 +31,9 @@ import workflow_walltime  # noqa: E402
 def test_the_benchmarked_grids_are_what_they_say(text: str, runs: int, jobs: int) -> None:
     """A benchmark quoted as "the 100,000-run grid" must train 100,000 runs, in the number of
     training jobs the default sharding makes."""
-    grid, shards = plan(check_config(yaml.safe_load(text)), ["cpu"])
-    assert len(grid) == runs and len(shards) == jobs
-    assert {run.optimizer for run in grid} == {"sgd"}
+    experiment = Experiment.from_checked(check_config(yaml.safe_load(text)), ["cpu"])
+    assert len(experiment.runs) == runs and len(experiment.shards) == jobs
+    assert {run.optimizer for run in experiment.runs} == {"sgd"}
 
 
 def test_the_big_grids_record_every_tenth_epoch_and_time_nothing() -> None:

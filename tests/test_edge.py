@@ -21,10 +21,12 @@ from conftest import run_workflow
 
 from gdbench.config import check_config
 from gdbench.data import parse_dataset
-from gdbench.edge import EDGE_COLUMNS, Case, bracket, edge_table, grid_cases, searched_cases
+from gdbench.edge import EDGE_COLUMNS, Case, edge_table, grid_cases, searched_cases
 from gdbench.engines import DataSource
+from gdbench.experiment import Experiment
 from gdbench.horizon import Recurrence, horizon_edges
 from gdbench.plots import edge as edge_plot
+from gdbench.search import bracket
 
 LESSON = {"x": [1, 2, 3], "y": [2, 4, 6]}
 #: A dataset the edge was not tuned on: uneven x, a line with scatter, negative values.
@@ -129,6 +131,10 @@ def test_horizon_edge_equals_the_independent_reference(sgd: dict) -> None:
     assert h == pytest.approx(ref, rel=1e-8)
 
 
+def _ex(config: dict) -> Experiment:
+    return Experiment.from_checked(config, ["cpu"])
+
+
 def _config(datasets: dict, optimizers: dict, **edge: float) -> dict:
     return check_config(
         {
@@ -149,7 +155,7 @@ def located() -> pd.DataFrame:
         "heavy": {"sgd": {"momentum": 0.75}},
         "nag": {"sgd": {"momentum": 0.55, "nesterov": True}},
     }
-    return edge_table(_config({"lesson": LESSON, "other": OTHER}, optimizers))
+    return edge_table(_ex(_config({"lesson": LESSON, "other": OTHER}, optimizers)))
 
 
 @pytest.mark.parametrize("dataset", ["lesson", "other"])
@@ -180,7 +186,7 @@ def test_width_bound_and_columns(located: pd.DataFrame) -> None:
 
 def test_wider_width_takes_fewer_rounds_and_holds() -> None:
     """rel_width is honoured as configured (here 1e-2) and the bracket still holds the edge."""
-    table = edge_table(_config({"lesson": LESSON}, {"sgd": {"sgd": {}}}, rel_width=1.0e-2))
+    table = edge_table(_ex(_config({"lesson": LESSON}, {"sgd": {"sgd": {}}}, rel_width=1.0e-2)))
     width = table.edge_hi / table.edge_lo - 1
     assert (width <= 1e-2).all() and (width > 1e-4).all()
     assert (table.edge_lo <= 0.180607).all() and (table.edge_hi >= 0.180607).all()
@@ -203,7 +209,7 @@ def test_seeds_that_cannot_change_a_run_are_searched_once() -> None:
             "training": {**config["training"], **training},
             "grid": {**config["grid"], "optimizer": ["sgd"]},
         }
-        cases = grid_cases(cfg)
+        cases = grid_cases(_ex(cfg))
         searched, answer = searched_cases(cases, data)
         assert all(_reseeded(c, searched[a].seed) == searched[a] for c, a in zip(cases, answer, strict=True))
         return {ds: len({a for c, a in zip(cases, answer, strict=True) if c.dataset == ds}) for ds in datasets}
@@ -220,7 +226,7 @@ def _reseeded(case: Case, seed: int) -> Case:
 
 def test_deduplicated_seeds_report_the_same_edge_for_every_seed() -> None:
     """Each seed gets a row; seeds that share a search share its numbers."""
-    table = edge_table(_config({"lesson": LESSON}, {"sgd": {"sgd": {}}}, rel_width=1.0e-2))
+    table = edge_table(_ex(_config({"lesson": LESSON}, {"sgd": {"sgd": {}}}, rel_width=1.0e-2)))
     assert sorted(table.seed) == [1, 2]
     assert table.drop(columns="seed").duplicated(keep=False).all()
 
@@ -228,9 +234,9 @@ def test_deduplicated_seeds_report_the_same_edge_for_every_seed() -> None:
 def test_no_divergence_below_lr_max_and_divergence_at_lr_min() -> None:
     """Both ends of the range are answers: edge_lo = lr_max with edge_hi empty, and edge_lo
     empty with edge_hi = lr_min."""
-    below = edge_table(_config({"lesson": LESSON}, {"sgd": {"sgd": {}}}, lr_min=0.01, lr_max=0.15))
+    below = edge_table(_ex(_config({"lesson": LESSON}, {"sgd": {"sgd": {}}}, lr_min=0.01, lr_max=0.15)))
     assert (below.edge_lo == 0.15).all() and below.edge_hi.isna().all()
-    above = edge_table(_config({"lesson": LESSON}, {"sgd": {"sgd": {}}}, lr_min=0.2, lr_max=1.0))
+    above = edge_table(_ex(_config({"lesson": LESSON}, {"sgd": {"sgd": {}}}, lr_min=0.2, lr_max=1.0)))
     assert above.edge_lo.isna().all() and (above.edge_hi == 0.2).all()
     assert (above.horizon_edge.isna()).all()  # theory's edge is below the range too
 
@@ -256,7 +262,7 @@ def test_adam_and_minibatch_have_no_theory_but_a_located_edge() -> None:
     config = _config({"lesson": LESSON, "noisy": {"synthetic": {"n": 6, "noise": 0.3}}}, {"adam": {"adam": {}}})
     config["grid"]["epochs"] = [200]
     config["training"]["batch_size"] = [2, "full"]
-    table = edge_table({**config, "edge": {**config["edge"], "rel_width": 1.0e-2}})
+    table = edge_table(_ex({**config, "edge": {**config["edge"], "rel_width": 1.0e-2}}))
     adam = table[table.optimizer == "adam"]
     assert adam.critical_lr.isna().all() and adam.horizon_edge.isna().all()
     assert (adam.edge_lo.notna() | adam.edge_hi.notna()).all()
@@ -287,7 +293,7 @@ def test_workflow_writes_the_edge_table_and_plot(small_run: Path) -> None:
     grid point and seed, a plot, a log with progress lines."""
     table = pd.read_csv(small_run / "results" / "tables" / "edge.csv")
     assert tuple(table.columns) == EDGE_COLUMNS
-    cases = grid_cases(check_config(yaml_config(small_run)))
+    cases = grid_cases(_ex(check_config(yaml_config(small_run))))
     assert len(table) == len(cases)
     for name in ("edge.png", "edge.svg"):
         assert (small_run / "results" / "plots" / name).stat().st_size > 10_000

@@ -16,9 +16,8 @@ import pytest
 
 from gdbench import findings, plots, tables
 from gdbench.config import check_config
-from gdbench.optimizers import optimizer_specs
+from gdbench.experiment import Experiment
 from gdbench.pipeline import theories, train_runs
-from gdbench.runs import expand_grid
 
 TOL = 1e-6
 
@@ -38,9 +37,10 @@ def grid() -> dict[str, pd.DataFrame]:
             }
         }
     )
-    summary = train_runs(config, expand_grid(config, ["cpu"]))[2]
-    theory = theories(config, ["tutorial"])
-    specs = optimizer_specs(config)
+    experiment = Experiment.from_checked(config, ["cpu"])
+    summary = train_runs(experiment, experiment.runs)[2]
+    theory = theories(experiment, ["tutorial"])
+    specs = dict(experiment.optimizers)
     return {
         "summary": summary,
         "theory": tables.theory_table(theory, optimizers=specs),

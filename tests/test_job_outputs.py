@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from gdbench.config import check_config, config_hash
+from gdbench.experiment import Experiment
 from gdbench.io import join_csv
 from gdbench.pipeline import write_theory
 from gdbench.provenance import write_provenance
@@ -28,10 +29,10 @@ def test_join_csv_concatenates_in_order_and_logs_the_table(tmp_path: Path) -> No
 def test_write_theory_gives_one_row_per_dataset_and_optimizer(tmp_path: Path) -> None:
     config = check_config({"grid": {"dataset": ["tutorial"], "lr": [0.01], "seed": [0]}})
     csv, html, log = tmp_path / "theory.csv", tmp_path / "theory.html", tmp_path / "theory.log"
-    write_theory(config, ["tutorial"], [0], csv, html, log)
+    write_theory(Experiment.from_checked(config, ["cpu"]), csv, html, log)
     table = pd.read_csv(csv)
     assert set(table.dataset) == {"tutorial"}
-    assert len(table) == len(config["optimizers"])
+    assert len(table) == len(config["grid"]["optimizer"])
     assert "critical_lr" in table.columns and (table.critical_lr.dropna() > 0).all()
     assert "Theory per dataset" in html.read_text() and "tutorial" in log.read_text()
     # the fastest lr's predicted rate, ((lmax - lmin) / (lmax + lmin))^2 for plain descent
@@ -45,9 +46,10 @@ def test_write_theory_writes_each_optimizers_rate_curve_for_the_plots(tmp_path: 
     """The rate figure draws this table (plots read tables only): plain descent's V is
     (1 - lr lambda)^2 maxed over both directions, 1 at the critical lr, above 1 past it;
     heavy ball is flat at beta where its roots are complex; Adam has no curve."""
-    config = check_config({"grid": {"dataset": ["tutorial"], "lr": [0.01], "seed": [0]}})
+    optimizers = ["sgd", "heavy_ball", "nesterov", "adam"]
+    config = check_config({"grid": {"dataset": ["tutorial"], "optimizer": optimizers, "lr": [0.01], "seed": [0]}})
     out = [tmp_path / n for n in ("theory.csv", "theory.html", "theory.log", "curve.csv")]
-    write_theory(config, ["tutorial"], [0], *out)
+    write_theory(Experiment.from_checked(config, ["cpu"]), *out)
     curve, theory = pd.read_csv(out[3]), pd.read_csv(out[0])
     assert set(curve.optimizer) == {"sgd", "heavy_ball", "nesterov"}  # adam: no closed form
     sgd = curve[curve.optimizer == "sgd"]

@@ -15,8 +15,9 @@ from gdbench.analysis import analyse_runs
 from gdbench.config import ConfigError, check_config, load_config
 from gdbench.data import parse_dataset
 from gdbench.engines import DataSource, TrainOptions, train
-from gdbench.optimizers import PLAIN_SGD, OptimizerError, OptimizerSpec, optimizer_specs, parse_optimizer
-from gdbench.runs import RunSpec, expand_grid
+from gdbench.experiment import Experiment, resolve
+from gdbench.optimizers import PLAIN_SGD, OptimizerError, OptimizerSpec, parse_optimizer
+from gdbench.runs import RunSpec
 from gdbench.theory import analyse
 
 DATASETS = {
@@ -40,6 +41,11 @@ OPTIONS = TrainOptions(optimizers={name: parse_optimizer(name, raw) for name, ra
 #: Converging, borderline and diverging for some optimizer (8 runs with two seeds: the
 #: [2, R] update has a vectorised body and a scalar tail on the CPU).
 LRS = [0.01, 0.1, 0.17, 0.3, 0.6]
+
+
+def ex(config):
+    """The experiment of a checked config, on the CPU."""
+    return Experiment.from_checked(config, ["cpu"])
 
 
 def runs_of(optimizer: str, engine: str, dataset: str, **kw) -> list[RunSpec]:
@@ -72,13 +78,13 @@ def test_the_issue_example_parses_to_torch_arguments() -> None:
             """
         )
     )
-    specs = optimizer_specs(config)
+    specs = ex(config).optimizers
     assert specs["sgd"] == OptimizerSpec("sgd")
     heavy_ball = {"momentum": 0.9, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0}
     assert specs["heavy_ball"].arguments() == heavy_ball
     assert specs["nesterov"].nesterov and specs["nesterov"].describe() == "sgd(momentum=0.9, nesterov=True)"
     assert specs["adam"].arguments() == {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False}
-    runs = expand_grid(config, ["cpu"])
+    runs = ex(config).runs
     assert [r.optimizer for r in runs[:: len(runs) // 4]] == ["sgd", "heavy_ball", "nesterov", "adam"]
 
 
@@ -86,16 +92,21 @@ def test_default_grid_has_plain_sgd_and_momentum() -> None:
     """The default grid (config/config.yaml) shows the lesson (plain SGD) beside momentum,
     whose stable range differs."""
     config = check_config(load_config(Path(__file__).parents[1] / "config" / "config.yaml"))
-    specs, names = optimizer_specs(config), config["grid"]["optimizer"]
+    specs, names = ex(config).optimizers, config["grid"]["optimizer"]
     assert specs[names[0]] == OptimizerSpec("sgd") and any(specs[n].momentum > 0 for n in names)
 
 
 def test_no_optimizers_means_plain_sgd() -> None:
-    """A config or spec that names no optimizer trains the lesson's optim.SGD(params, lr)."""
-    assert optimizer_specs({}) == {"sgd": PLAIN_SGD}
+    """A config or spec that names no optimizer trains the lesson's optim.SGD(params, lr); a
+    name nothing defines is an error, never plain SGD in disguise."""
+    assert ex(check_config({})).optimizer("sgd") == PLAIN_SGD
     assert TrainOptions().optimizer(RunSpec("t", 0.1, 1, 1)) == PLAIN_SGD
     with pytest.raises(KeyError, match=r"'nope' .* not defined"):
         TrainOptions().optimizer(RunSpec("t", 0.1, 1, 1, optimizer="nope"))
+    with pytest.raises(KeyError, match=r"'nope' is not defined"):
+        ex(check_config({})).optimizer("nope")
+    with pytest.raises(KeyError, match=r"'sgd' .* not defined"):
+        TrainOptions(optimizers={"adam": OptimizerSpec("adam", kind="adam")}).optimizer(RunSpec("t", 0.1, 1, 1))
 
 
 BAD_OPTIMIZERS = [
@@ -357,15 +368,15 @@ def test_timing_has_an_optimizer_axis_at_two_measurements_each(tmp_path) -> None
 
     config = {"sizes": [3, 50], "runs": [1, 20], "epochs": 3, "repeats": 3, "min_run_time": 0.005}
     config["optimizers"] = ["sgd", "heavy_ball", "adam"]
-    items = timing.plan(config)
+    items = timing.plan(resolve({"timing": config}).timing)
     extra = [i for i in items if i[3] != "sgd"]
     pairs = (("loop", 1), ("batched", 20))
     assert extra == [(engine, 3, runs, name) for name in ("heavy_ball", "adam") for engine, runs in pairs]
-    specs = {name: parse_optimizer(name, OPTIMIZERS[name]) for name in ("heavy_ball", "adam")}
-    table = timing_results.timing_table(timing.measure_plan(config, "cpu", optimizers=specs))
+    defined = {name: OPTIMIZERS[name] for name in ("sgd", "heavy_ball", "adam")}
+    table = timing_results.timing_table(timing.measure_plan(resolve({"optimizers": defined, "timing": config}), "cpu"))
     assert table["optimizer"].tolist() == [i[3] for i in items] and (table["median_s_per_epoch"] > 0).all()
-    with pytest.raises(KeyError, match="nesterov"):
-        timing.measure_plan({**config, "optimizers": ["sgd", "nesterov"]}, "cpu", optimizers=specs)
+    with pytest.raises(ConfigError, match="nesterov"):
+        resolve({"optimizers": defined, "timing": {**config, "optimizers": ["sgd", "nesterov"]}})
     plots.timing(table, tmp_path / "t.png", tmp_path / "t.svg")
     svg = (tmp_path / "t.svg").read_text()
     assert "optimizers at n = 3" in svg and "heavy_ball" in svg and "cpu, batched, 20 runs" in svg

@@ -14,15 +14,21 @@ import yaml
 from gdbench import plots
 from gdbench.config import ConfigError, check_config
 from gdbench.data import Dataset, parse_dataset
+from gdbench.experiment import Experiment
 from gdbench.lesson import tutorial
 from gdbench.pipeline import optima, theories, train_runs
 from gdbench.plots import divergence_plot
-from gdbench.runs import RunSpec, expand_grid
+from gdbench.runs import RunSpec
 from gdbench.tables import rate_curve_table, theory_table
 from gdbench.theory import analyse, eigen, optimum, predicted_rate, sgd_factor
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def ex(config):
+    """The experiment of a checked config, on the CPU."""
+    return Experiment.from_checked(config, ["cpu"])
 
 
 def points(x, y, name="d") -> Dataset:
@@ -46,7 +52,7 @@ def grid_config(datasets, optimizers=("sgd",), **training):
 def default_grid() -> pd.DataFrame:
     """The summary of the default grid (tutorial and noisy, every lr and seed, full batch)."""
     config = grid_config({"tutorial": "default", "noisy": "default"})
-    return train_runs(config, expand_grid(config, ["cpu"]))[2]
+    return train_runs(ex(config), ex(config).runs)[2]
 
 
 # --- the optimum ------------------------------------------------------------------------------
@@ -98,7 +104,7 @@ def test_theory_table_has_a_row_per_seed_where_the_points_depend_on_it():
     """theory.csv: tutorial once (seed empty), noisy once per seed, with the optimum."""
     config = grid_config({"tutorial": "default", "noisy": "default"})
     names = ["tutorial", "noisy"]
-    table = theory_table(theories(config, names), optima(config, names, [1, 2, 3]))
+    table = theory_table(theories(ex(config), names), optima(ex(config), names, [1, 2, 3]))
     assert table["dataset"].tolist() == ["tutorial", "noisy", "noisy", "noisy"]
     assert table["seed"].isna().tolist() == [True, False, False, False]
     for col in ("lambda_min", "lambda_max", "critical_lr", "fastest_lr", "W_star", "b_star", "optimal_cost"):
@@ -169,7 +175,7 @@ def test_diverged_runs_have_their_growth_rate_beside_the_prediction(default_grid
 def momentum_grid() -> pd.DataFrame:
     """The summary of the default grid's momentum optimizers on the tutorial data."""
     config = grid_config({"tutorial": "default"}, optimizers=("heavy_ball", "nesterov"))
-    return train_runs(config, expand_grid(config, ["cpu"]))[2]
+    return train_runs(ex(config), ex(config).runs)[2]
 
 
 def test_momentum_rate_agrees_with_prediction_on_the_tutorial_default_grid(momentum_grid):
@@ -223,7 +229,7 @@ def test_summary_columns_of_the_optimum(default_grid):
     }
     noisy = default_grid[default_grid["dataset"] == "noisy"]
     np.testing.assert_allclose(noisy["optimal_cost"], noisy["seed"].map(rounded), rtol=1e-13)
-    float64 = {o.seed: o.optimal_cost for o in optima(config, ["noisy"], [1, 2, 3])}
+    float64 = {o.seed: o.optimal_cost for o in optima(ex(config), ["noisy"], [1, 2, 3])}
     assert (np.abs(noisy["optimal_cost"] - noisy["seed"].map(float64)) > 1e-9).all()  # the rounding matters
     excess = default_grid["final_cost"] - default_grid["optimal_cost"]
     np.testing.assert_array_equal(default_grid["excess_cost"], excess)
@@ -237,8 +243,8 @@ def test_predicted_diverged_is_empty_where_the_theory_does_not_apply():
     config["grid"]["lr"] = [0.01, 0.5]
     config["grid"]["seed"] = [1]
     config["grid"]["epochs"] = [50]
-    runs = expand_grid(config, ["cpu"])
-    summary = train_runs(config, runs)[2]
+    runs = ex(config).runs
+    summary = train_runs(ex(config), runs)[2]
     pd_ = summary["predicted_diverged"]
     mini = summary["batch_size"].astype(str) == "8"
     flat = summary["dataset"].astype(str) == "flat"
@@ -275,7 +281,7 @@ def test_synthetic_overflow_is_a_config_error_when_trained():
         }
     )
     with pytest.raises(ConfigError, match=r"datasets\.steep.*not finite"):
-        train_runs(config, [RunSpec("steep", 0.01, 1, 10)])
+        train_runs(ex(config), [RunSpec("steep", 0.01, 1, 10)])
 
 
 # --- words and plots --------------------------------------------------------------------------
@@ -296,8 +302,8 @@ def test_rate_plot_draws_measured_points_over_the_predicted_curve(default_grid, 
     theory job's curve table) and the fastest/critical lines in the legend; also with no
     converged run."""
     config = grid_config({"tutorial": "default", "noisy": "default"})
-    th = theories(config, ["tutorial", "noisy"])
-    theory = theory_table(th, optima(config, ["tutorial", "noisy"], [1, 2, 3]))
+    th = theories(ex(config), ["tutorial", "noisy"])
+    theory = theory_table(th, optima(ex(config), ["tutorial", "noisy"], [1, 2, 3]))
     curve = rate_curve_table(th)
     png, svg = tmp_path / "rate.png", tmp_path / "rate.svg"
     plots.rate(default_grid, curve, theory, png, svg)
@@ -318,11 +324,9 @@ def test_rate_plot_draws_each_optimizers_own_predicted_curve(momentum_grid, tmp_
     drawn for them."""
     from matplotlib.figure import Figure
 
-    from gdbench.optimizers import optimizer_specs
-
     config = grid_config({"tutorial": "default"}, optimizers=("heavy_ball", "nesterov"))
-    specs = optimizer_specs(config)
-    th = theories(config, ["tutorial"])
+    specs = ex(config).optimizers
+    th = theories(ex(config), ["tutorial"])
     theory = theory_table(th, optimizers=specs)
     curve = rate_curve_table(th, {n: specs[n] for n in ("heavy_ball", "nesterov")})
     png, svg = tmp_path / "rate.png", tmp_path / "rate.svg"

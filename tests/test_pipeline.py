@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 
 from gdbench import io
 from gdbench.config import check_config
+from gdbench.experiment import Experiment
 from gdbench.pipeline import train_chunks, train_runs
-from gdbench.runs import expand_grid
 from gdbench.tables import concat_frames, concat_parquet
 
 CONFIG = {
@@ -30,11 +30,11 @@ CONFIG = {
 def test_chunks_train_the_same_numbers_as_one_batch(tmp_path: Path) -> None:
     """A job that trains and writes 3 runs at a time gives the trajectory and summary tables
     of training its 16 runs together (train_seconds aside), so runs_per_chunk changes no result."""
-    config = check_config(CONFIG)
-    runs = expand_grid(config, ["cpu"])
+    experiment = Experiment.from_checked(check_config(CONFIG), ["cpu"])
+    runs = experiment.runs
     ids = list(range(100, 100 + len(runs)))
-    _, whole_traj, whole_summary = train_runs(config, runs, ids)
-    chunks = list(train_chunks(config, runs, ids))
+    _, whole_traj, whole_summary = train_runs(experiment, runs, ids)
+    chunks = list(train_chunks(experiment, runs, ids))
     assert [len(c[0]) for c in chunks] == [3, 3, 3, 3, 3, 1]
     assert [i for c in chunks for i in c[0]] == ids
     path = tmp_path / "t.parquet"
@@ -50,9 +50,8 @@ def test_chunks_train_the_same_numbers_as_one_batch(tmp_path: Path) -> None:
 def test_joining_shards_streams_row_groups_and_copies_a_single_shard(tmp_path: Path) -> None:
     """The joined table is the shards' rows in order, its categories unified (one shard per
     dataset); a single shard comes out unchanged."""
-    config = check_config(CONFIG)
-    runs = expand_grid(config, ["cpu"])
-    _, traj, _ = train_runs(config, runs)
+    experiment = Experiment.from_checked(check_config(CONFIG), ["cpu"])
+    _, traj, _ = train_runs(experiment, experiment.runs)
     half = traj["dataset"] == "tutorial"
     paths = []
     for i, part in enumerate((traj[half], traj[~half])):

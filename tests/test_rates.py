@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from gdbench.config import check_config
+from gdbench.experiment import Experiment
 from gdbench.pipeline import train_runs
 from gdbench.rates import direction_rates, recurrence_rate
-from gdbench.runs import expand_grid
 
 
 def heavy_ball_errors(lam: float, lr: float, beta: float, steps: int, e0: float = 1.0) -> np.ndarray:
@@ -78,7 +78,7 @@ def test_measured_rate_matches_the_theory_on_real_runs():
             "training": {"dtype": ["float32", "float64"]},
         }
     )  # fmt: skip
-    summary = train_runs(config, expand_grid(config, ["cpu"]))[2]
+    summary = train_runs(experiment := Experiment.from_checked(config, ["cpu"]), experiment.runs)[2]
     conv = summary[summary["converged_at"].notna() & ~summary["diverged"]]
     filled = conv[conv["rate"].notna()]
     assert len(filled) >= 0.9 * len(conv)
@@ -92,7 +92,7 @@ def test_measured_rate_matches_the_theory_on_real_runs():
             "training": {"dtype": ["float32", "float64"]},
         }
     )
-    fast = train_runs(fast_config, expand_grid(fast_config, ["cpu"]))[2]
+    fast = train_runs(fast_run := Experiment.from_checked(fast_config, ["cpu"]), fast_run.runs)[2]
     assert (fast["predicted_rate"] < 0.32).all() and fast.loc[fast["dtype"] == "float64", "rate"].notna().all()
     fitted = fast[fast["rate"].notna()]
     np.testing.assert_allclose(fitted["rate"], fitted["predicted_rate"], atol=1e-3)

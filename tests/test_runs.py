@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from gdbench.config import check_config, load_config
-from gdbench.runs import RunSpec, expand_grid, resolve_devices, shard, shard_count
+from gdbench.experiment import Experiment
+from gdbench.runs import RunSpec, resolve_devices, shard, shard_count
+
+
+def ex(config):
+    """The experiment of a checked config, on the CPU."""
+    return Experiment.from_checked(config, ["cpu"])
 
 
 def test_auto_devices() -> None:
@@ -21,7 +27,7 @@ def test_default_grid_expands_in_config_order() -> None:
     """The default grid: 2 datasets x 3 optimizers x 11 lrs x 3 seeds per device, datasets
     and optimizers in config order (the runs of one optimizer stay together, so they batch)."""
     config = check_config(load_config(Path(__file__).parents[1] / "config" / "config.yaml"))
-    runs = expand_grid(config, ["cpu"])
+    runs = ex(config).runs
     assert len(runs) == 198 and len(set(runs)) == 198
     assert [r.dataset for r in runs[:1]] == ["tutorial"] and runs[-1].dataset == "noisy"
     assert [r.optimizer for r in runs[::33]] == ["sgd", "heavy_ball", "nesterov"] * 2
@@ -30,9 +36,11 @@ def test_default_grid_expands_in_config_order() -> None:
 def test_a_grid_without_optimizer_trains_plain_sgd() -> None:
     """A grid (or run spec) that names no optimizer is the lesson's plain SGD, as before."""
     checked = check_config({"grid": {"dataset": ["tutorial"], "lr": [0.1], "seed": [1]}})
-    assert [r.optimizer for r in expand_grid(checked, ["cpu"])] == ["sgd"]
+    assert [r.optimizer for r in ex(checked).runs] == ["sgd"]
     assert RunSpec("t", 0.1, 1, 10).optimizer == "sgd"
-    assert RunSpec.from_dict({"dataset": "t", "lr": 0.1, "seed": 1, "epochs": 10}).optimizer == "sgd"
+    run = RunSpec("t", 0.1, 1, 10, batch_size=8, optimizer="adam")
+    assert RunSpec.from_row(run.to_dict()) == run
+    assert RunSpec.from_row({**run.to_dict(), "batch_size": "8", "run_id": 3}) == run
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,10 @@ import torch
 
 from gdbench import io
 from gdbench.config import check_config
+from gdbench.experiment import Experiment
 from gdbench.pipeline import train_runs
 from gdbench.runs import RunSpec
-from gdbench.verify import failure_message, first_difference, run_spec, verify
+from gdbench.verify import failure_message, first_difference, verify
 
 CONFIG = check_config(
     {
@@ -40,9 +41,19 @@ RUNS = [
 RUN_IDS = [10, 11, 12, 13, 14]
 
 
+def ex(config):
+    """The experiment of a checked config, on the CPU."""
+    return Experiment.from_checked(config, ["cpu"])
+
+
+def sampled(sample: int) -> Experiment:
+    """The experiment of :data:`CONFIG` with ``verify.sample`` = ``sample``."""
+    return ex({**CONFIG, "verify": {"sample": sample}})
+
+
 def store(tmp_path: Path, runs: list[RunSpec], run_ids: list[int]) -> tuple[Path, pd.DataFrame]:
     """Train ``runs`` and store their tables as a workflow would."""
-    _, traj, summary = train_runs(CONFIG, runs, run_ids)
+    _, traj, summary = train_runs(ex(CONFIG), runs, run_ids)
     path = tmp_path / "trajectories.parquet"
     io.write_parquet(traj, path)
     io.write_parquet(summary, tmp_path / "summary.parquet")
@@ -68,13 +79,13 @@ def test_summary_rows_read_back_as_the_same_run_specs(stored: tuple[Path, pd.Dat
     """verify re-trains the spec it reads from a summary row: a minibatch, normal-init, loop or
     float64 run read back as a default run would be re-trained as another run."""
     _, summary = stored
-    assert [run_spec(row) for row in summary.to_dict("records")] == RUNS
+    assert [RunSpec.from_row(row) for row in summary.to_dict("records")] == RUNS
 
 
 def test_verify_passes_on_untouched_tables(stored: tuple[Path, pd.DataFrame]) -> None:
     """The stored tables as trained: every run re-trains bit for bit."""
     path, summary = stored
-    result = verify(CONFIG, path, summary, sample=len(RUNS))
+    result = verify(sampled(len(RUNS)), path, summary)
     assert result["passed"] and result["runs_checked"] == len(RUNS) == result["runs_identical"]
     assert [c["run_id"] for c in result["runs"]] == RUN_IDS
 
@@ -90,7 +101,7 @@ def test_one_flipped_bit_fails_verify_naming_run_and_epoch(
     tampered.write_bytes(path.read_bytes())
     run_id, run = RUN_IDS[index], RUNS[index]
     flip_bit(tampered, run_id, epoch, column)
-    result = verify(CONFIG, tampered, summary, sample=len(RUNS))
+    result = verify(sampled(len(RUNS)), tampered, summary)
     assert not result["passed"] and result["runs_identical"] == len(RUNS) - 1
     bad = [c for c in result["runs"] if not c["identical"]]
     assert [c["run_id"] for c in bad] == [run_id]
@@ -121,11 +132,11 @@ def test_verify_retrains_with_the_threads_a_run_was_trained_with(tmp_path: Path)
     finally:
         torch.set_num_threads(1)
     try:
-        recorded = verify(CONFIG, path, summary, sample=2, threads={0: 2, 1: 2})
+        recorded = verify(sampled(2), path, summary, threads={0: 2, 1: 2})
         assert recorded["passed"], failure_message(recorded)
         assert [c["threads"] for c in recorded["runs"]] == [2, 2]
         assert torch.get_num_threads() == 1  # the caller's setting is restored
-        one_thread = verify(CONFIG, path, summary, sample=2, threads={0: 1, 1: 1})
+        one_thread = verify(sampled(2), path, summary, threads={0: 1, 1: 1})
         assert not one_thread["passed"]
         expected = "run 0 (wide lr=0.01 seed=1 epochs=3 cpu, loop) is not reproduced"
         assert failure_message(one_thread).startswith(expected)

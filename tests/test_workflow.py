@@ -22,6 +22,7 @@ import yaml
 from conftest import REPO, SMALL_CONFIG, SNAKEFILE, run_workflow, snakemake_cmd
 
 from gdbench.config import config_hash
+from gdbench.experiment import resolve
 from gdbench.tables import SUMMARY_COLUMNS, TRAJECTORY_COLUMNS
 from gdbench.timing import plan as timing_plan
 
@@ -47,7 +48,8 @@ def test_contract_tables(small_run: Path) -> None:
         ("noisy", 1),
         ("noisy", 2),
     ]
-    assert len(pd.read_csv(tables / "timing.csv")) == len(timing_plan(SMALL_CONFIG["timing"]))
+    timed = resolve({"timing": SMALL_CONFIG["timing"]}).timing
+    assert len(pd.read_csv(tables / "timing.csv")) == len(timing_plan(timed))
     assert pd.read_csv(tables / "lesson_log.csv")["epoch"].tolist() == list(range(0, 2001, 100))
 
 

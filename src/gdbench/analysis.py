@@ -64,11 +64,6 @@ class RunAnalysis:
     known: np.ndarray  # where predicted_diverged means something
 
 
-def is_plain(spec: OptimizerSpec) -> bool:
-    """Plain gradient descent: SGD without momentum."""
-    return spec.kind == "sgd" and spec.momentum == 0
-
-
 def analyse_runs(
     batch: TrajectoryBatch, points: Points, optimizers: Mapping[str, OptimizerSpec] | None = None
 ) -> RunAnalysis:
@@ -118,7 +113,7 @@ def _predicted_rate(run: RunSpec, spec: OptimizerSpec, theory: Theory, points: P
     best = points.optimum(run, spec.weight_decay)
     w0, b0 = points.initial(run)
     e0 = (w0 - best.W_star, b0 - best.b_star)
-    return theory.predicted_rate(run.lr, e0, None if is_plain(spec) else factor)
+    return theory.predicted_rate(run.lr, e0, None if spec.is_plain else factor)
 
 
 def _moving_directions(data: Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -149,7 +144,7 @@ def measured_rates(batch: TrajectoryBatch, points: Points, optimizers: Mapping[s
         lam, moving = _moving_directions(data)
         components = errors @ moving  # the error along each eigen-direction with lambda > 0
         excess = cost.astype(np.float64) - v.optimal_cost[i]
-        order = 1 if is_plain(spec) else 2
+        order = 1 if spec.is_plain else 2
         if v.diverged[i]:
             window = fit_window(excess, 0.0, int(np.searchsorted(epochs, v.diverged_at[i])))
             bottoms = resolved = np.zeros(lam.size)

@@ -12,7 +12,6 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from gdbench.data import DatasetError, parse_dataset
 from gdbench.lesson import LOG_EVERY, TUTORIAL_DATASET, lesson_lines, lesson_spec
@@ -29,28 +28,21 @@ def _tutorial(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_checked(path: str) -> dict:
-    from gdbench.config import check_config, load_config
-
-    return check_config(load_config(path), base_dir=Path(path).resolve().parent)
-
-
 def _train(args: argparse.Namespace) -> int:
     from gdbench import io
     from gdbench.determinism import set_deterministic
+    from gdbench.experiment import load_experiment
     from gdbench.pipeline import train_runs
-    from gdbench.runs import expand_grid
 
-    config = _load_checked(args.spec)
+    experiment = load_experiment(args.config, devices=args.device or None)
     set_deterministic(args.threads)
-    devices = args.device or None
-    runs = expand_grid(config, devices)
+    runs = experiment.runs
     started = time.perf_counter()
 
     def progress(message: str) -> None:
         print(message, file=sys.stderr)
 
-    _, traj, summary = train_runs(config, runs, base_dir=Path(args.spec).resolve().parent, progress=progress)
+    _, traj, summary = train_runs(experiment, runs, progress=progress)
     out = Path(args.output)
     summary_path = Path(args.summary) if args.summary else out.with_name(out.stem + ".summary.parquet")
     io.write_parquet(traj, out)
@@ -64,33 +56,32 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _theory(args: argparse.Namespace) -> int:
-    from gdbench.pipeline import optima, theories
-    from gdbench.tables import theory_table
+def _print_theory(args: argparse.Namespace) -> int:
+    from gdbench.experiment import load_experiment, resolve
+    from gdbench.pipeline import theory_table
 
-    config = _load_checked(args.spec) if args.spec else {"datasets": {"tutorial": TUTORIAL_DATASET}}
-    from gdbench.optimizers import optimizer_specs
-
-    grid: Any = config.get("grid", {})
-    seeds = [int(s) for s in grid.get("seed", [0])]
-    optimum_rows = optima(config, list(config["datasets"]), seeds)
-    print(theory_table(theories(config), optimum_rows, optimizer_specs(config)).to_string(index=False))
+    if args.config:
+        experiment = load_experiment(args.config, devices=["cpu"])
+    else:  # the lesson's data, plain SGD
+        only = {"datasets": {"tutorial": TUTORIAL_DATASET}, "optimizers": {"sgd": {"sgd": {}}}}
+        experiment = resolve({**only, "grid": {"dataset": ["tutorial"], "seed": [0], "device": ["cpu"]}})
+    table = theory_table(experiment, list(experiment.datasets), list(experiment.optimizers))
+    print(table.to_string(index=False))
     return 0
 
 
 def _timing(args: argparse.Namespace) -> int:
     import logging
 
-    from gdbench.config import check_config, load_config
-    from gdbench.optimizers import optimizer_specs
+    from gdbench.experiment import load_experiment, resolve
     from gdbench.timing import measure_plan
     from gdbench.timing_results import timing_table
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    config = check_config(load_config(args.config) if Path(args.config).is_file() else {})
+    experiment = load_experiment(args.config) if Path(args.config).is_file() else resolve({})
     results = []
     for device in args.device or ["cpu"]:
-        results += measure_plan(config["timing"], device, args.threads, optimizers=optimizer_specs(config))
+        results += measure_plan(experiment, device, args.threads)
     table = timing_table(results)
     if args.out == "-":
         table.to_csv(sys.stdout, index=False)
@@ -109,19 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.set_defaults(func=_tutorial)
     p = sub.add_parser("train", help="train a grid spec (a config file, YAML or JSON)")
-    p.add_argument("spec", help="config file with datasets:, grid:, training:, analysis:")
+    p.add_argument("config", help="config file with datasets:, grid:, training:, analysis:")
     p.add_argument("-o", "--output", required=True, help="trajectory table (.parquet)")
     p.add_argument("--summary", help="summary table (.parquet or .csv); default OUTPUT.summary.parquet")
     p.add_argument("--device", action="append", help="override grid.device (repeatable)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.set_defaults(func=_train)
     p = sub.add_parser("theory", help="critical and fastest learning rates and the optimum per dataset")
-    p.add_argument("spec", nargs="?", help="config file (default: the lesson's data)")
-    p.set_defaults(func=_theory)
+    p.add_argument("config", nargs="?", help="config file (default: the lesson's data)")
+    p.set_defaults(func=_print_theory)
     p = sub.add_parser("timing", help="time the engines as a config's timing: section asks (a CSV)")
     p.add_argument("--config", default="config/config.yaml", help="config file with a timing: section")
     p.add_argument("--device", action="append", help="cpu or cuda (repeatable; default cpu)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: timing.threads)")
     p.add_argument("--out", default="-", help="CSV to write (default: stdout)")
     p.set_defaults(func=_timing)
     return parser

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gdbench.data import Dataset
+from gdbench.search import bracket
 from gdbench.theory import eigen, optimum
 
 
@@ -216,9 +217,7 @@ def horizon_edges(
     """Per problem, the smallest learning rate in ``[lr_min, lr_max]`` at which it diverges
     within its epochs, to ``rel_width`` (the geometric middle of the final bracket). NaN where
     it does not diverge up to ``lr_max`` or diverges already at ``lr_min``. Located by the same
-    search as the engines' edge (:func:`gdbench.edge.bracket`), all problems at once."""
-    from gdbench.edge import bracket
-
+    search as the engines' edge (:func:`gdbench.search.bracket`), all problems at once."""
     if not problems:
         return np.zeros(0)
     modes = [_modes(p) for p in problems]  # once, not in every round

@@ -71,8 +71,10 @@ class OptimizerSpec:
             raise OptimizerError(f"{where}: betas must be two numbers in [0, 1), not {list(self.betas)!r}")
 
     @property
-    def has_momentum(self) -> bool:
-        return self.kind == "sgd" and self.momentum != 0
+    def is_plain(self) -> bool:
+        """Plain gradient descent: SGD without momentum (its excess cost shrinks monotonically
+        by ``(1 - lr lambda)^2`` per direction)."""
+        return self.kind == "sgd" and self.momentum == 0
 
     def arguments(self) -> dict[str, Any]:
         """The keyword arguments of the torch.optim constructor (besides ``lr``)."""
@@ -122,18 +124,3 @@ def parse_optimizer(name: str, raw: Mapping[str, Any]) -> OptimizerSpec:
         if key in args:
             args[key] = float(args[key])
     return OptimizerSpec(name=name, kind=kind, **args)
-
-
-def default_specs() -> dict[str, OptimizerSpec]:
-    """The optimizers a config that defines none has (the schema's default ``optimizers``)."""
-    from gdbench.config import default_config
-
-    return optimizer_specs(default_config())
-
-
-def optimizer_specs(config: Mapping[str, Any]) -> dict[str, OptimizerSpec]:
-    """The config's optimizers, parsed; plain SGD (as ``sgd``) when it defines none."""
-    raw = config.get("optimizers")
-    if not raw:
-        return {DEFAULT_NAME: PLAIN_SGD}
-    return {name: parse_optimizer(name, definition) for name, definition in raw.items()}

@@ -1,13 +1,13 @@
-"""Glue between a config and the core: datasets, theory, training a list of runs into
+"""Glue between an experiment and the core: datasets, theory, training a list of runs into
 tables, and the training jobs' logs. The CLI and the workflow's rule scripts call these, so a
 shard trained by Snakemake and a grid trained by ``gdbench train`` go through the same code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -15,78 +15,47 @@ import pandas as pd
 from gdbench import tables
 from gdbench.analysis import analyse_runs
 from gdbench.config import ConfigError
-from gdbench.data import DatasetSpec, parse_dataset
+from gdbench.experiment import Experiment
 from gdbench.lesson import lesson_lines
-from gdbench.optimizers import optimizer_specs
 from gdbench.runs import RunSpec
 from gdbench.theory import Optimum, Theory, analyse, optimum
 from gdbench.trajectory import TrajectoryBatch
-from gdbench.verdicts import Criteria
 
 if TYPE_CHECKING:  # the engines (and torch) load only when something is trained
-    from gdbench.engines import TrainOptions
     from gdbench.engines.common import Progress
 
 
-def dataset_specs(config: Mapping[str, Any]) -> dict[str, DatasetSpec]:
-    """The config's datasets, parsed."""
-    return {name: parse_dataset(name, raw) for name, raw in config["datasets"].items()}
+def theories(experiment: Experiment, names: Sequence[str] | None = None) -> dict[str, Theory]:
+    """Theory per dataset (x values do not depend on the seed, so neither does the theory);
+    every defined dataset when ``names`` is None."""
+    names = list(experiment.datasets) if names is None else list(dict.fromkeys(names))
+    return {name: analyse(experiment.dataset(name).build(seed=0, base_dir=experiment.base_dir)) for name in names}
 
 
-def theories(
-    config: Mapping[str, Any], names: Sequence[str] | None = None, base_dir: str | Path = "."
-) -> dict[str, Theory]:
-    """Theory per dataset (x values do not depend on the seed, so neither does the theory)."""
-    specs = dataset_specs(config)
-    names = list(specs) if names is None else list(dict.fromkeys(names))
-    return {name: analyse(specs[name].build(seed=0, base_dir=base_dir)) for name in names}
-
-
-def optima(
-    config: Mapping[str, Any], names: Sequence[str], seeds: Sequence[int], base_dir: str | Path = "."
-) -> list[Optimum]:
+def optima(experiment: Experiment, names: Sequence[str], seeds: Sequence[int]) -> list[Optimum]:
     """The optimum of each dataset ``names``; of each (dataset, seed) where the points depend
     on the seed (synthetic noise)."""
-    specs = dataset_specs(config)
     out = []
     for name in dict.fromkeys(names):
-        spec = specs[name]
+        spec = experiment.dataset(name)
         if spec.seed_dependent:
-            out += [optimum(spec.build(seed=s, base_dir=base_dir), s) for s in dict.fromkeys(seeds)]
+            out += [optimum(spec.build(seed=s, base_dir=experiment.base_dir), s) for s in dict.fromkeys(seeds)]
         else:
-            out.append(optimum(spec.build(seed=0, base_dir=base_dir)))
+            out.append(optimum(spec.build(seed=0, base_dir=experiment.base_dir)))
     return out
 
 
-def train_options(config: Mapping[str, Any], progress: Progress | None = None) -> TrainOptions:
-    """How a checked config (:func:`gdbench.config.check_config`, which fills the defaults) trains."""
-    from gdbench.engines import TrainOptions
-
-    training, analysis = config["training"], config["analysis"]
-    return TrainOptions(
-        record_every=int(training["record_every"]),
-        criteria=Criteria(
-            converged_below=float(analysis["converged_below"]),
-            diverged_factor=float(analysis["diverged_factor"]),
-        ),
-        chunk_epochs=int(training["chunk_epochs"]),
-        progress=progress,
-        optimizers=optimizer_specs(config),
-    )
-
-
 def train_runs(
-    config: Mapping[str, Any],
+    experiment: Experiment,
     runs: Sequence[RunSpec],
     run_ids: Sequence[int] | None = None,
-    base_dir: str | Path = ".",
     progress: Progress | None = None,
 ) -> tuple[TrajectoryBatch, pd.DataFrame, pd.DataFrame]:
     """Train ``runs`` and return (batch, trajectory table, summary table)."""
-    from gdbench.engines import DataSource, train
+    from gdbench.engines import train
 
-    data = DataSource(dataset_specs(config), base_dir)
-    options = train_options(config, progress)
+    data = experiment.data_source()
+    options = experiment.train_options(progress)
     batch = train(list(runs), data, options)
     v = batch.verdicts
     for bad in np.flatnonzero(~np.isfinite(v.initial_cost)):
@@ -101,10 +70,9 @@ def train_runs(
 
 
 def train_chunks(
-    config: Mapping[str, Any],
+    experiment: Experiment,
     runs: Sequence[RunSpec],
     run_ids: Sequence[int] | None = None,
-    base_dir: str | Path = ".",
     progress: Progress | None = None,
 ) -> Iterator[tuple[list[int], TrajectoryBatch, pd.DataFrame, pd.DataFrame]]:
     """:func:`train_runs` over ``runs`` ``sharding.runs_per_chunk`` at a time, yielding each
@@ -112,10 +80,10 @@ def train_chunks(
     chunk before asking for the next holds one chunk in memory, whatever the number of runs.
     A run's numbers do not depend on the runs trained beside it, so chunks change nothing."""
     ids = list(range(len(runs))) if run_ids is None else [int(i) for i in run_ids]
-    size = int(config["sharding"]["runs_per_chunk"])
+    size = experiment.sharding.runs_per_chunk
     for start in range(0, len(runs), size):
         part = ids[start : start + size]
-        yield (part, *train_runs(config, runs[start : start + size], part, base_dir, progress))
+        yield (part, *train_runs(experiment, runs[start : start + size], part, progress))
 
 
 def describe_verdict(batch: TrajectoryBatch, i: int) -> str:
@@ -137,32 +105,42 @@ def training_log(batch: TrajectoryBatch, every: int, run_ids: Sequence[int] | No
 
 
 def write_theory(
-    config: Mapping[str, Any],
-    datasets: Sequence[str],
-    seeds: Sequence[int],
+    experiment: Experiment,
     csv_path: str | Path,
     html_path: str | Path,
     log_path: str | Path,
     curve_path: str | Path | None = None,
 ) -> None:
-    """The theory table of ``datasets`` (and ``seeds``, where the points depend on them) and of
-    the config's optimizers, with each dataset's optimum, as CSV, as HTML for the report and as
-    text to ``log_path``; with ``curve_path``, each optimizer's predicted rate curve (the
-    table the rate figure draws, :func:`gdbench.tables.rate_curve_table`) as CSV."""
+    """The theory table of the grid's datasets (and seeds, where the points depend on them) and
+    optimizers, with each dataset's optimum, as CSV, as HTML for the report and as text to
+    ``log_path``; with ``curve_path``, each optimizer's predicted rate curve (the table the rate
+    figure draws, :func:`gdbench.tables.rate_curve_table`) as CSV."""
     from gdbench import io
 
-    theory = theories(config, datasets)
-    specs = optimizer_specs(config)
-    table = tables.theory_table(theory, optima(config, datasets, seeds), specs)
+    table = theory_table(experiment)
     io.write_csv(table, csv_path)
     if curve_path is not None:
-        io.write_csv(tables.rate_curve_table(theory, specs), curve_path)
+        specs = {name: experiment.optimizer(name) for name in experiment.grid.optimizer}
+        curves = tables.rate_curve_table(theories(experiment, experiment.grid.dataset), specs)
+        io.write_csv(curves, curve_path)
     note = (
         "Full-batch runs of each optimizer converge iff lr < critical_lr (empty: no "
         "closed form, e.g. Adam); optimal_cost is the least-squares cost (W_star, b_star)."
     )
     io.write_html_table(table, html_path, "Theory per dataset", note)
     io.write_text(table.to_string(index=False) + "\n", log_path)
+
+
+def theory_table(
+    experiment: Experiment, datasets: Sequence[str] | None = None, optimizers: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """The theory table of ``datasets`` and ``optimizers`` (default: the grid's) over the grid's
+    seeds."""
+    names = list(experiment.grid.dataset) if datasets is None else list(datasets)
+    specs = {
+        name: experiment.optimizer(name) for name in (experiment.grid.optimizer if optimizers is None else optimizers)
+    }
+    return tables.theory_table(theories(experiment, names), optima(experiment, names, experiment.grid.seed), specs)
 
 
 #: Rows of the trajectory table shown on the report's preview page.

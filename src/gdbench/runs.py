@@ -1,7 +1,7 @@
 """Run specs: one training run per point of the grid, and how runs are split into jobs.
 
-A :class:`RunSpec` names everything that decides a run's trajectory. :func:`expand_grid`
-turns a (validated) config into the list of runs, in a stable order; :func:`shard` splits
+A :class:`RunSpec` names everything that decides a run's trajectory. An experiment's grid
+(:class:`gdbench.experiment.Grid`) lists its runs in a stable order; :func:`shard` splits
 them into a few jobs per device so that a grid is a handful of tensor programs, never one
 process per run.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import itertools
 import json
 import math
 import os
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 ENGINES = ("loop", "batched")
+#: How tables and configs write a full batch.
+FULL_BATCH = "full"
 INITS = ("zeros", "normal")
 DTYPES = ("float32", "float64")
 
@@ -58,7 +59,13 @@ class RunSpec:
 
     @property
     def batch_label(self) -> str:
-        return "full" if self.batch_size is None else str(self.batch_size)
+        """The batch size as tables write it: ``full`` or the integer."""
+        return FULL_BATCH if self.batch_size is None else str(self.batch_size)
+
+    def is_minibatch(self, n_points: int) -> bool:
+        """Whether the run steps on minibatches of its ``n_points`` points (a batch size at
+        least ``n_points`` is full-batch gradient descent)."""
+        return self.batch_size is not None and self.batch_size < n_points
 
     def label(self) -> str:
         """A short human-readable name, e.g. ``tutorial lr=0.01 seed=1 epochs=2000 cpu``
@@ -70,9 +77,21 @@ class RunSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> RunSpec:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in names})
+    def from_row(cls, row: Mapping[str, Any]) -> RunSpec:
+        """The run of a table row or of :meth:`to_dict` (other keys are ignored): the one
+        converter from rows to specs (``batch_size`` may be ``full``, text or an integer)."""
+        return cls(
+            dataset=str(row["dataset"]),
+            lr=float(row["lr"]),
+            seed=int(row["seed"]),
+            epochs=int(row["epochs"]),
+            device=str(row["device"]),
+            init=str(row["init"]),
+            batch_size=batch_size_value(row["batch_size"]),
+            dtype=str(row["dtype"]),
+            engine=str(row["engine"]),
+            optimizer=str(row["optimizer"]),
+        )
 
 
 def as_list(value: Any) -> list[Any]:
@@ -82,7 +101,7 @@ def as_list(value: Any) -> list[Any]:
 
 def batch_size_value(value: Any) -> int | None:
     """Config ``batch_size`` (``full`` or an integer) as a RunSpec value."""
-    return None if value in (None, "full") else int(value)
+    return None if value is None or value == FULL_BATCH else int(value)
 
 
 #: Files that exist where an NVIDIA driver is loaded (Linux).
@@ -115,37 +134,6 @@ def resolve_devices(value: Any, cuda_available: bool) -> list[str]:
     if value == "auto" or value == ["auto"]:
         return ["cpu", "cuda"] if cuda_available else ["cpu"]
     return list(dict.fromkeys(as_list(value)))
-
-
-def expand_grid(config: Mapping[str, Any], devices: Sequence[str] | None = None) -> list[RunSpec]:
-    """All runs of a checked config's grid, in a stable order (device, dataset, optimizer,
-    then the rest). A grid without ``optimizer`` trains plain ``sgd``.
-
-    ``devices`` overrides ``grid.device`` (the workflow resolves ``auto`` once, where the DAG
-    is built, and passes the result).
-    """
-    grid, training = config["grid"], config["training"]
-    if devices is None:
-        import torch
-
-        devices = resolve_devices(grid["device"], torch.cuda.is_available())
-    axes = [
-        list(devices),
-        as_list(grid["dataset"]),
-        as_list(grid.get("optimizer", "sgd")),
-        [float(v) for v in as_list(grid["lr"])],
-        [int(v) for v in as_list(grid["seed"])],
-        [int(v) for v in as_list(grid["epochs"])],
-        as_list(training["init"]),
-        [batch_size_value(v) for v in as_list(training["batch_size"])],
-        as_list(training["dtype"]),
-        as_list(training["engine"]),
-    ]
-    runs = [
-        RunSpec(ds, lr, seed, ep, device=dev, init=init, batch_size=bs, dtype=dt, engine=en, optimizer=op)
-        for dev, ds, op, lr, seed, ep, init, bs, dt, en in itertools.product(*axes)
-    ]
-    return list(dict.fromkeys(runs))
 
 
 def shard_count(n_runs: int, jobs_per_device: int, max_runs_per_job: int, min_runs_per_job: int = 1) -> int:
@@ -191,15 +179,6 @@ def describe_runs(runs: Sequence[RunSpec]) -> str:
         else:
             clauses.append(f"{field.name} {shown[0]}..{shown[-1]} ({len(shown)} values)")
     return f"{len(runs)} runs: " + "; ".join(clauses)
-
-
-def plan(config: Mapping[str, Any], devices: Sequence[str]) -> tuple[list[RunSpec], dict[str, list[RunSpec]]]:
-    """A checked config's runs (a run's id is its index) and their split into training jobs,
-    as :func:`expand_grid` and :func:`shard` make them."""
-    runs = expand_grid(config, devices)
-    sharding = config["sharding"]
-    counts = (sharding["jobs_per_device"], sharding["max_runs_per_job"], sharding["min_runs_per_job"])
-    return runs, shard(runs, *counts)
 
 
 def specs_digest(runs: Sequence[RunSpec], run_ids: Sequence[int]) -> str:

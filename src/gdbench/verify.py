@@ -20,9 +20,10 @@ import torch
 
 from gdbench.data import parse_dataset
 from gdbench.engines import TrainOptions, train
+from gdbench.experiment import Experiment
 from gdbench.lesson import LOG_EVERY, REFERENCE_LOG, TUTORIAL_DATASET, lesson_lines, lesson_spec, parse_log
 from gdbench.pipeline import train_runs
-from gdbench.runs import RunSpec, batch_size_value
+from gdbench.runs import RunSpec
 
 
 def lesson_comparison(device: str = "cpu") -> pd.DataFrame:
@@ -64,22 +65,6 @@ def sample_run_ids(summary: pd.DataFrame, sample: int) -> list[int]:
     return sorted(int(i) for i in chosen)
 
 
-def run_spec(row: Mapping[str, Any]) -> RunSpec:
-    """The run spec of a summary row."""
-    return RunSpec(
-        dataset=str(row["dataset"]),
-        lr=float(row["lr"]),
-        seed=int(row["seed"]),
-        epochs=int(row["epochs"]),
-        device=str(row["device"]),
-        init=str(row["init"]),
-        batch_size=batch_size_value(str(row["batch_size"])),
-        dtype=str(row["dtype"]),
-        engine=str(row["engine"]),
-        optimizer=str(row.get("optimizer", "sgd")),
-    )
-
-
 def first_difference(stored: pd.DataFrame, rerun: pd.DataFrame) -> str | None:
     """Where two trajectories of one run first differ (bit for bit), or None."""
     if len(stored) != len(rerun) or not np.array_equal(stored["epoch"].to_numpy(), rerun["epoch"].to_numpy()):
@@ -107,11 +92,7 @@ def torch_threads(threads: int | None) -> Iterator[None]:
 
 
 def retrain(
-    config: Mapping[str, Any],
-    runs: Sequence[RunSpec],
-    ids: Sequence[int],
-    threads: Mapping[int, int] | None = None,
-    base_dir: str | Path = ".",
+    experiment: Experiment, runs: Sequence[RunSpec], ids: Sequence[int], threads: Mapping[int, int] | None = None
 ) -> pd.DataFrame:
     """The trajectory table of ``runs`` trained afresh, each with the thread count it was
     trained with (``threads``: run id -> count; a run not in it uses the current count)."""
@@ -121,31 +102,29 @@ def retrain(
     parts = []
     for count, members in groups.items():
         with torch_threads(count):
-            _, table, _ = train_runs(config, [runs[i] for i in members], [ids[i] for i in members], base_dir=base_dir)
+            _, table, _ = train_runs(experiment, [runs[i] for i in members], [ids[i] for i in members])
         parts.append(table)
     return pd.concat(parts, ignore_index=True)
 
 
 def verify(
-    config: Mapping[str, Any],
+    experiment: Experiment,
     trajectories_path: str | Path,
     summary: pd.DataFrame,
-    sample: int,
-    base_dir: str | Path = ".",
-    devices: Sequence[str] = ("cpu",),
     threads: Mapping[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Re-train sampled runs and the lesson; return the verdict (``passed`` True/False) with
-    one entry per checked run. Never raises on a mismatch: the caller decides.
+    """Re-train the experiment's sample of runs (:attr:`~gdbench.experiment.Experiment.verify_sample`)
+    and the lesson on each of its devices; return the verdict (``passed`` True/False) with one
+    entry per checked run. Never raises on a mismatch: the caller decides.
 
     ``threads`` maps run ids to the torch thread count each was trained with (the training
     jobs record it); each run is re-trained with its own count."""
-    ids = sample_run_ids(summary, sample)
+    ids = sample_run_ids(summary, experiment.verify_sample)
     rows = summary.set_index("run_id").loc[ids].reset_index()
-    runs = [run_spec(r) for r in rows.to_dict("records")]
+    runs = [RunSpec.from_row(r) for r in rows.to_dict("records")]
     checked: list[dict[str, Any]] = []
     if runs:
-        rerun = retrain(config, runs, ids, threads, base_dir)
+        rerun = retrain(experiment, runs, ids, threads)
         # Only what is compared, and only the row groups holding the sampled runs (each holds a
         # contiguous block of run ids, so the filter skips the others by their statistics).
         columns = ["run_id", "epoch", "W", "b", "cost"]
@@ -165,7 +144,7 @@ def verify(
                     "problem": problem,
                 }
             )
-    lessons = {device: lesson_comparison(device) for device in devices}
+    lessons = {device: lesson_comparison(device) for device in experiment.devices}
     lesson_ok = all(bool(t[["loop_matches", "batched_matches"]].all().all()) for t in lessons.values())
     return {
         "passed": lesson_ok and all(c["identical"] for c in checked),

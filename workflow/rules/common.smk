@@ -9,15 +9,10 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from snakemake.utils import validate
 
 from gdbench.config import ConfigError, check_config, config_hash
+from gdbench.experiment import Experiment
 from gdbench.last_lines import end_of_run_message
 from gdbench.reproducibility import verdict_message
-from gdbench.runs import (
-    cuda_present,
-    describe_runs,
-    plan,
-    resolve_devices,
-    specs_digest,
-)
+from gdbench.runs import cuda_present, describe_runs, resolve_devices, specs_digest
 
 # Check the config before any job runs: one readable line and a non-zero exit on error.
 try:
@@ -32,9 +27,9 @@ _device_setting = lookup(dpath="grid/device", within=config)
 DEVICES = resolve_devices(
     _device_setting, cuda_present() if _device_setting == "auto" else False
 )
-RUNS, SHARDS = plan(config, DEVICES)
-RUN_IDS = {run: i for i, run in enumerate(RUNS)}
-TIMING = lookup(dpath="timing/enabled", within=config)
+EXPERIMENT = Experiment.from_checked(config, DEVICES)
+RUNS, SHARDS = EXPERIMENT.runs, EXPERIMENT.shards
+TIMING = EXPERIMENT.timing.enabled
 
 
 wildcard_constraints:
@@ -60,7 +55,7 @@ def shard_runs(wildcards):
     from the config with gdbench.runs.plan and checks them against this digest).
     """
     runs = SHARDS[wildcards.shard]
-    return f"{describe_runs(runs)} [{specs_digest(runs, [RUN_IDS[r] for r in runs])}]"
+    return f"{describe_runs(runs)} [{specs_digest(runs, EXPERIMENT.run_ids(runs))}]"
 
 
 def results_config(runs):

@@ -80,15 +80,7 @@ rule theory:
         # Cheap: runs inside Snakemake instead of starting a Python process.
         from gdbench.pipeline import write_theory
 
-        write_theory(
-            results_config(RUNS),
-            params.datasets,
-            params.seeds,
-            output.csv,
-            output.html,
-            log[0],
-            output.curve,
-        )
+        write_theory(EXPERIMENT, output.csv, output.html, log[0], output.curve)
 
 
 rule device_agreement:

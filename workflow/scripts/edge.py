@@ -8,14 +8,14 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this ch
 import time
 
 from gdbench import io
-from gdbench.config import check_config
 from gdbench.determinism import set_deterministic
 from gdbench.edge import edge_table
+from gdbench.experiment import Experiment
 from gdbench.html_tables import write_interactive_table
 from gdbench.plots import edge
 
 
-def main(params, output, threads, log_path):
+def main(config, output, threads, log_path):
     with open(log_path, "w") as log:
         sys.stderr = log
 
@@ -24,8 +24,7 @@ def main(params, output, threads, log_path):
 
         set_deterministic(threads)
         clock = time.perf_counter()
-        # The params hold only what the edge depends on; checking fills in the other defaults.
-        table = edge_table(check_config(params.config), progress=say)
+        table = edge_table(Experiment.from_checked(config, ["cpu"]), progress=say)
         say(f"located {len(table)} edges in {time.perf_counter() - clock:.2f} s")
         say(table.to_string(index=False))
         io.write_csv(table, output.csv)
@@ -34,4 +33,4 @@ def main(params, output, threads, log_path):
         edge(table, output.png, output.svg)
 
 
-main(snakemake.params, snakemake.output, snakemake.threads, snakemake.log[0])
+main(snakemake.config, snakemake.output, snakemake.threads, snakemake.log[0])

@@ -12,6 +12,7 @@ import pandas as pd
 
 from gdbench import io
 from gdbench.determinism import set_deterministic
+from gdbench.experiment import Experiment
 from gdbench.verify import failure_message, verify
 
 with open(snakemake.log[0], "w") as log:
@@ -20,11 +21,9 @@ with open(snakemake.log[0], "w") as log:
     summary = pd.read_parquet(snakemake.input.summary)
     jobs = [json.loads(Path(p).read_text()) for p in snakemake.input.meta]
     threads = {run_id: job["threads"] for job in jobs for run_id in job["run_ids"]}  # as each run was trained
-    devices = [d for d in snakemake.params.devices]
-    result = verify(
-        snakemake.config, snakemake.input.trajectories, summary, snakemake.params.sample, devices=devices,
-        threads=threads,
-    )  # fmt: skip
+    experiment = Experiment.from_checked(snakemake.config, snakemake.params.devices)
+    devices = experiment.devices
+    result = verify(experiment, snakemake.input.trajectories, summary, threads=threads)
     for run in result["runs"]:
         status = "identical" if run["identical"] else f"DIFFERS: {run['problem']}"
         print(f"run {run['run_id']} {run['run']} {run['engine']}: {status}", file=log)

@@ -10,19 +10,17 @@ import logging
 from gdbench import io
 from gdbench.determinism import set_deterministic
 from gdbench.engines import DeviceError
-from gdbench.optimizers import optimizer_specs
+from gdbench.experiment import Experiment
 from gdbench.timing import measure_plan
 from gdbench.timing_results import timing_table
 
 with open(snakemake.log[0], "w") as log:
     sys.stderr = log
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=log, force=True)
-    set_deterministic(snakemake.params.threads)
+    experiment = Experiment.from_checked(snakemake.config, [snakemake.wildcards.device])
+    set_deterministic(experiment.timing.threads)
     try:
-        optimizers = optimizer_specs({"optimizers": snakemake.params.optimizers})
-        results = measure_plan(
-            snakemake.params.timing, snakemake.wildcards.device, snakemake.params.threads, optimizers=optimizers
-        )
+        results = measure_plan(experiment, snakemake.wildcards.device)
     except DeviceError as exc:
         print(f"error: {exc}", file=log)
         sys.exit(f"gdbench: {exc}")

@@ -11,9 +11,10 @@ from gdbench import io
 from gdbench.config import ConfigError
 from gdbench.determinism import set_deterministic
 from gdbench.engines import DeviceError
+from gdbench.experiment import Experiment
 from gdbench.pipeline import train_chunks, training_log
 from gdbench.provenance import now, runtime
-from gdbench.runs import plan, specs_digest
+from gdbench.runs import specs_digest
 from gdbench.tables import concat_frames
 
 
@@ -23,21 +24,20 @@ def main(config, shard, params, output, threads, log_path):
         def say(message):
             print(message, file=log, flush=True)
 
-        grid, shards = plan(config, params.devices)
-        runs = shards[shard]
-        ids = {run: i for i, run in enumerate(grid)}
-        run_ids = [ids[run] for run in runs]
+        experiment = Experiment.from_checked(config, params.devices)
+        runs = experiment.shards[shard]
+        run_ids = experiment.run_ids(runs)
         if f"[{specs_digest(runs, run_ids)}]" not in params.runs:  # the runs Snakemake planned
             sys.exit(f"gdbench: shard {shard} re-derived other runs than planned ({params.runs})")
         started = now()
         set_deterministic(threads)
         say(f"{started} training {len(runs)} runs with {threads} thread(s)")
         clock = time.perf_counter()
-        every, summaries, diverged = config["training"]["log_every"], [], 0
+        every, summaries, diverged = experiment.training.log_every, [], 0
         try:
             # Chunk by chunk: each chunk's trajectories are written before the next is trained.
             with io.parquet_appender(output.trajectories) as trajectories:
-                for chunk_ids, batch, traj, summary in train_chunks(config, runs, run_ids, progress=say):
+                for chunk_ids, batch, traj, summary in train_chunks(experiment, runs, run_ids, progress=say):
                     for line in training_log(batch, every, chunk_ids):
                         say(line)
                     trajectories.append(traj)

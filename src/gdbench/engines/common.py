@@ -54,10 +54,9 @@ class TrainOptions:
         """The optimizer ``run`` names."""
         spec = self.optimizers.get(run.optimizer)
         if spec is None:
-            if run.optimizer == DEFAULT_NAME:
-                return PLAIN_SGD
-            known = sorted({*self.optimizers, DEFAULT_NAME})
-            raise KeyError(f"optimizer {run.optimizer!r} of run {run.label()} is not defined; known: {known}")
+            raise KeyError(
+                f"optimizer {run.optimizer!r} of run {run.label()} is not defined; known: {sorted(self.optimizers)}"
+            )
         return spec
 
 

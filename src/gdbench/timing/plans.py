@@ -1,11 +1,12 @@
-"""The timing plan: which measurements a ``timing:`` config asks for, and taking them all on
+"""The timing plan: which measurements an experiment's timing settings ask for, and taking them all on
 one device, when the machine has a core free for them.
 
 :func:`plan` lists the (engine, n, runs, optimizer) items; :func:`measure_plan` measures
 them with :func:`gdbench.timing.harness.measure_safely` (a failed measurement, e.g. out of
 memory, becomes a row of NaN with its reason logged). The timing job runs beside the other
 jobs of a run (it imports and prepares meanwhile); before it measures, it waits (up to
-``quiet_wait`` seconds) until no more processes are runnable than leave its cores free. A CPU
+``quiet_wait`` seconds in all, retakes included) until no more processes are runnable than
+leave its cores free. A CPU
 measurement whose process still had its cores less than ``min_cpu_share`` of the time is
 taken again, once the machine is quiet, up to ``attempts`` times in all; the least disturbed
 one is kept and the table says how disturbed it was (``cpu_share``) and how many were taken
@@ -17,13 +18,11 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Any
 
-from gdbench.config import ConfigError, check_config
 from gdbench.engines import check_device
-from gdbench.optimizers import DEFAULT_NAME, PLAIN_SGD, OptimizerSpec, default_specs
+from gdbench.experiment import Experiment, TimingSettings
 from gdbench.timing import harness
 from gdbench.timing_results import TimingResult
 
@@ -36,30 +35,10 @@ THROUGHPUT_N = 3
 PlanItem = tuple[str, int, int, str]
 
 
-def checked(timing_config: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A ``timing:`` section checked by the config's schema, with its defaults filled in.
-
-    The schema is the only source of the defaults and of what is valid; a bad value raises
-    :class:`gdbench.config.ConfigError` (a ``ValueError``) naming the key. ``optimizers``
-    names the caller's optimizers (which this section alone cannot define): checked here as
-    a non-empty list of distinct names only; :func:`measure_plan` looks them up.
-    """
-    section = dict(timing_config or {})
-    names = section.pop("optimizers", None)
-    result = check_config({"timing": section})["timing"]
-    if names is not None:
-        if not (isinstance(names, (list, tuple)) and names and all(isinstance(n, str) and n for n in names)):
-            raise ConfigError("must be a non-empty list of optimizer names", ("timing", "optimizers"), names)
-        result["optimizers"] = list(dict.fromkeys(names))
-    return result
-
-
-def plan(timing_config: Mapping[str, Any] | None) -> list[PlanItem]:
-    """The (engine, n, runs, optimizer) measurements a ``timing:`` config asks for, in a
-    stable order. With the first of ``optimizers``:
-
-    ``timing_config`` is a config's ``timing:`` section, whole or in part: the config's schema
-    checks it and fills in the rest.
+def plan(settings: TimingSettings) -> list[PlanItem]:
+    """The (engine, n, runs, optimizer) measurements of an experiment's timing settings
+    (:attr:`gdbench.experiment.Experiment.timing`), in a stable order. With the first of
+    ``optimizers``:
 
     * ``loop`` at each size with one run;
     * ``batched`` at each size with one run (the seconds-per-epoch vs n panel);
@@ -70,19 +49,18 @@ def plan(timing_config: Mapping[str, Any] | None) -> list[PlanItem]:
     a big batch). Never the cross product of sizes and grid sizes (n=1e6 x 10,000 runs would
     not fit), nor of optimizers and sizes.
     """
-    cfg = checked(timing_config)
-    first, *others = cfg["optimizers"]
+    first, *others = settings.optimizers
     items: list[PlanItem] = []
-    if "loop" in cfg["engines"]:
-        items += [("loop", n, 1, first) for n in cfg["sizes"]]
-    if "batched" in cfg["engines"]:
-        items += [("batched", n, 1, first) for n in cfg["sizes"]]
-        items += [("batched", THROUGHPUT_N, r, first) for r in cfg["runs"]]
+    if "loop" in settings.engines:
+        items += [("loop", n, 1, first) for n in settings.sizes]
+    if "batched" in settings.engines:
+        items += [("batched", n, 1, first) for n in settings.sizes]
+        items += [("batched", THROUGHPUT_N, r, first) for r in settings.runs]
     for name in others:
-        if "loop" in cfg["engines"]:
+        if "loop" in settings.engines:
             items.append(("loop", THROUGHPUT_N, 1, name))
-        if "batched" in cfg["engines"]:
-            items.append(("batched", THROUGHPUT_N, max(cfg["runs"]), name))
+        if "batched" in settings.engines:
+            items.append(("batched", THROUGHPUT_N, max(settings.runs), name))
     return list(dict.fromkeys(items))
 
 
@@ -114,48 +92,40 @@ def wait_for_quiet(threads: int, timeout: float, poll: float = 0.1) -> bool:
         time.sleep(poll)
 
 
-def _specs(todo: list[PlanItem], optimizers: Mapping[str, OptimizerSpec] | None) -> dict[str, OptimizerSpec]:
-    defined = default_specs() if optimizers is None else dict(optimizers)
-    specs = {}
-    for name in dict.fromkeys(item[3] for item in todo):
-        if name not in defined and name != DEFAULT_NAME:
-            raise KeyError(f"timing.optimizers: {name!r} is not defined in optimizers ({', '.join(defined)})")
-        specs[name] = defined.get(name, PLAIN_SGD)
-    return specs
-
-
-def _disturbed(result: TimingResult, cfg: Mapping[str, Any]) -> bool:
-    return result.ok and not result.device.startswith("cuda") and result.cpu_share < cfg["min_cpu_share"]
+def _disturbed(result: TimingResult, settings: TimingSettings) -> bool:
+    return result.ok and not result.device.startswith("cuda") and result.cpu_share < settings.min_cpu_share
 
 
 def measure_plan(
-    timing_config: Mapping[str, Any] | None,
+    experiment: Experiment,
     device: str,
-    threads: int = 1,
+    threads: int | None = None,
     items: Iterable[PlanItem] | None = None,
     progress: Callable[[TimingResult], None] | None = None,
-    optimizers: Mapping[str, OptimizerSpec] | None = None,
 ) -> list[TimingResult]:
-    """Take every measurement of a ``timing:`` config (or ``items``) on one device, a
-    disturbed CPU one again later (see the module's docstring).
+    """Take every measurement of an experiment's timing plan (or ``items``) on one device with
+    ``threads`` torch threads (default ``timing.threads``), a disturbed CPU one again later (see
+    the module's docstring).
 
-    ``optimizers`` defines the names ``timing.optimizers`` uses (absent: the schema's default
-    optimizers). The device and the names are checked first: a missing device raises
-    :class:`gdbench.engines.DeviceError` (the job fails with one line), an undefined name
-    ``KeyError``. After that, each failed measurement becomes a NaN row with its reason
-    logged, and the others go on.
+    The device and the optimizer names are checked first: a missing device raises
+    :class:`gdbench.engines.DeviceError` (the job fails with one line), a name the experiment
+    does not define ``KeyError``. After that, each failed measurement becomes a NaN row with
+    its reason logged, and the others go on.
     """
-    cfg = checked(timing_config)
+    cfg = experiment.timing
+    threads = cfg.threads if threads is None else threads
     check_device(device)
     todo = plan(cfg) if items is None else list(items)
-    specs = _specs(todo, optimizers)
-    args = (cfg["epochs"], threads, cfg["repeats"], cfg["min_run_time"])
+    specs = {name: experiment.optimizer(name) for name in dict.fromkeys(item[3] for item in todo)}
+    args = (cfg.epochs, threads, cfg.repeats, cfg.min_run_time)
     results: list[TimingResult | None] = [None] * len(todo)
-    for attempt in range(1, cfg["attempts"] + 1):
+    deadline = time.monotonic() + cfg.quiet_wait  # one wait for all rounds: a busy machine costs it once
+    for attempt in range(1, cfg.attempts + 1):
         again = [i for i, result in enumerate(results) if result is None or _disturbed(result, cfg)]
         if not again:
             break
-        quiet = wait_for_quiet(threads, cfg["quiet_wait"]) if not device.startswith("cuda") else True
+        left = max(0.0, deadline - time.monotonic())
+        quiet = wait_for_quiet(threads, left) if not device.startswith("cuda") else True
         if attempt > 1 and not quiet:
             log.info("timing: the machine stayed busy; %d disturbed measurements kept as they are", len(again))
             break

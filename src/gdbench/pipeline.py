@@ -65,7 +65,7 @@ def train_runs(
             f"{run.dtype}; scale the data down or use dtype float64",
             ("datasets", run.dataset),
         )
-    analysed = analyse_runs(batch, data, options.optimizers)
+    analysed = analyse_runs(batch, data, options.optimizers, options.criteria.diverged_factor)
     return batch, tables.trajectories(batch, run_ids), tables.summary(batch, analysed, run_ids)
 
 

@@ -155,14 +155,17 @@ def write_merged_tables(
     summary_csv: str | Path,
     summary_parquet: str | Path,
     log_path: str | Path,
+    summary_html: str | Path | None = None,
 ) -> None:
     """The training jobs' shards joined into the published tables: the trajectories streamed
-    row group by row group, the summaries (one row per run) as Parquet and CSV, and an HTML
-    preview of the trajectories' first rows; a line of counts to ``log_path``. A damaged shard
-    stops it with one line naming the file and the remedy (its traceback in ``log_path``)."""
+    row group by row group, the summaries (one row per run) as Parquet and CSV (and, with
+    ``summary_html``, as the report's interactive table), and an HTML preview of the
+    trajectories' first rows; a line of counts to ``log_path``. A damaged shard stops it with
+    one line naming the file and the remedy (its traceback in ``log_path``)."""
     import pyarrow.parquet as pq
 
     from gdbench import io
+    from gdbench.html_tables import write_interactive_table
     from gdbench.inputs import require_readable
 
     require_readable([*trajectory_shards, *summary_shards], log_path)
@@ -171,6 +174,9 @@ def write_merged_tables(
     summary = tables.concat_tables(list(summary_shards))
     io.write_parquet(summary, summary_parquet)
     io.write_csv(summary, summary_csv)
+    if summary_html is not None:
+        note = "One row per run (results/tables/summary.csv). Click a header to sort; type in Search to filter."
+        write_interactive_table(summary, summary_html, "Summary", note)
     head = next(pq.ParquetFile(trajectory_shards[0]).iter_batches(batch_size=PREVIEW_ROWS), None)
     io.write_html_table(
         head.to_pandas() if head is not None else pd.DataFrame(),

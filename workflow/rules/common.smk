@@ -248,6 +248,8 @@ def all_outputs():
         f"{RESULTS}/plots/convergence.png",
         f"{RESULTS}/plots/divergence.png",
         f"{RESULTS}/plots/rate.png",
+        f"{RESULTS}/plots/time_to_target.png",
+        f"{RESULTS}/plots/profile.png",
         f"{RESULTS}/provenance.json",
     ]
     if TIMING:
@@ -300,7 +302,21 @@ def figure(name, caption, category, label):
 def figures():
     outputs = {
         **figure("convergence", "convergence.rst", "Convergence", "cost vs epoch"),
-        **figure("rate", "rate.rst", "Convergence", "rate vs learning rate"),
+        **figure(
+            "rate", "rate.rst", "Convergence", "epochs per decade vs lr / critical lr"
+        ),
+        **figure(
+            "time_to_target",
+            "time_to_target.rst",
+            "Findings",
+            "time to target: epochs to converge vs lr",
+        ),
+        **figure(
+            "profile",
+            "profile.rst",
+            "Findings",
+            "optimizers compared (performance profile)",
+        ),
         **figure(
             "divergence",
             "divergence.rst",
@@ -325,6 +341,10 @@ def figure_inputs(wildcards):
         "trajectories": rules.merge_tables.output.trajectories,
         "summary": rules.merge_tables.output.summary_parquet,
         "theory": rules.theory.output.csv,
+        "curve": rules.theory.output.curve,
+        "findings": rules.findings.output.findings,
+        "time_to_target": rules.findings.output.time_to_target,
+        "profile": rules.findings.output.profile,
     }
     if TIMING:
         inputs["timing"] = rules.join_timing.output[0]

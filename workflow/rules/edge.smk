@@ -6,8 +6,9 @@ rule edge:
     input:
         csv=edge_csv_files,
     output:
-        csv=report(
-            f"{RESULTS}/tables/edge.csv",
+        csv=f"{RESULTS}/tables/edge.csv",
+        html=report(
+            f"{RESULTS}/tables/edge.html",
             caption="../report/edge_table.rst",
             category="Divergence",
             labels={"result": "stability edge (table)"},

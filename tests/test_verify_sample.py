@@ -4,7 +4,8 @@ plain SGD only, computed the same way where the workflow builds its jobs and in 
 from __future__ import annotations
 
 from gdbench.config import check_config
-from gdbench.runs import RunSpec, expand_grid
+from gdbench.experiment import Experiment
+from gdbench.runs import RunSpec
 from gdbench.verify_sample import sample_run_ids
 
 CONFIG = check_config(
@@ -20,7 +21,7 @@ CONFIG = check_config(
         },
     }
 )
-RUNS = expand_grid(CONFIG, ["cpu"])
+RUNS = list(Experiment.from_checked(CONFIG, ["cpu"]).runs)
 IDS = list(range(len(RUNS)))
 
 

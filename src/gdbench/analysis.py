@@ -83,7 +83,7 @@ def analyse_runs(
         if run.dataset not in theories:
             theories[run.dataset] = analyse(points.get(run))
         theory = theories[run.dataset]
-        ranges = stability.analyse(run.dataset, spec, theory.lambda_min, theory.lambda_max)
+        ranges = stability.stable_range(run.dataset, spec, theory.lambda_min, theory.lambda_max)
         critical[i], fastest[i] = ranges.critical_lr, ranges.fastest_lr
         predicted[i] = _predicted_rate(run, spec, theory, points)
     rate = measured_rates(batch, points, optimizers)

@@ -29,13 +29,15 @@ rule reproduce:
         "results/benchmarks/reproduce.tsv"
     conda:
         "../envs/gdbench.yaml"
-    threads: lookup(dpath="training/threads", within=config, default=1)
+    threads: EXPERIMENT.training.threads
     params:
-        config=grid_config,
-        sample=lookup(dpath="verify/sample", within=config),
+        reads=grid_reads("reproduce", VERIFY_READS),
+        record=record("reproduce"),
         devices=DEVICES,
     message:
-        "Re-training {params.sample} sampled runs and the lesson from scratch"
+        "Re-training {n} sampled runs and the lesson from scratch".format(
+            n=EXPERIMENT.verify_sample
+        )
     script:
         "../scripts/reproduce.py"
 

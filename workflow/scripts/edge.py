@@ -12,9 +12,10 @@ from gdbench.determinism import set_deterministic
 from gdbench.edge import edge_table
 from gdbench.experiment import Experiment
 from gdbench.plots import edge
+from gdbench.reads import record_done
 
 
-def main(config, output, threads, log_path):
+def main(config, params, output, threads, log_path):
     with open(log_path, "w") as log:
         sys.stderr = log
 
@@ -28,6 +29,7 @@ def main(config, output, threads, log_path):
         say(table.to_string(index=False))
         io.write_csv(table, output.csv)
         edge(table, output.png, output.svg)
+        record_done(params.reads, params.record)
 
 
-main(snakemake.config, snakemake.output, snakemake.threads, snakemake.log[0])
+main(snakemake.config, snakemake.params, snakemake.output, snakemake.threads, snakemake.log[0])

@@ -13,6 +13,7 @@ import pandas as pd
 from gdbench import io
 from gdbench.determinism import set_deterministic
 from gdbench.experiment import Experiment
+from gdbench.reads import record_done
 from gdbench.verify import failure_message, verify
 
 with open(snakemake.log[0], "w") as log:
@@ -48,3 +49,4 @@ with open(snakemake.log[0], "w") as log:
         + f"{result['runs_identical']} of {result['runs_checked']} re-trained runs bit-identical to the stored "
         f"trajectories; the lesson's log reproduced: {result['lesson_log_reproduced']}.",
     )
+    record_done(snakemake.params.reads, snakemake.params.record)

@@ -173,3 +173,42 @@ def test_minibatch_rows_get_no_full_batch_theory():
         assert summary.loc[mini, col].isna().all() and summary.loc[~mini, col].notna().all()
     assert summary.loc[mini, "predicted_diverged"].isna().all()
     assert summary.loc[~mini, "predicted_diverged"].notna().all()
+
+
+def first_diverging_lr(x, y, epochs, factor, lo, hi):
+    """An independent reference: bisection of plain SGD simulated in float64 numpy (the cost
+    before each update, as the engines record it)."""
+
+    def diverges(lr):
+        p = np.zeros(2)
+        r = p[0] * x + p[1] - y
+        c0 = np.mean(r * r)
+        for _ in range(epochs + 1):
+            r = p[0] * x + p[1] - y
+            if not np.mean(r * r) <= factor * c0:
+                return True
+            p = p - lr * np.array([np.mean(2 * r * x), np.mean(2 * r)])
+        return False
+
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if diverges(mid) else (mid, hi)
+    return 0.5 * (lo + hi)
+
+
+@pytest.mark.parametrize("epochs", [300, 2000])
+def test_horizon_edge_in_closed_form_and_predicted_diverged_per_horizon(epochs):
+    """Plain SGD on the lesson's data: ``horizon_edge`` (closed form) equals an independent
+    float64 bisection within 1e-9 relative; ``predicted_diverged`` is the run's own horizon's:
+    1.01 x critical at 300 epochs neither diverges nor is predicted to, at 2000 epochs both."""
+    x, y = np.array([1.0, 2, 3]), np.array([2.0, 4, 6])
+    lam_max = float(np.linalg.eigvalsh(2 * np.stack([x, np.ones(3)], 1).T @ np.stack([x, np.ones(3)], 1) / 3)[-1])
+    critical = 2 / lam_max
+    _, _, summary = summary_of(
+        {"t": {"x": list(x), "y": list(y)}}, {"sgd": {"sgd": {}}}, [0.99 * critical, 1.01 * critical], epochs
+    )
+    reference = first_diverging_lr(x, y, epochs, 1e6, critical, 1.1 * critical)
+    np.testing.assert_allclose(summary["horizon_edge"], reference, rtol=1e-9)
+    assert summary["predicted_diverged"].tolist() == summary["diverged"].tolist()
+    assert summary["predicted_diverged"].tolist() == [False, epochs == 2000]
+    assert (summary["predicted_rate"].iloc[1] > 1) and (summary["lr_ratio"].iloc[1] > 1)

@@ -19,7 +19,7 @@ from gdbench.lesson import tutorial
 from gdbench.pipeline import optima, theories, train_runs
 from gdbench.plots import divergence_plot
 from gdbench.runs import RunSpec
-from gdbench.tables import theory_table
+from gdbench.tables import rate_curve_table, theory_table
 from gdbench.theory import analyse, eigen, optimum, predicted_rate, sgd_factor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -298,45 +298,51 @@ def test_final_cost_is_described_as_the_cost_before_the_last_update():
 
 
 def test_rate_plot_draws_measured_points_over_the_predicted_curve(default_grid, tmp_path):
-    """The rate plot: labelled axes, one panel per dataset, the predicted curve and the
-    fastest/critical lines in the legend; also with a singular dataset and no converged run."""
+    """The rate plot: labelled axes, one panel per dataset, the predicted curve (from the
+    theory job's curve table) and the fastest/critical lines in the legend; also with no
+    converged run."""
     config = grid_config({"tutorial": "default", "noisy": "default"})
-    theory = theory_table(
-        theories(ex(config), ["tutorial", "noisy"]), optima(ex(config), ["tutorial", "noisy"], [1, 2, 3])
-    )
+    th = theories(ex(config), ["tutorial", "noisy"])
+    theory = theory_table(th, optima(ex(config), ["tutorial", "noisy"], [1, 2, 3]))
+    curve = rate_curve_table(th)
     png, svg = tmp_path / "rate.png", tmp_path / "rate.svg"
-    plots.rate(default_grid, theory, png, svg)
+    plots.rate(default_grid, curve, theory, png, svg)
     text = svg.read_text()
-    for label in ("learning rate / critical learning rate", "dataset = tutorial", "dataset = noisy", "(1 − lr·λ)²"):
+    labels = ("learning rate / critical learning rate", "dataset = tutorial", "dataset = noisy", "(1 − lr·λ)²")
+    for label in (*labels, "fastest lr (plain SGD)", "critical lr"):
         assert label in text, label
     assert png.stat().st_size > 10_000
     none = default_grid.assign(rate=np.nan)
-    plots.rate(none, theory, png, svg)
-    assert "no converging full-batch run" in svg.read_text()
+    plots.rate(none, curve, theory, png, svg)
+    assert "no measured rate" in svg.read_text()
 
 
 def test_rate_plot_draws_each_optimizers_own_predicted_curve(momentum_grid, tmp_path):
     """With momentum the theory curve is the optimizer's own (rho^2 of its 2x2 step over lr /
-    its own critical lr), not plain descent's: heavy ball's is flat at beta = 0.9 where its
-    measured points sit; plain descent's V and fastest lr are not drawn for them."""
+    its own critical lr), not plain descent's: heavy ball's is flat at beta = 0.9 (about 21.9
+    epochs per decade) where its measured points sit; plain descent's V and fastest lr are not
+    drawn for them."""
     from matplotlib.figure import Figure
 
     config = grid_config({"tutorial": "default"}, optimizers=("heavy_ball", "nesterov"))
     specs = ex(config).optimizers
-    theory = theory_table(theories(ex(config), ["tutorial"]), optimizers=specs)
+    th = theories(ex(config), ["tutorial"])
+    theory = theory_table(th, optimizers=specs)
+    curve = rate_curve_table(th, {n: specs[n] for n in ("heavy_ball", "nesterov")})
     png, svg = tmp_path / "rate.png", tmp_path / "rate.svg"
     drawn: list = []
     original = Figure.savefig
     try:
         Figure.savefig = lambda self, *a, **k: (drawn.append(self), original(self, *a, **k))[1]
-        plots.rate(momentum_grid, theory, png, svg, optimizers=specs)
+        plots.rate(momentum_grid, curve, theory, png, svg)
     finally:
         Figure.savefig = original
     text = svg.read_text()
-    for label in ("predicted, heavy_ball", "predicted, nesterov", "ρ²"):
+    for label in ("heavy_ball: predicted", "nesterov: predicted", "ρ²"):
         assert label in text, label
     assert "(1 − lr·λ)²" not in text and "fastest lr" not in text
     curves = [ln for ln in drawn[0].axes[0].get_lines() if ln.get_linestyle() == "--"]
-    assert len(curves) == 2
-    flat = curves[0].get_ydata()[(curves[0].get_xdata() > 0.2) & (curves[0].get_xdata() < 0.9)]
-    np.testing.assert_allclose(flat, 0.9, atol=1e-9)
+    assert len(curves) == 4  # each optimizer's curve in two pieces, either side of x = 1
+    x, y = curves[0].get_xdata(), curves[0].get_ydata()
+    flat = y[(x > 0.2) & (x < 0.9)]
+    np.testing.assert_allclose(flat, np.log(10) / -np.log(0.9), rtol=1e-9)

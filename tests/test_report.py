@@ -111,7 +111,16 @@ def test_report_html_and_zip_build(report_run: ReportRun) -> None:
         assert zf.testzip() is None, "report.zip is corrupt"
         names = zf.namelist()
     assert "report/report.html" in names, f"report.zip has no report/report.html: {names}"
-    for result in ("convergence.png", "divergence.png", "timing.png", "summary.csv", "provenance.html", "theory.html"):
+    for result in (
+        "convergence.png",
+        "divergence.png",
+        "timing.png",
+        "summary.html",
+        "findings.html",
+        "time_to_target.png",
+        "provenance.html",
+        "theory.html",
+    ):
         assert any(n.endswith("/" + result) for n in names), f"report.zip lacks {result}: {names}"
 
     categories = report_run.embedded("categories")
@@ -385,5 +394,48 @@ def test_plot_opens_as_embedded_png(
         assert LRS_AS_RENDERED in _text(description), f"{label!r}: the description lacks the grid's lrs"
     page.screenshot(path=str(report_run.workdir / screenshot))
     print(f"screenshot: {report_run.workdir / screenshot}")
+    assert not opened.problems(), "console errors or warnings:\n" + "\n".join(opened.problems())
+    assert not opened.blocked, f"the report asked the network for {opened.blocked}"
+
+
+@browser_test
+@pytest.mark.parametrize(
+    ("category", "label", "column"),
+    [
+        ("Divergence", "summary (one row per run)", "converged_at"),
+        ("Findings", "findings (one row per dataset x optimizer)", "best_epochs"),
+        ("Divergence", "stability edge (table)", "edge_hi"),
+    ],
+)
+def test_tables_sort_and_filter_in_the_page(
+    opened: Opened, report_run: ReportRun, category: str, label: str, column: str
+) -> None:
+    """If this fails, a table of the report is a download again (or its scripts need the
+    network): a reader cannot sort the summary by converged_at or filter it in the page."""
+    page = opened.page
+    nav = _show_category(page, category)
+    row = nav.locator("tbody tr", has_text=label)
+    assert row.count() == 1, f"{category}: no single row {label!r}"
+    row.locator("a[iconname=eye]").click()
+    frame = None
+    for _ in range(100):
+        frames = [f for f in page.frames if f.locator("table.dataTable").count()]
+        if frames:
+            frame = frames[-1]
+            break
+        page.wait_for_timeout(100)
+    assert frame is not None, f"{label!r} does not show an interactive table in the page"
+    header = frame.locator(".dt-scroll-head th", has_text=column).first
+    index = header.evaluate("t => [...t.parentElement.children].indexOf(t)")
+    header.click()
+    cells = frame.locator(".dt-scroll-body tbody tr").evaluate_all(
+        f"rows => rows.map(r => r.children[{index}].textContent)"
+    )
+    numbers = [float(c) for c in cells if c]
+    assert numbers and numbers == sorted(numbers), f"{column} not sorted ascending: {cells}"
+    assert cells[0] != "", "empty cells sort before numbers"
+    frame.locator("input[type=search]").first.fill("tutorial")
+    info = " ".join((frame.locator(".dt-info").first.text_content() or "").split())
+    assert "filtered from" in info, f"the search box does not filter: {info!r}"
     assert not opened.problems(), "console errors or warnings:\n" + "\n".join(opened.problems())
     assert not opened.blocked, f"the report asked the network for {opened.blocked}"

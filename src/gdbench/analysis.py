@@ -17,8 +17,14 @@ Per run (arrays of length R, NaN where a quantity has no meaning):
 * ``critical_lr``, ``fastest_lr``, ``lr_ratio = lr / critical_lr``: the run's optimizer's
   full-batch stable range on its dataset's Hessian; empty for minibatch runs (full-batch
   theory does not bound them: they can diverge below ``critical_lr`` and survive above it);
-* ``predicted_diverged``: whether the full-batch theory predicts divergence
-  (``predicted_rate > 1``); unknown (``known`` false) where ``predicted_rate`` is empty.
+* ``predicted_diverged``: whether the full-batch theory predicts divergence *within the run's
+  own epochs*: the float64 recurrence of the run's optimizer from its initial point
+  (:func:`gdbench.horizon.diverges`, in closed form for plain SGD) passes the run's divergence
+  threshold by its last epoch. Not ``predicted_rate > 1``: just above the critical lr the error
+  grows so slowly that a finite run does not diverge (1.01 x critical at 300 epochs).
+  Unknown (``known`` false) for minibatch runs, Adam, and runs that start at the optimum;
+* ``horizon_edge``: plain SGD (full batch, no weight decay), the smallest lr whose run of the
+  same start and epochs diverges, in closed form (:func:`gdbench.horizon.closed_form_edge`).
 """
 
 from __future__ import annotations
@@ -31,11 +37,13 @@ import numpy as np
 
 from gdbench import stability
 from gdbench.data import Dataset
+from gdbench.horizon import Recurrence, closed_form_edge, diverges
 from gdbench.optimizers import DEFAULT_NAME, PLAIN_SGD, OptimizerSpec
 from gdbench.rates import direction_bottoms, direction_rates, fit_window, window_bottom
 from gdbench.runs import RunSpec
 from gdbench.theory import Optimum, Theory, analyse, eigen
 from gdbench.trajectory import TrajectoryBatch
+from gdbench.verdicts import DEFAULT_DIVERGED_FACTOR
 
 
 class Points(Protocol):
@@ -62,13 +70,17 @@ class RunAnalysis:
     lr_ratio: np.ndarray
     predicted_diverged: np.ndarray
     known: np.ndarray  # where predicted_diverged means something
+    horizon_edge: np.ndarray
 
 
 def analyse_runs(
-    batch: TrajectoryBatch, points: Points, optimizers: Mapping[str, OptimizerSpec] | None = None
+    batch: TrajectoryBatch,
+    points: Points,
+    optimizers: Mapping[str, OptimizerSpec] | None = None,
+    diverged_factor: float = DEFAULT_DIVERGED_FACTOR,
 ) -> RunAnalysis:
     """Every derived quantity of the runs of ``batch`` (``optimizers`` by name; absent: plain
-    SGD as ``sgd``, a config's default)."""
+    SGD as ``sgd``, a config's default; ``diverged_factor``: the verdicts' threshold)."""
     optimizers = optimizers or {DEFAULT_NAME: PLAIN_SGD}
     runs = batch.runs
     R = len(runs)
@@ -88,9 +100,18 @@ def analyse_runs(
         predicted[i] = _predicted_rate(run, spec, theory, points)
     rate = measured_rates(batch, points, optimizers)
     lr = np.array([r.lr for r in runs], dtype=np.float64)
-    known = full & np.isfinite(predicted)
-    with np.errstate(invalid="ignore"):
-        predicted_diverged = np.where(known, predicted > 1, False)
+    theory_applies = [i for i, run in enumerate(runs) if full[i] and stability.has_theory(optimizers[run.optimizer])]
+    problems = {i: _problem(runs[i], optimizers[runs[i].optimizer], points, diverged_factor) for i in theory_applies}
+    started = np.isfinite(predicted) | np.array([optimizers[r.optimizer].weight_decay != 0 for r in runs])
+    known = np.zeros(R, dtype=bool)
+    known[theory_applies] = True
+    known &= started
+    predicted_diverged = np.zeros(R, dtype=bool)
+    rows = np.flatnonzero(known)
+    if rows.size:
+        verdicts = diverges([problems[int(i)] for i in rows], lr[rows][:, None])[:, 0]
+        predicted_diverged[rows] = verdicts
+    edge = np.array([closed_form_edge(problems[i]) if i in problems else np.nan for i in range(R)])
     return RunAnalysis(
         n_points=n_points,
         full_batch=full,
@@ -101,7 +122,15 @@ def analyse_runs(
         lr_ratio=lr / critical,
         predicted_diverged=predicted_diverged,
         known=known,
+        horizon_edge=edge,
     )
+
+
+def _problem(run: RunSpec, spec: OptimizerSpec, points: Points, diverged_factor: float) -> Recurrence:
+    """The run as the float64 full-batch recurrence of :mod:`gdbench.horizon`."""
+    data = points.get(run)
+    w0, b0 = points.initial(run)
+    return Recurrence(data.x, data.y, w0, b0, run.epochs, diverged_factor, **spec.arguments())
 
 
 def _predicted_rate(run: RunSpec, spec: OptimizerSpec, theory: Theory, points: Points) -> float:

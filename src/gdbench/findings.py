@@ -116,7 +116,9 @@ def time_to_target(summary: pd.DataFrame, converged_below: float) -> pd.DataFram
     ).reset_index()
     for col in ("runs", "converged", "diverged"):
         out[col] = out[col].astype(np.int64)
-    return out[list(TARGET_COLUMNS)].sort_values([*GROUP, "lr"], kind="stable").reset_index(drop=True)
+    out["_group"] = out.groupby(list(GROUP), sort=False, observed=True).ngroup()  # the summary's order
+    out = out.sort_values(["_group", "lr"], kind="stable")
+    return out[list(TARGET_COLUMNS)].reset_index(drop=True)
 
 
 def _best(target: pd.DataFrame) -> pd.DataFrame:
@@ -248,11 +250,15 @@ def write_findings(
     (CSV), and ``output.findings_html`` (the findings table for the report); the findings as
     text to ``log``."""
     from gdbench import io
+    from gdbench.html_tables import write_interactive_table
 
     table = findings_table(summary, edge, theory, converged_below)
     io.write_csv(table, output.findings)
     io.write_csv(time_to_target(summary, converged_below), output.time_to_target)
     io.write_csv(performance_profile(summary), output.profile)
-    note = "One row per dataset x optimizer x the other non-lr axes, over seeds; see its description for every column."
-    io.write_html_table(table, output.findings_html, "Findings", note)
+    note = (
+        "One row per dataset x optimizer x the other non-lr axes, over seeds (results/tables/findings.csv); "
+        "its description defines every column. Click a header to sort; type in Search to filter."
+    )
+    write_interactive_table(table, output.findings_html, "Findings", note)
     print(table.to_string(index=False), file=log)

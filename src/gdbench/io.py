@@ -146,9 +146,10 @@ def write_text(text: str, path: str | os.PathLike[str]) -> None:
 
 def join_csv(
     paths: Sequence[str | os.PathLike[str]], out_path: str | os.PathLike[str], log_path: str | os.PathLike[str]
-) -> None:
+) -> pd.DataFrame:
     """Concatenate CSV tables (e.g. one per device) into one, and the joined table as text to
-    ``log_path``."""
+    ``log_path``; returns the joined table."""
     table = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
     write_csv(table, out_path)
     write_text(table.to_string(index=False) + "\n", log_path)
+    return table

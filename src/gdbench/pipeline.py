@@ -104,7 +104,7 @@ def train_runs(
             f"{run.dtype}; scale the data down or use dtype float64",
             ("datasets", run.dataset),
         )
-    analysed = analyse_runs(batch, data, options.optimizers)
+    analysed = analyse_runs(batch, data, options.optimizers, options.criteria.diverged_factor)
     return batch, tables.trajectories(batch, run_ids), tables.summary(batch, analysed, run_ids)
 
 
@@ -194,18 +194,24 @@ def write_merged_tables(
     summary_csv: str | Path,
     summary_parquet: str | Path,
     log_path: str | Path,
+    summary_html: str | Path | None = None,
 ) -> None:
     """The training jobs' shards joined into the published tables: the trajectories streamed
-    row group by row group, the summaries (one row per run) as Parquet and CSV, and an HTML
-    preview of the trajectories' first rows; a line of counts to ``log_path``."""
+    row group by row group, the summaries (one row per run) as Parquet and CSV (and, with
+    ``summary_html``, as the report's interactive table), and an HTML preview of the
+    trajectories' first rows; a line of counts to ``log_path``."""
     import pyarrow.parquet as pq
 
     from gdbench import io
+    from gdbench.html_tables import write_interactive_table
 
     rows = tables.concat_parquet(list(trajectory_shards), str(trajectories_path))
     summary = tables.concat_tables(list(summary_shards))
     io.write_parquet(summary, summary_parquet)
     io.write_csv(summary, summary_csv)
+    if summary_html is not None:
+        note = "One row per run (results/tables/summary.csv). Click a header to sort; type in Search to filter."
+        write_interactive_table(summary, summary_html, "Summary", note)
     head = next(pq.ParquetFile(trajectory_shards[0]).iter_batches(batch_size=PREVIEW_ROWS), None)
     io.write_html_table(
         head.to_pandas() if head is not None else pd.DataFrame(),

@@ -43,6 +43,7 @@ SUMMARY_COLUMNS = (
     "predicted_diverged",
     "train_seconds",
     "reached_at",
+    "horizon_edge",
 )
 _CATEGORICAL = ("dataset", "optimizer", "device", "engine", "init", "batch_size", "dtype")
 
@@ -117,6 +118,7 @@ def summary(batch: TrajectoryBatch, analysis: RunAnalysis, run_ids: Sequence[int
     predicted_diverged[~analysis.known] = pd.NA
     df["predicted_diverged"] = predicted_diverged
     df["train_seconds"] = batch.seconds
+    df["horizon_edge"] = analysis.horizon_edge
     return df[list(SUMMARY_COLUMNS)]
 
 

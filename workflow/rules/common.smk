@@ -122,6 +122,8 @@ def all_outputs():
         "results/plots/convergence.png",
         "results/plots/divergence.png",
         "results/plots/rate.png",
+        "results/plots/time_to_target.png",
+        "results/plots/profile.png",
         "results/provenance.json",
     ]
     if TIMING:
@@ -174,7 +176,21 @@ def figure(name, caption, category, label):
 def figures():
     outputs = {
         **figure("convergence", "convergence.rst", "Convergence", "cost vs epoch"),
-        **figure("rate", "rate.rst", "Convergence", "rate vs learning rate"),
+        **figure(
+            "rate", "rate.rst", "Convergence", "epochs per decade vs lr / critical lr"
+        ),
+        **figure(
+            "time_to_target",
+            "time_to_target.rst",
+            "Findings",
+            "time to target: epochs to converge vs lr",
+        ),
+        **figure(
+            "profile",
+            "profile.rst",
+            "Findings",
+            "optimizers compared (performance profile)",
+        ),
         **figure(
             "divergence",
             "divergence.rst",
@@ -199,6 +215,10 @@ def figure_inputs(wildcards):
         "trajectories": rules.merge_tables.output.trajectories,
         "summary": rules.merge_tables.output.summary_parquet,
         "theory": rules.theory.output.csv,
+        "curve": rules.theory.output.curve,
+        "findings": rules.findings.output.findings,
+        "time_to_target": rules.findings.output.time_to_target,
+        "profile": rules.findings.output.profile,
     }
     if TIMING:
         inputs["timing"] = rules.join_timing.output[0]

@@ -6,8 +6,9 @@ rule edge:
     input:
         csv=edge_csv_files,
     output:
-        csv=report(
-            "results/tables/edge.csv",
+        csv="results/tables/edge.csv",
+        html=report(
+            "results/tables/edge.html",
             caption="../report/edge_table.rst",
             category="Divergence",
             labels={"result": "stability edge (table)"},

@@ -19,8 +19,10 @@ rule merge_tables:
             category="Convergence",
             labels={"result": "trajectories (preview of the Parquet table)"},
         ),
-        summary_csv=report(
-            "results/tables/summary.csv",
+        summary_csv="results/tables/summary.csv",
+        # The report shows the table itself (sortable, filterable), not a CSV download.
+        summary_html=report(
+            "results/tables/summary.html",
             caption="../report/summary.rst",
             category="Divergence",
             labels={"result": "summary (one row per run)"},
@@ -45,6 +47,7 @@ rule merge_tables:
             output.summary_csv,
             output.summary_parquet,
             log[0],
+            output.summary_html,
         )
 
 

@@ -35,8 +35,9 @@ rule join_timing:
     input:
         expand(rules.timing.output[0], device=DEVICES),
     output:
-        report(
-            "results/tables/timing.csv",
+        csv="results/tables/timing.csv",
+        html=report(
+            "results/tables/timing.html",
             caption="../report/timing_table.rst",
             category="Timing",
             labels={"result": "timing"},
@@ -50,6 +51,9 @@ rule join_timing:
         "Joining the timing measurements"
     run:
         # Cheap: runs inside Snakemake instead of starting a Python process.
+        from gdbench.html_tables import write_interactive_table
         from gdbench.io import join_csv
 
-        join_csv(input, output[0], log[0])
+        table = join_csv(input, output.csv, log[0])
+        note = "One row per measurement (results/tables/timing.csv). Click a header to sort."
+        write_interactive_table(table, output.html, "Timing", note)

@@ -11,6 +11,7 @@ from gdbench import io
 from gdbench.determinism import set_deterministic
 from gdbench.edge import edge_table
 from gdbench.experiment import Experiment
+from gdbench.html_tables import write_interactive_table
 from gdbench.plots import edge
 from gdbench.reads import record_done
 
@@ -28,6 +29,8 @@ def main(config, params, output, threads, log_path):
         say(f"located {len(table)} edges in {time.perf_counter() - clock:.2f} s")
         say(table.to_string(index=False))
         io.write_csv(table, output.csv)
+        note = "One row per grid point without its lr, and seed (results/tables/edge.csv). Click a header to sort."
+        write_interactive_table(table, output.html, "The stability edge", note)
         edge(table, output.png, output.svg)
         record_done(params.reads, params.record)
 

@@ -1,4 +1,5 @@
-"""Every figure in one process: a function per figure, called for each `<name>_png` output."""
+"""Every figure in one process: a function per figure, called for each `<name>_png` output.
+Figures read the tables only (never the config)."""
 
 import sys
 from pathlib import Path
@@ -8,7 +9,6 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this ch
 import pandas as pd
 
 from gdbench import plots
-from gdbench.experiment import Experiment
 from gdbench.plots import lines
 from gdbench.tables import AXES
 
@@ -23,9 +23,19 @@ def convergence(inputs, png, svg, log):
 
 
 def rate(inputs, png, svg, log):
-    """Measured rate of the excess cost vs lr / critical_lr, over the predicted rate."""
-    specs = Experiment.from_checked(snakemake.config, ["cpu"]).optimizers  # each optimizer's own theory curve
-    plots.rate(pd.read_parquet(inputs.summary), pd.read_csv(inputs.theory), png, svg, optimizers=specs)
+    """Measured and predicted epochs per decade of the excess vs lr / critical_lr."""
+    summary, curve, theory = pd.read_parquet(inputs.summary), pd.read_csv(inputs.curve), pd.read_csv(inputs.theory)
+    plots.rate(summary, curve, theory, png, svg)
+
+
+def time_to_target(inputs, png, svg, log):
+    """Epochs to converge vs lr per optimizer, the best lr starred, the theory dashed."""
+    plots.time_to_target(pd.read_csv(inputs.time_to_target), pd.read_csv(inputs.findings), png, svg)
+
+
+def profile(inputs, png, svg, log):
+    """The optimizers' performance profile (ranked bars for a single problem)."""
+    plots.profile(pd.read_csv(inputs.profile), png, svg)
 
 
 def divergence(inputs, png, svg, log):

@@ -4,7 +4,10 @@
 * :func:`convergence` (``convergence_plot``): excess cost vs epoch, one line per learning rate;
   its reduction of seeds to lines is :mod:`gdbench.plots.lines` (pandas only, no matplotlib);
 * :func:`divergence` (``divergence_plot``): final excess cost vs learning rate, with theory;
-* :func:`rate` (``rate_plot``): measured vs predicted rate of the excess cost;
+* :func:`rate` (``rate_plot``): measured vs predicted rate of the excess cost, both sides of
+  the critical lr;
+* :func:`time_to_target` (``target_plot``): epochs to converge vs lr per optimizer;
+* :func:`profile` (``profile_plot``): the optimizers' performance profile (or ranked bars);
 * :func:`timing` (``timing_plot``): seconds per epoch and throughput from the timing table;
 * :func:`edge` (``edge_plot``): the located stability edge vs theory, per optimizer.
 
@@ -23,11 +26,24 @@ if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ imports on 
     from gdbench.plots.divergence_plot import divergence
     from gdbench.plots.edge_plot import edge
     from gdbench.plots.lines import MAX_POINTS
+    from gdbench.plots.profile_plot import profile
     from gdbench.plots.rate_plot import rate
     from gdbench.plots.style import DPI
+    from gdbench.plots.target_plot import time_to_target
     from gdbench.plots.timing_plot import timing
 
-__all__ = ["DPI", "MAX_POINTS", "TOP_FACTOR", "convergence", "divergence", "edge", "rate", "timing"]
+__all__ = [
+    "DPI",
+    "MAX_POINTS",
+    "TOP_FACTOR",
+    "convergence",
+    "divergence",
+    "edge",
+    "profile",
+    "rate",
+    "time_to_target",
+    "timing",
+]
 
 #: Each public name and the module that defines it.
 _HOME = {
@@ -37,8 +53,10 @@ _HOME = {
     "convergence": "convergence_plot",
     "divergence": "divergence_plot",
     "edge": "edge_plot",
+    "profile": "profile_plot",
     "rate": "rate_plot",
     "timing": "timing_plot",
+    "time_to_target": "target_plot",
 }
 
 

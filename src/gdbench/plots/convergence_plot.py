@@ -265,25 +265,39 @@ def _end_labels(ax: Axes, ends: list[tuple[float, float, tuple]], bottom: float,
         )
 
 
+#: Width of one character of a divergence label (x-small text), in points, and the space
+#: kept between two labels.
+_CHAR_PT, _LABEL_SPACE_PT = 4.8, 4.0
+
+
+def _label_text(lrs: list[float]) -> str:
+    lrs = sorted(lrs)
+    return ", ".join(f"{v:g}" for v in lrs) if len(lrs) <= 2 else f"{lrs[0]:g} … {lrs[-1]:g}"
+
+
 def _divergence_labels(ax: Axes, marks: list[tuple[int, tuple, float]], top: float) -> None:
-    """Label the divergence markers of each learning rate with the lr, above its first marker
-    (slanted, so labels of neighbouring epochs do not run into each other)."""
+    """Label the divergence markers of each learning rate with the lr, above its first marker;
+    learning rates whose labels would touch share one ("0.15 … 0.5"), so labels never overlap."""
     first: dict[float, tuple[int, tuple]] = {}
     for e, colour, lr in sorted(marks, key=lambda m: m[0]):
         first.setdefault(lr, (e, colour))
-    for lr, (e, colour) in sorted(first.items(), key=lambda item: item[1][0]):
-        ax.annotate(
-            f"{lr:g}",
-            xy=(e, top),
-            xytext=(2, 7),
-            textcoords="offset points",
-            rotation=40,
-            ha="left",
-            va="bottom",
-            fontsize="x-small",
-            color=colour,
-            annotation_clip=False,
-        )
+    points_per_px = 72.0 / ax.figure.dpi
+    at = sorted(
+        (float(ax.transData.transform((e, top))[0]) * points_per_px, e, colour, lr) for lr, (e, colour) in first.items()
+    )
+    groups: list[list[tuple[float, int, tuple, float]]] = []
+    for item in at:
+        if groups:
+            start = groups[-1][0][0]
+            width = len(_label_text([g[3] for g in groups[-1]])) * _CHAR_PT
+            if item[0] < start + width + _LABEL_SPACE_PT:
+                groups[-1].append(item)
+                continue
+        groups.append([item])
+    for group in groups:
+        _, e, colour, _ = group[0]
+        ax.annotate(_label_text([g[3] for g in group]), xy=(e, top), xytext=(-3, 7), textcoords="offset points",
+                    ha="left", va="bottom", fontsize="x-small", color=colour, annotation_clip=False)  # fmt: skip
 
 
 def _lr_step_colorbar(fig: Figure, axes: list[Axes], norm: BoundaryNorm, cmap: Colormap, lrs: np.ndarray) -> None:

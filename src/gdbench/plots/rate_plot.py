@@ -1,113 +1,92 @@
-"""The rate figure: each converging full-batch run's measured rate vs lr / critical lr, over
-the rate theory predicts; learning rate is a colour on a log scale."""
+"""The rate figure: how fast each full-batch run's excess cost shrinks (below the critical lr)
+or grows (above it) per epoch, measured and predicted, against lr / critical lr.
+
+The y axis is **epochs per decade**, ``ln 10 / |ln rate|``, on a log axis: the epochs the
+excess needs to shrink (or grow) tenfold. Rates near 1 are the slow runs, and there a
+difference of 1e-3 in the rate is a visible factor (0.999 is 2,301 epochs per decade, 0.998
+1,150), where a linear rate axis would show two equal points; lower is faster on both sides.
+Everything drawn is read from tables: the summary (``rate``, ``predicted_rate``,
+``lr_ratio``), the theory job's ``rate_curve.csv`` and the theory table's ``fastest_lr``.
+"""
 
 from __future__ import annotations
 
-import matplotlib
+import math
+
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Colormap, ListedColormap, LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from gdbench.optimizers import PLAIN_SGD, OptimizerSpec
 from gdbench.plots import style
 
-__all__ = ["rate"]
+__all__ = ["epochs_per_decade", "rate"]
 
-#: At most this many learning rates labelled one by one on a narrow colour bar.
-_MAX_LR_TICKS = 12
-
-
-def _lr_cmap() -> Colormap:
-    """A sequential palette for learning rate, without viridis' palest yellow (unreadable on white)."""
-    base = matplotlib.colormaps["viridis"]
-    return ListedColormap(base(np.linspace(0.0, 0.88, 256)), name="gdbench_lr")
+_RATE_X = "learning rate / critical learning rate"
+_RATE_Y = "epochs per decade, ln 10 / |ln rate|"
+#: Rates this close to 1 are drawn at the axis' top (a decade would take forever).
+_NEAR_ONE = 1e-12
 
 
-def _lr_norm(lrs: np.ndarray) -> LogNorm:
-    lrs = lrs[np.isfinite(lrs) & (lrs > 0)]
-    if lrs.size == 0:
-        return LogNorm(1e-3, 1.0)
-    lo, hi = float(lrs.min()), float(lrs.max())
-    if hi / lo < 10:  # a single lr (or a narrow range): widen so colours stay distinct and defined
-        mid = np.sqrt(lo * hi)
-        lo, hi = min(lo, mid / np.sqrt(10)), max(hi, mid * np.sqrt(10))
-    return LogNorm(lo, hi)
-
-
-def _lr_colorbar(fig: Figure, axes: list[Axes], norm: LogNorm, cmap: Colormap, lrs: np.ndarray) -> None:
-    """The learning-rate colour bar, with a tick mark at each learning rate of the style.grid."""
-    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.9, pad=0.02, aspect=30)
-    bar.set_label("learning rate")
-    distinct = np.unique(lrs[np.isfinite(lrs) & (lrs > 0)])
-    assert norm.vmin is not None and norm.vmax is not None  # the caller's norm has both limits
-    if norm.vmax / norm.vmin < 100 and 0 < distinct.size <= _MAX_LR_TICKS:
-        # A narrow range has few or no decades to label: label the learning rates themselves.
-        bar.ax.yaxis.set_major_locator(FixedLocator(distinct.tolist()))
-        bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
-    else:
-        plain = norm.vmin >= 1e-4 and norm.vmax <= 1e4
-        bar.ax.yaxis.set_major_formatter(FuncFormatter(style.plain_label if plain else style.power_label))
-    bar.ax.yaxis.set_minor_locator(NullLocator())
-    for lr in distinct:
-        if norm.vmin <= lr <= norm.vmax:
-            bar.ax.axhline(lr, color="white", lw=0.8, alpha=0.9)
+def epochs_per_decade(rate: np.ndarray | pd.Series) -> np.ndarray:
+    """``ln 10 / |ln rate|``: epochs for the excess to change tenfold (NaN where the rate is
+    not a positive number or is 1)."""
+    r = np.asarray(rate, dtype=np.float64)
+    out = np.full(r.shape, np.nan)
+    ok = np.isfinite(r) & (r > 0) & (np.abs(r - 1) > _NEAR_ONE)
+    out[ok] = math.log(10) / np.abs(np.log(r[ok]))
+    return out
 
 
 def rate(
     summary: pd.DataFrame,
-    theory: pd.DataFrame,
+    curve: pd.DataFrame | None,
+    theory: pd.DataFrame | None,
     out_png: style.PathLike,
     out_svg: style.PathLike,
-    optimizers: dict[str, OptimizerSpec] | None = None,
 ) -> None:
-    """Measured rate vs lr / critical_lr (linear axes), over the rate theory predicts, a facet
-    per dataset.
+    """Measured and predicted epochs per decade vs lr / critical lr (log-log), a panel per
+    dataset (and row axis but the optimizer), a colour and marker per optimizer.
 
-    Points: the summary's ``rate`` of each converging full-batch run (the contraction factor
-    of its excess cost per epoch, fitted on the tail), coloured by learning rate, a marker per
-    optimizer. Dashed curves: each optimizer's predicted rate (:func:`gdbench.stability.rate_curve`,
-    ``max over lambda > 0 of rho^2``; plain descent's ``(1 - lr lambda)^2``) from the theory
-    table's eigenvalues, for a start with error along every eigen-direction, over lr / its own
-    critical lr: plain descent's V has its bottom at the fastest lr (dotted) and reaches 1 at
-    the critical lr (x = 1), heavy ball's is flat at beta where its roots are complex.
-    ``optimizers`` gives the specs by name (a name it lacks is a ``KeyError``); without it every
-    run is taken for plain SGD.
-    Runs whose start lacks a direction follow their own ``predicted_rate`` (open circles).
+    Filled markers: the summary's ``rate`` below 1 (a converging run's contraction, fitted on
+    its tail); open markers: ``rate`` above 1 (a diverged run's measured growth, where the
+    summary has one). Dashed: each optimizer's predicted curve (``rate_curve.csv``), which
+    rises to infinity at x = 1 (the critical lr: rate 1) from both sides. Grey open circles:
+    a run's own ``predicted_rate`` where it is off the curve (its start lacks a direction).
     """
     runs = _rate_runs(summary)
-    names = list(dict.fromkeys(runs["optimizer"]))
-    specs = {n: optimizers[n] for n in names} if optimizers is not None else dict.fromkeys(names, PLAIN_SGD)
-    styles = {n: _RATE_STYLES[i % len(_RATE_STYLES)] for i, n in enumerate(names)}
-    eig = _eigenvalues(theory)
+    curve = _curve(curve)
+    names = list(dict.fromkeys([*runs["optimizer"], *curve["optimizer"]]))
+    styles = style.optimizer_styles(names)
     with style.theme():
-        facets = style.make_facets(runs[["dataset"]].drop_duplicates()) if len(runs) else None
+        facets = style.make_facets(summary[["dataset"]].drop_duplicates()) if len(runs) else None
         if facets is None or not facets.keys:
             _empty_rate_figure(out_png, out_svg)
             return
-        fig, by_key = style.grid(facets, 5.2, 3.9, extra_width=0.9)
-        norm, cmap = _lr_norm(runs["lr"].to_numpy()), _lr_cmap()
-        drawn: set[str] = set()
-        any_measured = plain_drawn = False
+        fig, by_key = style.grid(facets, 5.4, 4.0)
+        drawn: dict[str, set[str]] = {}
+        fastest_drawn = False
         for key, ax in by_key.items():
-            part = runs[runs["dataset"].astype(str).to_numpy() == key[0]]
-            lam = eig.get(key[0])
-            if lam is not None:
-                plain_drawn |= _rate_theory(ax, part, lam, specs, styles, drawn)
-                _own_predictions(ax, part, lam, specs)
-            any_measured |= _measured_rates(ax, part, styles, norm, cmap)
-            ax.set(xlim=(0.0, 1.1), ylim=(-0.02, 1.05))
+            part = runs[runs["dataset"].to_numpy() == key[0]]
+            own = curve[curve["dataset"] == key[0]]
+            _curves(ax, own, part, styles, drawn)
+            fastest_drawn |= _fastest_line(ax, theory, key[0], set(part["optimizer"]))
+            _measured(ax, part, styles, drawn)
+            _off_curve(ax, part, own, drawn)
+            ax.axvline(1.0, color=style.DIVERGED_COLOUR, lw=0.9, alpha=0.7, zorder=1)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            if not np.isfinite(part["rate"]).any():
+                style.empty_note(ax, "no measured rate (no converging full-batch run)")
             ax.set_title(facets.title(key))
         style.label_outer(facets, by_key, _RATE_X, _RATE_Y)
-        _lr_colorbar(fig, list(by_key.values()), norm, cmap, runs["lr"].to_numpy())
-        handles = _rate_legend(names, specs, styles, drawn, plain_drawn, any_measured)
-        wide = fig.get_figwidth() >= 10
-        fig.legend(handles=handles, loc="outside lower center", ncols=2 if wide else 1, fontsize="small")
-        fig.suptitle("Rate: contraction of the excess cost per epoch, measured vs predicted")
+        handles = _legend(names, styles, drawn, fastest_drawn, curve)
+        ncols = 2 if fig.get_figwidth() >= 10 else 1
+        fig.legend(handles=handles, loc="outside lower center", ncols=ncols, fontsize="small")
+        fig.suptitle(
+            "Rate: epochs per decade of the excess cost (lower is faster), contraction left of 1, growth right"
+        )
         style.save(fig, out_png, out_svg)
 
 
@@ -116,140 +95,140 @@ def _rate_runs(summary: pd.DataFrame) -> pd.DataFrame:
     runs = summary.copy()
     for col in ("rate", "predicted_rate", "lr_ratio", "lr"):
         runs[col] = pd.to_numeric(runs[col], errors="coerce").astype(float) if col in runs else np.nan
-    if "dataset" not in runs:
-        runs["dataset"] = "all"
-    if "optimizer" not in runs:
-        runs["optimizer"] = PLAIN_SGD.name
-    runs["optimizer"] = runs["optimizer"].astype(str)
+    runs["dataset"] = runs["dataset"].astype(str) if "dataset" in runs else "all"
+    runs["optimizer"] = runs["optimizer"].astype(str) if "optimizer" in runs else "sgd"
     return runs
 
 
+def _curve(curve: pd.DataFrame | None) -> pd.DataFrame:
+    cols = ["dataset", "optimizer", "lr_ratio", "predicted_rate", "rate_formula"]
+    if curve is None or not set(cols) <= set(curve.columns):
+        return pd.DataFrame(
+            {c: pd.Series(dtype=str if c in ("dataset", "optimizer", "rate_formula") else float) for c in cols}
+        )
+    out = curve[cols].copy()
+    out["dataset"], out["optimizer"] = out["dataset"].astype(str), out["optimizer"].astype(str)
+    return out
+
+
 def _empty_rate_figure(out_png: style.PathLike, out_svg: style.PathLike) -> None:
-    fig = Figure(figsize=(6, 4), layout="constrained")
+    fig = Figure(figsize=(7.5, 4.5), layout="constrained")
     ax = fig.subplots()
     ax.set(xlabel=_RATE_X, ylabel=_RATE_Y, title="Rate")
     style.empty_note(ax, "no runs to draw")
     style.save(fig, out_png, out_svg)
 
 
-def _rate_theory(
-    ax: Axes,
-    part: pd.DataFrame,
-    lam: np.ndarray,
-    specs: dict[str, OptimizerSpec],
-    styles: dict[str, tuple[str, tuple[float, float], str]],
-    drawn: set[str],
-) -> bool:
-    """Each optimizer's predicted curve in one facet (names drawn are added to ``drawn``), the
-    fastest lr where plain SGD is among them, and x = 1; returns whether plain SGD was."""
-    from gdbench import stability
+def _x_range(part: pd.DataFrame) -> tuple[float, float]:
+    """The panel's lr / critical lr range (the runs', widened a little), for the curves."""
+    x = part["lr_ratio"].to_numpy()
+    x = x[np.isfinite(x) & (x > 0)]
+    if not x.size:
+        return 1e-3, 3.0
+    return float(x.min()) / 1.5, max(float(x.max()) * 1.5, 1.5)
 
-    x = np.unique(np.concatenate([np.linspace(0.0, 1.0, 401), [_fastest_ratio(lam)]]))
-    plain_drawn = False
+
+def _curves(
+    ax: Axes, own: pd.DataFrame, part: pd.DataFrame, styles: dict[str, style.OptimizerStyle], drawn: dict
+) -> None:
+    """Each optimizer of the panel's predicted curve, over the runs' range of lr / critical lr."""
+    lo, hi = _x_range(part)
     for name in dict.fromkeys(part["optimizer"]):
-        curve = stability.rate_curve(specs[name], lam, x)
-        if np.isfinite(curve).any():
-            colour, dashes, _ = styles[name]
-            ax.plot(x, curve, ls="--", dashes=dashes, color=colour, lw=1.3, zorder=2)
-            drawn.add(name)
-        plain_drawn |= specs[name].is_plain
-    if plain_drawn:
-        ax.axvline(_fastest_ratio(lam), color=style.FASTEST_COLOUR, ls=":", lw=1.8, zorder=1)
-    ax.axvline(1.0, color=style.DIVERGED_COLOUR, ls="-", lw=0.8, alpha=0.6, zorder=1)
-    return plain_drawn
+        c = own[(own["optimizer"] == name) & own["lr_ratio"].between(lo, hi)]
+        y = epochs_per_decade(c["predicted_rate"])
+        if not np.isfinite(y).any():
+            continue
+        s = styles[name]
+        below = c["lr_ratio"].to_numpy() < 1
+        for side in (below, ~below):  # two pieces: the curve goes to infinity at x = 1
+            ax.plot(c["lr_ratio"].to_numpy()[side], y[side], ls="--", dashes=s.dashes, color=s.colour, lw=1.3, zorder=2)
+        drawn.setdefault(name, set()).add("predicted")
 
 
-def _own_predictions(ax: Axes, part: pd.DataFrame, lam: np.ndarray, specs: dict[str, OptimizerSpec]) -> None:
-    """Open circles at the runs' own predicted rate where it is not the curve's (their start
-    lacks an eigen-direction)."""
-    from gdbench import stability
-
-    own = part[np.isfinite(part["predicted_rate"]) & np.isfinite(part["rate"])]
-    if not len(own):
-        return
-    pos = lam[lam > 0]
-    generic = np.array(
-        [stability.run_rate(specs[o], lr, pos) for o, lr in zip(own["optimizer"], own["lr"], strict=True)]
-    )
-    odd = ~np.isclose(own["predicted_rate"].to_numpy(), generic, rtol=1e-9, atol=1e-12)
-    if odd.any():
-        sel = own[odd]
-        ax.scatter(sel["lr_ratio"], sel["predicted_rate"], s=60, facecolors="none", edgecolors="0.3", zorder=3)
-
-
-def _measured_rates(
-    ax: Axes,
-    part: pd.DataFrame,
-    styles: dict[str, tuple[str, tuple[float, float], str]],
-    norm: LogNorm,
-    cmap: Colormap,
-) -> bool:
-    """The measured rates of one facet, a marker per optimizer; returns whether there were any."""
-    converging = ~part["diverged"].fillna(False).astype(bool) if "diverged" in part else True
-    measured = part[np.isfinite(part["rate"]) & converging]  # a diverged run's rate is its growth
-    if not len(measured):
-        style.empty_note(ax, "no converging full-batch run")
+def _fastest_line(ax: Axes, theory: pd.DataFrame | None, dataset: str, names: set[str]) -> bool:
+    """The fastest lr (plain SGD's, from the theory table) as a dotted line; whether drawn."""
+    if theory is None or not {"dataset", "optimizer", "fastest_lr", "critical_lr"} <= set(theory.columns):
         return False
-    for name, group in measured.groupby("optimizer", sort=False):
-        ax.scatter(
-            group["lr_ratio"], group["rate"], c=cmap(norm(group["lr"].to_numpy())),
-            marker=styles[str(name)][2], s=28, edgecolors="white", linewidths=0.5, zorder=4,
-        )  # fmt: skip
+    rows = theory[(theory["dataset"].astype(str) == dataset) & theory["optimizer"].astype(str).isin(names)]
+    ratio = (rows["fastest_lr"] / rows["critical_lr"]).dropna()
+    if ratio.empty:
+        return False
+    ax.axvline(float(ratio.iloc[0]), color=style.FASTEST_COLOUR, ls=":", lw=1.8, zorder=1)
     return True
 
 
-def _rate_legend(
-    names: list[str],
-    specs: dict[str, OptimizerSpec],
-    styles: dict[str, tuple[str, tuple[float, float], str]],
-    drawn: set[str],
-    plain_drawn: bool,
-    any_measured: bool,
+def _measured(ax: Axes, part: pd.DataFrame, styles: dict[str, style.OptimizerStyle], drawn: dict) -> None:
+    """Measured rates: filled markers for contraction (rate < 1), open for growth (> 1)."""
+    measured = part[np.isfinite(part["rate"]) & np.isfinite(part["lr_ratio"])]
+    for name, group in measured.groupby("optimizer", sort=False):
+        s = styles[str(name)]
+        y = epochs_per_decade(group["rate"])
+        growth = group["rate"].to_numpy() > 1
+        for sel, what in ((~growth, "contraction"), (growth, "growth")):
+            if not (sel & np.isfinite(y)).any():
+                continue
+            face = s.colour if what == "contraction" else "white"
+            ax.scatter(group["lr_ratio"].to_numpy()[sel], y[sel], marker=s.marker, s=34, facecolors=face,
+                       edgecolors=s.colour, linewidths=1.1, zorder=4)  # fmt: skip
+            drawn.setdefault(str(name), set()).add(what)
+
+
+def _off_curve(ax: Axes, part: pd.DataFrame, own: pd.DataFrame, drawn: dict) -> None:
+    """Grey open circles at the runs' own predicted rate where it is off their optimizer's
+    curve (their start lacks an eigen-direction: a slower direction carries no excess)."""
+    pred = part[np.isfinite(part["predicted_rate"]) & np.isfinite(part["lr_ratio"]) & (part["lr_ratio"] > 0)]
+    odd = np.zeros(len(pred), dtype=bool)
+    for name, idx in pred.groupby("optimizer", sort=False).indices.items():
+        c = own[own["optimizer"] == name].sort_values("lr_ratio")
+        if c.empty:
+            continue
+        # On the curve, a run's rate lies near the curve's values at the tabulated ratios around
+        # its own: within their interval, widened by its width on each side (a kink of the
+        # curve, e.g. Nesterov's minimum, may lie between two tabulated points).
+        xs, ys = c["lr_ratio"].to_numpy(), c["predicted_rate"].to_numpy()
+        j = np.clip(np.searchsorted(xs, pred["lr_ratio"].to_numpy()[idx]), 1, len(xs) - 1)
+        lo, hi = np.minimum(ys[j - 1], ys[j]), np.maximum(ys[j - 1], ys[j])
+        r = pred["predicted_rate"].to_numpy()[idx]
+        slack = (hi - lo) + 1e-9 * hi
+        odd[idx] = (r < lo - slack) | (r > hi + slack)
+    if odd.any():
+        sel = pred[odd]
+        ax.scatter(sel["lr_ratio"], epochs_per_decade(sel["predicted_rate"]), s=70, facecolors="none",
+                   edgecolors="0.45", linewidths=0.9, zorder=3)  # fmt: skip
+        drawn.setdefault("", set()).add("own")
+
+
+def _legend(
+    names: list[str], styles: dict[str, style.OptimizerStyle], drawn: dict, fastest: bool, curve: pd.DataFrame
 ) -> list[Line2D]:
-    several = len(names) > 1
+    """Handles for what was drawn only."""
+    formulas = dict(zip(curve["optimizer"], curve["rate_formula"], strict=True)) if len(curve) else {}
     handles = []
     for name in names:
-        colour, dashes, marker = styles[name]
-        who = f"{name}: " if several else ""
-        handles.append(
-            Line2D([], [], ls="none", marker=marker, color="0.3", label=f"measured, {who}fit to the excess cost")
-        )
-        if name in drawn:
-            formula = "(1 − lr·λ)²" if specs[name].is_plain else "ρ² (spectral radius of its 2×2 step)"
-            label = f"predicted, {who}max over λ > 0 of {formula}"
-            handles.append(Line2D([], [], ls="--", dashes=dashes, color=colour, label=label))
-    if plain_drawn:
+        s, what = styles[name], drawn.get(name, set())
+        if "contraction" in what:
+            handles.append(
+                Line2D([], [], ls="none", marker=s.marker, color=s.colour, label=f"{name}: measured rate < 1")
+            )
+        if "growth" in what:
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    ls="none",
+                    marker=s.marker,
+                    mfc="white",
+                    color=s.colour,
+                    label=f"{name}: measured growth > 1",
+                )
+            )
+        if "predicted" in what:
+            label = f"{name}: predicted, max over λ > 0 of {formulas.get(name, 'the theory')}"
+            handles.append(Line2D([], [], ls="--", dashes=s.dashes, color=s.colour, label=label))
+    if "own" in drawn.get("", set()):
+        handles.append(Line2D([], [], ls="none", marker="o", mfc="none", color="0.45", ms=8,
+                              label="a run's own prediction (its start lacks a direction)"))  # fmt: skip
+    if fastest:
         handles.append(Line2D([], [], ls=":", color=style.FASTEST_COLOUR, lw=1.8, label="fastest lr (plain SGD)"))
-    critical = "critical lr of each optimizer (rate 1)"
-    handles.append(Line2D([], [], ls="-", color=style.DIVERGED_COLOUR, alpha=0.6, label=critical))
-    if not any_measured:
-        handles.append(Line2D([], [], ls="none", label="no run converged with full batches: no measured rate"))
+    handles.append(Line2D([], [], color=style.DIVERGED_COLOUR, alpha=0.7, label="critical lr (rate 1: x = 1)"))
     return handles
-
-
-#: (colour, dash pattern, marker) of each optimizer in the rate plot, in order of appearance.
-_RATE_STYLES: list[tuple[str, tuple[float, float], str]] = [
-    (style.CRITICAL_COLOUR, (4.0, 2.0), "o"),
-    ("#7b3294", (6.0, 2.0), "s"),
-    ("#e66101", (2.0, 1.5), "^"),
-    ("#0571b0", (8.0, 2.0), "D"),
-]
-
-
-_RATE_X = "learning rate / critical learning rate"
-_RATE_Y = "rate (excess cost ratio per epoch)"
-
-
-def _eigenvalues(theory: pd.DataFrame) -> dict[str, np.ndarray]:
-    """(lambda_min, lambda_max) per dataset from the theory table."""
-    if theory is None or not {"dataset", "lambda_min", "lambda_max"} <= set(theory.columns):
-        return {}
-    first = theory.groupby(theory["dataset"].astype(str), sort=False)[["lambda_min", "lambda_max"]].first()
-    return {str(ds): row.to_numpy(dtype=np.float64) for ds, row in first.iterrows()}
-
-
-def _fastest_ratio(lam: np.ndarray) -> float:
-    """The fastest lr as a fraction of the critical lr (1/2 when lambda_min is 0)."""
-    lam_min, lam_max = float(lam.min()), float(lam.max())
-    fastest = 1.0 / lam_max if lam_min == 0 else 2.0 / (lam_max + lam_min)
-    return fastest * lam_max / 2.0

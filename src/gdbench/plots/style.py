@@ -60,6 +60,31 @@ CRITICAL_COLOUR = "#444444"
 FASTEST_COLOUR = "#1a9e77"
 
 
+@dataclass(frozen=True)
+class OptimizerStyle:
+    """How one optimizer is drawn in every figure that compares optimizers."""
+
+    colour: str
+    marker: str
+    dashes: tuple[float, float]
+
+
+#: Optimizer styles in order of appearance (colour-blind-safe colours, a marker each).
+_OPTIMIZER_STYLES = (
+    OptimizerStyle("#444444", "o", (4.0, 2.0)),
+    OptimizerStyle("#7b3294", "s", (6.0, 2.0)),
+    OptimizerStyle("#e66101", "^", (2.0, 1.5)),
+    OptimizerStyle("#0571b0", "D", (8.0, 2.0)),
+    OptimizerStyle("#5aae61", "v", (3.0, 1.0)),
+    OptimizerStyle("#b2182b", "P", (5.0, 1.5)),
+)
+
+
+def optimizer_styles(names: list[str]) -> dict[str, OptimizerStyle]:
+    """Each optimizer's style, by its position in ``names`` (the grid's order)."""
+    return {name: _OPTIMIZER_STYLES[i % len(_OPTIMIZER_STYLES)] for i, name in enumerate(names)}
+
+
 # --------------------------------------------------------------------------------------------
 # Shared helpers
 

@@ -5,7 +5,8 @@ one device, when the machine has a core free for them.
 them with :func:`gdbench.timing.harness.measure_safely` (a failed measurement, e.g. out of
 memory, becomes a row of NaN with its reason logged). The timing job runs beside the other
 jobs of a run (it imports and prepares meanwhile); before it measures, it waits (up to
-``quiet_wait`` seconds) until no more processes are runnable than leave its cores free. A CPU
+``quiet_wait`` seconds in all, retakes included) until no more processes are runnable than
+leave its cores free. A CPU
 measurement whose process still had its cores less than ``min_cpu_share`` of the time is
 taken again, once the machine is quiet, up to ``attempts`` times in all; the least disturbed
 one is kept and the table says how disturbed it was (``cpu_share``) and how many were taken
@@ -118,11 +119,13 @@ def measure_plan(
     specs = {name: experiment.optimizer(name) for name in dict.fromkeys(item[3] for item in todo)}
     args = (cfg.epochs, threads, cfg.repeats, cfg.min_run_time)
     results: list[TimingResult | None] = [None] * len(todo)
+    deadline = time.monotonic() + cfg.quiet_wait  # one wait for all rounds: a busy machine costs it once
     for attempt in range(1, cfg.attempts + 1):
         again = [i for i, result in enumerate(results) if result is None or _disturbed(result, cfg)]
         if not again:
             break
-        quiet = wait_for_quiet(threads, cfg.quiet_wait) if not device.startswith("cuda") else True
+        left = max(0.0, deadline - time.monotonic())
+        quiet = wait_for_quiet(threads, left) if not device.startswith("cuda") else True
         if attempt > 1 and not quiet:
             log.info("timing: the machine stayed busy; %d disturbed measurements kept as they are", len(again))
             break

@@ -238,7 +238,7 @@ def horizon_edges(
     return np.sqrt(lo * hi)
 
 
-def closed_form_edge(problem: Recurrence, newton_steps: int = 3) -> float:
+def closed_form_edge(problem: HorizonProblem, newton_steps: int = 3) -> float:
     """Plain SGD without weight decay: the smallest learning rate whose cost passes the
     threshold ``K C0`` (``K`` = ``diverged_factor``) within ``epochs`` epochs, in closed form.
 

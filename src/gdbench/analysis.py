@@ -37,7 +37,7 @@ import numpy as np
 
 from gdbench import stability
 from gdbench.data import Dataset
-from gdbench.horizon import Recurrence, closed_form_edge, diverges
+from gdbench.horizon import HorizonProblem, closed_form_edge, diverges
 from gdbench.optimizers import DEFAULT_NAME, PLAIN_SGD, OptimizerSpec
 from gdbench.rates import direction_bottoms, direction_rates, fit_window, window_bottom
 from gdbench.runs import RunSpec
@@ -95,7 +95,7 @@ def analyse_runs(
         if run.dataset not in theories:
             theories[run.dataset] = analyse(points.get(run))
         theory = theories[run.dataset]
-        ranges = stability.analyse(run.dataset, spec, theory.lambda_min, theory.lambda_max)
+        ranges = stability.stable_range(run.dataset, spec, theory.lambda_min, theory.lambda_max)
         critical[i], fastest[i] = ranges.critical_lr, ranges.fastest_lr
         predicted[i] = _predicted_rate(run, spec, theory, points)
     rate = measured_rates(batch, points, optimizers)
@@ -126,11 +126,11 @@ def analyse_runs(
     )
 
 
-def _problem(run: RunSpec, spec: OptimizerSpec, points: Points, diverged_factor: float) -> Recurrence:
+def _problem(run: RunSpec, spec: OptimizerSpec, points: Points, diverged_factor: float) -> HorizonProblem:
     """The run as the float64 full-batch recurrence of :mod:`gdbench.horizon`."""
     data = points.get(run)
     w0, b0 = points.initial(run)
-    return Recurrence(data.x, data.y, w0, b0, run.epochs, diverged_factor, **spec.arguments())
+    return HorizonProblem(data.x, data.y, w0, b0, run.epochs, diverged_factor, **spec.arguments())
 
 
 def _predicted_rate(run: RunSpec, spec: OptimizerSpec, theory: Theory, points: Points) -> float:

@@ -49,11 +49,13 @@ import numpy as np
 import pandas as pd
 
 from gdbench.experiment import EdgeSettings, Experiment
+from gdbench.reads import Reads
 from gdbench.runs import RunSpec
-from gdbench.search import Diverges, Progress, bracket
+from gdbench.search import Diverges, bracket
 
 if TYPE_CHECKING:  # torch loads only when something is trained
     from gdbench.engines import DataSource, TrainOptions
+    from gdbench.engines.common import Progress
 
 #: Columns of the edge table, in order.
 EDGE_COLUMNS = (
@@ -68,6 +70,28 @@ EDGE_COLUMNS = (
     "edge_hi",
     "critical_lr",
     "horizon_edge",
+)
+
+#: What the edge job reads (:func:`edge_table`): the grid without its learning rates and
+#: devices, the definitions it uses, how it trains and judges divergence, the search's settings.
+EDGE_READS = Reads(
+    (
+        "datasets.*",
+        "optimizers.*",
+        "grid.dataset",
+        "grid.optimizer",
+        "grid.seed",
+        "grid.epochs",
+        "training.init",
+        "training.batch_size",
+        "training.dtype",
+        "training.chunk_epochs",
+        "analysis.diverged_factor",
+        "edge.lr_min",
+        "edge.lr_max",
+        "edge.rel_width",
+        "edge.lrs_per_round",
+    )
 )
 
 #: Relative width to which the float64 horizon edge is located.
@@ -119,7 +143,7 @@ def seed_matters(case: Case, data: DataSource) -> bool:
     """Whether the seed can change this case's runs: noisy synthetic points, a normal init or
     a minibatch order."""
     run = case.run(1.0)
-    minibatch = case.batch_size is not None and case.batch_size < data.get(run).n
+    minibatch = run.is_minibatch(data.get(run).n)
     return data.specs[case.dataset].seed_dependent or case.init == "normal" or minibatch
 
 
@@ -156,12 +180,12 @@ def _theory_edges(
     """``critical_lr`` and ``horizon_edge`` per case: full-batch cases only (horizon: the SGD
     family only); empty for minibatch cases, which the full-batch theory does not bound."""
     from gdbench.engines.common import initial_params
-    from gdbench.horizon import Recurrence, horizon_edges
+    from gdbench.horizon import HorizonProblem, horizon_edges
     from gdbench.stability import critical_lr
     from gdbench.theory import analyse
 
     critical = np.full(len(cases), np.nan)
-    problems: list[Recurrence] = []
+    problems: list[HorizonProblem] = []
     where: list[int] = []
     for i, case in enumerate(cases):
         run = case.run(1.0)
@@ -174,7 +198,7 @@ def _theory_edges(
             continue
         W0, b0 = initial_params(run)
         factor = experiment.criteria.diverged_factor
-        problems.append(Recurrence(points.x, points.y, W0, b0, case.epochs, factor, **optimizer.arguments()))
+        problems.append(HorizonProblem(points.x, points.y, W0, b0, case.epochs, factor, **optimizer.arguments()))
         where.append(i)
     horizon = np.full(len(cases), np.nan)
     horizon[where] = horizon_edges(problems, settings.lr_min, settings.lr_max, HORIZON_REL_WIDTH, HORIZON_PER_ROUND)

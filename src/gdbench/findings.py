@@ -17,6 +17,12 @@ from typing import Any, TextIO
 import numpy as np
 import pandas as pd
 
+from gdbench.reads import Reads
+
+#: What the findings job reads besides its tables: the convergence threshold (the target of
+#: the time-to-target table).
+FINDINGS_READS = Reads(("analysis.converged_below",))
+
 #: The axes a findings row is taken over (every axis of a run but its lr and seed).
 GROUP = ("dataset", "optimizer", "device", "engine", "epochs", "init", "batch_size", "dtype")
 #: The axes of one problem of the performance profile (a group without its optimizer, per seed).

@@ -36,7 +36,7 @@ from gdbench.theory import eigen, optimum
 
 
 @dataclass(frozen=True)
-class Recurrence:
+class HorizonProblem:
     """One full-batch problem: the data, the initial point, the optimizer's constants and the
     horizon; :func:`diverges` evaluates it at many learning rates at once."""
 
@@ -62,7 +62,7 @@ class _Modes:
     c_star: float
 
 
-def _modes(problem: Recurrence) -> _Modes:
+def _modes(problem: HorizonProblem) -> _Modes:
     """The problem in the Hessian's eigen-directions, from the theory's optimum and eigenpairs
     (so the recurrence and the summary's theory agree, singular designs included)."""
     x = np.asarray(problem.x, dtype=np.float64)
@@ -107,12 +107,12 @@ def _maps(
     return M
 
 
-def _is_plain(problem: Recurrence) -> bool:
+def _is_plain(problem: HorizonProblem) -> bool:
     return problem.momentum == 0 and problem.weight_decay == 0
 
 
 def diverges(
-    problems: list[Recurrence], lrs: np.ndarray, chunk: int = 32, modes: Sequence[_Modes] | None = None
+    problems: list[HorizonProblem], lrs: np.ndarray, chunk: int = 32, modes: Sequence[_Modes] | None = None
 ) -> np.ndarray:
     """Whether each problem diverges within its epochs at each learning rate.
 
@@ -137,7 +137,7 @@ def diverges(
     return out
 
 
-def _plain_diverges(problems: list[Recurrence], lrs: np.ndarray, modes: list[_Modes], chunk: int = 0) -> np.ndarray:
+def _plain_diverges(problems: list[HorizonProblem], lrs: np.ndarray, modes: list[_Modes], chunk: int = 0) -> np.ndarray:
     """:func:`diverges` for plain SGD without weight decay, in closed form: along each
     direction ``u_k = (1 - lr lam)^k u_0``, so the cost ``C* + sum lam u_0^2 r^k / 2`` with
     ``r = (1 - lr lam)^2 >= 0`` is a sum of geometric terms, convex in ``k``: its largest
@@ -162,7 +162,9 @@ def _plain_diverges(problems: list[Recurrence], lrs: np.ndarray, modes: list[_Mo
     return out
 
 
-def _recurrence_diverges(problems: list[Recurrence], lrs: np.ndarray, modes: list[_Modes], chunk: int) -> np.ndarray:
+def _recurrence_diverges(
+    problems: list[HorizonProblem], lrs: np.ndarray, modes: list[_Modes], chunk: int
+) -> np.ndarray:
     """:func:`diverges` by the float64 recurrence (any optimizer of the SGD family)."""
     P, L = lrs.shape
 
@@ -212,7 +214,7 @@ def _recurrence_diverges(problems: list[Recurrence], lrs: np.ndarray, modes: lis
 
 
 def horizon_edges(
-    problems: list[Recurrence], lr_min: float, lr_max: float, rel_width: float = 1.0e-10, per_round: int = 128
+    problems: list[HorizonProblem], lr_min: float, lr_max: float, rel_width: float = 1.0e-10, per_round: int = 128
 ) -> np.ndarray:
     """Per problem, the smallest learning rate in ``[lr_min, lr_max]`` at which it diverges
     within its epochs, to ``rel_width`` (the geometric middle of the final bracket). NaN where
@@ -236,7 +238,7 @@ def horizon_edges(
     return np.sqrt(lo * hi)
 
 
-def closed_form_edge(problem: Recurrence, newton_steps: int = 3) -> float:
+def closed_form_edge(problem: HorizonProblem, newton_steps: int = 3) -> float:
     """Plain SGD without weight decay: the smallest learning rate whose cost passes the
     threshold ``K C0`` (``K`` = ``diverged_factor``) within ``epochs`` epochs, in closed form.
 

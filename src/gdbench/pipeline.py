@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -17,12 +17,51 @@ from gdbench.analysis import analyse_runs
 from gdbench.config import ConfigError
 from gdbench.experiment import Experiment
 from gdbench.lesson import lesson_lines
-from gdbench.runs import RunSpec
+from gdbench.reads import Reads
+from gdbench.runs import RunSpec, runs_by_axis, specs_digest
 from gdbench.theory import Optimum, Theory, analyse, optimum
 from gdbench.trajectory import TrajectoryBatch
 
 if TYPE_CHECKING:  # the engines (and torch) load only when something is trained
     from gdbench.engines.common import Progress
+
+#: What a training job reads besides its runs (:func:`train_runs`, :func:`training_log`): the
+#: definitions of its runs' datasets and optimizers, how it trains and judges.
+TRAIN_READS = Reads(
+    (
+        "datasets.*",
+        "optimizers.*",
+        "training.record_every",
+        "training.chunk_epochs",
+        "training.log_every",
+        "analysis.converged_below",
+        "analysis.diverged_factor",
+    )
+)
+
+#: What the theory job reads (:func:`write_theory`): the grid's datasets, optimizers and seeds.
+THEORY_READS = Reads(("datasets.*", "optimizers.*", "grid.dataset", "grid.optimizer", "grid.seed"))
+
+
+def job_values(experiment: Experiment, reads: Reads, runs: Sequence[RunSpec] | None = None) -> dict[str, Any]:
+    """The values a job declared in ``reads`` reads, for ``runs`` (default: the grid's):
+    their datasets and optimizers stand for ``datasets.*`` and ``optimizers.*``."""
+    chosen = experiment.runs if runs is None else runs
+    used = {"datasets": sorted({r.dataset for r in chosen}), "optimizers": [r.optimizer for r in chosen]}
+    return reads.values(experiment.config, used)
+
+
+def shard_values(experiment: Experiment, shard: str) -> dict[str, Any]:
+    """What training job ``shard`` reads: :data:`TRAIN_READS`, and its runs by axis with the
+    digest of their specs and ids (so a change of its runs reruns it, and names the axis)."""
+    runs = experiment.shards[shard]
+    ids = experiment.run_ids(runs)
+    return {
+        **runs_by_axis(runs),
+        "runs.ids": f"{ids[0]}..{ids[-1]}" if ids else "none",
+        "runs.specs": specs_digest(runs, ids),
+        **job_values(experiment, TRAIN_READS, runs),
+    }
 
 
 def theories(experiment: Experiment, names: Sequence[str] | None = None) -> dict[str, Theory]:

@@ -164,6 +164,32 @@ def shard(
     return shards
 
 
+#: The config key each RunSpec field comes from.
+AXIS_KEYS = {
+    "dataset": "grid.dataset",
+    "lr": "grid.lr",
+    "seed": "grid.seed",
+    "epochs": "grid.epochs",
+    "device": "grid.device",
+    "init": "training.init",
+    "batch_size": "training.batch_size",
+    "dtype": "training.dtype",
+    "engine": "training.engine",
+    "optimizer": "grid.optimizer",
+}
+
+
+def runs_by_axis(runs: Sequence[RunSpec]) -> dict[str, Any]:
+    """The values each axis takes in ``runs``, sorted, keyed by the config key it comes from
+    (``grid.lr``; batch size ``full`` for a full batch): what a job's runs are, for its rerun
+    params."""
+    out: dict[str, Any] = {}
+    for field in fields(RunSpec):
+        values = sorted({getattr(r, field.name) for r in runs}, key=lambda v: (v is None, v))
+        out[AXIS_KEYS[field.name]] = [FULL_BATCH if v is None else v for v in values]
+    return out
+
+
 def describe_runs(runs: Sequence[RunSpec]) -> str:
     """A short summary of runs for people, one clause per axis: ``35 runs: dataset tutorial;
     lr 0.0001..0.5 (14 values); seed 1..5 (5 values); ...``."""

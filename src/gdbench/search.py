@@ -23,8 +23,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from gdbench.engines.common import Progress
 
 #: A search with a guess first probes this relative span around it.
 GUESS_SPAN = 1.0e-3
@@ -34,8 +38,6 @@ MAX_ROUNDS = 100
 
 #: (search index of each probe [K], learning rates [K]) -> whether each probe's run diverges [K].
 Diverges = Callable[[np.ndarray, np.ndarray], np.ndarray]
-#: A progress callback: (message) -> None.
-Progress = Callable[[str], None]
 
 
 def bracket(

@@ -179,7 +179,7 @@ def fastest_lr(spec: OptimizerSpec, lambda_min: float, lambda_max: float) -> flo
     return 1.0 / hi if lo == 0 else 2.0 / (lo + hi)
 
 
-def analyse(dataset: str, optimizer: OptimizerSpec, lambda_min: float, lambda_max: float) -> Stability:
+def stable_range(dataset: str, optimizer: OptimizerSpec, lambda_min: float, lambda_max: float) -> Stability:
     """The stable range of ``optimizer`` on a Hessian with these extreme eigenvalues."""
     return Stability(
         dataset=dataset,

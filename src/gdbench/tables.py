@@ -143,7 +143,7 @@ def theory_table(
     rows = []
     for t in theories.values():
         for spec in specs.values():
-            s = stability.analyse(t.dataset, spec, t.lambda_min, t.lambda_max)
+            s = stability.stable_range(t.dataset, spec, t.lambda_min, t.lambda_max)
             rows.append(
                 {
                     "dataset": t.dataset,
@@ -187,7 +187,7 @@ def rate_curve_table(
     for t in theories.values():
         lam = np.array([t.lambda_min, t.lambda_max])
         for spec in specs.values():
-            s = stability.analyse(t.dataset, spec, t.lambda_min, t.lambda_max)
+            s = stability.stable_range(t.dataset, spec, t.lambda_min, t.lambda_max)
             if stability.rate_factor(spec) is None or not np.isfinite(s.critical_lr):
                 continue
             ratios = CURVE_RATIOS

@@ -1,5 +1,6 @@
 """The reproducibility verdict: re-train a sample of stored runs from scratch and demand
-bit-identical trajectories, and re-run the lesson and demand its exact printed log.
+bit-identical trajectories, and re-run the lesson and demand its exact printed log. (Torch
+loads when something is re-trained: the workflow reads :data:`VERIFY_READS` at parse time.)
 
 A run is re-trained with the torch thread count it was trained with: the loop engine's sums
 follow torch's thread-dependent reductions once a dataset is large enough to be split among
@@ -16,19 +17,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-import torch
 
 from gdbench.data import parse_dataset
-from gdbench.engines import TrainOptions, train
 from gdbench.experiment import Experiment
 from gdbench.lesson import LOG_EVERY, REFERENCE_LOG, TUTORIAL_DATASET, lesson_lines, lesson_spec, parse_log
-from gdbench.pipeline import train_runs
+from gdbench.pipeline import TRAIN_READS, train_runs
+from gdbench.reads import Reads
 from gdbench.runs import RunSpec
 from gdbench.verify_sample import sample_run_ids
+
+#: What the reproduce job reads (:func:`verify`): what its runs are trained with, and the sample.
+VERIFY_READS = Reads((*TRAIN_READS.paths, "verify.sample"))
 
 
 def lesson_comparison(device: str = "cpu") -> pd.DataFrame:
     """The lesson's 21 printed rows next to ours, from both engines."""
+    from gdbench.engines import TrainOptions, train
+
     ours = {}
     data = {"tutorial": parse_dataset("tutorial", TUTORIAL_DATASET)}
     for engine in ("loop", "batched"):
@@ -62,6 +67,8 @@ def first_difference(stored: pd.DataFrame, rerun: pd.DataFrame) -> str | None:
 @contextmanager
 def torch_threads(threads: int | None) -> Iterator[None]:
     """Run the block with torch's CPU thread count set to ``threads`` (None: unchanged)."""
+    import torch
+
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(int(threads))

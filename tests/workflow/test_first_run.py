@@ -201,7 +201,7 @@ def test_a_run_ends_with_its_verdict_and_a_change_reads_short(tmp_path: Path) ->
     dry = run_workflow(tmp_path, config, "-n")
     out = dry.stdout + dry.stderr
     assert "Training shard cpu-001" in out and "Training shard cpu-000" not in out
-    assert "lr 0.1, 0.5" in out and "lr 0.1, 0.2" in out  # what changed, readable
+    assert "grid.lr: 0.5 -> 0.2" in out  # what changed, readable
     assert max(len(line) for line in out.splitlines()) < 700
     assert "Shell command" not in out
 

@@ -11,10 +11,15 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from snakemake.utils import validate
 
 from gdbench.config import ConfigError, check_config, config_hash
-from gdbench.experiment import Experiment
+from gdbench.edge import EDGE_READS
+from gdbench.experiment import TIMING_READS, Experiment
+from gdbench.findings import FINDINGS_READS
 from gdbench.last_lines import end_of_run_message, report_command
+from gdbench.pipeline import THEORY_READS, job_values, shard_values
+from gdbench.reads import param_line
 from gdbench.reproducibility import results_notice, verdict_line
-from gdbench.runs import cuda_present, describe_runs, resolve_devices, specs_digest
+from gdbench.runs import cuda_present, resolve_devices
+from gdbench.verify import VERIFY_READS
 from gdbench.verify_sample import sample_run_ids
 
 # Check the config before any job runs: one readable line and a non-zero exit on error.
@@ -57,6 +62,8 @@ TIMING = EXPERIMENT.timing.enabled
 VERIFY_IDS = sample_run_ids(
     config, RUNS, list(range(len(RUNS))), EXPERIMENT.verify_sample
 )
+# Each job's rerun record (gdbench.reads): the values it read, the line it last ran with.
+RECORDS = f"{RESULTS}/logs/reads"
 
 
 wildcard_constraints:
@@ -150,71 +157,45 @@ def digest(value):
     return config_hash(value)[:12]
 
 
-def shard_runs(wildcards):
-    """What a training job trains, as a param people can read: a summary of its runs and a
-    digest of their specs and ids (a change re-runs the job; the script re-derives the specs
-    from the config with gdbench.runs.plan and checks them against this digest).
-    """
-    runs = SHARDS[wildcards.shard]
-    return f"{describe_runs(runs)} [{specs_digest(runs, EXPERIMENT.run_ids(runs))}]"
+def reads_param(job, values):
+    """A job's rerun param, from what its code declares it reads (gdbench.reads): one short
+    line saying what changed since its last run, ending in a digest of the values."""
+    return param_line(values, record(job))
 
 
-def results_config(runs):
-    """What training ``runs`` needs of the config: the definitions of their datasets and
-    optimizers, and the training and analysis settings (so editing an unused dataset or
-    optimizer re-runs nothing).
-    """
-    training = {k: v for k, v in config["training"].items() if k != "threads"}
-    datasets = sorted({run.dataset for run in runs})
-    optimizers = dict.fromkeys(run.optimizer for run in runs)  # in the grid's order
-    return {
-        "datasets": {name: config["datasets"][name] for name in datasets},
-        "optimizers": {name: config["optimizers"][name] for name in optimizers},
-        "training": training,
-        "analysis": config["analysis"],
-    }
+def record(job):
+    """Where a job's rerun record is kept (the job writes it when it succeeds)."""
+    return f"{RECORDS}/{job}"
 
 
-def described_config(runs):
-    """The param standing for ``results_config(runs)``: the datasets and optimizers of the
-    runs, and a digest of everything they train with (a change re-runs the job)."""
-    datasets = ", ".join(sorted({run.dataset for run in runs}))
-    optimizers = ", ".join(dict.fromkeys(run.optimizer for run in runs))
-    return (
-        f"datasets {datasets}; optimizers {optimizers}; training and analysis settings "
-        f"[{digest(results_config(runs))}]"
+def shard_reads(wildcards):
+    """A training job's param: its runs and what it trains them with (the script re-derives
+    them from the config and checks the digest)."""
+    return reads_param(
+        f"train/{wildcards.shard}", shard_values(EXPERIMENT, wildcards.shard)
     )
+
+
+def grid_reads(job, reads):
+    """The param of a job that reads ``reads`` for the whole grid's runs."""
+    return lambda wildcards: reads_param(job, job_values(EXPERIMENT, reads))
+
+
+def timing_reads(wildcards):
+    """The timing job's param: its settings and the optimizers it times."""
+    used = {"optimizers": EXPERIMENT.timing.optimizers}
+    return reads_param(f"timing/{wildcards.device}", TIMING_READS.values(config, used))
 
 
 def timing_cores():
     """Cores the timing job asks for: timing.threads, or every core with timing.alone
     (without --cores, as in a dry run or a cluster profile without cores, timing.threads).
     """
-    threads = lookup(dpath="timing/threads", within=config)
-    if lookup(dpath="timing/alone", within=config):
+    threads = EXPERIMENT.timing.threads
+    if EXPERIMENT.timing.alone:
         # never more than this machine has, whatever --cores says
         return min(workflow.resource_settings.cores or threads, os.cpu_count() or 1)
     return threads
-
-
-def timing_optimizers(wildcards):
-    """The definitions of the optimizers the timing job times (plain sgd needs none)."""
-    names = lookup(dpath="timing/optimizers", within=config)
-    return {
-        name: config["optimizers"][name]
-        for name in names
-        if name in config["optimizers"]
-    }
-
-
-def shard_config(wildcards):
-    """A training job's config param (its own datasets and optimizers only)."""
-    return described_config(SHARDS[wildcards.shard])
-
-
-def grid_config(wildcards):
-    """The config param of jobs that use the whole grid's datasets and optimizers."""
-    return described_config(RUNS)
 
 
 def shard_csv_files(wildcards):
@@ -255,7 +236,7 @@ def all_outputs():
     if TIMING:
         outputs += [f"{RESULTS}/tables/timing.csv", f"{RESULTS}/plots/timing.png"]
     outputs += [f"{RESULTS}/reproducibility.txt", f"{RESULTS}/tables/lesson_log.csv"]
-    if lookup(dpath="edge/enabled", within=config):
+    if EXPERIMENT.edge.enabled:
         outputs += [f"{RESULTS}/tables/edge.csv", f"{RESULTS}/plots/edge.png"]
     if len(DEVICES) > 1:
         outputs.append(f"{RESULTS}/tables/device_agreement.csv")
@@ -269,7 +250,7 @@ def findings_inputs(wildcards):
         "summary": rules.merge_tables.output.summary_parquet,
         "theory": rules.theory.output.csv,
     }
-    if lookup(dpath="edge/enabled", within=config):
+    if EXPERIMENT.edge.enabled:
         inputs["edge"] = rules.edge.output.csv
     return inputs
 
@@ -349,24 +330,6 @@ def figure_inputs(wildcards):
     if TIMING:
         inputs["timing"] = rules.join_timing.output[0]
     return inputs
-
-
-def edge_config(wildcards):
-    """What the edge search depends on: the grid without lr and device, the definitions it
-    uses, the training axes, the verdict and the edge section (so grid.lr re-runs nothing).
-    """
-    grid = {k: v for k, v in config["grid"].items() if k not in ("lr", "device")}
-    used = set(grid.get("optimizer", []))
-    return {
-        "datasets": {name: config["datasets"][name] for name in grid["dataset"]},
-        "optimizers": {
-            k: v for k, v in config.get("optimizers", {}).items() if k in used
-        },
-        "grid": grid,
-        "training": {k: config["training"][k] for k in ("init", "batch_size", "dtype")},
-        "analysis": config["analysis"],
-        "edge": config["edge"],
-    }
 
 
 def edge_csv_files(wildcards):

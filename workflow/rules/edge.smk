@@ -28,7 +28,8 @@ rule edge:
         "../envs/gdbench.yaml"
     threads: 1
     params:
-        config=edge_config,
+        reads=grid_reads("edge", EDGE_READS),
+        record=record("edge"),
     message:
         "Locating the stability edge of every grid point (many learning rates per round, one tensor program)"
     script:

@@ -71,16 +71,17 @@ rule theory:
         f"{RESULTS}/benchmarks/theory.tsv"
     # No conda: a run: block runs inside the Snakemake process, in its environment.
     params:
-        config=grid_config,
-        datasets=lookup(dpath="grid/dataset", within=config),
-        seeds=lookup(dpath="grid/seed", within=config),
+        reads=grid_reads("theory", THEORY_READS),
+        record=record("theory"),
     message:
         "Computing the Hessian's eigenvalues, critical learning rates and each dataset's optimum"
     run:
         # Cheap: runs inside Snakemake instead of starting a Python process.
         from gdbench.pipeline import write_theory
+        from gdbench.reads import record_done
 
         write_theory(EXPERIMENT, output.csv, output.html, log[0], output.curve)
+        record_done(params.reads, params.record)
 
 
 rule device_agreement:
@@ -128,7 +129,8 @@ rule findings:
     conda:
         "../envs/gdbench.yaml"
     params:
-        converged_below=lookup(dpath="analysis/converged_below", within=config),
+        reads=grid_reads("findings", FINDINGS_READS),
+        record=record("findings"),
     message:
         "Computing the findings: best learning rates, edges, optimizers compared"
     script:

@@ -18,11 +18,11 @@ rule timing:
     resources:
         gpu=gpu_count,
     params:
-        timing=lookup(dpath="timing", within=config),
-        threads=lookup(dpath="timing/threads", within=config),
-        optimizers=timing_optimizers,
+        reads=timing_reads,
+        record=lambda wildcards: record(f"timing/{wildcards.device}"),
     message:
-        "Timing the engines on {wildcards.device} ({params.threads} torch thread(s); {threads} core(s) reserved)"
+        "Timing the engines on {wildcards.device} (%d torch thread(s); {threads} core(s) reserved)"
+        % EXPERIMENT.timing.threads
     script:
         "../scripts/timing.py"
 

@@ -14,12 +14,12 @@ rule train:
         f"{RESULTS}/benchmarks/train/{{shard}}.tsv"
     conda:
         "../envs/gdbench.yaml"
-    threads: lookup(dpath="training/threads", within=config, default=1)
+    threads: EXPERIMENT.training.threads
     resources:
         gpu=gpu_count,
     params:
-        runs=shard_runs,
-        config=shard_config,
+        reads=shard_reads,
+        record=lambda wildcards: record(f"train/{wildcards.shard}"),
         devices=DEVICES,
     message:
         "Training shard {wildcards.shard} ({threads} thread(s))"

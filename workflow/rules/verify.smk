@@ -17,9 +17,10 @@ rule reproduce:
         f"{RESULTS}/benchmarks/reproduce.tsv"
     conda:
         "../envs/gdbench.yaml"
-    threads: lookup(dpath="training/threads", within=config, default=1)
+    threads: EXPERIMENT.training.threads
     params:
-        config=grid_config,
+        reads=grid_reads("reproduce", VERIFY_READS),
+        record=record("reproduce"),
         run_ids=VERIFY_IDS,
         devices=DEVICES,
     message:

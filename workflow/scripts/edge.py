@@ -14,9 +14,10 @@ from gdbench.experiment import Experiment
 from gdbench.html_tables import write_interactive_table
 from gdbench.inputs import check_inputs
 from gdbench.plots import edge
+from gdbench.reads import record_done
 
 
-def main(config, output, threads, log_path):
+def main(config, params, output, threads, log_path):
     with open(log_path, "w") as log:
         sys.stderr = log
         check_inputs(snakemake.input, log)
@@ -33,6 +34,7 @@ def main(config, output, threads, log_path):
         note = "One row per grid point without its lr, and seed (results/tables/edge.csv). Click a header to sort."
         write_interactive_table(table, output.html, "The stability edge", note)
         edge(table, output.png, output.svg)
+        record_done(params.reads, params.record)
 
 
-main(snakemake.config, snakemake.output, snakemake.threads, snakemake.log[0])
+main(snakemake.config, snakemake.params, snakemake.output, snakemake.threads, snakemake.log[0])

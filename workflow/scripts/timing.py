@@ -11,6 +11,7 @@ from gdbench import io
 from gdbench.determinism import set_deterministic
 from gdbench.engines import DeviceError
 from gdbench.experiment import Experiment
+from gdbench.reads import record_done
 from gdbench.timing import measure_plan
 from gdbench.timing_results import timing_table
 
@@ -25,3 +26,4 @@ with open(snakemake.log[0], "w") as log:
         print(f"error: {exc}", file=log)
         sys.exit(f"gdbench: {exc}")
     io.write_csv(timing_table(results), snakemake.output[0])
+    record_done(snakemake.params.reads, snakemake.params.record)

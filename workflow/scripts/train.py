@@ -13,9 +13,9 @@ from gdbench.determinism import set_deterministic
 from gdbench.engines import DeviceError
 from gdbench.experiment import Experiment
 from gdbench.inputs import check_inputs
-from gdbench.pipeline import train_chunks, training_log
+from gdbench.pipeline import shard_values, train_chunks, training_log
 from gdbench.provenance import now, runtime
-from gdbench.runs import specs_digest
+from gdbench.reads import digest, record_done
 from gdbench.tables import concat_frames
 
 
@@ -29,8 +29,8 @@ def main(config, shard, params, output, threads, log_path):
         experiment = Experiment.from_checked(config, params.devices)
         runs = experiment.shards[shard]
         run_ids = experiment.run_ids(runs)
-        if f"[{specs_digest(runs, run_ids)}]" not in params.runs:  # the runs Snakemake planned
-            sys.exit(f"gdbench: shard {shard} re-derived other runs than planned ({params.runs})")
+        if not params.reads.endswith(f"[{digest(shard_values(experiment, shard))}]"):  # as Snakemake planned
+            sys.exit(f"gdbench: shard {shard} re-derived other runs or settings than planned ({params.reads})")
         started = now()
         set_deterministic(threads)
         say(f"{started} training {len(runs)} runs with {threads} thread(s)")
@@ -55,6 +55,7 @@ def main(config, shard, params, output, threads, log_path):
         meta = {"started": started, "finished": now(), "seconds": elapsed, "threads": threads, "runs": len(runs)}
         meta["run_ids"] = list(run_ids)  # verify re-trains each run with its job's thread count
         io.write_json({**meta, "runtime": runtime()}, output.meta)
+        record_done(params.reads, params.record)
 
 
 main(

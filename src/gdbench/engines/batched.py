@@ -230,7 +230,7 @@ def train_batched(runs: list[RunSpec], data: DataSource, options: TrainOptions) 
     else:
         P = torch.tensor([initial_params(r) for r in runs], dtype=dtype).T.contiguous().to(device)
 
-    minibatch = first.batch_size is not None and first.batch_size < n
+    minibatch = first.is_minibatch(n)
     step = first.batch_size or n  # points per update
     seeds = sorted({r.seed for r in runs})
     seed_pos = {seed: i for i, seed in enumerate(seeds)}

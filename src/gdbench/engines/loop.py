@@ -57,7 +57,7 @@ def lesson_run(
     bs: list[float] = []
     costs: list[float] = []
     n = x.shape[0]
-    minibatch = run.batch_size is not None and run.batch_size < n
+    minibatch = run.is_minibatch(n)
     step = run.batch_size or n  # points per update
     generator = shuffle_generator(run.seed) if minibatch else None
     limit = float("inf")

@@ -64,7 +64,7 @@ def main(sm, paths):
         result["lesson_device"] = devices[0]
         lesson = pd.DataFrame(result.pop("lesson")[devices[0]])
         write_verdict(result, lesson, paths)
-        if sm.output:  # rule reproduce: its rerun record (rule verify runs whenever asked)
+        if hasattr(sm.params, "record"):  # rule reproduce: its rerun record (rule verify runs whenever asked)
             record_done(sm.params.reads, sm.params.record)
         verdict = "PASSED" if result["passed"] else "FAILED"
         print(f"{verdict} {result['message']}".strip(), file=log)
@@ -86,4 +86,3 @@ if not snakemake.output:  # rule verify: the PASSED line goes (or stays) only wi
         "the lesson's log reproduced\n",
         line,
     )
-    record_done(snakemake.params.reads, snakemake.params.record)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SMALL_CONFIG, SNAKEFILE, snakemake_cmd
+from helpers import SMALL_CONFIG, SNAKEFILE, snakemake_cmd
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import SMALL_CONFIG, SNAKEFILE, snakemake_cmd
+from helpers import GRID, SMALL_CONFIG, SNAKEFILE, snakemake_cmd
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,8 @@ DEFAULT_DATASETS = {
 def reasons(workdir: Path, config: dict, tmp_path: Path) -> dict[str, str]:
     """Job (of :data:`JOBS`) -> its rerun reason, from a dry run with ``config``."""
     path = tmp_path / "changed.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    # the same grid (its results folder), changed: named as the run's own config file names it
+    path.write_text(yaml.safe_dump({"name": GRID, **config}, sort_keys=False))
     cmd = [*snakemake_cmd(), "-s", str(SNAKEFILE), "--directory", str(workdir), "--configfile", str(path), "-n"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout
     found = {}

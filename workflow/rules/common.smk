@@ -62,8 +62,9 @@ TIMING = EXPERIMENT.timing.enabled
 VERIFY_IDS = sample_run_ids(
     config, RUNS, list(range(len(RUNS))), EXPERIMENT.verify_sample
 )
-# Each job's rerun record (gdbench.reads): the values it read, the line it last ran with.
-RECORDS = f"{RESULTS}/logs/reads"
+# Each job's rerun record (gdbench.reads): the values it read, the line it last ran with;
+# kept beside Snakemake's own state, so a dry run writes nothing under results/.
+RECORDS = f".snakemake/gdbench/reads/{GRID}"
 
 
 wildcard_constraints:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -66,10 +67,19 @@ def _modes(problem: HorizonProblem) -> _Modes:
     """The problem in the Hessian's eigen-directions, from the theory's optimum and eigenpairs
     (so the recurrence and the summary's theory agree, singular designs included)."""
     x = np.asarray(problem.x, dtype=np.float64)
-    best = optimum(Dataset("", x, np.asarray(problem.y, dtype=np.float64)))
+    y = np.asarray(problem.y, dtype=np.float64)
+    return _modes_of(x.tobytes(), y.tobytes(), float(problem.W0), float(problem.b0))
+
+
+@lru_cache(maxsize=256)
+def _modes_of(x_bytes: bytes, y_bytes: bytes, W0: float, b0: float) -> _Modes:
+    """:func:`_modes` of one data set and start, computed once (a grid's runs share them: every
+    learning rate and seed of a data set from the same start)."""
+    x, y = np.frombuffer(x_bytes), np.frombuffer(y_bytes)
+    best = optimum(Dataset("", x, y))
     p_star = np.array([best.W_star, best.b_star])
     lam, Q = eigen(x)
-    p0 = np.array([problem.W0, problem.b0], dtype=np.float64)
+    p0 = np.array([W0, b0], dtype=np.float64)
     return _Modes(lam=lam, u0=Q.T @ (p0 - p_star), q=Q.T @ p_star, c_star=best.optimal_cost)
 
 

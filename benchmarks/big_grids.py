@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import psutil
-from workflow_walltime import MAX_LOAD_PER_CORE, REPO, fresh, job_seconds, load, others_running, snakemake
+from workflow_walltime import JOB_NOTE, MAX_LOAD_PER_CORE, REPO, fresh, job_seconds, load, others_running, snakemake
 
 LRS = [round(1e-4 * (0.19 / 1e-4) ** (i / 99), 8) for i in range(100)]
 TUTORIAL = "  tutorial: {x: [1, 2, 3], y: [2, 4, 6]}\n"
@@ -96,6 +96,7 @@ def main() -> None:
         print("  seconds per job (results/benchmarks: wall, CPU, peak RSS MiB):")
         for job, seconds, job_cpu, rss in job_seconds(workdir):
             print(f"    {job:28s} {seconds:6.2f} {job_cpu:6.2f} {rss:>8s}")
+        print(f"    ({JOB_NOTE})")
     print(f"\nafter: {load()[1]} (the averages include these runs' own load)")
     if load_before > MAX_LOAD_PER_CORE * cores or busy > 0:
         print(

@@ -103,6 +103,13 @@ def job_seconds(workdir: Path) -> list[tuple[str, float, float, str]]:
     return sorted(rows, key=lambda r: -r[1])
 
 
+#: Said under every per-job listing: a ``run:`` job's record is the Snakemake process's.
+JOB_NOTE = (
+    "jobs that run inside the Snakemake process (the rules with run:, e.g. merge_tables, theory, provenance)"
+    " record that whole process's CPU and peak RSS, not their own"
+)
+
+
 def spread(values: list[float]) -> str:
     return f"median {statistics.median(values):6.2f}, min {min(values):6.2f}, max {max(values):6.2f}"
 
@@ -159,6 +166,7 @@ def main() -> None:
     print("\nseconds per job of the last workflow run (results/benchmarks: wall, CPU, peak RSS MiB):")
     for name, seconds, cpu, rss in job_seconds(workdir):
         print(f"  {name:28s} {seconds:6.2f} {cpu:6.2f} {rss:>8s}")
+    print(f"  ({JOB_NOTE})")
     if load_before > MAX_LOAD_PER_CORE * cores or max(busy) > 0:
         print(
             f"\nWARNING: the machine was not idle (load average {load_before:.2f} on {cores} CPUs before, limit "

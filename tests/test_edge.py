@@ -334,3 +334,31 @@ def test_plain_sgd_horizon_in_closed_form_matches_the_recurrence() -> None:
     mixed = diverges([problems[0], heavy], lrs[:2])
     assert np.array_equal(mixed[0], closed[0])
     assert np.array_equal(mixed[1], _recurrence_diverges([heavy], lrs[1:2], [_modes(heavy)], 32)[0])
+
+
+def test_eigen_modes_are_each_problems_own_when_problems_share_data() -> None:
+    """The eigen-modes are computed once per data set and start (a grid's runs share them), yet
+    each problem gets those of its own points and start: the initial error along each direction
+    is Q^T (p0 - p*), computed here from the theory's optimum and eigenpairs."""
+    from gdbench.data import Dataset
+    from gdbench.horizon import _modes
+    from gdbench.theory import eigen, optimum
+
+    x = np.array([1.0, 2.0, 3.0])
+    cases = [
+        (np.array([2.0, 4.0, 6.0]), 0.0, 0.0),
+        (np.array([2.0, 4.0, 6.0]), 2.0, -1.0),
+        (np.array([1.0, 0.0, 5.0]), 0.0, 0.0),
+    ]
+    seen = []
+    for y, w0, b0 in cases:
+        for _ in range(2):  # the second call is served from the cache
+            modes = _modes(HorizonProblem(x, y, W0=w0, b0=b0))
+            best = optimum(Dataset("", x, y))
+            lam, Q = eigen(x)
+            expected = Q.T @ (np.array([w0, b0]) - np.array([best.W_star, best.b_star]))
+            np.testing.assert_allclose(modes.u0, expected, rtol=0, atol=1e-12)
+            np.testing.assert_array_equal(modes.lam, lam)
+            assert modes.c_star == best.optimal_cost
+        seen.append(tuple(modes.u0))
+    assert len(set(seen)) == len(cases)

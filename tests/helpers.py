@@ -12,10 +12,17 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 import yaml
+
+if TYPE_CHECKING:
+    from gdbench.engines import TrainOptions
+    from gdbench.horizon import HorizonProblem
+    from gdbench.optimizers import OptimizerSpec
+    from gdbench.runs import RunSpec
+    from gdbench.verdicts import Criteria
 
 T = TypeVar("T")
 
@@ -127,3 +134,75 @@ def shared_run(tmp_path_factory: pytest.TempPathFactory, name: str, config: dict
         return str(folder)
 
     return Path(once(tmp_path_factory, name, run))
+
+
+# Settings objects for unit tests, with the schema's defaults (the schema alone holds them:
+# gdbench's dataclasses have none). Keyword arguments override.
+
+
+def schema_default(section: str, key: str) -> Any:
+    """The schema's default of ``section.key`` (for a list, e.g. ``grid.epochs``, its first)."""
+    from gdbench.schema_defaults import section_defaults
+
+    value = section_defaults(section)[key]
+    return value[0] if isinstance(value, list) else value
+
+
+def criteria(**overrides: Any) -> Criteria:
+    """The verdicts' thresholds: the schema's ``analysis`` defaults."""
+    from gdbench.schema_defaults import section_defaults
+    from gdbench.verdicts import Criteria
+
+    return Criteria(**{**section_defaults("analysis"), **overrides})
+
+
+def optimizer_spec(name: str = "sgd", kind: str = "sgd", **arguments: Any) -> OptimizerSpec:
+    """An optimizer built in Python: the schema's defaults for the arguments not given."""
+    from gdbench.optimizers import ARGUMENT_DEFAULTS, OptimizerSpec
+
+    return OptimizerSpec(name=name, kind=kind, **{**ARGUMENT_DEFAULTS, **arguments})
+
+
+def train_options(**overrides: Any) -> TrainOptions:
+    """How to train: the schema's ``training`` and ``analysis`` defaults, plain SGD as ``sgd``."""
+    from gdbench.engines import TrainOptions
+    from gdbench.optimizers import PLAIN_SGD
+
+    defaults = {
+        "record_every": schema_default("training", "record_every"),
+        "criteria": criteria(),
+        "chunk_epochs": schema_default("training", "chunk_epochs"),
+        "optimizers": {PLAIN_SGD.name: PLAIN_SGD},
+    }
+    return TrainOptions(**{**defaults, **overrides})
+
+
+def run_spec(dataset: str, lr: float, seed: int, epochs: int, **overrides: Any) -> RunSpec:
+    """One run on the CPU with the schema's ``training`` defaults and its first optimizer."""
+    from gdbench.runs import RunSpec, batch_size_value
+
+    defaults = {
+        "device": "cpu",
+        "init": schema_default("training", "init"),
+        "batch_size": batch_size_value(schema_default("training", "batch_size")),
+        "dtype": schema_default("training", "dtype"),
+        "engine": schema_default("training", "engine"),
+        "optimizer": schema_default("grid", "optimizer"),
+    }
+    return RunSpec(dataset, lr, seed, epochs, **{**defaults, **overrides})
+
+
+def horizon_problem(x: Any, y: Any, **overrides: Any) -> HorizonProblem:
+    """A float64 full-batch problem from the origin (the schema's ``init``), over the schema's
+    first ``grid.epochs``, with its ``diverged_factor`` and plain SGD's arguments."""
+    from gdbench.horizon import HorizonProblem
+    from gdbench.schema_defaults import def_defaults
+
+    defaults = {
+        "W0": 0.0,
+        "b0": 0.0,
+        "epochs": schema_default("grid", "epochs"),
+        "diverged_factor": schema_default("analysis", "diverged_factor"),
+        **def_defaults("sgd_arguments"),
+    }
+    return HorizonProblem(x, y, **{**defaults, **overrides})

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import criteria, optimizer_spec, run_spec, train_options
 
 from gdbench import stability, tables
 from gdbench.analysis import analyse_runs
 from gdbench.config import ConfigError, check_config, load_config
 from gdbench.data import parse_dataset
-from gdbench.engines import DataSource, TrainOptions, train
+from gdbench.engines import DataSource, train
 from gdbench.experiment import Experiment, resolve
 from gdbench.optimizers import PLAIN_SGD, OptimizerError, OptimizerSpec, parse_optimizer
 from gdbench.runs import RunSpec
@@ -36,7 +37,7 @@ OPTIMIZERS = {
     "adam": {"adam": {}},
     "amsgrad": {"adam": {"betas": [0.8, 0.99], "eps": 1.0e-6, "weight_decay": 0.05, "amsgrad": True}},
 }
-OPTIONS = TrainOptions(optimizers={name: parse_optimizer(name, raw) for name, raw in OPTIMIZERS.items()})
+OPTIONS = train_options(optimizers={name: parse_optimizer(name, raw) for name, raw in OPTIMIZERS.items()})
 #: Converging, borderline and diverging for some optimizer (8 runs with two seeds: the
 #: [2, R] update has a vectorised body and a scalar tail on the CPU).
 LRS = [0.01, 0.1, 0.17, 0.3, 0.6]
@@ -50,7 +51,7 @@ def ex(config):
 def runs_of(optimizer: str, engine: str, dataset: str, **kw) -> list[RunSpec]:
     epochs = kw.pop("epochs", 200)
     seeds = kw.pop("seeds", (1, 2))
-    return [RunSpec(dataset, lr, s, epochs, engine=engine, optimizer=optimizer, **kw) for lr in LRS for s in seeds]
+    return [run_spec(dataset, lr, s, epochs, engine=engine, optimizer=optimizer, **kw) for lr in LRS for s in seeds]
 
 
 def assert_bit_identical(a, b) -> None:
@@ -78,7 +79,7 @@ def test_the_issue_example_parses_to_torch_arguments() -> None:
         )
     )
     specs = ex(config).optimizers
-    assert specs["sgd"] == OptimizerSpec("sgd")
+    assert specs["sgd"] == optimizer_spec("sgd")
     heavy_ball = {"momentum": 0.9, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0}
     assert specs["heavy_ball"].arguments() == heavy_ball
     assert specs["nesterov"].nesterov and specs["nesterov"].describe() == "sgd(momentum=0.9, nesterov=True)"
@@ -92,27 +93,27 @@ def test_default_grid_has_plain_sgd_and_momentum() -> None:
     whose stable range differs."""
     config = check_config(load_config(Path(__file__).parents[1] / "config" / "config.yaml"))
     specs, names = ex(config).optimizers, config["grid"]["optimizer"]
-    assert specs[names[0]] == OptimizerSpec("sgd") and any(specs[n].momentum > 0 for n in names)
+    assert specs[names[0]] == optimizer_spec("sgd") and any(specs[n].momentum > 0 for n in names)
 
 
 def test_no_optimizers_means_plain_sgd() -> None:
     """A config or spec that names no optimizer trains the lesson's optim.SGD(params, lr); a
     name nothing defines is an error, never plain SGD in disguise."""
     assert ex(check_config({})).optimizer("sgd") == PLAIN_SGD
-    assert TrainOptions().optimizer(RunSpec("t", 0.1, 1, 1)) == PLAIN_SGD
+    assert train_options().optimizer(run_spec("t", 0.1, 1, 1)) == PLAIN_SGD
     with pytest.raises(KeyError, match=r"'nope' .* not defined"):
-        TrainOptions().optimizer(RunSpec("t", 0.1, 1, 1, optimizer="nope"))
+        train_options().optimizer(run_spec("t", 0.1, 1, 1, optimizer="nope"))
     with pytest.raises(KeyError, match=r"'nope' is not defined"):
         ex(check_config({})).optimizer("nope")
     with pytest.raises(KeyError, match=r"'sgd' .* not defined"):
-        TrainOptions(optimizers={"adam": OptimizerSpec("adam", kind="adam")}).optimizer(RunSpec("t", 0.1, 1, 1))
+        train_options(optimizers={"adam": optimizer_spec("adam", kind="adam")}).optimizer(run_spec("t", 0.1, 1, 1))
 
 
 def test_optimizer_spec_refuses_what_torch_refuses() -> None:
     """A spec built in Python (not from a checked config) is checked the same way."""
     for kwargs in ({"nesterov": True}, {"momentum": -1.0}, {"kind": "rmsprop"}, {"betas": (0.9, 1.0)}):
         with pytest.raises(OptimizerError):
-            OptimizerSpec("x", **kwargs)
+            optimizer_spec("x", **kwargs)
     with pytest.raises(OptimizerError, match="takes momentum"):
         parse_optimizer("x", {"sgd": {"betas": [0.9, 0.99]}})
 
@@ -145,7 +146,7 @@ def test_a_run_alone_equals_the_same_run_in_a_batch(optimizer: str, batch_size: 
     """Optimizer state is per run: `snakemake verify` re-trains a run alone and must get its
     stored trajectory back, whichever runs shared its batch (and dropped out of it)."""
     runs = runs_of(optimizer, "batched", "noisy", batch_size=batch_size, epochs=90, seeds=(1, 2, 3))
-    together = train(runs, DATASETS, TrainOptions(chunk_epochs=16, optimizers=OPTIONS.optimizers))
+    together = train(runs, DATASETS, train_options(chunk_epochs=16, optimizers=OPTIONS.optimizers))
     assert together.verdicts.diverged.any() or optimizer == "amsgrad"
     for i in (0, 7, len(runs) - 1):
         alone = train([runs[i]], DATASETS, OPTIONS)
@@ -155,7 +156,7 @@ def test_a_run_alone_equals_the_same_run_in_a_batch(optimizer: str, batch_size: 
 
 def test_optimizers_in_one_call_train_apart_and_keep_their_order() -> None:
     """A grid mixing optimizers: each run gets its own optimizer and its place in the output."""
-    mixed = [RunSpec("tutorial", 0.1, 1, 300, optimizer=name) for name in ("heavy_ball", "sgd", "adam", "heavy_ball")]
+    mixed = [run_spec("tutorial", 0.1, 1, 300, optimizer=name) for name in ("heavy_ball", "sgd", "adam", "heavy_ball")]
     batch = train(mixed, DATASETS, OPTIONS)
     assert [r.optimizer for r in batch.runs] == ["heavy_ball", "sgd", "adam", "heavy_ball"]
     for i, run in enumerate(mixed):
@@ -184,7 +185,7 @@ def test_loop_engine_is_torch_optim_itself() -> None:
             cost.backward()
             opt.step()
             Ws.append(W.item())
-        batch = train([RunSpec("tutorial", 0.1, 1, 50, engine="loop", optimizer=name)], DATASETS, OPTIONS)
+        batch = train([run_spec("tutorial", 0.1, 1, 50, engine="loop", optimizer=name)], DATASETS, OPTIONS)
         np.testing.assert_array_equal(batch.W[0], np.array(Ws, dtype=np.float32))
 
 
@@ -198,13 +199,13 @@ def lesson_lambdas() -> tuple[float, float]:
 
 
 SPECS = [
-    OptimizerSpec("sgd"),
-    OptimizerSpec("hb", momentum=0.9),
-    OptimizerSpec("hb37", momentum=0.37),
-    OptimizerSpec("nesterov", momentum=0.9, nesterov=True),
-    OptimizerSpec("nesterov95", momentum=0.95, nesterov=True),
-    OptimizerSpec("damped", momentum=0.6, dampening=0.4),
-    OptimizerSpec("decayed", momentum=0.5, weight_decay=0.3),
+    optimizer_spec("sgd"),
+    optimizer_spec("hb", momentum=0.9),
+    optimizer_spec("hb37", momentum=0.37),
+    optimizer_spec("nesterov", momentum=0.9, nesterov=True),
+    optimizer_spec("nesterov95", momentum=0.95, nesterov=True),
+    optimizer_spec("damped", momentum=0.6, dampening=0.4),
+    optimizer_spec("decayed", momentum=0.5, weight_decay=0.3),
 ]
 
 
@@ -212,7 +213,7 @@ def test_critical_lrs_on_the_lessons_data() -> None:
     """The numbers the lesson's data gives (FACTS.md): plain 2/λmax, heavy ball 2(1+β)/λmax,
     Nesterov 2(1+β)/((1+2β)λmax), as torch.optim.SGD steps them."""
     _, lam_max = lesson_lambdas()
-    assert stability.critical_lr(OptimizerSpec(), lam_max) == pytest.approx(0.180295, abs=1e-6)
+    assert stability.critical_lr(optimizer_spec(), lam_max) == pytest.approx(0.180295, abs=1e-6)
     assert stability.critical_lr(SPECS[1], lam_max) == pytest.approx(0.342560, abs=1e-6)
     assert stability.critical_lr(SPECS[3], lam_max) == pytest.approx(0.122343, abs=1e-6)
 
@@ -264,10 +265,10 @@ def test_rate_factor_is_squared_radius_and_empty_out_of_scope() -> None:
     factor = stability.rate_factor(SPECS[1])
     assert factor is not None
     np.testing.assert_allclose(factor(0.1, lam), stability.spectral_radius(SPECS[1], 0.1, lam) ** 2)
-    np.testing.assert_allclose(stability.rate_factor(OptimizerSpec())(0.1, lam), (1 - 0.1 * lam) ** 2)
-    for spec in (OptimizerSpec("a", kind="adam"), OptimizerSpec("m", momentum=1.0), SPECS[-1]):
+    np.testing.assert_allclose(stability.rate_factor(optimizer_spec())(0.1, lam), (1 - 0.1 * lam) ** 2)
+    for spec in (optimizer_spec("a", kind="adam"), optimizer_spec("m", momentum=1.0), SPECS[-1]):
         assert stability.rate_factor(spec) is None
-    assert np.isnan(stability.critical_lr(OptimizerSpec("a", kind="adam"), lam[1]))
+    assert np.isnan(stability.critical_lr(optimizer_spec("a", kind="adam"), lam[1]))
 
 
 def test_summary_theory_is_per_run_optimizer_and_engines_agree_with_it() -> None:
@@ -275,13 +276,13 @@ def test_summary_theory_is_per_run_optimizer_and_engines_agree_with_it() -> None
     full-batch float64 runs just below / above each critical lr converge / diverge as
     predicted; Adam's theory columns are empty."""
     _, lam_max = lesson_lambdas()
-    specs = {s.name: s for s in (OptimizerSpec("sgd"), SPECS[2], SPECS[4], OptimizerSpec("adam", kind="adam"))}
+    specs = {s.name: s for s in (optimizer_spec("sgd"), SPECS[2], SPECS[4], optimizer_spec("adam", kind="adam"))}
     runs = []
     for name, spec in specs.items():
         crit = stability.critical_lr(spec, lam_max) if spec.kind == "sgd" else 0.2
-        runs += [RunSpec("tutorial", f * crit, 1, 3000, dtype="float64", optimizer=name) for f in (0.97, 1.03)]
-    batch = train(runs, DATASETS, TrainOptions(optimizers=specs))
-    table = tables.summary(batch, analyse_runs(batch, DataSource(DATASETS), specs))
+        runs += [run_spec("tutorial", f * crit, 1, 3000, dtype="float64", optimizer=name) for f in (0.97, 1.03)]
+    batch = train(runs, DATASETS, train_options(optimizers=specs))
+    table = tables.summary(batch, analyse_runs(batch, DataSource(DATASETS), specs, criteria().diverged_factor))
     sgd_like = table[table["optimizer"] != "adam"]
     assert sgd_like["predicted_diverged"].tolist() == sgd_like["diverged"].tolist() == [False, True] * 3
     np.testing.assert_allclose(sgd_like["lr_ratio"], [0.97, 1.03] * 3)
@@ -302,11 +303,11 @@ def test_plots_facet_by_optimizer_with_each_ones_theory(tmp_path) -> None:
     has none, instead of every optimizer drawn against plain SGD's line."""
     from gdbench import plots
 
-    specs = {s.name: s for s in (OptimizerSpec("sgd"), SPECS[1], OptimizerSpec("adam", kind="adam"))}
-    runs = [RunSpec("tutorial", lr, 1, 100, optimizer=name) for name in specs for lr in (0.01, 0.1, 0.3)]
-    batch = train(runs, DATASETS, TrainOptions(optimizers=specs))
+    specs = {s.name: s for s in (optimizer_spec("sgd"), SPECS[1], optimizer_spec("adam", kind="adam"))}
+    runs = [run_spec("tutorial", lr, 1, 100, optimizer=name) for name in specs for lr in (0.01, 0.1, 0.3)]
+    batch = train(runs, DATASETS, train_options(optimizers=specs))
     theories = {"tutorial": analyse(DATASETS["tutorial"].build(seed=0))}
-    summary = tables.summary(batch, analyse_runs(batch, DataSource(DATASETS), specs))
+    summary = tables.summary(batch, analyse_runs(batch, DataSource(DATASETS), specs, criteria().diverged_factor))
     plots.divergence(summary, tables.theory_table(theories, optimizers=specs), tmp_path / "d.png", tmp_path / "d.svg")
     svg = (tmp_path / "d.svg").read_text()
     for text in (
@@ -385,8 +386,8 @@ def test_rate_curve_is_each_optimizers_own_theory():
     plain = stability.rate_curve(PLAIN_SGD, lam, ratios)
     np.testing.assert_allclose(plain, np.max((1 - (ratios * 0.2)[:, None] * lam) ** 2, axis=1))
     assert plain[-1] == pytest.approx(1.0)
-    hb = OptimizerSpec(name="hb", momentum=0.9)
+    hb = optimizer_spec(name="hb", momentum=0.9)
     curve = stability.rate_curve(hb, lam, ratios)
     assert curve[0] == pytest.approx(1.0) and curve[-1] == pytest.approx(1.0)
     assert curve[1] == pytest.approx(0.9)
-    assert np.isnan(stability.rate_curve(OptimizerSpec(name="a", kind="adam"), lam, ratios)).all()
+    assert np.isnan(stability.rate_curve(optimizer_spec(name="a", kind="adam"), lam, ratios)).all()

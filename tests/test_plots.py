@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 import PIL.Image
 import pytest
+from helpers import criteria, run_spec, train_options
 
 from gdbench import plots, tables, theory
 from gdbench.analysis import analyse_runs
 from gdbench.data import parse_dataset
 from gdbench.engines import DataSource, train
 from gdbench.plots import convergence_plot, reduction, timing_plot
-from gdbench.runs import RunSpec
 
 DATASETS = {
     "tutorial": {"x": [1, 2, 3], "y": [2, 4, 6]},
@@ -37,12 +37,14 @@ LRS = [0.001, 0.01, 0.1, 0.18, 0.19, 0.5, 1.0]
 def real() -> dict[str, pd.DataFrame]:
     """Trajectories, summary and theory of a small real grid (2 datasets x 7 lrs x 2 seeds)."""
     specs = {name: parse_dataset(name, raw) for name, raw in DATASETS.items()}
-    runs = [RunSpec(ds, lr, seed, 300) for ds in specs for lr in LRS for seed in (1, 2)]
-    batch = train(runs, specs)
+    runs = [run_spec(ds, lr, seed, 300) for ds in specs for lr in LRS for seed in (1, 2)]
+    batch = train(runs, specs, train_options())
     theories = {name: theory.analyse(spec.build()) for name, spec in specs.items()}
     return {
         "trajectories": tables.trajectories(batch),
-        "summary": tables.summary(batch, analyse_runs(batch, DataSource(specs))),
+        "summary": tables.summary(
+            batch, analyse_runs(batch, DataSource(specs), train_options().optimizers, criteria().diverged_factor)
+        ),
         "theory": tables.theory_table(theories),
     }
 

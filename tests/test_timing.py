@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import run_spec, train_options
 
 from gdbench import cli
 from gdbench.data import parse_dataset
-from gdbench.engines import DeviceError, TrainOptions, train
+from gdbench.engines import DeviceError, train
 from gdbench.experiment import Experiment, resolve
 from gdbench.lesson import tutorial
-from gdbench.runs import RunSpec
 from gdbench.theory import analyse
 from gdbench.timing import harness, measure, measure_plan, plan, plans, workloads
 from gdbench.timing.results import TIMING_COLUMNS, TimingResult, crossover_n, timing_table
@@ -373,8 +373,8 @@ def test_cpu_and_cuda_batched_engines_agree() -> None:
     datasets = {"tutorial": parse_dataset("tutorial", {"x": [1, 2, 3], "y": [2, 4, 6]})}
     out = {}
     for device in ("cpu", "cuda"):
-        runs = [RunSpec("tutorial", lr, seed, 2000, device=device) for lr in lrs for seed in (1, 2)]
-        out[device] = train(runs, datasets, TrainOptions(record_every=0)).verdicts
+        runs = [run_spec("tutorial", lr, seed, 2000, device=device) for lr in lrs for seed in (1, 2)]
+        out[device] = train(runs, datasets, train_options(record_every=0)).verdicts
     cpu, cuda = out["cpu"], out["cuda"]
     np.testing.assert_array_equal(cpu.diverged, cuda.diverged)
     div = cpu.diverged

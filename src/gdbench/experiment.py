@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -287,6 +288,13 @@ def load_experiment(path: str | Path, devices: Sequence[str] | None = None) -> E
     from gdbench.config import load_config
 
     return resolve(load_config(path), devices, Path(path).resolve().parent)
+
+
+@cache
+def default_experiment() -> Experiment:
+    """The experiment of an empty config (every setting the schema's default), on the CPU: what
+    the lesson's run and the timing workloads train with, whatever the grid."""
+    return resolve({}, devices=["cpu"])
 
 
 def resolve(config: Mapping[str, Any], devices: Sequence[str] | None = None, base_dir: str | Path = ".") -> Experiment:

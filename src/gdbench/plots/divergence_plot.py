@@ -25,7 +25,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from gdbench.plots import style
-from gdbench.plots.lines import ROW_AXES, ZERO_FLOOR, excess, ordered
+from gdbench.plots.reduction import ROW_AXES, ZERO_FLOOR, excess, ordered
 
 __all__ = ["divergence"]
 

@@ -26,7 +26,7 @@ from gdbench.config import check_config
 from gdbench.edge import EDGE_COLUMNS
 from gdbench.experiment import Experiment
 from gdbench.pipeline import theories, train_runs
-from gdbench.plots import convergence_plot, divergence_plot, lines, style
+from gdbench.plots import convergence_plot, divergence_plot, reduction, style
 
 TOL = 1e-6
 OPTIMIZERS = ["sgd", "heavy_ball", "nesterov", "adam"]
@@ -231,7 +231,7 @@ def test_envelope_is_the_largest_excess_from_each_epoch_on() -> None:
     epoch = np.array([0, 1, 2, 3, 4, 0, 1, 2, 3])
     cost = np.array([4.0, 1.0, 3.0, 0.5, 0.7, 1.0, 0.5, np.nan, 9.0])
     shuffle = np.array([8, 3, 0, 6, 1, 5, 2, 7, 4])
-    got = lines.envelope(code[shuffle], epoch[shuffle], cost[shuffle], np.array([False, True]))
+    got = reduction.envelope(code[shuffle], epoch[shuffle], cost[shuffle], np.array([False, True]))
     back = np.empty_like(got)
     back[shuffle] = got
     np.testing.assert_array_equal(back, [4.0, 3.0, 3.0, 0.7, 0.7, 1.0, 1.0, np.nan, 9.0])
@@ -242,8 +242,8 @@ def test_heavy_ball_lines_are_monotone_envelopes(grid) -> None:
     each converging line never rises, so lines no longer cross each other at every epoch."""
     s, traj = grid["summary"], grid["trajectories"]
     hb = s[(s["optimizer"] == "heavy_ball") & ~s["diverged"]]
-    raw = lines.aggregate_lines(traj[traj["run_id"].isin(hb["run_id"])], hb, 40)
-    env = lines.aggregate_lines(traj[traj["run_id"].isin(hb["run_id"])], hb, 40, upper_envelope=True)
+    raw = reduction.aggregate_lines(traj[traj["run_id"].isin(hb["run_id"])], hb, 40)
+    env = reduction.aggregate_lines(traj[traj["run_id"].isin(hb["run_id"])], hb, 40, upper_envelope=True)
     rises = [np.diff(agg.median[agg.start[i] : agg.start[i + 1]]).max() for agg in (raw, env) for i in range(3)]
     assert max(rises[:3]) > 0, "the heavy-ball excess oscillates"
     for i in range(len(env.lines)):

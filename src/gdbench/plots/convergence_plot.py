@@ -40,7 +40,7 @@ def convergence(
 
     Each line is the median over seeds, with a band from the smallest to the largest seed, of
     each run's upper envelope of the excess (``upper_envelope``, the default; see
-    :func:`gdbench.plots.lines.envelope`): the largest excess from that epoch on, or for a run
+    :func:`gdbench.plots.reduction.envelope`): the largest excess from that epoch on, or for a run
     that diverged the largest so far, so that a momentum run's oscillations read as the decay
     of their peaks instead of a tangle; ``upper_envelope=False`` draws the excess itself.
     Learning rate is the line's colour, on the scale of :class:`gdbench.plots.style.LrScale`

@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 import yaml
 
+from gdbench.data import parse_dataset
+from gdbench.theory import analyse
+
 if TYPE_CHECKING:
     from gdbench.engines import TrainOptions
     from gdbench.horizon import HorizonProblem
@@ -206,3 +209,43 @@ def horizon_problem(x: Any, y: Any, **overrides: Any) -> HorizonProblem:
         **def_defaults("sgd_arguments"),
     }
     return HorizonProblem(x, y, **{**defaults, **overrides})
+
+
+# Data and optimizers shared by the unit tests of several modules.
+
+#: The default config's two datasets (the lesson's three points and the noisy line), parsed.
+LESSON_AND_NOISY = {
+    "tutorial": parse_dataset("tutorial", {"x": [1, 2, 3], "y": [2, 4, 6]}),
+    "noisy": parse_dataset(
+        "noisy", {"synthetic": {"n": 64, "slope": 2.0, "intercept": 0.5, "noise": 0.5, "x_min": 0.0, "x_max": 3.0}}
+    ),
+}
+
+#: One of each code path: plain, heavy ball, nesterov, dampening with weight decay, Adam,
+#: Adam with every option. Momentum values are not the defaults on purpose.
+OPTIMIZERS = {
+    "sgd": {"sgd": {}},
+    "heavy_ball": {"sgd": {"momentum": 0.8}},
+    "nesterov": {"sgd": {"momentum": 0.6, "nesterov": True}},
+    "damped": {"sgd": {"momentum": 0.5, "dampening": 0.3, "weight_decay": 0.01}},
+    "adam": {"adam": {}},
+    "amsgrad": {"adam": {"betas": [0.8, 0.99], "eps": 1.0e-6, "weight_decay": 0.05, "amsgrad": True}},
+}
+
+
+def lesson_lambdas() -> tuple[float, float]:
+    """The smallest and largest eigenvalue of the cost's Hessian on the lesson's data."""
+    t = analyse(LESSON_AND_NOISY["tutorial"].build(seed=0))
+    return t.lambda_min, t.lambda_max
+
+
+#: SGD-family optimizers with closed-form theory (momentum values not the defaults on purpose).
+OPTIMIZER_SPECS = [
+    optimizer_spec("sgd"),
+    optimizer_spec("hb", momentum=0.9),
+    optimizer_spec("hb37", momentum=0.37),
+    optimizer_spec("nesterov", momentum=0.9, nesterov=True),
+    optimizer_spec("nesterov95", momentum=0.95, nesterov=True),
+    optimizer_spec("damped", momentum=0.6, dampening=0.4),
+    optimizer_spec("decayed", momentum=0.5, weight_decay=0.3),
+]

@@ -287,14 +287,6 @@ def test_edge_plot_draws_every_kind_of_answer(tmp_path: Path) -> None:
     assert "optimizer = " not in svg  # optimizers are the x axis of one facet, not facets of their own
 
 
-def test_an_empty_search_range_is_a_config_error() -> None:
-    """lr_min at or above lr_max stops before any job, naming the key."""
-    from gdbench.config import ConfigError
-
-    with pytest.raises(ConfigError, match=r"edge\.lr_min = 1\.0: must be below edge\.lr_max"):
-        check_config({"edge": {"lr_min": 1.0, "lr_max": 0.5}})
-
-
 @pytest.mark.parametrize(("guess", "rounds"), [(0.30003, 1), (0.2, 4), (0.5, 4), (np.nan, 3)])
 def test_a_guess_is_only_a_first_comb_that_must_measure_its_bracket(guess, rounds):
     """A theory guess near the edge brackets it in one round (lo measured stable, hi measured

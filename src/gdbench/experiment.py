@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 from gdbench.data import DatasetSpec, parse_dataset
 from gdbench.optimizers import OptimizerSpec, parse_optimizer
-from gdbench.reads import Reads
 from gdbench.runs import RunSpec, as_list, batch_size_value, resolve_devices, shard
 from gdbench.verdicts import Criteria
 
@@ -119,26 +118,6 @@ class TimingSettings:
     quiet_wait: float
     min_cpu_share: float
     attempts: int
-
-
-#: What the timing job reads (:func:`gdbench.timing.measure_plan`): its settings and the
-#: optimizers it times (``enabled`` only decides whether it runs).
-TIMING_READS = Reads(
-    (
-        "optimizers.*",
-        "timing.sizes",
-        "timing.runs",
-        "timing.engines",
-        "timing.optimizers",
-        "timing.epochs",
-        "timing.repeats",
-        "timing.min_run_time",
-        "timing.threads",
-        "timing.quiet_wait",
-        "timing.min_cpu_share",
-        "timing.attempts",
-    )
-)
 
 
 @dataclass(frozen=True)

@@ -25,23 +25,25 @@ at its last epoch. **First order**: ``A`` taken at the critical lr (``rho = 1``:
 for Nesterov, ``e_0`` for plain SGD) and ``E rho^(2T) = K C0 - C*`` give ``rho = ((K C0 - C*) /
 E)^(1 / (2T))`` and the learning rate from ``h(rho)`` above, per direction; the edge is the
 smallest over the directions (plain SGD: ``lr_T = (1 + R^(1/(2T))) / lam_max``). **Refined**
-(:data:`REFINE_STEPS`): ``rho <- rho ((K C0 - C*) / (C_T(lr) - C*))^(1 / (2T))`` with the exact
-cost ``C_T`` of every direction (both roots, weight decay's offset, the other direction) at
-epoch ``T``, and at ``T - 1`` (weight decay's offset alternates in sign, so the last epoch
-need not be the largest); each step shrinks the error by a factor of about ``1 / T``.
+(:data:`REFINE_STEPS`): Newton steps in ``ln rho`` on ``ln (C_k(lr) - C*) = ln (K C0 - C*)``
+with the exact cost ``C_k`` (both roots, both directions, weight decay's offset; its slope by a
+complex step) at epoch ``k = T``, and at ``T - 1`` (weight decay's offset alternates in sign,
+so the last epoch need not be the largest); the smaller lr is the edge.
 
-Measured against the float64 bisection (``horizon_edges``, 1e-10 relative) on the lesson's
-points and synthetic data of condition numbers 1 to 1e4, momentum 0.5 .. 0.99, weight decay 0
-and 0.05: the first-order form within 1.2e-4 (relative) at ``T = 300`` and 1.2e-6 at ``T = 3000``
-(tests/test_horizon_formula.py), the refined one within 1e-9.
+Measured against an independent float64 bisection of torch's steps (tests/test_horizon_formula.py:
+the lesson's points, two points far apart, synthetic lines of condition numbers ~1 and ~1e3,
+momentum 0.5, 0.9 and 0.99, heavy ball and Nesterov, weight decay 0 and 0.05): the first-order
+form within 2.7e-5 (relative) at ``T = 300`` and 2.6e-7 at ``T = 3000``, the refined one within
+1.1e-13; on the default grid within 3e-11 of :func:`gdbench.horizon.horizon_edges` (1e-10).
 
 **Where there is no closed form** (NaN): below the critical lr a run's error can grow for a
 while before it contracts (heavy ball's amplitude near the critical lr is ``(1 + beta) / (1 -
 beta)``), so a threshold below that transient is passed early, not at the last epoch. The
 formula is given only where ``K C0 - C*`` exceeds :data:`TRANSIENT_MARGIN` x a bound on every
-transient, ``sum lam (G e_0^2 + delta^2)``, ``G = max(A_crit^2, (1 + beta)^2)`` (the largest
-``|e_k / e_0|`` of a stable run, squared): the default ``diverged_factor`` 1e6 for momentum up to
-about 0.99. Also NaN for no initial excess, ``epochs`` 0, and outside the SGD family's theory.
+transient, ``sum lam (sqrt(G) |e_0| + |delta|)^2 / 2``, ``G = max(A_crit^2, (1 + beta)^2)``
+(the largest ``|e_k / e_0|`` of a stable run, squared, reached at the critical lr; measured):
+with the default ``diverged_factor`` 1e6, momentum up to about 0.99. Also NaN for no initial
+excess, ``epochs`` 0, and outside the SGD family's theory.
 """
 
 from __future__ import annotations
@@ -52,10 +54,13 @@ import numpy as np
 
 from gdbench.horizon import HorizonProblem, _Modes, _modes
 
+#: A stack of 2x2 matrices as its entries ``(a, b, c, d)`` = ``[[a, b], [c, d]]``.
+Matrix = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 #: Newton steps on the exact cost, at most (0: the first-order form alone); they stop once no
-#: ``rho`` moves by more than :data:`CONVERGED` (relative): 2 steps at 300 epochs and more.
+#: ``rho`` moves by more than :data:`CONVERGED` (relative; below it moves by rounding): 2-6
+#: steps at 300 to 3000 epochs (the most at momentum 0.99).
 REFINE_STEPS = 12
-CONVERGED = 1.0e-15
+CONVERGED = 1.0e-13
 #: The threshold's excess must exceed this multiple of the transient bound for a closed form.
 TRANSIENT_MARGIN = 1.5
 #: Relative imaginary step of the complex-step derivative in the refinement.
@@ -163,15 +168,25 @@ def exact_cost(c: _Constants, lr: np.ndarray, k: np.ndarray) -> np.ndarray:
     tr = np.where(c.nesterov, (1.0 + b) * (1.0 - h), 1.0 + b - c.keep * h)
     det = np.where(c.nesterov, b * (1.0 - h), b)
     first = np.where(c.nesterov, 1.0 - (1.0 + b) * h, 1.0 - h) * c.e0
-    base = np.zeros((*h.shape, 2, 2), dtype=h.dtype)
-    base[..., 0, 0], base[..., 0, 1], base[..., 1, 0] = tr, -det, 1.0
-    power = np.broadcast_to(np.eye(2, dtype=h.dtype), base.shape).copy()
-    n = (k - 1)[:, None, None, None]
+    one, zero = np.ones_like(h), np.zeros_like(h)
+    base: Matrix = (tr, -det, one, zero)
+    row = (one, zero)  # the first row of C^(bits so far): all that e_k needs
+    n = (k - 1)[:, None]
     bit = 1
     with np.errstate(all="ignore"):
         while bit <= int(n.max(initial=0)):
-            power = np.where((n & bit) != 0, power @ base, power)
-            base = base @ base
+            take = (n & bit) != 0
+            row = (
+                np.where(take, row[0] * base[0] + row[1] * base[2], row[0]),
+                np.where(take, row[0] * base[1] + row[1] * base[3], row[1]),
+            )
+            base = _times(base, base)
             bit <<= 1
-        e_k = power[..., 0, 0] * first + power[..., 0, 1] * c.e0
+        e_k = row[0] * first + row[1] * c.e0
         return c.c_star + (0.5 * c.lam * (e_k + c.delta) ** 2).sum(axis=1)
+
+
+def _times(m: Matrix, n: Matrix) -> Matrix:
+    """The product of two stacks of 2x2 matrices (elementwise: far faster than ``matmul`` on
+    many tiny matrices)."""
+    return (m[0] * n[0] + m[1] * n[2], m[0] * n[1] + m[1] * n[3], m[2] * n[0] + m[3] * n[2], m[2] * n[1] + m[3] * n[3])

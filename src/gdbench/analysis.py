@@ -24,7 +24,11 @@ Per run (arrays of length R, NaN where a quantity has no meaning):
   grows so slowly that a finite run does not diverge (1.01 x critical at 300 epochs).
   Unknown (``known`` false) for minibatch runs, Adam, and runs that start at the optimum;
 * ``horizon_edge``: plain SGD (full batch, no weight decay), the smallest lr whose run of the
-  same start and epochs diverges, in closed form (:func:`gdbench.horizon.closed_form_edge`).
+  same start and epochs diverges, in closed form (:func:`gdbench.horizon.closed_form_edge`);
+* ``ms_critical_lr``, ``ms_lr_ratio = lr / ms_critical_lr``: minibatch runs of plain SGD
+  (weight decay allowed) only, the mean-square stability bound of :mod:`gdbench.minibatch` (a
+  bound of a model of independent random batches; empty for full-batch runs, whose
+  ``critical_lr`` is exact, and for momentum).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import numpy as np
 from gdbench import stability
 from gdbench.data import Dataset
 from gdbench.horizon import HorizonProblem, closed_form_edge, diverges
+from gdbench.minibatch import ms_bound
 from gdbench.optimizers import DEFAULT_NAME, PLAIN_SGD, OptimizerSpec
 from gdbench.rates import direction_bottoms, direction_rates, fit_window, window_bottom
 from gdbench.runs import RunSpec
@@ -71,6 +76,8 @@ class RunAnalysis:
     predicted_diverged: np.ndarray
     known: np.ndarray  # where predicted_diverged means something
     horizon_edge: np.ndarray
+    ms_critical_lr: np.ndarray
+    ms_lr_ratio: np.ndarray
 
 
 def analyse_runs(
@@ -112,6 +119,7 @@ def analyse_runs(
         verdicts = diverges([problems[int(i)] for i in rows], lr[rows][:, None])[:, 0]
         predicted_diverged[rows] = verdicts
     edge = np.array([closed_form_edge(problems[i]) if i in problems else np.nan for i in range(R)])
+    ms = ms_bounds(runs, points, optimizers, full)
     return RunAnalysis(
         n_points=n_points,
         full_batch=full,
@@ -123,7 +131,27 @@ def analyse_runs(
         predicted_diverged=predicted_diverged,
         known=known,
         horizon_edge=edge,
+        ms_critical_lr=ms,
+        ms_lr_ratio=lr / ms,
     )
+
+
+def ms_bounds(
+    runs: list[RunSpec], points: Points, optimizers: Mapping[str, OptimizerSpec], full: np.ndarray
+) -> np.ndarray:
+    """Each minibatch run's mean-square bound (:func:`gdbench.minibatch.ms_bound`; NaN for
+    full-batch runs), once per dataset, batch size and optimizer (x does not depend on the seed)."""
+    out = np.full(len(runs), np.nan)
+    cache: dict[tuple[str, int | None, str], float] = {}
+    for i, run in enumerate(runs):
+        if full[i]:
+            continue
+        key = (run.dataset, run.batch_size, run.optimizer)
+        if key not in cache:
+            spec = optimizers[run.optimizer]
+            cache[key] = ms_bound(spec.kind, spec.momentum, spec.weight_decay, points.get(run).x, run.batch_size)
+        out[i] = cache[key]
+    return out
 
 
 def _problem(run: RunSpec, spec: OptimizerSpec, points: Points, diverged_factor: float) -> HorizonProblem:

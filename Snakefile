@@ -31,11 +31,11 @@ onstart:
 
 
 onsuccess:
-    print(end_of_run_message(verdict_message(), *last_lines_paths()))
+    print(end_of_run_message(reproducibility_message(), *last_lines_paths()))
 
 
 onerror:
-    print(verdict_message())
+    print(reproducibility_message())
     print(
         f"gdbench: a job failed; see its log under {RESULTS}/logs (finished jobs' outputs are kept)"
     )

@@ -43,11 +43,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from gdbench import provenance, timing, timing_results
+from gdbench import provenance, timing
 from gdbench.agreement import device_agreement
 from gdbench.config import check_config
 from gdbench.experiment import Experiment
 from gdbench.pipeline import train_runs
+from gdbench.timing import results as timing_results
 
 log = logging.getLogger("gpu_check")
 
@@ -274,10 +275,10 @@ def bar_step(out: Path, csv: Path, threads: int, quick: bool, steps: Steps) -> s
     if long.error:
         metrics.append(("error", long.error, ""))
     pd.DataFrame(metrics, columns=["metric", "value", "note"]).to_csv(out / "bar_check.csv", index=False)
-    verdict = ("PASS" if long.run_epochs_per_s >= BAR_TARGET else "FAIL") if cuda else "not checked (no CUDA)"
+    bar_met = ("PASS" if long.run_epochs_per_s >= BAR_TARGET else "FAIL") if cuda else "not checked (no CUDA)"
     lines = [
         f"batched, {runs:,} runs x {epochs} epochs on {device}: {_fmt(long.run_epochs_per_s)} run-epochs/s whole call, "
-        f"{_fmt(steady)} steady state (fixed {fixed:.2f} s/call); target 5e9: {verdict}",
+        f"{_fmt(steady)} steady state (fixed {fixed:.2f} s/call); target 5e9: {bar_met}",
     ]
     if cuda:
         lines.append(f"launch floor {_fmt(floor_s)} s/epoch; peak GPU memory {peak_gib:.1f} GiB")

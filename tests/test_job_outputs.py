@@ -1,5 +1,5 @@
 """The small jobs Snakemake runs in its own process (``run:`` blocks) and its closing line:
-joining CSVs, the theory table, the provenance record and the reproducibility verdict line."""
+joining CSVs, the theory table, the provenance record and the reproducibility check's line."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from gdbench.experiment import Experiment
 from gdbench.io import join_csv
 from gdbench.pipeline import write_theory
 from gdbench.provenance import write_provenance
-from gdbench.reproducibility import results_notice, verdict_line
+from gdbench.reproducibility import reproducibility_line, results_notice
 
 
 def test_join_csv_concatenates_in_order_and_logs_the_table(tmp_path: Path) -> None:
@@ -81,29 +81,29 @@ def test_write_provenance_records_the_jobs_and_the_config(tmp_path: Path) -> Non
     assert (tmp_path / "p.log").read_text() == "provenance of 2 training jobs recorded\n"
 
 
-def test_verdict_line_reads_the_verdict_its_time_and_its_age(tmp_path: Path) -> None:
-    """If this fails, the end of a run misstates the reproducibility verdict: unknown when there
+def test_reproducibility_line_reads_the_check_its_time_and_its_age(tmp_path: Path) -> None:
+    """If this fails, the end of a run misstates the reproducibility check: unknown when there
     is one, PASSED for results trained after it was checked, or no command to check again."""
-    verdict, shard = tmp_path / "reproducibility.json", tmp_path / "shards" / "cpu-000" / "summary.parquet"
+    check, shard = tmp_path / "reproducibility.json", tmp_path / "shards" / "cpu-000" / "summary.parquet"
     recheck = "snakemake --configfile g.yaml verify"
-    assert verdict_line(verdict, [shard], recheck) == (
-        f"gdbench: reproducibility unknown: no {verdict} yet (to check: `{recheck}`)"
+    assert reproducibility_line(check, [shard], recheck) == (
+        f"gdbench: reproducibility unknown: no {check} yet (to check: `{recheck}`)"
     )
     result = {"passed": True, "runs_identical": 4, "runs_checked": 4, "lesson_log_reproduced": True}
-    verdict.write_text(json.dumps({**result, "checked": "2026-12-01T21:00:00+00:00"}))
-    assert verdict_line(verdict, [shard], recheck) == (
+    check.write_text(json.dumps({**result, "checked": "2026-12-01T21:00:00+00:00"}))
+    assert reproducibility_line(check, [shard], recheck) == (
         "gdbench: reproducibility PASSED: 4 of 4 re-trained runs bit-identical, the lesson's log "
         f"reproduced (checked 2026-12-01T21:00:00+00:00, {tmp_path / 'reproducibility.html'})"
     )
     shard.parent.mkdir(parents=True)
     shard.write_bytes(b"")
-    later = verdict.stat().st_mtime + 10
+    later = check.stat().st_mtime + 10
     os.utime(shard, (later, later))
-    assert f"PASSED for earlier results (the results changed since: `{recheck}` checks them)" in verdict_line(
-        verdict, [shard], recheck
+    assert f"PASSED for earlier results (the results changed since: `{recheck}` checks them)" in reproducibility_line(
+        check, [shard], recheck
     )
-    verdict.write_text(json.dumps({**result, "passed": False, "runs_identical": 3, "message": "run 3 differs"}))
-    assert "reproducibility FAILED (run 3 differs): 3 of 4" in verdict_line(verdict, [], recheck)
+    check.write_text(json.dumps({**result, "passed": False, "runs_identical": 3, "message": "run 3 differs"}))
+    assert "reproducibility FAILED (run 3 differs): 3 of 4" in reproducibility_line(check, [], recheck)
 
 
 def test_results_notice_names_a_folder_made_by_another_config(tmp_path: Path) -> None:

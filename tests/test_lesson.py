@@ -10,12 +10,12 @@ import pytest
 from gdbench.lesson import REFERENCE_LOG, manual_seed_lesson, zero_grad_lesson
 
 
-@pytest.mark.parametrize("engine", ["loop", "batched"])
-def test_tutorial_prints_the_lessons_log_exactly(engine: str) -> None:
-    """`gdbench tutorial` must print the lesson's 21 lines (epochs 0..2000) character for
-    character; otherwise users cannot trust the pipeline reproduces the lesson."""
+@pytest.mark.parametrize(("command", "engine"), [("lesson", "loop"), ("lesson", "batched"), ("tutorial", "loop")])
+def test_lesson_prints_the_lessons_log_exactly(command: str, engine: str) -> None:
+    """`gdbench lesson` (and its first name, `gdbench tutorial`) must print the lesson's 21
+    lines (epochs 0..2000) character for character; otherwise users cannot trust the pipeline reproduces the lesson."""
     out = subprocess.run(
-        [sys.executable, "-m", "gdbench.cli", "tutorial", "--engine", engine],
+        [sys.executable, "-m", "gdbench.cli", command, "--engine", engine],
         capture_output=True,
         text=True,
         check=True,

@@ -329,7 +329,8 @@ def test_plots_facet_by_optimizer_with_each_ones_theory(tmp_path) -> None:
 def test_timing_has_an_optimizer_axis_at_two_measurements_each(tmp_path) -> None:
     """timing.csv says what each optimizer costs in both engines, without re-timing every
     size per optimizer (the timing job runs on every default run), and the plot shows it."""
-    from gdbench import plots, timing, timing_results
+    from gdbench import plots, timing
+    from gdbench.timing import results as timing_results
 
     config = {"sizes": [3, 50], "runs": [1, 20], "epochs": 3, "repeats": 3, "min_run_time": 0.005}
     config["optimizers"] = ["sgd", "heavy_ball", "adam"]

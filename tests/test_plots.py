@@ -23,7 +23,7 @@ from gdbench import plots, tables, theory
 from gdbench.analysis import analyse_runs
 from gdbench.data import parse_dataset
 from gdbench.engines import DataSource, train
-from gdbench.plots import convergence_plot, lines, timing_plot
+from gdbench.plots import convergence_plot, reduction, timing_plot
 from gdbench.runs import RunSpec
 
 DATASETS = {
@@ -174,7 +174,7 @@ def test_convergence_big_table_is_thinned(tmp_path):
     summary = pd.DataFrame(
         {"run_id": np.arange(runs), "diverged": False, "diverged_at": pd.array([pd.NA] * runs, "Int64")}
     )
-    agg = lines.aggregate_lines(traj, summary, max_lines=25)
+    agg = reduction.aggregate_lines(traj, summary, max_lines=25)
     assert len(agg.lines) == 25
     assert np.diff(agg.start).max() <= plots.MAX_POINTS + 1
     _, svg = draw(
@@ -322,11 +322,11 @@ def test_same_input_same_svg(real, tmp_path):
 
 
 def test_reduction_needs_no_matplotlib_and_figures_no_torch():
-    """The workflow reads trajectories through gdbench.plots.lines before drawing anything: it
+    """The workflow reads trajectories through gdbench.plots.reduction before drawing anything: it
     must not pay for matplotlib there, and no figure module may import torch (the plots job
     and notebooks reading tables would pay ~1.4 s, and need torch installed)."""
     code = (
-        "import sys; import gdbench.plots.lines; mpl = 'matplotlib' in sys.modules; "
+        "import sys; import gdbench.plots.reduction; mpl = 'matplotlib' in sys.modules; "
         "from gdbench import plots; [getattr(plots, n) for n in plots.__all__]; "
         "print(mpl, 'torch' in sys.modules)"
     )
@@ -347,7 +347,7 @@ def test_read_drawn_reads_the_thinned_epochs_and_each_runs_ends(tmp_path):
     )
     traj.to_parquet(tmp_path / "t.parquet")
     summary = pd.DataFrame({"run_id": [0, 1], "epochs": [epochs, epochs], "diverged_at": [np.nan, 1777.0]})
-    got = lines.read_drawn(tmp_path / "t.parquet", summary, ["run_id", "epoch", "cost"])
+    got = reduction.read_drawn(tmp_path / "t.parquet", summary, ["run_id", "epoch", "cost"])
     kept = set(got["epoch"])
     assert {0, 1, 1777, epochs} <= kept
-    assert len(kept) <= lines.MAX_POINTS + 2 and len(got) == 2 * len(kept)
+    assert len(kept) <= reduction.MAX_POINTS + 2 and len(got) == 2 * len(kept)

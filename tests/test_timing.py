@@ -19,7 +19,7 @@ from gdbench.lesson import tutorial
 from gdbench.runs import RunSpec
 from gdbench.theory import analyse
 from gdbench.timing import harness, measure, measure_plan, plan, plans, workloads
-from gdbench.timing_results import TIMING_COLUMNS, TimingResult, crossover_n, timing_table
+from gdbench.timing.results import TIMING_COLUMNS, TimingResult, crossover_n, timing_table
 
 #: CUDA tests carry the ``cuda`` marker (``pytest -m cuda``) and skip cleanly without CUDA.
 no_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (torch sees none)")

@@ -1,4 +1,4 @@
-"""The reproducibility verdict, in-process: it must see a single flipped bit, say where in one
+"""The reproducibility check, in-process: it must see a single flipped bit, say where in one
 line, read run specs back from summary rows exactly, and re-train with each run's threads."""
 
 from __future__ import annotations

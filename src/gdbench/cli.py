@@ -1,4 +1,7 @@
-"""Command line: gdbench tutorial, gdbench train, gdbench theory and gdbench timing.
+"""Command line: gdbench lesson, gdbench train, gdbench theory and gdbench timing.
+
+``gdbench lesson`` prints the lesson's log (``tutorial`` is the name of the lesson's data set,
+and ``gdbench tutorial`` the same command under its first name).
 
 Errors a user can fix (bad config, missing device, bad dataset) print one line to stderr and
 exit with status 2; nothing is written. Torch and pandas load only in the command that needs
@@ -17,7 +20,7 @@ from gdbench.data import DatasetError, parse_dataset
 from gdbench.lesson import LOG_EVERY, TUTORIAL_DATASET, lesson_lines, lesson_spec
 
 
-def _tutorial(args: argparse.Namespace) -> int:
+def _lesson(args: argparse.Namespace) -> int:
     from gdbench.engines import TrainOptions, train
 
     run = lesson_spec(engine=args.engine, device=args.device)
@@ -75,7 +78,7 @@ def _timing(args: argparse.Namespace) -> int:
 
     from gdbench.experiment import load_experiment, resolve
     from gdbench.timing import measure_plan
-    from gdbench.timing_results import timing_table
+    from gdbench.timing.results import timing_table
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     experiment = load_experiment(args.config) if Path(args.config).is_file() else resolve({})
@@ -95,10 +98,10 @@ def _timing(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gdbench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("tutorial", help="print the lesson's log (lr 0.01, 2000 epochs)")
+    p = sub.add_parser("lesson", aliases=["tutorial"], help="print the lesson's log (lr 0.01, 2000 epochs)")
     p.add_argument("--engine", choices=["loop", "batched"], default="loop")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.set_defaults(func=_tutorial)
+    p.set_defaults(func=_lesson)
     p = sub.add_parser("train", help="train a grid spec (a config file, YAML or JSON)")
     p.add_argument("config", help="config file with datasets:, grid:, training:, analysis:")
     p.add_argument("-o", "--output", required=True, help="trajectory table (.parquet)")

@@ -60,7 +60,7 @@ from gdbench.search import Diverges, bracket
 
 if TYPE_CHECKING:  # torch loads only when something is trained
     from gdbench.engines import DataSource, TrainOptions
-    from gdbench.engines.common import Progress
+    from gdbench.engines.run_setup import Progress
 
 #: Columns of the edge table, in order.
 EDGE_COLUMNS = (
@@ -189,7 +189,7 @@ def _theory_edges(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``critical_lr`` and ``horizon_edge`` per case: full-batch cases only (horizon: the SGD
     family only); empty for minibatch cases, which the full-batch theory does not bound."""
-    from gdbench.engines.common import initial_params
+    from gdbench.engines.run_setup import initial_params
     from gdbench.horizon import HorizonProblem, horizon_edges
     from gdbench.stability import critical_lr
     from gdbench.theory import analyse

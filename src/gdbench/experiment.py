@@ -28,7 +28,7 @@ from gdbench.verdicts import Criteria
 
 if TYPE_CHECKING:  # the engines (and torch) load only when something is trained
     from gdbench.engines import DataSource, TrainOptions
-    from gdbench.engines.common import Progress
+    from gdbench.engines.run_setup import Progress
 
 
 @dataclass(frozen=True)

@@ -123,9 +123,9 @@ def _grid_line(summary: pd.DataFrame) -> str:
     return " × ".join(parts) + (f"; {', '.join(single)}" if single else "")
 
 
-def front_page(findings: pd.DataFrame, summary: pd.DataFrame, verdict: str, crossover: str | None) -> str:
+def front_page(findings: pd.DataFrame, summary: pd.DataFrame, reproducibility: str, crossover: str | None) -> str:
     """The report's findings section in RST: counts, a sentence per optimizer and group, the
-    compact table, the reproducibility verdict and (both devices timed) the crossover."""
+    compact table, the reproducibility check and (both devices timed) the crossover."""
     if summary.empty:
         return "**What this grid found:** no runs.\n"
     out = [
@@ -146,7 +146,7 @@ def front_page(findings: pd.DataFrame, summary: pd.DataFrame, verdict: str, cros
             lead += "no optimizer converged on every seed at any lr."
         out += [lead, ""] + [f"  - {_sentence(r)}." for _, r in part.iterrows()] + [""]
     out += ["", *_table(findings, axes)]
-    out.append(f"**Reproducibility:** {verdict}.")
+    out.append(f"**Reproducibility:** {reproducibility}.")
     if crossover:
         out += ["", f"**CPU vs GPU:** {crossover}."]
     return "\n".join(out) + "\n"
@@ -154,7 +154,7 @@ def front_page(findings: pd.DataFrame, summary: pd.DataFrame, verdict: str, cros
 
 def crossover_sentence(timing: pd.DataFrame | None) -> str | None:
     """Where both devices were timed: the data size from which CUDA beats the CPU."""
-    from gdbench.timing_results import crossover_n
+    from gdbench.timing.results import crossover_n
 
     if timing is None or timing.empty or not timing["device"].astype(str).str.startswith("cuda").any():
         return None
@@ -167,18 +167,20 @@ def crossover_sentence(timing: pd.DataFrame | None) -> str | None:
 def write_front_page(inputs: Any, output: Any, log_path: str | Path) -> None:
     """The front-page job: ``output.rst`` (included by the report's front page),
     ``output.html`` (the same as a page of the report) and ``output.text`` (the findings lines
-    the run prints last), from ``inputs.findings``, ``inputs.summary``, the verdict and
+    the run prints last), from ``inputs.findings``, ``inputs.summary``, the reproducibility check and
     ``inputs.timing`` where timing ran."""
     from docutils.core import publish_parts  # type: ignore[import-untyped]
 
     from gdbench import io
-    from gdbench.reproducibility import verdict_line
+    from gdbench.reproducibility import reproducibility_line
 
     findings = pd.read_csv(inputs.findings)
     summary = pd.read_parquet(inputs.summary)
     timing = pd.read_csv(inputs.timing) if hasattr(inputs, "timing") else None
-    verdict = verdict_line(inputs.verdict, [], "snakemake verify").removeprefix("gdbench: reproducibility ")
-    rst = front_page(findings, summary, verdict, crossover_sentence(timing))
+    reproducibility = reproducibility_line(inputs.reproducibility, [], "snakemake verify").removeprefix(
+        "gdbench: reproducibility "
+    )
+    rst = front_page(findings, summary, reproducibility, crossover_sentence(timing))
     io.write_text(rst, output.rst)
     body = publish_parts(rst, writer_name="html")["html_body"]
     io.write_text(

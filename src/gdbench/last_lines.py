@@ -1,5 +1,5 @@
 """The lines a workflow run ends with: what it found (written by the front-page job, see
-:mod:`gdbench.front_page`), the reproducibility verdict and how to build the report. Only
+:mod:`gdbench.front_page`), the reproducibility check and how to build the report. Only
 reads a file, so Snakemake's own process prints them without importing pandas or torch.
 """
 
@@ -15,11 +15,11 @@ def report_command(results: str, options: str = "") -> str:
     return " ".join(["snakemake", *([options] if options else []), f"--report {results}/report.html"])
 
 
-def end_of_run_message(verdict: str, findings: str | Path, summary: str | Path, report: str) -> str:
+def end_of_run_message(reproducibility: str, findings: str | Path, summary: str | Path, report: str) -> str:
     """The last lines of a run: the findings lines the front-page job wrote to ``findings``
-    (unless ``summary`` is newer: then they are stale), the reproducibility verdict and
+    (unless ``summary`` is newer: then they are stale), the reproducibility line and
     ``report``, the command that builds the report. The workflow names the files."""
     path, summary = Path(findings), Path(summary)
     fresh = path.exists() and (not summary.exists() or path.stat().st_mtime >= summary.stat().st_mtime)
     lines = path.read_text().splitlines() if fresh else []
-    return "\n".join([*lines, verdict, f"gdbench: build the report with `{report}`"])
+    return "\n".join([*lines, reproducibility, f"gdbench: build the report with `{report}`"])

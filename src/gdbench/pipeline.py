@@ -23,7 +23,7 @@ from gdbench.theory import Optimum, Theory, analyse, optimum
 from gdbench.trajectory import TrajectoryBatch
 
 if TYPE_CHECKING:  # the engines (and torch) load only when something is trained
-    from gdbench.engines.common import Progress
+    from gdbench.engines.run_setup import Progress
 
 #: What a training job reads besides its runs (:func:`train_runs`, :func:`training_log`): the
 #: definitions of its runs' datasets and optimizers, how it trains and judges.

@@ -1,5 +1,5 @@
-"""The reproducibility verdict as users read it at the end of a run: one line from the
-verdict's JSON file (written by :mod:`gdbench.verify`'s job, which trains; this module only
+"""The reproducibility check (PASSED or FAILED) as users read it at the end of a run: one line
+from the check's JSON file (written by :mod:`gdbench.verify`'s job, which trains; this module only
 reads files, so Snakemake's own process can print it without importing torch). The workflow
 names the files: result paths belong to it.
 """
@@ -10,21 +10,21 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["results_notice", "verdict_line"]
+__all__ = ["reproducibility_line", "results_notice"]
 
 
-def verdict_line(verdict: str | Path, summaries: Sequence[str | Path], recheck: str) -> str:
-    """The reproducibility verdict in one line (for the end of a run, where users look):
+def reproducibility_line(check: str | Path, summaries: Sequence[str | Path], recheck: str) -> str:
+    """The reproducibility check in one line (for the end of a run, where users look):
     PASSED or FAILED with its counts and when it was checked, "for earlier results" when
     training ran after it (with ``recheck``, the command that checks again), else "unknown"."""
-    verdict = Path(verdict)
+    check = Path(check)
     trained = max((Path(p).stat().st_mtime for p in summaries if Path(p).exists()), default=0)
     try:
-        result = json.loads(verdict.read_text())
+        result = json.loads(check.read_text())
     except (OSError, ValueError):
-        return f"gdbench: reproducibility unknown: no {verdict} yet (to check: `{recheck}`)"
+        return f"gdbench: reproducibility unknown: no {check} yet (to check: `{recheck}`)"
     status = "PASSED" if result.get("passed") else "FAILED"
-    if trained > verdict.stat().st_mtime:
+    if trained > check.stat().st_mtime:
         status += f" for earlier results (the results changed since: `{recheck}` checks them)"
     lesson = "" if result.get("lesson_log_reproduced") else " not"
     when = f"checked {result['checked']}, " if result.get("checked") else ""
@@ -32,7 +32,7 @@ def verdict_line(verdict: str | Path, summaries: Sequence[str | Path], recheck: 
     return (
         f"gdbench: reproducibility {status}{message}: {result.get('runs_identical')} of "
         f"{result.get('runs_checked')} re-trained runs bit-identical, the lesson's log{lesson} "
-        f"reproduced ({when}{verdict.with_suffix('.html')})"
+        f"reproduced ({when}{check.with_suffix('.html')})"
     )
 
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from gdbench.engines.common import Progress
+    from gdbench.engines.run_setup import Progress
 
 #: A search with a guess first probes this relative span around it.
 GUESS_SPAN = 1.0e-3

@@ -1,4 +1,4 @@
-"""The reproducibility verdict: re-train a sample of stored runs from scratch and demand
+"""The reproducibility check: re-train a sample of stored runs from scratch and demand
 bit-identical trajectories, and re-run the lesson and demand its exact printed log. (Torch
 loads when something is re-trained: the workflow reads :data:`VERIFY_READS` at parse time.)
 
@@ -102,14 +102,14 @@ def verify(
     run_ids: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Re-train the experiment's sample of runs (:attr:`~gdbench.experiment.Experiment.verify_sample`)
-    and the lesson on each of its devices; return the verdict (``passed`` True/False) with one
+    and the lesson on each of its devices; return the check's result (``passed`` True/False) with one
     entry per checked run. Never raises on a mismatch: the caller decides.
 
     ``threads`` maps run ids to the torch thread count each was trained with (the training
     jobs record it); each run is re-trained with its own count.
 
     The runs are ``run_ids`` (the workflow computes them when it builds its jobs, so its message
-    and the verdict count the same runs), else :func:`gdbench.verify_sample.sample_run_ids` of
+    and the check count the same runs), else :func:`gdbench.verify_sample.sample_run_ids` of
     the summary's runs: the sample spread over the grid and the lesson's own (plain SGD) run."""
     if run_ids is None:
         specs = [RunSpec.from_row(r) for r in summary.to_dict("records")]

@@ -6,7 +6,7 @@ dampening or weight decay), lr 0.01, seed 1, 2000 epochs, zero init, full batch,
 any device and engine. A heavy-ball run at lr 0.01 is not it.
 
 This module needs no torch: the workflow computes the sample when it builds its jobs, so the
-job's message and the verdict count the same runs.
+job's message and the check count the same runs.
 """
 
 from __future__ import annotations

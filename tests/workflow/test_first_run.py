@@ -56,7 +56,7 @@ def test_help_is_plain_and_does_not_load_torch() -> None:
         "print('torch loaded' if 'torch' in sys.modules else 'torch not loaded')"
     )
     assert proc.returncode == 0, proc.stderr
-    assert "usage: gdbench" in proc.stdout and "gdbench tutorial" in proc.stdout
+    assert "usage: gdbench" in proc.stdout and "gdbench lesson" in proc.stdout and "tutorial" in proc.stdout
     assert "``" not in proc.stdout
     assert proc.stdout.rstrip().endswith("torch not loaded")
 
@@ -185,7 +185,7 @@ def test_convergence_plot_keys_every_line_and_every_divergence(tmp_path: Path, m
 
 
 @pytest.mark.slow
-def test_a_run_ends_with_its_verdict_and_a_change_reads_short(tmp_path: Path) -> None:
+def test_a_run_ends_with_its_reproducibility_and_a_change_reads_short(tmp_path: Path) -> None:
     """The last lines of a run say PASSED (or FAILED, when a stored trajectory no longer
     matches a re-run); after a config change, the dry run names the one training job the change
     touches in a few short lines, instead of printing every run spec of the grid."""

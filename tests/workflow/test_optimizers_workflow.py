@@ -43,5 +43,5 @@ def test_workflow_with_optimizers_end_to_end(tmp_path) -> None:
     # timing.optimizers left out: those of sgd, heavy_ball, adam that optimizers defines
     assert pd.read_csv(tables / "timing.csv")["optimizer"].tolist() == ["sgd"] * 3 + ["adam"] * 2
     assert "optimizer" in pd.read_parquet(tables / "trajectories.parquet", columns=["optimizer"]).columns
-    verdict = json.loads((results_of(tmp_path) / "reproducibility.json").read_text())
-    assert verdict["passed"] is True and verdict["runs_identical"] == verdict["runs_checked"] >= 9, verdict
+    check = json.loads((results_of(tmp_path) / "reproducibility.json").read_text())
+    assert check["passed"] is True and check["runs_identical"] == check["runs_checked"] >= 9, check

@@ -131,7 +131,7 @@ def test_provenance(small_run: Path) -> None:
 
 
 def test_verify_passed(small_run: Path) -> None:
-    """The reproducibility verdict re-trained the lesson's run and a sample, bit-identical."""
+    """The reproducibility check re-trained the lesson's run and a sample, bit-identical."""
     r = json.loads((results_of(small_run) / "reproducibility.json").read_text())
     assert r["passed"] and r["lesson_log_reproduced"]
     assert r["runs_checked"] == 5 and r["runs_identical"] == r["runs_checked"]  # sample 4 + the lesson
@@ -152,11 +152,11 @@ def flip_one_bit(trajectories: Path, run_id: int, epoch: int) -> None:
 
 def test_verify_fails_on_one_flipped_bit_and_the_report_says_failed(small_run: Path, tmp_path: Path) -> None:
     """One stored number changed by one bit: `snakemake verify` fails naming the run and the
-    epoch, and the report built afterwards shows the verdict FAILED (not a missing file)."""
+    epoch, and the report built afterwards shows the check FAILED (not a missing file)."""
     work = tmp_path / "run"
     shutil.copytree(small_run, work, symlinks=True)
     config = ("--configfile", str(work / "config.yaml"))
-    # Up to date, `snakemake verify` still re-trains its sample afresh and ends with the verdict.
+    # Up to date, `snakemake verify` still re-trains its sample afresh and ends with its result.
     again = run_workflow(work, None, *config, "--cores", "2", "verify")
     out = again.stdout + again.stderr
     assert "Nothing to be done" not in out and "Re-training 5 sampled runs and the lesson's log from scratch" in out
@@ -171,8 +171,8 @@ def test_verify_fails_on_one_flipped_bit_and_the_report_says_failed(small_run: P
     run = f"run {run_id} (tutorial lr=0.01 seed=1 epochs=2000 cpu, batched)"
     line = f"{run} is not reproduced: W first differs at epoch 1234 (stored 1.9834039, re-run 1.983404)"
     assert f"gdbench verify: FAILED: {line}" in out
-    verdict = json.loads((results_of(work) / "reproducibility.json").read_text())
-    assert not verdict["passed"] and verdict["message"] == line and verdict["runs_identical"] == 4
+    check = json.loads((results_of(work) / "reproducibility.json").read_text())
+    assert not check["passed"] and check["message"] == line and check["runs_identical"] == 4
     assert not (results_of(work) / "reproducibility.txt").exists()
     run_workflow(work, None, *config, "--report", "results/config/report.html")
     page = (results_of(work) / "reproducibility.html").read_text()

@@ -17,7 +17,7 @@ from gdbench.findings import FINDINGS_READS
 from gdbench.last_lines import end_of_run_message, report_command
 from gdbench.pipeline import THEORY_READS, job_values, shard_values
 from gdbench.reads import param_line
-from gdbench.reproducibility import results_notice, verdict_line
+from gdbench.reproducibility import reproducibility_line, results_notice
 from gdbench.runs import cuda_present, resolve_devices
 from gdbench.verify import VERIFY_READS
 from gdbench.verify_sample import sample_run_ids
@@ -58,7 +58,7 @@ DEVICES = resolve_devices(
 EXPERIMENT = Experiment.from_checked(config, DEVICES)
 RUNS, SHARDS = EXPERIMENT.runs, EXPERIMENT.shards
 TIMING = EXPERIMENT.timing.enabled
-# The runs verify re-trains (its job message and its verdict count the same runs).
+# The runs verify re-trains (its job message and its check count the same runs).
 VERIFY_IDS = sample_run_ids(
     config, RUNS, list(range(len(RUNS))), EXPERIMENT.verify_sample
 )
@@ -101,7 +101,7 @@ def config_options():
 
 
 def recheck_command():
-    """The command that re-checks this grid's verdict."""
+    """The command that re-checks this grid's reproducibility."""
     return " ".join(w for w in ("snakemake", config_options(), "verify") if w)
 
 
@@ -114,35 +114,35 @@ def last_lines_paths():
     )
 
 
-def verdict_message():
-    """The verdict line for the end of a run (read from the verdict's file)."""
-    return verdict_line(
-        verdict_paths()["verdict"],
+def reproducibility_message():
+    """The reproducibility line for the end of a run (read from the check's file)."""
+    return reproducibility_line(
+        reproducibility_paths()["check"],
         shard_outputs("summary.parquet"),
         recheck_command(),
     )
 
 
-def verdict_paths():
-    """The verdict's files: written by rule reproduce, and again by rule verify."""
+def reproducibility_paths():
+    """The reproducibility check's files: written by rule reproduce, and again by rule verify."""
     return {
-        "verdict": f"{RESULTS}/reproducibility.json",
-        "verdict_html": f"{RESULTS}/reproducibility.html",
+        "check": f"{RESULTS}/reproducibility.json",
+        "check_html": f"{RESULTS}/reproducibility.html",
         "lesson": f"{RESULTS}/tables/lesson_log.csv",
         "lesson_html": f"{RESULTS}/tables/lesson_log.html",
     }
 
 
-def verdict_outputs():
-    """Rule reproduce's outputs: the verdict's files, the pages marked for the report."""
-    paths = verdict_paths()
+def reproducibility_outputs():
+    """Rule reproduce's outputs: the check's files, the pages marked for the report."""
+    paths = reproducibility_paths()
     return {
         **paths,
-        "verdict_html": report(
-            paths["verdict_html"],
+        "check_html": report(
+            paths["check_html"],
             caption="../report/reproducibility.rst",
             category="Reproducibility",
-            labels={"result": "reproducibility verdict"},
+            labels={"result": "reproducibility check"},
         ),
         "lesson_html": report(
             paths["lesson_html"],
@@ -257,11 +257,11 @@ def findings_inputs(wildcards):
 
 
 def front_page_inputs(wildcards):
-    """What the front page states: the findings, the run counts, the verdict, the timing."""
+    """What the front page states: the findings, the run counts, the reproducibility, the timing."""
     inputs = {
         "findings": rules.findings.output.findings,
         "summary": rules.merge_tables.output.summary_parquet,
-        "verdict": rules.reproduce.output.verdict,
+        "reproducibility": rules.reproduce.output.check,
     }
     if TIMING:
         inputs["timing"] = rules.join_timing.output[0]

@@ -93,7 +93,7 @@ rule device_agreement:
             f"{RESULTS}/tables/device_agreement.csv",
             caption="../report/device_agreement.rst",
             # Whether a run gives the same numbers on another device: a reproducibility
-            # question (beside the verify verdict), not a speed one.
+            # question (beside the reproducibility check), not a speed one.
             category="Reproducibility",
             labels={"result": "CPU vs CUDA agreement"},
         ),

@@ -1,7 +1,7 @@
 # Reproducibility: re-train a sample of runs from scratch and compare bit for bit. Rule
-# reproduce writes the verdict (PASSED or FAILED) for the report, and rule verdict fails the
-# default target's run on FAILED (a failed job's outputs are deleted: the verdict must come
-# from a job that succeeds). Rule verify, asked for by name, re-checks afresh every time.
+# reproduce writes the check (PASSED or FAILED) for the report, and rule reproducibility_gate
+# fails the default target's run on FAILED (a failed job's outputs are deleted: the check must
+# come from a job that succeeds). Rule verify, asked for by name, re-checks afresh every time.
 
 
 rule reproduce:
@@ -10,7 +10,7 @@ rule reproduce:
         summary=rules.merge_tables.output.summary_parquet,
         meta=shard_outputs("meta.json"),
     output:
-        **verdict_outputs(),
+        **reproducibility_outputs(),
     log:
         f"{RESULTS}/logs/reproduce.log",
     benchmark:
@@ -30,28 +30,28 @@ rule reproduce:
 
 
 localrules:
-    verdict,
+    reproducibility_gate,
 
 
-rule verdict:
+rule reproducibility_gate:
     input:
-        verdict=rules.reproduce.output.verdict,
+        check=rules.reproduce.output.check,
     output:
         f"{RESULTS}/reproducibility.txt",
     log:
-        f"{RESULTS}/logs/verdict.log",
+        f"{RESULTS}/logs/reproducibility_gate.log",
     benchmark:
-        f"{RESULTS}/benchmarks/verdict.tsv"
+        f"{RESULTS}/benchmarks/reproducibility_gate.tsv"
     conda:
         "../envs/gdbench.yaml"
     message:
-        "Checking the reproducibility verdict"
+        "Failing the run if the reproducibility check FAILED"
     script:
-        "../scripts/verify.py"
+        "../scripts/reproducibility_gate.py"
 
 
 # No outputs: Snakemake runs it every time it is asked for (`snakemake verify`), after the
-# results it checks are up to date. It rewrites the verdict's files (the report then shows it).
+# results it checks are up to date. It rewrites the check's files (the report then shows it).
 rule verify:
     input:
         trajectories=rules.merge_tables.output.trajectories,
@@ -65,8 +65,8 @@ rule verify:
     params:
         run_ids=VERIFY_IDS,
         devices=DEVICES,
-        paths=verdict_paths(),
-        passed_line=rules.verdict.output[0],
+        paths=reproducibility_paths(),
+        passed_line=rules.reproducibility_gate.output[0],
     message:
         f"Re-training {len(VERIFY_IDS)} sampled runs and the lesson's log from scratch"
     script:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from gdbench import plots
 from gdbench.inputs import check_inputs
-from gdbench.plots import lines
+from gdbench.plots import reduction
 from gdbench.tables import AXES
 
 
@@ -18,7 +18,7 @@ def convergence(inputs, png, svg, log):
     """Cost vs epoch per learning rate, a facet per dataset (and device)."""
     summary = pd.read_parquet(inputs.summary)
     columns = ["run_id", *AXES, "epoch", "cost"]
-    trajectories = lines.read_drawn(inputs.trajectories, summary, columns)  # the drawable epochs only
+    trajectories = reduction.read_drawn(inputs.trajectories, summary, columns)  # the drawable epochs only
     print(f"convergence: {len(trajectories)} trajectory rows read for {len(summary)} runs", file=log)
     plots.convergence(trajectories, summary, png, svg)
 

@@ -1,4 +1,4 @@
-"""Re-train the sampled runs and the lesson from scratch; write the verdict (PASSED or FAILED,
+"""Re-train the sampled runs and the lesson from scratch; write the check (PASSED or FAILED,
 naming the first run that differs and the epoch). Rule `reproduce` writes it for the report;
 rule `verify` (asked for by name) does the same afresh and fails the run on FAILED."""
 
@@ -20,8 +20,8 @@ from gdbench.reads import record_done
 from gdbench.verify import failure_message, verify
 
 
-def write_verdict(result, lesson, paths):
-    verdict = "PASSED" if result["passed"] else "FAILED"
+def write_check(result, lesson, paths):
+    status = "PASSED" if result["passed"] else "FAILED"
     device = result["lesson_device"]
     io.write_csv(lesson, paths["lesson"])
     io.write_html_table(
@@ -30,11 +30,11 @@ def write_verdict(result, lesson, paths):
         "The lesson's printed log next to ours",
         f"Both engines on {device}; *_matches is True where our line equals the lesson's character for character.",
     )
-    io.write_json(result, paths["verdict"])
+    io.write_json(result, paths["check"])
     io.write_html_table(
         pd.DataFrame(result["runs"]),
-        paths["verdict_html"],
-        f"Reproducibility: {verdict}",
+        paths["check_html"],
+        f"Reproducibility: {status}",
         (f"{result['message']}. " if result["message"] else "")
         + f"{result['runs_identical']} of {result['runs_checked']} re-trained runs bit-identical to the stored "
         f"trajectories of {result['results']} (trained until {result['trained']}; checked {result['checked']}); "
@@ -63,26 +63,26 @@ def main(sm, paths):
         result["results"] = str(Path(sm.input.summary).parent.parent)
         result["lesson_device"] = devices[0]
         lesson = pd.DataFrame(result.pop("lesson")[devices[0]])
-        write_verdict(result, lesson, paths)
+        write_check(result, lesson, paths)
         if hasattr(sm.params, "record"):  # rule reproduce: its rerun record (rule verify runs whenever asked)
             record_done(sm.params.reads, sm.params.record)
-        verdict = "PASSED" if result["passed"] else "FAILED"
-        print(f"{verdict} {result['message']}".strip(), file=log)
+        status = "PASSED" if result["passed"] else "FAILED"
+        print(f"{status} {result['message']}".strip(), file=log)
     sys.stderr = sys.__stderr__  # the FAILED line below goes to the terminal
     return result
 
 
-# Rule reproduce declares the verdict's files as its outputs; rule verify (no outputs: it runs
+# Rule reproduce declares the check's files as its outputs; rule verify (no outputs: it runs
 # whenever it is asked for) writes the same files, named in its params.
 outputs = dict(snakemake.output.items()) or dict(snakemake.params.paths)
-verdict = main(snakemake, outputs)
+result = main(snakemake, outputs)
 if not snakemake.output:  # rule verify: the PASSED line goes (or stays) only with a pass
     line = Path(snakemake.params.passed_line)
-    if not verdict["passed"]:
+    if not result["passed"]:
         line.unlink(missing_ok=True)
-        sys.exit(f"gdbench verify: FAILED: {verdict['message']}")
+        sys.exit(f"gdbench verify: FAILED: {result['message']}")
     io.write_text(
-        f"PASSED: {verdict['runs_identical']} of {verdict['runs_checked']} re-trained runs bit-identical; "
+        f"PASSED: {result['runs_identical']} of {result['runs_checked']} re-trained runs bit-identical; "
         "the lesson's log reproduced\n",
         line,
     )

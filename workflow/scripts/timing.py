@@ -13,7 +13,7 @@ from gdbench.engines import DeviceError
 from gdbench.experiment import Experiment
 from gdbench.reads import record_done
 from gdbench.timing import measure_plan
-from gdbench.timing_results import timing_table
+from gdbench.timing.results import timing_table
 
 with open(snakemake.log[0], "w") as log:
     sys.stderr = log

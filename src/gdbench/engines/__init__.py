@@ -15,8 +15,8 @@ import numpy as np
 
 from gdbench.data import DatasetSpec
 from gdbench.engines.batched import train_batched
-from gdbench.engines.common import DataSource, DeviceError, TrainOptions, check_device
 from gdbench.engines.loop import lesson_run, train_loop
+from gdbench.engines.run_setup import DataSource, DeviceError, TrainOptions, check_device
 from gdbench.runs import RunSpec
 from gdbench.trajectory import TrajectoryBatch
 

@@ -25,7 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from gdbench.engines.common import DTYPE_OF, DataSource, TrainOptions, check_device, initial_params, shuffle_generator
+from gdbench.engines.run_setup import (
+    DTYPE_OF,
+    DataSource,
+    TrainOptions,
+    check_device,
+    initial_params,
+    shuffle_generator,
+)
 from gdbench.engines.tracker import VerdictTracker
 from gdbench.engines.updates import SGDUpdate, Update, make_update
 from gdbench.optimizers import PLAIN_SGD

@@ -13,7 +13,14 @@ import time
 import numpy as np
 import torch
 
-from gdbench.engines.common import DTYPE_OF, DataSource, TrainOptions, check_device, initial_params, shuffle_generator
+from gdbench.engines.run_setup import (
+    DTYPE_OF,
+    DataSource,
+    TrainOptions,
+    check_device,
+    initial_params,
+    shuffle_generator,
+)
 from gdbench.engines.tracker import VerdictTracker
 from gdbench.optimizers import PLAIN_SGD, OptimizerSpec
 from gdbench.runs import RunSpec

@@ -2,7 +2,7 @@
 :mod:`gdbench.plots.style` (theme, saving, facets, colours).
 
 * :func:`convergence` (``convergence_plot``): excess cost vs epoch, one line per learning rate;
-  its reduction of seeds to lines is :mod:`gdbench.plots.lines` (pandas only, no matplotlib);
+  its reduction of seeds to lines is :mod:`gdbench.plots.reduction` (pandas only, no matplotlib);
 * :func:`divergence` (``divergence_plot``): final excess cost vs learning rate, with theory;
 * :func:`rate` (``rate_plot``): measured vs predicted rate of the excess cost, both sides of
   the critical lr;
@@ -13,7 +13,7 @@
 
 Every figure function takes pandas DataFrames, writes one PNG (150 dpi) and one SVG atomically
 and returns ``None``. The names below are imported on first use, so ``import gdbench.plots``
-costs nothing until a figure is drawn (and ``gdbench.plots.lines`` never loads matplotlib).
+costs nothing until a figure is drawn (and ``gdbench.plots.reduction`` never loads matplotlib).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ imports on 
     from gdbench.plots.convergence_plot import TOP_FACTOR, convergence
     from gdbench.plots.divergence_plot import divergence
     from gdbench.plots.edge_plot import edge
-    from gdbench.plots.lines import MAX_POINTS
     from gdbench.plots.profile_plot import profile
     from gdbench.plots.rate_plot import rate
+    from gdbench.plots.reduction import MAX_POINTS
     from gdbench.plots.style import DPI
     from gdbench.plots.target_plot import time_to_target
     from gdbench.plots.timing_plot import timing
@@ -48,7 +48,7 @@ __all__ = [
 #: Each public name and the module that defines it.
 _HOME = {
     "DPI": "style",
-    "MAX_POINTS": "lines",
+    "MAX_POINTS": "reduction",
     "TOP_FACTOR": "convergence_plot",
     "convergence": "convergence_plot",
     "divergence": "divergence_plot",

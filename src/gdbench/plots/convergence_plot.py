@@ -1,5 +1,5 @@
 """The convergence figure: excess cost vs epoch, one line per learning rate, a facet per
-dataset (and device, engine, ...); the lines come from :func:`gdbench.plots.lines.aggregate_lines`."""
+dataset (and device, engine, ...); the lines come from :func:`gdbench.plots.reduction.aggregate_lines`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import NullLocator
 
 from gdbench.plots import style
-from gdbench.plots.lines import Lines, aggregate_lines
+from gdbench.plots.reduction import Lines, aggregate_lines
 
 __all__ = ["TOP_FACTOR", "convergence"]
 

@@ -13,7 +13,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from gdbench.plots import style
-from gdbench.plots.lines import ROW_AXES, ZERO_FLOOR, excess, ordered
+from gdbench.plots.reduction import ROW_AXES, ZERO_FLOOR, excess, ordered
 
 __all__ = ["divergence"]
 

@@ -47,7 +47,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogFormatter, NullLocator  # noqa: E402
 
 from gdbench.io import atomic_path  # noqa: E402
-from gdbench.plots.lines import ROW_AXES, ordered  # noqa: E402
+from gdbench.plots.reduction import ROW_AXES, ordered  # noqa: E402
 
 PathLike = str | os.PathLike[str]
 

@@ -10,7 +10,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from gdbench.plots import style
-from gdbench.timing_results import crossover
+from gdbench.timing.results import crossover
 
 __all__ = ["timing"]
 
@@ -146,7 +146,7 @@ def _timing_left(ax: Axes, good: pd.DataFrame, devices: list[str]) -> None:
 
 def _crossover(cpu: pd.Series, gpu: pd.Series) -> tuple[float | None, str]:
     """Where ``gpu`` seconds (indexed by n) drop below ``cpu`` and stay below (see
-    :func:`gdbench.timing_results.crossover`), or ``None``, and the words for the plot."""
+    :func:`gdbench.timing.results.crossover`), or ``None``, and the words for the plot."""
     both = pd.concat({"cpu": cpu, "gpu": gpu}, axis=1).dropna()
     n = both.index.to_numpy(dtype=float)
     at, status = crossover(n, both["cpu"].to_numpy(), both["gpu"].to_numpy())

@@ -32,7 +32,7 @@ from gdbench.optimizers import DEFAULT_NAME, PLAIN_SGD, OptimizerSpec
 from gdbench.provenance import cpu_model
 from gdbench.runs import ENGINES
 from gdbench.timing import workloads
-from gdbench.timing_results import TimingResult
+from gdbench.timing.results import TimingResult
 
 log = logging.getLogger("gdbench.timing")
 

@@ -24,7 +24,7 @@ from dataclasses import replace
 from gdbench.engines import check_device
 from gdbench.experiment import Experiment, TimingSettings
 from gdbench.timing import harness
-from gdbench.timing_results import TimingResult
+from gdbench.timing.results import TimingResult
 
 log = logging.getLogger("gdbench.timing")
 

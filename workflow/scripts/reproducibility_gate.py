@@ -1,5 +1,5 @@
-"""Fail the run, in one line naming the run and the epoch, when the verdict is FAILED (its
-JSON and HTML stay, so the report shows it); on PASSED, write the verdict line."""
+"""Fail the run, in one line naming the run and the epoch, when the reproducibility check
+FAILED (its JSON and HTML stay, so the report shows it); on PASSED, write the PASSED line."""
 
 import sys
 from pathlib import Path
@@ -12,7 +12,7 @@ from gdbench.inputs import check_inputs
 
 with open(snakemake.log[0], "w") as log:
     check_inputs(snakemake.input, log)
-    result = json.loads(Path(snakemake.input.verdict).read_text())
+    result = json.loads(Path(snakemake.input.check).read_text())
     if not result["passed"]:
         print(f"FAILED: {result['message']}", file=log)
         sys.exit(f"gdbench verify: FAILED: {result['message']}")

@@ -220,7 +220,7 @@ def shuffle_orders(seed: int, n: int, epochs: int) -> np.ndarray:
     ``k`` is epoch ``k``'s order (``randperm(n)`` of the run's shuffle generator, in turn)."""
     import torch
 
-    from gdbench.engines.common import shuffle_generator
+    from gdbench.engines.run_setup import shuffle_generator
 
     generator = shuffle_generator(seed)
     return np.stack([torch.randperm(n, generator=generator).numpy() for _ in range(epochs)]).astype(np.int64)
@@ -233,7 +233,7 @@ def _minibatch_theory(
     bound: plain SGD; the horizon: the SGD family, up to :data:`SHUFFLED_MAX_STEPS`), NaN
     elsewhere. Each case's permutations come from the engines' own generator
     (:func:`shuffle_orders`); the recurrence is :mod:`gdbench.minibatch`'s float64 one."""
-    from gdbench.engines.common import initial_params
+    from gdbench.engines.run_setup import initial_params
     from gdbench.minibatch import ShuffledProblem, ms_bound, shuffled_edges
 
     bound = np.full(len(cases), np.nan)

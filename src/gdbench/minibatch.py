@@ -2,7 +2,7 @@
 shuffled recurrence a run actually follows.
 
 **How the engines sample.** Each epoch a run draws a permutation of its ``n`` points (from its
-seed: :func:`gdbench.engines.common.shuffle_generator`) and steps on its consecutive slices of
+seed: :func:`gdbench.engines.run_setup.shuffle_generator`) and steps on its consecutive slices of
 ``B`` points (the last one holds ``n mod B`` points when ``B`` does not divide ``n``); each step's
 gradient is the mean over its slice, ``g_S(p) = (2/m) sum_{i in S} a_i (a_i . p - y_i)`` with
 ``a_i = (x_i, 1)`` and ``m = |S|``.

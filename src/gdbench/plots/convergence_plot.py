@@ -3,15 +3,11 @@ dataset (and device, engine, ...); the lines come from :func:`gdbench.plots.redu
 
 from __future__ import annotations
 
-import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import BoundaryNorm, Colormap, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import NullLocator
 
 from gdbench.plots import style
 from gdbench.plots.reduction import Lines, aggregate_lines
@@ -27,18 +23,6 @@ _SYMLOG_ABOVE = 100
 _MAX_END_LABELS = 12
 
 
-def _lr_steps(lrs: np.ndarray) -> tuple[dict[float, tuple], BoundaryNorm, Colormap, np.ndarray]:
-    """One colour per distinct learning rate, in equal steps of a many-hued palette (turbo,
-    without its darkest and palest ends), so that neighbours such as 0.17, 0.18 and 0.19 differ
-    even where a log scale would give them one shade. Returns the colour of each lr, the
-    norm and colour map of a stepped colour bar (position i is the i-th smallest lr), and the lrs."""
-    distinct = np.unique(lrs[np.isfinite(lrs) & (lrs > 0)])
-    n = max(distinct.size, 1)
-    colours = matplotlib.colormaps["turbo"](np.linspace(0.05, 0.92, n) if n > 1 else [0.05])
-    colour_of = {float(lr): tuple(colours[i]) for i, lr in enumerate(distinct)}
-    return colour_of, BoundaryNorm(np.arange(n + 1) - 0.5, n), ListedColormap(colours), distinct
-
-
 def convergence(
     trajectories: pd.DataFrame,
     summary: pd.DataFrame,
@@ -46,6 +30,7 @@ def convergence(
     out_svg: style.PathLike,
     *,
     max_lines: int = 40,
+    upper_envelope: bool = True,
 ) -> None:
     """Excess cost vs epoch on a log axis, one line per learning rate, a facet per dataset
     (and device). The excess is each run's cost minus its optimal cost (the summary's
@@ -53,15 +38,20 @@ def convergence(
     line keeps a cost above 0, read like noise-free data; values within the float floor of a
     positive optimum are drawn at that floor (noted).
 
-    Each line is the median over seeds, with a band from the smallest to the largest seed.
-    Learning rate is the line's colour (stepped colour bar). The y axis is clipped to
+    Each line is the median over seeds, with a band from the smallest to the largest seed, of
+    each run's upper envelope of the excess (``upper_envelope``, the default; see
+    :func:`gdbench.plots.reduction.envelope`): the largest excess from that epoch on, or for a run
+    that diverged the largest so far, so that a momentum run's oscillations read as the decay
+    of their peaks instead of a tangle; ``upper_envelope=False`` draws the excess itself.
+    Learning rate is the line's colour, on the scale of :class:`gdbench.plots.style.LrScale`
+    (a labelled block per lr, or a log colour bar for many). The y axis is clipped to
     ``TOP_FACTOR`` x the largest initial excess of the facet's dataset, so diverging runs leave
     at the top; lines whose every seed diverged are dashed, and every divergence is marked
     with an ``x`` on the top edge at its epoch. Excesses of exactly 0 are drawn at a floor
     (noted under the plot). Large tables are thinned to at most ``MAX_POINTS`` epochs per line
     and ``max_lines`` learning rates per facet before anything is drawn.
     """
-    agg = aggregate_lines(trajectories, summary, max_lines)
+    agg = aggregate_lines(trajectories, summary, max_lines, upper_envelope=upper_envelope)
     lines = agg.lines
     with style.theme():
         if lines.empty:
@@ -74,17 +64,18 @@ def convergence(
         facets = style.make_facets(lines)
         line_keys = style.facet_of(lines, facets)
         fig, by_key = style.grid(facets, 5.2, 3.7, extra_width=0.9)
-        colour_of, step_norm, step_cmap, distinct = _lr_steps(lines["lr"].to_numpy(dtype=float))
+        scale = style.lr_scale(lines["lr"].to_numpy(dtype=float))
         ranges = _cost_ranges(agg, line_keys)
-        tops, ends = _draw_lines(by_key, agg, line_keys, ranges, colour_of, distinct)
+        tops, ends = _draw_lines(by_key, agg, line_keys, ranges, scale)
         max_epoch = int(agg.epoch.max(initial=0))
         for key, ax in by_key.items():
             ax.set_title(facets.title(key), pad=34 if tops.get(key) else 10)  # room for the × labels
-            _finish_facet(ax, ranges.get(key[0], (1e-3, 1.0, False)), max_epoch, tops.get(key, []), ends.get(key, []))
+            labels = ends.get(key, []) if scale.stepped else []  # many lrs: the colour bar alone
+            _finish_facet(ax, ranges.get(key[0], (1e-3, 1.0, False)), max_epoch, tops.get(key, []), labels)
         xlabel = "epoch (log scale beyond 10)" if max_epoch > _SYMLOG_ABOVE else "epoch"
         style.label_outer(facets, by_key, xlabel, _EXCESS_LABEL)
-        _lr_step_colorbar(fig, list(by_key.values()), step_norm, step_cmap, distinct)
-        handles = _legend_handles(agg, any(tops.values()), any(r[2] for r in ranges.values()))
+        scale.colorbar(fig, list(by_key.values()))
+        handles = _legend_handles(agg, any(tops.values()), any(r[2] for r in ranges.values()), upper_envelope)
         wide = fig.get_figwidth() >= 10
         fig.legend(handles=handles, loc="outside lower center", ncols=2 if wide else 1, fontsize="small")
         fig.suptitle("Convergence: excess cost (cost − optimal cost) vs epoch, one line per learning rate")
@@ -101,8 +92,7 @@ def _draw_lines(
     agg: Lines,
     line_keys: list[tuple[str, tuple]],
     ranges: dict[str, tuple[float, float, bool]],
-    colour_of: dict[float, tuple],
-    distinct: np.ndarray,
+    scale: style.LrScale,
 ) -> tuple[dict[tuple, list[_Mark]], dict[tuple, list[_End]]]:
     """Each line (median, and its min–max band) in its facet; returns per facet the divergence
     marks to draw on the top edge and the right ends of the lines to label."""
@@ -117,8 +107,8 @@ def _draw_lines(
             continue
         top = ranges[key[0]][1]
         med, lo, hi = (np.minimum(v[sl], top * 10) for v in (agg.median, agg.lo, agg.hi))
-        colour = colour_of.get(float(row.lr), (0.5, 0.5, 0.5, 1.0))
-        rank = float(np.searchsorted(distinct, row.lr)) / max(distinct.size, 1)
+        colour = scale.colour(float(row.lr))
+        rank = scale.position(float(row.lr))
         all_diverged = row.n_diverged == row.n_runs
         look = {"color": colour, "lw": 1.2 if all_diverged else 1.6, "ls": (0, (4, 2)) if all_diverged else "-"}
         if x.size == 1:
@@ -150,9 +140,14 @@ def _finish_facet(
         style.empty_note(ax, "no runs")
 
 
-def _legend_handles(agg: Lines, any_diverged: bool, any_clipped: bool) -> list[Line2D]:
+def _legend_handles(agg: Lines, any_diverged: bool, any_clipped: bool, upper_envelope: bool) -> list[Line2D]:
     """The figure legend: what a line is, the divergence mark, the clipped axis and the notes."""
-    handles = [Line2D([], [], color="0.3", lw=1.6, label="median over seeds, band: min–max")]
+    what = (
+        "upper envelope of the excess (its largest value from that epoch on;\na diverged run's: so far)"
+        if upper_envelope
+        else "excess"
+    )
+    handles = [Line2D([], [], color="0.3", lw=1.6, label=f"{what}: median over seeds, band: min–max")]
     if any_diverged:
         handles.append(
             Line2D(
@@ -265,9 +260,8 @@ def _end_labels(ax: Axes, ends: list[tuple[float, float, tuple]], bottom: float,
         )
 
 
-#: Width of one character of a divergence label (x-small text), in points, and the space
-#: kept between two labels.
-_CHAR_PT, _LABEL_SPACE_PT = 4.8, 4.0
+#: Space kept between two divergence labels, in points.
+_LABEL_SPACE_PT = 4.0
 
 
 def _label_text(lrs: list[float]) -> str:
@@ -289,7 +283,7 @@ def _divergence_labels(ax: Axes, marks: list[tuple[int, tuple, float]], top: flo
     for item in at:
         if groups:
             start = groups[-1][0][0]
-            width = len(_label_text([g[3] for g in groups[-1]])) * _CHAR_PT
+            width = style.text_width_pt(_label_text([g[3] for g in groups[-1]]))
             if item[0] < start + width + _LABEL_SPACE_PT:
                 groups[-1].append(item)
                 continue
@@ -298,15 +292,3 @@ def _divergence_labels(ax: Axes, marks: list[tuple[int, tuple, float]], top: flo
         _, e, colour, _ = group[0]
         ax.annotate(_label_text([g[3] for g in group]), xy=(e, top), xytext=(-3, 7), textcoords="offset points",
                     ha="left", va="bottom", fontsize="x-small", color=colour, annotation_clip=False)  # fmt: skip
-
-
-def _lr_step_colorbar(fig: Figure, axes: list[Axes], norm: BoundaryNorm, cmap: Colormap, lrs: np.ndarray) -> None:
-    """A stepped learning-rate colour bar: one block per learning rate of the style.grid, each labelled
-    (every k-th when there are many)."""
-    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.9, pad=0.02, aspect=30)
-    bar.set_label("learning rate")
-    every = max(1, int(np.ceil(lrs.size / 24)))
-    ticks = list(range(0, lrs.size, every))
-    bar.set_ticks(ticks, labels=[f"{lrs[i]:g}" for i in ticks])
-    bar.ax.yaxis.set_minor_locator(NullLocator())
-    bar.ax.tick_params(labelsize="small")

@@ -1,8 +1,19 @@
-"""The divergence figure: final excess cost vs learning rate, with the theory's critical and
-fastest learning rate per dataset and optimizer."""
+"""The divergence figure: final excess cost vs learning rate **over the critical lr**, where
+the full-batch theory gives one, with the theory's critical and fastest learning rate per
+dataset and optimizer.
+
+Where a facet has a critical lr, its x axis is ``lr / critical_lr`` on a log axis stretched
+around 1: position ``sign(ln r) · ln(1 + |ln r| / 0.03)``, linear in ``r`` near the edge (where
+0.17, 0.18 and 0.19 of the lesson's grid sit, and the critical 0.180 and fastest 0.176 lines)
+and logarithmic in the decades far from it, so the edge gets room instead of a sliver at the
+right of a 1e-4..1 axis. Its top axis gives the grid's learning rates themselves (as many as
+fit, those nearest the edge first), in their colour of :class:`gdbench.plots.style.LrScale`.
+A facet without a critical lr (Adam, minibatch runs) is drawn against lr on a log axis.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +22,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from gdbench.plots import style
 from gdbench.plots.reduction import ROW_AXES, ZERO_FLOOR, excess, ordered
@@ -28,8 +40,8 @@ def _three_digits(x: float) -> str:
 
 
 def divergence(summary: pd.DataFrame, theory: pd.DataFrame, out_png: style.PathLike, out_svg: style.PathLike) -> None:
-    """Final excess cost vs learning rate on log-log axes, with the theory's critical and
-    fastest lr.
+    """Final excess cost (log) vs lr / critical_lr (the stretched axis of the module), with
+    the theory's critical and fastest lr; against lr where a facet has no critical lr.
 
     The final cost is the last epoch's cost (its forward pass, before that epoch's update: the
     lesson's convention), minus the run's ``optimal_cost`` when the summary has it (values
@@ -38,12 +50,12 @@ def divergence(summary: pd.DataFrame, theory: pd.DataFrame, out_png: style.PathL
     are drawn as the median over seeds with min–max error bars; diverged runs as red crosses
     at the excess of their divergence epoch (what the summary's ``final_cost`` holds for
     them); a cost that overflowed to inf or NaN is drawn as a triangle on the top edge. Per
-    dataset and optimizer a dashed line marks the critical lr (``2/λmax`` for plain gradient
-    descent, the theory table's ``critical_rule`` for momentum; beyond it, shaded, theory
-    predicts divergence) and a dotted line the fastest step ``2/(λmax+λmin)`` where there is
-    one; an optimizer without a closed form (Adam) says so, and so does a facet of minibatch
-    runs (the full-batch theory does not bound them; nothing is drawn). Exact zeros are drawn
-    at a floor (noted).
+    dataset and optimizer a dashed line marks the critical lr at x = 1 (``2/λmax`` for plain
+    gradient descent, the theory table's ``critical_rule`` for momentum; beyond it, shaded,
+    theory predicts divergence) and a dotted line the fastest step ``2/(λmax+λmin)`` where
+    there is one; a facet of an optimizer without a closed form (Adam) or of minibatch runs
+    (the full-batch theory does not bound them) is drawn against lr and says so. Exact zeros
+    are drawn at a floor (noted).
     """
     runs = summary.copy()
     runs["final_cost"] = pd.to_numeric(runs["final_cost"], errors="coerce").astype(float)
@@ -63,7 +75,8 @@ def divergence(summary: pd.DataFrame, theory: pd.DataFrame, out_png: style.PathL
                 runs[c] = runs[c].astype(str) if not isinstance(runs[c].dtype, pd.CategoricalDtype) else runs[c]
         facets = style.make_facets(runs)
         runs["_facet"] = style.facet_of(runs, facets)
-        fig, by_key = style.grid(facets, 5.2, 3.9)
+        fig, by_key = style.grid(facets, 5.2, 4.1)
+        scale = style.lr_scale(runs["lr"])
         y_ranges = {
             ds: _log_range(g["plot_cost"].to_numpy())
             for ds, g in runs.groupby(runs["dataset"].astype(str), sort=False, observed=True)
@@ -72,24 +85,47 @@ def divergence(summary: pd.DataFrame, theory: pd.DataFrame, out_png: style.PathL
         for i, k in enumerate(runs["_facet"]):
             rows_of.setdefault(k, []).append(i)
         drawn: set[str] = set()
-        only = ordered(runs["optimizer"]) if "optimizer" in runs.columns else []
+        ratio_axis: dict[tuple, bool] = {}
         for key, ax in by_key.items():
-            if "optimizer" in facets.row_axes:
-                optimizer: str | None = key[1][facets.row_axes.index("optimizer")]
-            else:
-                optimizer = only[0] if len(only) == 1 else None
-            theory_key = (key[0], optimizer) if (key[0], optimizer) in lines else (key[0], None)
             part = runs.iloc[rows_of.get(key, [])]
-            facet_theory = _MINIBATCH if _minibatch(part) else lines.get(theory_key, _NO_THEORY)
-            drawn |= _divergence_facet(ax, part, y_ranges.get(key[0], (1e-3, 1e3)), facet_theory)
-            ax.set_title(facets.title(key))
-        style.label_outer(facets, by_key, "learning rate", _FINAL_LABEL)
+            facet_theory = (
+                _MINIBATCH if _minibatch(part) else lines.get(_theory_key(key, facets, runs, lines), _NO_THEORY)
+            )
+            drawn |= _divergence_facet(ax, part, y_ranges.get(key[0], (1e-3, 1e3)), facet_theory, scale)
+            ratio_axis[key] = _has_critical(facet_theory)
+            ax.set_title(facets.title(key), pad=4)
+        _x_labels(facets, by_key, ratio_axis)
         legend = [handle for kind, handle in _DIVERGENCE_HANDLES.items() if kind in drawn]
+        if any(ratio_axis.values()):
+            legend.append(Line2D([], [], ls="none", label=_TOP_AXIS_NOTE))
         legend += [Line2D([], [], ls="none", label=note) for note in notes]
         wide = fig.get_figwidth() >= 10
         fig.legend(handles=legend, loc="outside lower center", ncols=2 if wide else 1, fontsize="small")
-        fig.suptitle("Divergence: final excess cost vs learning rate, with the theory's critical learning rate")
+        fig.suptitle("Divergence: final excess cost vs learning rate over the theory's critical learning rate")
         style.save(fig, out_png, out_svg)
+
+
+def _theory_key(key: tuple, facets: style.Facets, runs: pd.DataFrame, lines: dict) -> tuple[str, str | None]:
+    """The key of a facet's theory: its dataset and optimizer (the grid's only optimizer when
+    optimizers do not split rows)."""
+    if "optimizer" in facets.row_axes:
+        optimizer: str | None = key[1][facets.row_axes.index("optimizer")]
+    else:
+        only = ordered(runs["optimizer"]) if "optimizer" in runs.columns else []
+        optimizer = only[0] if len(only) == 1 else None
+    return (key[0], optimizer) if (key[0], optimizer) in lines else (key[0], None)
+
+
+def _x_labels(facets: style.Facets, by_key: dict, ratio_axis: dict[tuple, bool]) -> None:
+    """Y labels on the left column; an x label under each facet that is the lowest of its
+    column or whose x axis differs from the facet below it (lr / critical lr, or lr)."""
+    at = {pos: key for key, pos in facets.positions.items()}
+    for key, ax in by_key.items():
+        r, c = facets.positions[key]
+        below = at.get((r + 1, c))
+        ax.set_ylabel(_FINAL_LABEL if c == 0 else "")
+        if below is None or ratio_axis[below] != ratio_axis[key]:
+            ax.set_xlabel(_RATIO_LABEL if ratio_axis[key] else "learning rate (no critical lr)")
 
 
 def _plot_costs(runs: pd.DataFrame) -> list[str]:
@@ -108,6 +144,8 @@ def _plot_costs(runs: pd.DataFrame) -> list[str]:
 
 
 _FINAL_LABEL = "final excess cost (MSE − optimal MSE)"
+_TOP_AXIS_NOTE = "top axis: the grid's learning rates (coloured as in the convergence figure)"
+_RATIO_LABEL = "learning rate / critical lr (axis stretched around 1)"
 
 _DIVERGENCE_HANDLES = {
     "stable": Line2D(
@@ -148,10 +186,19 @@ def _minibatch(part: pd.DataFrame) -> bool:
     return bool((part["batch_size"].astype(str) != "full").all())
 
 
-def _divergence_facet(ax: Axes, part: pd.DataFrame, y_range: tuple[float, float], theory: _TheoryLines) -> set[str]:
+def _has_critical(theory: _TheoryLines) -> bool:
+    return bool(np.isfinite(theory.critical) and theory.critical > 0)
+
+
+def _divergence_facet(
+    ax: Axes, part: pd.DataFrame, y_range: tuple[float, float], theory: _TheoryLines, scale: style.LrScale
+) -> set[str]:
     """One facet of the divergence plot; returns the kinds of marker it drew."""
     drawn = set()
     y_lo, y_hi = y_range
+    crit, fast = theory.critical, theory.fastest
+    ratio = _has_critical(theory)
+    unit = crit if ratio else 1.0  # x = lr / critical lr, or lr itself
     overflow = ~np.isfinite(part["plot_cost"].to_numpy())
     for kind, diverged in (("stable", False), ("diverged", True)):
         sel = part[(part["diverged"].to_numpy() == diverged) & ~overflow]
@@ -162,46 +209,116 @@ def _divergence_facet(ax: Axes, part: pd.DataFrame, y_range: tuple[float, float]
         med = stats["median"].to_numpy()
         look = _DIVERGENCE_HANDLES[kind]
         ax.errorbar(
-            stats.index.to_numpy(dtype=float), med, yerr=np.vstack([med - stats["min"], stats["max"] - med]),
+            stats.index.to_numpy(dtype=float) / unit, med, yerr=np.vstack([med - stats["min"], stats["max"] - med]),
             ls="none", marker=look.get_marker(), ms=look.get_markersize(), color=look.get_color(),
             mec="white", mew=0.6, elinewidth=1.2, capsize=2.5, zorder=3,
         )  # fmt: skip
     if overflow.any():
         drawn.add("overflow")
         lrs = np.unique(part["lr"].to_numpy(dtype=float)[overflow])
-        ax.plot(
-            lrs,
-            np.full(lrs.size, y_hi),
-            ls="none",
-            marker="^",
-            ms=8,
-            color=style.DIVERGED_COLOUR,
-            clip_on=False,
-            zorder=4,
-        )
-    crit, fast = theory.critical, theory.fastest
+        ax.plot(lrs / unit, np.full(lrs.size, y_hi), ls="none", marker="^", ms=8, color=style.DIVERGED_COLOUR,
+                clip_on=False, zorder=4)  # fmt: skip
     lrs = part["lr"].to_numpy(dtype=float)
-    xs = np.concatenate([lrs[np.isfinite(lrs) & (lrs > 0)], [v for v in (crit, fast) if np.isfinite(v) and v > 0]])
-    x_lo, x_hi = (xs.min() / 2, xs.max() * 2) if xs.size else (1e-3, 1.0)
-    ax.set(xscale="log", yscale="log", xlim=(x_lo, x_hi), ylim=(y_lo, y_hi))
+    lrs = np.unique(lrs[np.isfinite(lrs) & (lrs > 0)])
+    xs = np.concatenate([lrs / unit, [v / unit for v in (crit, fast) if np.isfinite(v) and v > 0]])
+    ax.set(yscale="log", ylim=(y_lo, y_hi))
+    if ratio:
+        x_lo, x_hi = _stretched_axis(ax, xs)
+        _lr_ticks_on_top(ax, lrs, crit, scale)
+    else:
+        x_lo, x_hi = (xs.min() / 2, xs.max() * 2) if xs.size else (1e-3, 1.0)
+        ax.set(xscale="log", xlim=(x_lo, x_hi))
     handles: list[Line2D | Patch] = []
-    if np.isfinite(crit) and crit > 0:
-        ax.axvspan(crit, x_hi, color=style.DIVERGED_COLOUR, alpha=0.07, lw=0, zorder=0)
-        label = f"critical lr {theory.rule} = {_three_digits(crit)}"
-        handles.append(ax.axvline(crit, color=style.CRITICAL_COLOUR, ls="--", lw=1.3, label=label))
-    if np.isfinite(fast) and fast > 0:
-        singular = np.isfinite(crit) and np.isclose(fast, crit / 2, rtol=1e-12)  # lambda_min = 0
+    if ratio:
+        ax.axvspan(1.0, x_hi, color=style.DIVERGED_COLOUR, alpha=0.07, lw=0, zorder=0)
+        label = f"critical lr {theory.rule} = {_three_digits(crit)} (x = 1)"
+        handles.append(ax.axvline(1.0, color=style.CRITICAL_COLOUR, ls="--", lw=1.3, label=label))
+    if ratio and np.isfinite(fast) and fast > 0:
+        singular = np.isclose(fast, crit / 2, rtol=1e-12)  # lambda_min = 0
         label = f"fastest {'1/λmax' if singular else '2/(λmax+λmin)'} = {_three_digits(fast)}"
-        handles.append(ax.axvline(fast, color=style.FASTEST_COLOUR, ls=":", lw=1.8, label=label))
+        handles.append(ax.axvline(fast / crit, color=style.FASTEST_COLOUR, ls=":", lw=1.8, label=label))
     if handles:
-        if np.isfinite(crit) and crit > 0:
-            handles.append(Patch(color=style.DIVERGED_COLOUR, alpha=0.12, label="theory: diverges (lr > critical)"))
+        handles.append(Patch(color=style.DIVERGED_COLOUR, alpha=0.12, label="theory: diverges (lr > critical)"))
         ax.legend(handles=handles, loc="best", fontsize="x-small")
     elif not theory.closed_form:
-        style.corner_note(ax, theory.note)
+        style.corner_note(ax, f"{theory.note}: drawn against lr")
     if not len(part):
         style.empty_note(ax, "no runs")
     return drawn
+
+
+#: The stretch of the lr / critical lr axis: linear within ~3% of 1, log-of-decades beyond.
+_STRETCH = 0.03
+
+
+def _stretch(r: np.ndarray) -> np.ndarray:
+    """Axis position of lr / critical lr: ``sign(ln r) · ln(1 + |ln r| / _STRETCH)``."""
+    log_r = np.log(np.maximum(np.asarray(r, dtype=float), 1e-300))
+    return np.sign(log_r) * np.log1p(np.abs(log_r) / _STRETCH)
+
+
+def _unstretch(u: np.ndarray) -> np.ndarray:
+    u = np.clip(np.asarray(u, dtype=float), -7.0, 7.0)  # beyond: lr ratios of e^±110, never drawn
+    return np.exp(np.sign(u) * _STRETCH * np.expm1(np.abs(u)))
+
+
+#: Tick candidates of the lr / critical lr axis, the most wanted first.
+_RATIO_TICKS = (1.0, 0.1, 10.0, 0.01, 100.0, 1e-3, 1e3, 1e-4, 1e-5, 0.5, 2.0, 0.9, 1.1, 0.8, 1.25, 0.95, 1.05, 5.0)
+
+
+def _stretched_axis(ax: Axes, xs: np.ndarray) -> tuple[float, float]:
+    """The stretched lr / critical lr axis around the values ``xs``; returns its limits."""
+    ax.set_xscale("function", functions=(_stretch, _unstretch))
+    xs = xs[np.isfinite(xs) & (xs > 0)]
+    u = _stretch(xs) if xs.size else np.array([-1.0, 1.0])
+    u_lo, u_hi = min(float(u.min()), -0.5), max(float(u.max()), 0.5)
+    pad = 0.06 * (u_hi - u_lo)
+    x_lo, x_hi = (float(v) for v in _unstretch(np.array([u_lo - pad, u_hi + pad])))
+    ax.set_xlim(x_lo, x_hi)
+    ticks = _fitting([t for t in _RATIO_TICKS if x_lo <= t <= x_hi], ax, lambda t: _ratio_label(t))
+    ax.xaxis.set_major_locator(FixedLocator(sorted(ticks)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _ratio_label(v)))
+    ax.xaxis.set_minor_locator(NullLocator())
+    return x_lo, x_hi
+
+
+def _ratio_label(v: float) -> str:
+    return style.power_label(v) if v < 1e-3 or v > 1e3 else f"{v:g}"
+
+
+def _fitting(candidates: list[float], ax: Axes, text: Callable[[float], str], gap_pt: float = 4.0) -> list[float]:
+    """The candidates (in order of preference) whose labels fit on the x axis without touching
+    a label already kept: label widths as drawn (small type), the axis as wide as its panel."""
+    root = ax.get_figure(root=True)
+    fig_width = root.get_figwidth() if root is not None else 6.0
+    width_pt = ax.get_position().width * fig_width * 72.0 * 0.9  # constrained layout shrinks it a little
+    lo, hi = (float(v) for v in _stretch(np.array(ax.get_xlim())))
+    kept: list[tuple[float, float]] = []  # (centre, half width) in points
+    out = []
+    for value in candidates:
+        centre = (float(_stretch(np.array(value))) - lo) / (hi - lo) * width_pt
+        half = style.text_width_pt(text(value), "small") / 2
+        if all(abs(centre - c) >= half + h + gap_pt for c, h in kept):
+            kept.append((centre, half))
+            out.append(value)
+    return out
+
+
+def _lr_ticks_on_top(ax: Axes, lrs: np.ndarray, crit: float, scale: style.LrScale) -> None:
+    """A top axis with the grid's learning rates at their lr / critical lr: those nearest the
+    edge first, as many as fit, each in its colour of the learning-rate scale."""
+    top = ax.twiny()
+    top.set_xscale("function", functions=(_stretch, _unstretch))
+    top.set_xlim(ax.get_xlim())
+    top.grid(False)
+    order = np.argsort(np.abs(np.log(lrs / crit)), kind="stable") if lrs.size else np.zeros(0, np.int64)
+    shown = _fitting([float(lrs[i]) / crit for i in order], top, lambda r: f"{r * crit:g}")
+    top.xaxis.set_major_locator(FixedLocator(sorted(shown)))
+    top.xaxis.set_minor_locator(NullLocator())
+    top.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{float(lrs[np.argmin(np.abs(lrs / crit - v))]):g}"))
+    top.tick_params(axis="x", labelsize="small", pad=1, length=3)
+    for label, r in zip(top.get_xticklabels(), sorted(shown), strict=True):
+        label.set_color(scale.colour(float(lrs[np.argmin(np.abs(lrs / crit - r))])))
 
 
 def _log_range(values: np.ndarray) -> tuple[float, float]:

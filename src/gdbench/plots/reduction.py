@@ -1,7 +1,8 @@
 """The reduction behind the convergence figure, with pandas and numpy only (no matplotlib):
 which epochs are drawn (``kept_epochs``, at most ``MAX_POINTS`` per line), which trajectory rows
 to read for them (``read_drawn``), and seeds reduced to one line per (facet, lr)
-(``aggregate_lines``: median, min and max of the excess cost)."""
+(``aggregate_lines``: median, min and max of the excess cost, or of its upper envelope:
+``envelope``)."""
 
 from __future__ import annotations
 
@@ -103,8 +104,27 @@ def read_drawn(path: str | os.PathLike[str], summary: pd.DataFrame, columns: lis
     return table[columns]
 
 
-def aggregate_lines(trajectories: pd.DataFrame, summary: pd.DataFrame, max_lines: int) -> Lines:
-    """Thin epochs, then reduce seeds to one line per (facet, lr): median, min and max of cost."""
+def envelope(code: np.ndarray, epoch: np.ndarray, cost: np.ndarray, grows: np.ndarray) -> np.ndarray:
+    """Each run's upper envelope of ``cost`` over its own points (``code``: the run of each
+    point, ``grows[code]``: whether that run diverged): the largest value from that epoch on
+    for a run that did not diverge (its excess never again exceeds it: an oscillating momentum
+    run reads as the decay of its peaks), the largest so far for one that did (its growth).
+    Both are monotone; a monotone curve is its own envelope. NaN points stay NaN."""
+    order = np.lexsort((epoch, code))
+    c, k = cost[order], code[order]
+    values = pd.Series(c)
+    ahead = values.groupby(k, sort=False).cummax().to_numpy()
+    behind = values[::-1].groupby(k[::-1], sort=False).cummax().to_numpy()[::-1]
+    out = np.empty_like(cost)
+    out[order] = np.where(grows[k], ahead, behind)
+    return out
+
+
+def aggregate_lines(
+    trajectories: pd.DataFrame, summary: pd.DataFrame, max_lines: int, *, upper_envelope: bool = False
+) -> Lines:
+    """Thin epochs, then reduce seeds to one line per (facet, lr): median, min and max of the
+    excess cost, or with ``upper_envelope`` of each run's :func:`envelope` of it."""
     notes: list[str] = []
     if len(trajectories) == 0:
         empty = np.empty(0)
@@ -126,6 +146,8 @@ def aggregate_lines(trajectories: pd.DataFrame, summary: pd.DataFrame, max_lines
     k_cost = _excess_of_runs(k_cost, k_code, rid_uniques, summary, notes)
 
     runs = _run_table(trajectories, rows, rid_codes, k_code, k_epoch, k_cost, stop)
+    if upper_envelope:  # diverged: the summary's verdict
+        k_cost = envelope(k_code, k_epoch, k_cost, stop >= 0)
     per_line, line_of_code = _lines_of(runs, len(rid_uniques), max_lines, notes)
 
     # Costs: non-finite is overflow (+inf, drawn off the top); exact zeros are floored for the log axis.

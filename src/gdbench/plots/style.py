@@ -20,6 +20,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import matplotlib
@@ -43,7 +44,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.cm import ScalarMappable  # noqa: E402
+from matplotlib.colorbar import Colorbar  # noqa: E402
+from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
+from matplotlib.textpath import text_to_path  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogFormatter, NullLocator  # noqa: E402
 
 from gdbench.io import atomic_path  # noqa: E402
@@ -83,6 +89,82 @@ _OPTIMIZER_STYLES = (
 def optimizer_styles(names: list[str]) -> dict[str, OptimizerStyle]:
     """Each optimizer's style, by its position in ``names`` (the grid's order)."""
     return {name: _OPTIMIZER_STYLES[i % len(_OPTIMIZER_STYLES)] for i, name in enumerate(names)}
+
+
+# --------------------------------------------------------------------------------------------
+# The learning-rate colour scale
+
+#: Up to this many distinct learning rates, each gets its own colour step (a block of the
+#: colour bar, every one labelled); more get colours on a continuous log scale.
+STEPPED_LRS = 24
+#: Relative luminance at most this (turbo's pale yellow-greens darkened), so that every line
+#: and label stands out on the white background.
+_MAX_LUMINANCE = 0.65
+
+
+def _lr_palette(t: np.ndarray) -> np.ndarray:
+    """Colours (RGB, [..., 3]) at positions ``t`` in [0, 1]: turbo without its darkest and
+    palest ends, many hues, so neighbouring steps differ in hue; too-light ones darkened."""
+    t = np.asarray(t, dtype=float)
+    rgb = np.asarray(matplotlib.colormaps["turbo"](0.05 + 0.87 * np.clip(t.ravel(), 0, 1)))[:, :3].reshape(*t.shape, 3)
+    luminance = rgb @ np.array([0.2126, 0.7152, 0.0722])
+    return rgb * np.minimum(1.0, _MAX_LUMINANCE / np.maximum(luminance, 1e-9))[..., None]
+
+
+@dataclass(frozen=True)
+class LrScale:
+    """The one learning-rate colour scale of every figure that colours by lr.
+
+    With at most :data:`STEPPED_LRS` distinct learning rates, the i-th smallest gets the i-th of
+    equal steps along the palette (so 0.17, 0.18 and 0.19 of an 11-step grid differ as much as
+    0.0001 and 0.001 do) and the colour bar has a labelled block per lr; with more (a grid of
+    100 lrs), the colour follows log(lr) continuously and the bar is a log scale."""
+
+    lrs: np.ndarray  # the distinct positive learning rates, ascending
+
+    @property
+    def stepped(self) -> bool:
+        return self.lrs.size <= STEPPED_LRS
+
+    def position(self, lr: float) -> float:
+        """Where ``lr`` sits on the palette, in [0, 1]."""
+        n = self.lrs.size
+        if n <= 1 or not np.isfinite(lr) or lr <= 0:
+            return 0.0
+        if self.stepped:
+            return float(np.clip(np.searchsorted(self.lrs, lr), 0, n - 1)) / (n - 1)
+        lo, hi = np.log(self.lrs[0]), np.log(self.lrs[-1])
+        return float(np.clip((np.log(lr) - lo) / (hi - lo), 0, 1))
+
+    def colour(self, lr: float) -> tuple[float, float, float, float]:
+        """The colour of ``lr`` (grey for a learning rate that is not a positive number)."""
+        if not np.isfinite(lr) or lr <= 0:
+            return (0.5, 0.5, 0.5, 1.0)
+        r, g, b = _lr_palette(np.array(self.position(lr)))
+        return (float(r), float(g), float(b), 1.0)
+
+    def colorbar(self, fig: Figure, axes: list[Axes]) -> Colorbar:
+        """The colour bar, labelled "learning rate", beside ``axes``."""
+        n = self.lrs.size
+        if self.stepped:
+            cmap = ListedColormap(_lr_palette(np.linspace(0, 1, n) if n > 1 else np.zeros(1)))
+            mappable = ScalarMappable(norm=BoundaryNorm(np.arange(n + 1) - 0.5, max(n, 1)), cmap=cmap)
+        else:
+            cmap = ListedColormap(_lr_palette(np.linspace(0, 1, 256)))
+            mappable = ScalarMappable(norm=LogNorm(self.lrs[0], self.lrs[-1]), cmap=cmap)
+        bar = fig.colorbar(mappable, ax=axes, shrink=0.9, pad=0.02, aspect=30)
+        bar.set_label("learning rate")
+        if self.stepped:
+            bar.set_ticks(list(range(n)), labels=[f"{lr:g}" for lr in self.lrs])
+            bar.ax.yaxis.set_minor_locator(NullLocator())
+        bar.ax.tick_params(labelsize="small")
+        return bar
+
+
+def lr_scale(lrs: np.ndarray | pd.Series | list[float]) -> LrScale:
+    """The learning-rate scale of a grid's learning rates (any order, repeats and NaN allowed)."""
+    values = np.asarray(lrs, dtype=float)
+    return LrScale(np.unique(values[np.isfinite(values) & (values > 0)]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,6 +308,19 @@ def grid(facets: Facets, width: float, height: float, extra_width: float = 0.0) 
             if (r, c) not in used:
                 axes[r][c].set_visible(False)
     return fig, by_key
+
+
+def text_width_pt(text: str, size: str = "x-small") -> float:
+    """The width of ``text`` in points at the theme's font size ``size`` (call within
+    :func:`theme`): what a label will take on the figure, to keep labels apart."""
+    font = FontProperties(size=size)
+    return _text_width(text, font.get_family()[0], font.get_size_in_points())
+
+
+@lru_cache(maxsize=4096)
+def _text_width(text: str, family: str, points: float) -> float:
+    width, _, _ = text_to_path.get_text_width_height_descent(text, FontProperties(family=family, size=points), False)
+    return float(width)
 
 
 def empty_note(ax: Axes, text: str) -> None:

@@ -108,12 +108,13 @@ def _line(ax: Axes, rows: pd.DataFrame, s: style.OptimizerStyle, name: str, ys: 
     ok = rows[rows["converged"] > 0]
     if len(ok):
         err = np.vstack([ok["epochs_median"] - ok["epochs_min"], ok["epochs_max"] - ok["epochs_median"]])
-        ax.errorbar(ok["lr"], ok["epochs_median"], yerr=err, color=s.colour, marker=s.marker, ms=5, lw=1.4,
-                    capsize=2.5, elinewidth=0.9, zorder=3)  # fmt: skip
+        many = len(rows) > style.STEPPED_LRS  # a dense grid of lrs: smaller markers, no caps
+        ax.errorbar(ok["lr"], ok["epochs_median"], yerr=err, color=s.colour, marker=s.marker, ms=2.5 if many else 5,
+                    lw=1.4, capsize=0 if many else 2.5, elinewidth=0.9, zorder=3)  # fmt: skip
         partial = ok[ok["converged"] < ok["runs"]]
         if len(partial):
-            ax.scatter(partial["lr"], partial["epochs_median"], marker=s.marker, s=60, facecolors="white",
-                       edgecolors=s.colour, zorder=4)  # fmt: skip
+            ax.scatter(partial["lr"], partial["epochs_median"], marker=s.marker, s=24 if many else 60,
+                       facecolors="white", edgecolors=s.colour, zorder=4)  # fmt: skip
             drawn.add("partial")
         ys += [*ok["epochs_min"], *ok["epochs_max"]]
         drawn.add(f"{name}:measured")
@@ -129,6 +130,7 @@ def _line(ax: Axes, rows: pd.DataFrame, s: style.OptimizerStyle, name: str, ys: 
 def _strips(ax: Axes, rows: pd.DataFrame, s: style.OptimizerStyle, offset: float, drawn: set[str]) -> None:
     """The lrs at which some run diverged (x) or did not converge (open marker), at the top."""
     strip = blended_transform_factory(ax.transData, ax.transAxes)
+    size = 10 if len(rows) > style.STEPPED_LRS else 30  # a dense grid of lrs: smaller marks
     diverged = rows["diverged"] > 0
     stalled = rows["runs"] - rows["converged"] - rows["diverged"] > 0
     for label, sel in (("diverged", diverged), ("not converged", stalled)):
@@ -136,10 +138,10 @@ def _strips(ax: Axes, rows: pd.DataFrame, s: style.OptimizerStyle, offset: float
             continue
         y = np.full(int(sel.sum()), _STRIPS[label] + offset)
         if label == "diverged":
-            ax.scatter(rows["lr"][sel], y, transform=strip, marker="x", s=30, c=s.colour, linewidths=1.2,
+            ax.scatter(rows["lr"][sel], y, transform=strip, marker="x", s=size, c=s.colour, linewidths=1.2,
                        zorder=4, clip_on=False)  # fmt: skip
         else:
-            ax.scatter(rows["lr"][sel], y, transform=strip, marker=s.marker, s=30, facecolors="none",
+            ax.scatter(rows["lr"][sel], y, transform=strip, marker=s.marker, s=size, facecolors="none",
                        edgecolors=s.colour, linewidths=1.2, zorder=4, clip_on=False)  # fmt: skip
         drawn.add(label)
 

@@ -35,7 +35,8 @@ def _train(args: argparse.Namespace) -> int:
     from gdbench import io
     from gdbench.determinism import set_deterministic
     from gdbench.experiment import load_experiment
-    from gdbench.pipeline import train_runs
+    from gdbench.pipeline import train_chunks
+    from gdbench.tables import concat_frames
 
     experiment = load_experiment(args.config, devices=args.device or None)
     set_deterministic(args.threads)
@@ -45,15 +46,20 @@ def _train(args: argparse.Namespace) -> int:
     def progress(message: str) -> None:
         print(message, file=sys.stderr)
 
-    _, traj, summary = train_runs(experiment, runs, progress=progress)
     out = Path(args.output)
     summary_path = Path(args.summary) if args.summary else out.with_name(out.stem + ".summary.parquet")
-    io.write_parquet(traj, out)
-    io.write_table(summary, summary_path)
-    diverged = int(summary["diverged"].sum())
+    summaries = []
+    with io.parquet_appender(out, background=True) as trajectories:  # chunk by chunk
+        for _, _, traj, summary in train_chunks(experiment, runs, progress=progress):
+            trajectories.append(traj)
+            summaries.append(summary)
+            del traj
+    table = concat_frames(summaries)
+    io.write_table(table, summary_path)
+    diverged = int(table["diverged"].sum())
     print(
         f"trained {len(runs)} runs ({diverged} diverged) in {time.perf_counter() - started:.2f} s; "
-        f"wrote {out} ({len(traj)} rows) and {summary_path}",
+        f"wrote {out} ({trajectories.rows} rows) and {summary_path}",
         file=sys.stderr,
     )
     return 0

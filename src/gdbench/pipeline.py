@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from gdbench import tables
-from gdbench.analysis import analyse_runs
 from gdbench.config import ConfigError
+from gdbench.distinct import analyse_distinct
 from gdbench.experiment import Experiment
 from gdbench.lesson import lesson_lines
 from gdbench.reads import Reads
@@ -23,6 +23,8 @@ from gdbench.theory import Optimum, Theory, analyse, optimum
 from gdbench.trajectory import TrajectoryBatch
 
 if TYPE_CHECKING:  # the engines (and torch) load only when something is trained
+    import pyarrow as pa
+
     from gdbench.engines.run_setup import Progress
 
 #: What a training job reads besides its runs (:func:`train_runs`, :func:`training_log`): the
@@ -93,6 +95,14 @@ def train_runs(
     progress: Progress | None = None,
 ) -> tuple[TrajectoryBatch, pd.DataFrame, pd.DataFrame]:
     """Train ``runs`` and return (batch, trajectory table, summary table)."""
+    batch, summary = _train_and_analyse(experiment, runs, run_ids, progress)
+    return batch, tables.trajectories(batch, run_ids), summary
+
+
+def _train_and_analyse(
+    experiment: Experiment, runs: Sequence[RunSpec], run_ids: Sequence[int] | None, progress: Progress | None
+) -> tuple[TrajectoryBatch, pd.DataFrame]:
+    """Train ``runs``; the batch and its summary table."""
     from gdbench.engines import train
 
     data = experiment.data_source()
@@ -106,8 +116,8 @@ def train_runs(
             f"{run.dtype}; scale the data down or use dtype float64",
             ("datasets", run.dataset),
         )
-    analysed = analyse_runs(batch, data, options.optimizers, options.criteria.diverged_factor)
-    return batch, tables.trajectories(batch, run_ids), tables.summary(batch, analysed, run_ids)
+    analysed = analyse_distinct(batch, data, options.optimizers, options.criteria.diverged_factor)
+    return batch, tables.summary(batch, analysed, run_ids)
 
 
 def train_chunks(
@@ -115,16 +125,17 @@ def train_chunks(
     runs: Sequence[RunSpec],
     run_ids: Sequence[int] | None = None,
     progress: Progress | None = None,
-) -> Iterator[tuple[list[int], TrajectoryBatch, pd.DataFrame, pd.DataFrame]]:
+) -> Iterator[tuple[list[int], TrajectoryBatch, pa.Table, pd.DataFrame]]:
     """:func:`train_runs` over ``runs`` ``sharding.runs_per_chunk`` at a time, yielding each
-    chunk's (run ids, batch, trajectory table, summary table): a caller that writes each
-    chunk before asking for the next holds one chunk in memory, whatever the number of runs.
-    A run's numbers do not depend on the runs trained beside it, so chunks change nothing."""
+    chunk's (run ids, batch, trajectory table as Arrow, summary table): a caller that writes
+    each chunk before asking for the next holds one chunk in memory, whatever the number of
+    runs. A run's numbers do not depend on the runs trained beside it, so chunks change nothing."""
     ids = list(range(len(runs))) if run_ids is None else [int(i) for i in run_ids]
     size = experiment.sharding.runs_per_chunk
     for start in range(0, len(runs), size):
         part = ids[start : start + size]
-        yield (part, *train_runs(experiment, runs[start : start + size], part, progress))
+        batch, summary = _train_and_analyse(experiment, runs[start : start + size], part, progress)
+        yield part, batch, tables.trajectory_table(batch, part), summary
 
 
 def describe_verdict(batch: TrajectoryBatch, i: int) -> str:

@@ -8,6 +8,7 @@ Parquet dictionaries): a 10,000-run x 2,001-epoch table stays small in memory an
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,9 @@ from gdbench.optimizers import DEFAULT_NAME, PLAIN_SGD, OptimizerSpec
 from gdbench.runs import RunSpec
 from gdbench.theory import Optimum, Theory
 from gdbench.trajectory import TrajectoryBatch
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 #: The grid axes, in the order tables list them.
 AXES = ("dataset", "optimizer", "device", "engine", "lr", "seed", "epochs", "init", "batch_size", "dtype")
@@ -81,18 +85,50 @@ def ordered_categorical(values: pd.Series) -> pd.Categorical:
 
 
 def trajectories(batch: TrajectoryBatch, run_ids: Sequence[int] | None = None) -> pd.DataFrame:
-    """The tidy trajectory table of a batch: each run's own recorded epochs only."""
+    """The tidy trajectory table of a batch: each run's own recorded epochs only (as pandas:
+    :func:`trajectory_table` converted, the same frame a reader of its Parquet file gets)."""
+    return trajectory_table(batch, run_ids).to_pandas()
+
+
+def trajectory_table(batch: TrajectoryBatch, run_ids: Sequence[int] | None = None) -> pa.Table:
+    """:func:`trajectories` as an Arrow table, built from whole arrays: each run's attributes
+    repeated over its recorded epochs (categorical axes as ``dictionary<int32, string>`` in
+    order of first appearance), epochs and values taken by the recorded mask in row-major
+    order (run by run, epoch by epoch). No pandas on the way: a 5,000-run chunk of 2,001
+    epochs is 1e7 rows."""
+    import pyarrow as pa
+
     runs = run_table(batch.runs, run_ids)
-    ri, ti = np.nonzero(batch.recorded_mask())
-    out = {col: runs[col].to_numpy()[ri] if col not in _CATEGORICAL else None for col in runs.columns}
-    for col in _CATEGORICAL:
-        cat = runs[col].cat
-        out[col] = pd.Categorical.from_codes(cat.codes.to_numpy()[ri], categories=cat.categories)
-    out["epoch"] = batch.epochs[ti].astype(np.int32)
-    out["W"] = batch.W[ri, ti]
-    out["b"] = batch.b[ri, ti]
-    out["cost"] = batch.cost[ri, ti]
-    return pd.DataFrame(out, columns=list(TRAJECTORY_COLUMNS))
+    mask = batch.recorded_mask()
+    counts = mask.sum(axis=1)
+    columns: dict[str, pa.Array] = {}
+    for col in runs.columns:
+        if col in _CATEGORICAL:
+            cat = runs[col].cat
+            codes = np.repeat(cat.codes.to_numpy().astype(np.int32), counts)
+            columns[col] = pa.DictionaryArray.from_arrays(codes, pa.array(list(cat.categories), pa.string()))
+        else:
+            columns[col] = pa.array(np.repeat(runs[col].to_numpy(), counts))
+    columns["epoch"] = pa.array(np.broadcast_to(batch.epochs.astype(np.int32), mask.shape)[mask])
+    for col in ("W", "b", "cost"):
+        columns[col] = pa.array(getattr(batch, col)[mask])
+    return pa.Table.from_arrays(
+        [columns[c] for c in TRAJECTORY_COLUMNS], schema=_trajectory_schema(runs, batch.W.dtype)
+    )
+
+
+def _trajectory_schema(runs: pd.DataFrame, dtype: np.dtype) -> pa.Schema:
+    """The trajectory table's Arrow schema, with the pandas metadata ``DataFrame.to_parquet``
+    would write for it (so readers get the same frame as from a pandas-written file)."""
+    import pyarrow as pa
+
+    from gdbench.io import unified_schema
+
+    empty = runs.iloc[:0].copy()
+    empty["epoch"] = np.zeros(0, dtype=np.int32)
+    for col in ("W", "b", "cost"):
+        empty[col] = np.zeros(0, dtype=dtype)
+    return unified_schema(pa.Schema.from_pandas(empty[list(TRAJECTORY_COLUMNS)], preserve_index=False))
 
 
 def summary(batch: TrajectoryBatch, analysis: RunAnalysis, run_ids: Sequence[int] | None = None) -> pd.DataFrame:

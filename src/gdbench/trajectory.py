@@ -68,6 +68,20 @@ class TrajectoryBatch:
         mask = self.recorded_mask(np.array([i]))[0]
         return self.epochs[mask], self.W[i, mask], self.b[i, mask], self.cost[i, mask]
 
+    def take(self, rows: np.ndarray) -> TrajectoryBatch:
+        """The runs ``rows`` (in that order) on the same epochs."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return TrajectoryBatch(
+            [self.runs[int(i)] for i in rows],
+            self.epochs,
+            self.W[rows],
+            self.b[rows],
+            self.cost[rows],
+            Verdicts.concat([self.verdicts], rows),
+            self.seconds[rows],
+            self.record_every,
+        )
+
     @staticmethod
     def concat(parts: list[TrajectoryBatch], order: np.ndarray | None = None) -> TrajectoryBatch:
         """Join batches (re-gridding onto the union of their schedules)."""

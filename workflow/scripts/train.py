@@ -37,8 +37,8 @@ def main(config, shard, params, output, threads, log_path):
         clock = time.perf_counter()
         every, summaries, diverged = experiment.training.log_every, [], 0
         try:
-            # Chunk by chunk: each chunk's trajectories are written before the next is trained.
-            with io.parquet_appender(output.trajectories) as trajectories:
+            # Chunk by chunk: each chunk's trajectories are written (by a worker thread) while the next trains.
+            with io.parquet_appender(output.trajectories, background=True) as trajectories:
                 for chunk_ids, batch, traj, summary in train_chunks(experiment, runs, run_ids, progress=say):
                     for line in training_log(batch, every, chunk_ids):
                         say(line)

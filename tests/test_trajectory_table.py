@@ -1,0 +1,114 @@
+"""The trajectory table built from whole arrays (Arrow, no pandas) and written chunk by chunk,
+in the foreground or by a worker thread: the same frame, schema and file contents as the
+pandas construction it replaced, row for row and bit for bit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from gdbench import io, tables
+from gdbench.config import check_config
+from gdbench.engines import train
+from gdbench.experiment import Experiment
+from gdbench.trajectory import TrajectoryBatch
+
+
+def reference(batch: TrajectoryBatch, run_ids) -> pd.DataFrame:
+    """The table as a pandas frame, index by index (the construction the Arrow one replaced)."""
+    runs = tables.run_table(batch.runs, run_ids)
+    ri, ti = np.nonzero(batch.recorded_mask())
+    out = {col: runs[col].to_numpy()[ri] for col in runs.columns if col not in tables._CATEGORICAL}
+    for col in tables._CATEGORICAL:
+        cat = runs[col].cat
+        out[col] = pd.Categorical.from_codes(cat.codes.to_numpy()[ri], categories=cat.categories)
+    out["epoch"] = batch.epochs[ti].astype(np.int32)
+    for col in ("W", "b", "cost"):
+        out[col] = getattr(batch, col)[ri, ti]
+    return pd.DataFrame(out, columns=list(tables.TRAJECTORY_COLUMNS))
+
+
+def trained(dtype: str = "float32"):
+    config = check_config(
+        {
+            "datasets": {
+                "tutorial": {"x": [1, 2, 3], "y": [2, 4, 6]},
+                "noisy": {"synthetic": {"n": 8, "slope": 2.0, "intercept": 0.5, "noise": 0.5}},
+            },
+            "optimizers": {"sgd": {"sgd": {}}, "adam": {"adam": {}}},
+            "grid": {
+                "dataset": ["tutorial", "noisy"],
+                "optimizer": ["sgd", "adam"],
+                "lr": [0.01, 0.19, 3.0],  # converging, slowly and quickly diverging (runs stop early)
+                "seed": [1, 2],
+                "epochs": [40, 25],  # runs of other lengths on one schedule
+                "device": ["cpu"],
+            },
+            "training": {"record_every": 3, "dtype": dtype},
+            "sharding": {"runs_per_chunk": 7},
+        }
+    )
+    experiment = Experiment.from_checked(config, ["cpu"])
+    return experiment, train(list(experiment.runs), experiment.data_source(), experiment.train_options(None))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_arrow_table_is_the_pandas_one(tmp_path: Path, dtype: str) -> None:
+    """Same frame (values, dtypes, category order) and the same file when written: a reader
+    of trajectories.parquet sees no change of construction."""
+    _, batch = trained(dtype)
+    ids = list(range(50, 50 + len(batch)))
+    assert batch.verdicts.diverged.any() and (batch.verdicts.last_epoch < 40).any()
+    ref, table = reference(batch, ids), tables.trajectory_table(batch, ids)
+    pd.testing.assert_frame_equal(table.to_pandas(), ref, check_exact=True)
+    pd.testing.assert_frame_equal(tables.trajectories(batch, ids), ref, check_exact=True)
+    with io.parquet_appender(tmp_path / "ref.parquet") as out:
+        out.append(ref)
+    with io.parquet_appender(tmp_path / "arrow.parquet") as out:
+        out.append(table)
+    a, b = pq.ParquetFile(tmp_path / "ref.parquet"), pq.ParquetFile(tmp_path / "arrow.parquet")
+    assert a.schema_arrow.equals(b.schema_arrow, check_metadata=True)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "arrow.parquet"), ref, check_exact=True)
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 7, 1000])
+def test_chunks_written_in_the_background_make_the_file_of_one_write(tmp_path: Path, chunk: int) -> None:
+    """Chunk boundaries anywhere (one run, a chunk per dataset, one chunk for all) and a
+    worker thread writing while the next chunk is built: the file reads back as the whole
+    table, with one row group per chunk, and the row count is the table's."""
+    _, batch = trained()
+    ids = np.arange(len(batch))
+    whole = tables.trajectories(batch, ids)
+    for background in (False, True):
+        path = tmp_path / f"t{int(background)}.parquet"
+        with io.parquet_appender(path, background=background) as out:
+            for start in range(0, len(batch), chunk):
+                rows = np.arange(start, min(start + chunk, len(batch)))
+                out.append(tables.trajectory_table(batch.take(rows), ids[rows]))
+        assert out.rows == len(whole)
+        assert pq.ParquetFile(path).num_row_groups == -(-len(batch) // chunk)
+        pd.testing.assert_frame_equal(pd.read_parquet(path), whole, check_exact=True, check_categorical=False)
+        got = pd.read_parquet(path)
+        for col in tables._CATEGORICAL:  # categories in order of first appearance over the chunks
+            assert list(got[col].cat.categories) == list(dict.fromkeys(whole[col].astype(str)))
+
+
+def test_a_failed_background_write_fails_the_file(tmp_path: Path) -> None:
+    """A chunk whose write fails in the worker thread (a full disk) raises at the next append
+    or at close, and leaves no file that looks complete."""
+    _, batch = trained()
+    table = tables.trajectory_table(batch)
+    path = tmp_path / "t.parquet"
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError("No space left on device")
+
+    with pytest.raises(OSError, match="No space"), io.parquet_appender(path, background=True) as out:
+        out.append(table)
+        out._writer.write_table = full_disk
+        out.append(table)
+    assert not path.exists() and not list(tmp_path.iterdir())

@@ -18,13 +18,23 @@ Per run (arrays of length R, NaN where a quantity has no meaning):
   full-batch stable range on its dataset's Hessian; empty for minibatch runs (full-batch
   theory does not bound them: they can diverge below ``critical_lr`` and survive above it);
 * ``predicted_diverged``: whether the full-batch theory predicts divergence *within the run's
-  own epochs*: the float64 recurrence of the run's optimizer from its initial point
-  (:func:`gdbench.horizon.diverges`, in closed form for plain SGD) passes the run's divergence
-  threshold by its last epoch. Not ``predicted_rate > 1``: just above the critical lr the error
-  grows so slowly that a finite run does not diverge (1.01 x critical at 300 epochs).
-  Unknown (``known`` false) for minibatch runs, Adam, and runs that start at the optimum;
-* ``horizon_edge``: plain SGD (full batch, no weight decay), the smallest lr whose run of the
-  same start and epochs diverges, in closed form (:func:`gdbench.horizon.closed_form_edge`).
+  own epochs*: its cost passes the run's divergence threshold by its last epoch. For momentum
+  and weight decay ``lr >= horizon_edge`` (the closed form below; the same verdicts as the
+  float64 recurrence but within ~1e-12 relative of the edge), for plain SGD and where the
+  closed form is empty the float64 recurrence of the run's optimizer from its initial point
+  (:func:`gdbench.horizon.diverges`, in closed form for plain SGD). Not ``predicted_rate > 1``:
+  just above the critical lr the error grows so slowly that a finite run does not diverge
+  (1.01 x critical at 300 epochs). Unknown (``known`` false) for minibatch runs, Adam, and runs
+  that start at the optimum;
+* ``horizon_edge``: full-batch SGD of any momentum (plain, heavy ball, Nesterov, dampening and
+  weight decay included), the smallest lr whose run of the same start and epochs diverges, in
+  closed form (:func:`gdbench.horizon_formula.closed_form_edges`: within ~1e-12 of the float64
+  bisection); empty where a transient below the critical lr could pass the threshold first
+  (momentum near 1 or a small ``diverged_factor``);
+* ``ms_critical_lr``, ``ms_lr_ratio = lr / ms_critical_lr``: minibatch runs of plain SGD
+  (weight decay allowed) only, the mean-square stability bound of :mod:`gdbench.minibatch` (a
+  bound of a model of independent random batches; empty for full-batch runs, whose
+  ``critical_lr`` is exact, and for momentum).
 """
 
 from __future__ import annotations
@@ -37,7 +47,9 @@ import numpy as np
 
 from gdbench import stability
 from gdbench.data import Dataset
-from gdbench.horizon import HorizonProblem, closed_form_edge, diverges
+from gdbench.horizon import HorizonProblem, diverges
+from gdbench.horizon_formula import closed_form_edges
+from gdbench.minibatch import ms_bound
 from gdbench.optimizers import OptimizerSpec
 from gdbench.rates import direction_bottoms, direction_rates, fit_window, window_bottom
 from gdbench.runs import RunSpec
@@ -70,6 +82,8 @@ class RunAnalysis:
     predicted_diverged: np.ndarray
     known: np.ndarray  # where predicted_diverged means something
     horizon_edge: np.ndarray
+    ms_critical_lr: np.ndarray
+    ms_lr_ratio: np.ndarray
 
 
 def analyse_runs(
@@ -104,12 +118,11 @@ def analyse_runs(
     known = np.zeros(R, dtype=bool)
     known[theory_applies] = True
     known &= started
+    edge = np.full(R, np.nan)
+    edge[theory_applies] = closed_form_edges([problems[i] for i in theory_applies])
     predicted_diverged = np.zeros(R, dtype=bool)
-    rows = np.flatnonzero(known)
-    if rows.size:
-        verdicts = diverges([problems[int(i)] for i in rows], lr[rows][:, None])[:, 0]
-        predicted_diverged[rows] = verdicts
-    edge = np.array([closed_form_edge(problems[i]) if i in problems else np.nan for i in range(R)])
+    predicted_diverged[known] = _predicted_diverged(problems, np.flatnonzero(known), lr, edge)
+    ms = ms_bounds(runs, points, optimizers, full)
     return RunAnalysis(
         n_points=n_points,
         full_batch=full,
@@ -121,7 +134,44 @@ def analyse_runs(
         predicted_diverged=predicted_diverged,
         known=known,
         horizon_edge=edge,
+        ms_critical_lr=ms,
+        ms_lr_ratio=lr / ms,
     )
+
+
+def ms_bounds(
+    runs: list[RunSpec], points: Points, optimizers: Mapping[str, OptimizerSpec], full: np.ndarray
+) -> np.ndarray:
+    """Each minibatch run's mean-square bound (:func:`gdbench.minibatch.ms_bound`; NaN for
+    full-batch runs), once per dataset, batch size and optimizer (x does not depend on the seed)."""
+    out = np.full(len(runs), np.nan)
+    cache: dict[tuple[str, int | None, str], float] = {}
+    for i, run in enumerate(runs):
+        if full[i]:
+            continue
+        key = (run.dataset, run.batch_size, run.optimizer)
+        if key not in cache:
+            spec = optimizers[run.optimizer]
+            cache[key] = ms_bound(spec.kind, spec.momentum, spec.weight_decay, points.get(run).x, run.batch_size)
+        out[i] = cache[key]
+    return out
+
+
+def _predicted_diverged(
+    problems: Mapping[int, HorizonProblem], rows: np.ndarray, lr: np.ndarray, edge: np.ndarray
+) -> np.ndarray:
+    """Per row, whether its run diverges within its epochs by the full-batch theory: for
+    momentum or weight decay ``lr >= horizon_edge`` where the closed form is given (the same
+    verdicts as the recurrence but within ~1e-12 relative of the edge, far cheaper), else the
+    float64 recurrence (:func:`gdbench.horizon.diverges`: plain SGD in closed form there)."""
+    out = np.zeros(rows.size, dtype=bool)
+    plain = np.array([problems[int(i)].momentum == 0 and problems[int(i)].weight_decay == 0 for i in rows], dtype=bool)
+    by_edge = ~plain & np.isfinite(edge[rows])
+    out[by_edge] = lr[rows[by_edge]] >= edge[rows[by_edge]]
+    rest = rows[~by_edge]
+    if rest.size:
+        out[~by_edge] = diverges([problems[int(i)] for i in rest], lr[rest][:, None])[:, 0]
+    return out
 
 
 def _problem(run: RunSpec, spec: OptimizerSpec, points: Points, diverged_factor: float) -> HorizonProblem:

@@ -23,6 +23,7 @@ from gdbench.theory import analyse
 if TYPE_CHECKING:
     from gdbench.engines import TrainOptions
     from gdbench.horizon import HorizonProblem
+    from gdbench.minibatch import ShuffledProblem
     from gdbench.optimizers import OptimizerSpec
     from gdbench.runs import RunSpec
     from gdbench.verdicts import Criteria
@@ -195,20 +196,32 @@ def run_spec(dataset: str, lr: float, seed: int, epochs: int, **overrides: Any) 
     return RunSpec(dataset, lr, seed, epochs, **{**defaults, **overrides})
 
 
-def horizon_problem(x: Any, y: Any, **overrides: Any) -> HorizonProblem:
-    """A float64 full-batch problem from the origin (the schema's ``init``), over the schema's
-    first ``grid.epochs``, with its ``diverged_factor`` and plain SGD's arguments."""
-    from gdbench.horizon import HorizonProblem
+def _recurrence_defaults() -> dict[str, Any]:
+    """A float64 recurrence's settings: from the origin (the schema's ``init``), over the
+    schema's first ``grid.epochs``, with its ``diverged_factor`` and plain SGD's arguments."""
     from gdbench.schema_defaults import def_defaults
 
-    defaults = {
+    return {
         "W0": 0.0,
         "b0": 0.0,
         "epochs": schema_default("grid", "epochs"),
         "diverged_factor": schema_default("analysis", "diverged_factor"),
         **def_defaults("sgd_arguments"),
     }
-    return HorizonProblem(x, y, **{**defaults, **overrides})
+
+
+def horizon_problem(x: Any, y: Any, **overrides: Any) -> HorizonProblem:
+    """A float64 full-batch problem with the schema's defaults (:func:`_recurrence_defaults`)."""
+    from gdbench.horizon import HorizonProblem
+
+    return HorizonProblem(x, y, **{**_recurrence_defaults(), **overrides})
+
+
+def shuffled_problem(x: Any, y: Any, orders: Any, batch_size: int, **overrides: Any) -> ShuffledProblem:
+    """A float64 minibatch problem with the schema's defaults (:func:`_recurrence_defaults`)."""
+    from gdbench.minibatch import ShuffledProblem
+
+    return ShuffledProblem(x, y, orders, batch_size, **{**_recurrence_defaults(), **overrides})
 
 
 # Data and optimizers shared by the unit tests of several modules.

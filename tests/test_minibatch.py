@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import pytest
-from helpers import run_spec
+from helpers import run_spec, shuffled_problem
 
 from gdbench.config import check_config
 from gdbench.edge import edge_table, shuffle_orders
@@ -133,7 +133,7 @@ def _problem(batch: int, kw: dict, epochs: int = 60) -> tuple[ShuffledProblem, n
     y = 1.5 - 0.7 * x + 0.4 * rng.standard_normal(x.size)
     orders = np.stack([rng.permutation(x.size) for _ in range(epochs)])
     options = {"momentum": kw.get("momentum", 0.0), "nesterov": kw.get("nesterov", False)}
-    problem = ShuffledProblem(x, y, orders, batch, epochs=epochs, weight_decay=kw.get("wd", 0.0), **options)
+    problem = shuffled_problem(x, y, orders, batch, epochs=epochs, weight_decay=kw.get("wd", 0.0), **options)
     return problem, x, y, orders
 
 
@@ -182,7 +182,7 @@ def test_the_replayed_permutations_are_the_engines(tmp_path) -> None:
     data = experiment.data_source()
     for seed in (1, 2):
         points = data.get(run_spec(dataset="line", lr=0.1, seed=seed, epochs=60, batch_size=10))
-        problem = ShuffledProblem(points.x, points.y, shuffle_orders(seed, points.n, 60), 10, epochs=60)
+        problem = shuffled_problem(points.x, points.y, shuffle_orders(seed, points.n, 60), 10, epochs=60)
         edge = float(shuffled_edges([problem], 1e-3, 10.0)[0])
         runs = [
             run_spec(dataset="line", lr=lr, seed=seed, epochs=60, batch_size=10, dtype="float64")

@@ -212,3 +212,22 @@ def test_horizon_edge_in_closed_form_and_predicted_diverged_per_horizon(epochs):
     assert summary["predicted_diverged"].tolist() == summary["diverged"].tolist()
     assert summary["predicted_diverged"].tolist() == [False, epochs == 2000]
     assert (summary["predicted_rate"].iloc[1] > 1) and (summary["lr_ratio"].iloc[1] > 1)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_momentum_horizon_edge_and_predicted_diverged_from_the_closed_form(nesterov):
+    """Heavy ball and Nesterov (0.9) on the lesson's data, 300 epochs, float64: the summary's
+    ``horizon_edge`` equals an independent float64 bisection of torch's steps within 1e-9, and
+    runs 1e-6 below and above it are predicted (and found) not to diverge and to diverge; just
+    above the critical lr (1.0001 x) a run of 300 epochs does not diverge, nor is predicted to."""
+    from test_horizon_formula import critical, reference_edges
+
+    x, y = np.array([1.0, 2, 3]), np.array([2.0, 4, 6])
+    setting = [(0.9, nesterov, 0.0)]
+    edge = reference_edges(x, y, 0.0, 0.0, 300, setting)[0]
+    crit = critical(x, setting)[0]
+    optimizer = {"m": {"sgd": {"momentum": 0.9, "nesterov": nesterov}}}
+    lrs = [1.0001 * crit, edge * (1 - 1e-6), edge * (1 + 1e-6)]
+    _, _, summary = summary_of({"t": {"x": list(x), "y": list(y)}}, optimizer, lrs, 300)
+    np.testing.assert_allclose(summary["horizon_edge"], edge, rtol=1e-9)
+    assert summary["predicted_diverged"].tolist() == summary["diverged"].tolist() == [False, False, True]

@@ -358,3 +358,19 @@ def test_stretched_axis_is_its_own_inverse() -> None:
     np.testing.assert_allclose(divergence_plot._unstretch(divergence_plot._stretch(r)), r, rtol=1e-12)
     u = divergence_plot._stretch(r)
     assert (np.diff(u) > 0).all() and u[5] == 0
+
+
+def test_minibatch_panels_are_drawn_against_lr(grid, tmp_path) -> None:
+    """Minibatch runs are not bounded by the full-batch critical lr: their panel draws no
+    critical line, is drawn against lr and says so, next to the full-batch panel at x = 1."""
+    s = grid["summary"]
+    s = s[s["optimizer"] == "sgd"]
+    both = pd.concat(
+        [s.assign(batch_size="full"), s.assign(batch_size="2", run_id=s["run_id"] + len(grid["summary"]))],
+        ignore_index=True,
+    )
+    text = draw(plots.divergence, both, grid["theory"], tmp_path=tmp_path, name="minibatch")
+    assert "minibatch: the full-batch bound does not apply; drawn against lr" in text
+    assert "learning rate / critical lr" in text and "over the theory's critical learning rate" in text
+    only = draw(plots.divergence, both[both["batch_size"] == "2"], grid["theory"], tmp_path=tmp_path, name="mb")
+    assert "critical lr 2/λmax" not in only and "over the theory's critical" not in only

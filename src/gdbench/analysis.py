@@ -18,13 +18,19 @@ Per run (arrays of length R, NaN where a quantity has no meaning):
   full-batch stable range on its dataset's Hessian; empty for minibatch runs (full-batch
   theory does not bound them: they can diverge below ``critical_lr`` and survive above it);
 * ``predicted_diverged``: whether the full-batch theory predicts divergence *within the run's
-  own epochs*: the float64 recurrence of the run's optimizer from its initial point
-  (:func:`gdbench.horizon.diverges`, in closed form for plain SGD) passes the run's divergence
-  threshold by its last epoch. Not ``predicted_rate > 1``: just above the critical lr the error
-  grows so slowly that a finite run does not diverge (1.01 x critical at 300 epochs).
-  Unknown (``known`` false) for minibatch runs, Adam, and runs that start at the optimum;
-* ``horizon_edge``: plain SGD (full batch, no weight decay), the smallest lr whose run of the
-  same start and epochs diverges, in closed form (:func:`gdbench.horizon.closed_form_edge`).
+  own epochs*: its cost passes the run's divergence threshold by its last epoch. For momentum
+  and weight decay ``lr >= horizon_edge`` (the closed form below; the same verdicts as the
+  float64 recurrence but within ~1e-12 relative of the edge), for plain SGD and where the
+  closed form is empty the float64 recurrence of the run's optimizer from its initial point
+  (:func:`gdbench.horizon.diverges`, in closed form for plain SGD). Not ``predicted_rate > 1``:
+  just above the critical lr the error grows so slowly that a finite run does not diverge
+  (1.01 x critical at 300 epochs). Unknown (``known`` false) for minibatch runs, Adam, and runs
+  that start at the optimum;
+* ``horizon_edge``: full-batch SGD of any momentum (plain, heavy ball, Nesterov, dampening and
+  weight decay included), the smallest lr whose run of the same start and epochs diverges, in
+  closed form (:func:`gdbench.horizon_formula.closed_form_edges`: within ~1e-12 of the float64
+  bisection); empty where a transient below the critical lr could pass the threshold first
+  (momentum near 1 or a small ``diverged_factor``).
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ import numpy as np
 
 from gdbench import stability
 from gdbench.data import Dataset
-from gdbench.horizon import HorizonProblem, closed_form_edge, diverges
+from gdbench.horizon import HorizonProblem, diverges
+from gdbench.horizon_formula import closed_form_edges
 from gdbench.optimizers import DEFAULT_NAME, PLAIN_SGD, OptimizerSpec
 from gdbench.rates import direction_bottoms, direction_rates, fit_window, window_bottom
 from gdbench.runs import RunSpec
@@ -107,12 +114,10 @@ def analyse_runs(
     known = np.zeros(R, dtype=bool)
     known[theory_applies] = True
     known &= started
+    edge = np.full(R, np.nan)
+    edge[theory_applies] = closed_form_edges([problems[i] for i in theory_applies])
     predicted_diverged = np.zeros(R, dtype=bool)
-    rows = np.flatnonzero(known)
-    if rows.size:
-        verdicts = diverges([problems[int(i)] for i in rows], lr[rows][:, None])[:, 0]
-        predicted_diverged[rows] = verdicts
-    edge = np.array([closed_form_edge(problems[i]) if i in problems else np.nan for i in range(R)])
+    predicted_diverged[known] = _predicted_diverged(problems, np.flatnonzero(known), lr, edge)
     return RunAnalysis(
         n_points=n_points,
         full_batch=full,
@@ -125,6 +130,23 @@ def analyse_runs(
         known=known,
         horizon_edge=edge,
     )
+
+
+def _predicted_diverged(
+    problems: Mapping[int, HorizonProblem], rows: np.ndarray, lr: np.ndarray, edge: np.ndarray
+) -> np.ndarray:
+    """Per row, whether its run diverges within its epochs by the full-batch theory: for
+    momentum or weight decay ``lr >= horizon_edge`` where the closed form is given (the same
+    verdicts as the recurrence but within ~1e-12 relative of the edge, far cheaper), else the
+    float64 recurrence (:func:`gdbench.horizon.diverges`: plain SGD in closed form there)."""
+    out = np.zeros(rows.size, dtype=bool)
+    plain = np.array([problems[int(i)].momentum == 0 and problems[int(i)].weight_decay == 0 for i in rows], dtype=bool)
+    by_edge = ~plain & np.isfinite(edge[rows])
+    out[by_edge] = lr[rows[by_edge]] >= edge[rows[by_edge]]
+    rest = rows[~by_edge]
+    if rest.size:
+        out[~by_edge] = diverges([problems[int(i)] for i in rest], lr[rest][:, None])[:, 0]
+    return out
 
 
 def _problem(run: RunSpec, spec: OptimizerSpec, points: Points, diverged_factor: float) -> HorizonProblem:

@@ -246,35 +246,3 @@ def horizon_edges(
 
     lo, hi = bracket(verdicts, len(problems), lr_min, lr_max, rel_width, per_round)
     return np.sqrt(lo * hi)
-
-
-def closed_form_edge(problem: HorizonProblem, newton_steps: int = 3) -> float:
-    """Plain SGD without weight decay: the smallest learning rate whose cost passes the
-    threshold ``K C0`` (``K`` = ``diverged_factor``) within ``epochs`` epochs, in closed form.
-
-    Along eigen-direction ``i`` the excess is ``E_i r_i^k`` with ``E_i = lam_i u0_i^2 / 2`` and
-    ``r_i = (1 - lr lam_i)^2``; the cost is convex in ``k``, so near the edge it passes the
-    threshold at epoch ``T = epochs`` first. With one direction, ``E_i r_i^T = K C0 - C*`` gives
-    ``lr_T = (1 + R_i^(1/(2T))) / lam_i``, ``R_i = (K C0 - C*) / E_i``; the smallest over the
-    directions with ``E_i > 0`` starts ``newton_steps`` Newton steps on the sum of both
-    directions' terms (the other direction's, decayed, moves it by a few ulps). NaN for other
-    optimizers, ``epochs`` 0, or no excess."""
-    if not _is_plain(problem) or problem.epochs < 1:
-        return float("nan")
-    m = _modes(problem)
-    T = float(problem.epochs)
-    E = 0.5 * m.lam * m.u0 * m.u0
-    c0 = m.c_star + float(E.sum())
-    R = (c0 if c0 > 0 else 1.0) * float(problem.diverged_factor) - m.c_star
-    live = (m.lam > 0) & (E > 0)
-    if not live.any() or not R > 0:
-        return float("nan")
-    lr = float(np.min((1.0 + (R / E[live]) ** (1.0 / (2.0 * T))) / m.lam[live]))
-    for _ in range(newton_steps):
-        s = 1.0 - lr * m.lam[live]
-        f = float(np.sum(E[live] * (s * s) ** T)) - R
-        df = float(np.sum(E[live] * T * (s * s) ** (T - 1.0) * 2.0 * s * -m.lam[live]))
-        if not (np.isfinite(f) and np.isfinite(df)) or df == 0:
-            break
-        lr -= f / df
-    return lr

@@ -147,7 +147,7 @@ def test_edge_and_timing_figures_draw_every_awkward_table(tmp_path, case) -> Non
         "nan_heavy": [("sgd", 1, np.nan, np.nan, np.nan, np.nan), ("nesterov", 1, 0.1224, 0.1225, np.nan, np.nan)],
     }[case]
     table = pd.DataFrame(
-        [("tutorial", o, "full", "zeros", "float32", 2000, s, lo, hi, c, h) for o, s, lo, hi, c, h in rows],
+        [("tutorial", o, "full", "zeros", "float32", 2000, s, lo, hi, c, h, np.nan) for o, s, lo, hi, c, h in rows],
         columns=list(EDGE_COLUMNS),
     )
     text = draw(plots.edge, table, tmp_path=tmp_path, name=f"edge-{case}")

@@ -131,11 +131,11 @@ def measure_plan(
     does not define ``KeyError``. After that, each failed measurement becomes a NaN row with
     its reason logged, and the others go on.
     """
-    cfg = experiment.timing
-    threads = cfg.threads if threads is None else threads
     from gdbench.engines import check_device
     from gdbench.timing import harness
 
+    cfg = experiment.timing
+    threads = cfg.threads if threads is None else threads
     check_device(device)
     todo = plan(cfg) if items is None else list(items)
     specs = {name: experiment.optimizer(name) for name in dict.fromkeys(item[3] for item in todo)}
@@ -161,21 +161,26 @@ def measure_plan(
     done = [result for result in results if result is not None]
     for result in done:
         if result.ok:
-            log.info(
-                "timing %s %s %s n=%d runs=%d: %.3g s/epoch (IQR %.2g, %d repeats, cpu share %.2f, attempts %d), "
-                "%.3g run-epochs/s",
-                device,
-                result.engine,
-                result.optimizer,
-                result.n,
-                result.runs,
-                result.median_s_per_epoch,
-                result.iqr_s_per_epoch,
-                result.repeats,
-                result.cpu_share,
-                result.attempts,
-                result.run_epochs_per_s,
-            )
+            _log(device, result)
         if progress:
             progress(result)
     return done
+
+
+def _log(device: str, result: TimingResult) -> None:
+    """One measurement in the job's log."""
+    log.info(
+        "timing %s %s %s n=%d runs=%d: %.3g s/epoch (IQR %.2g, %d repeats, cpu share %.2f, attempts %d), "
+        "%.3g run-epochs/s",
+        device,
+        result.engine,
+        result.optimizer,
+        result.n,
+        result.runs,
+        result.median_s_per_epoch,
+        result.iqr_s_per_epoch,
+        result.repeats,
+        result.cpu_share,
+        result.attempts,
+        result.run_epochs_per_s,
+    )

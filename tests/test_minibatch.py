@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import run_spec, shuffled_problem
 
 from gdbench.config import check_config
 from gdbench.edge import edge_table, shuffle_orders
@@ -132,7 +133,7 @@ def _problem(batch: int, kw: dict, epochs: int = 60) -> tuple[ShuffledProblem, n
     y = 1.5 - 0.7 * x + 0.4 * rng.standard_normal(x.size)
     orders = np.stack([rng.permutation(x.size) for _ in range(epochs)])
     options = {"momentum": kw.get("momentum", 0.0), "nesterov": kw.get("nesterov", False)}
-    problem = ShuffledProblem(x, y, orders, batch, epochs=epochs, weight_decay=kw.get("wd", 0.0), **options)
+    problem = shuffled_problem(x, y, orders, batch, epochs=epochs, weight_decay=kw.get("wd", 0.0), **options)
     return problem, x, y, orders
 
 
@@ -176,16 +177,15 @@ def test_the_replayed_permutations_are_the_engines(tmp_path) -> None:
     """A float64 minibatch run trained by the engine diverges just above the shuffled horizon
     edge and not just below: the permutations replayed are the ones the engine drew."""
     from gdbench.engines import train
-    from gdbench.runs import RunSpec
 
     experiment = Experiment.from_checked(_issue_config([10]), ["cpu"])
     data = experiment.data_source()
     for seed in (1, 2):
-        points = data.get(RunSpec(dataset="line", lr=0.1, seed=seed, epochs=60, batch_size=10))
-        problem = ShuffledProblem(points.x, points.y, shuffle_orders(seed, points.n, 60), 10, epochs=60)
+        points = data.get(run_spec(dataset="line", lr=0.1, seed=seed, epochs=60, batch_size=10))
+        problem = shuffled_problem(points.x, points.y, shuffle_orders(seed, points.n, 60), 10, epochs=60)
         edge = float(shuffled_edges([problem], 1e-3, 10.0)[0])
         runs = [
-            RunSpec(dataset="line", lr=lr, seed=seed, epochs=60, batch_size=10, dtype="float64")
+            run_spec(dataset="line", lr=lr, seed=seed, epochs=60, batch_size=10, dtype="float64")
             for lr in (edge * (1 - 1e-7), edge * (1 + 1e-7))
         ]
         assert list(train(runs, data, experiment.train_options(record_every=0)).verdicts.diverged) == [False, True]
@@ -246,3 +246,23 @@ def test_theory_table_has_a_row_per_batch_size_with_the_bound_on_minibatch_rows(
     tiny = table[table.dataset == "tiny"]  # 3 points: batch sizes 10 and full are full batch, 1 is not
     assert tiny.set_index("batch_size").loc[["10", "full"], "critical_lr"].notna().all()
     assert tiny.set_index("batch_size").loc["1", "ms_critical_lr"] > 0
+
+
+def test_edge_figure_draws_minibatch_cases_over_their_mean_square_bound(tmp_path) -> None:
+    """A minibatch case with a bound is drawn over it (its tick and the legend say so, no ratio
+    is printed for it); one without (momentum) still says it has no critical lr."""
+    import pandas as pd
+
+    from gdbench.edge import EDGE_COLUMNS
+    from gdbench.plots import edge as edge_plot
+
+    rows = []
+    for seed in (1, 2, 3):
+        rows.append(["line", "sgd", "10", "zeros", "float32", 300, seed, 0.1999, 0.2001, np.nan, 0.2, 0.1722])
+        rows.append(["line", "hb", "10", "zeros", "float32", 300, seed, 0.05, 0.0501, np.nan, 0.0502, np.nan])
+        rows.append(["line", "sgd", "full", "zeros", "float32", 300, seed, 0.18786, 0.18788, 0.18563, 0.18787, np.nan])
+    edge_plot(pd.DataFrame(rows, columns=list(EDGE_COLUMNS)), tmp_path / "e.png", tmp_path / "e.svg")
+    svg = (tmp_path / "e.svg").read_text()
+    assert "over ms_critical_lr" in svg and "the mean-square bound" in svg and "no critical lr" in svg
+    assert f"{0.2001 / 0.1722:.5g}" not in svg  # no ratio printed that no table holds
+    assert f"{0.18788 / 0.18563:.5g}" in svg

@@ -275,7 +275,7 @@ def test_edge_plot_draws_every_kind_of_answer(tmp_path: Path) -> None:
         ("odd", np.nan, 1e-5, 0.5, np.nan),
     ]:
         for seed in (1, 2):
-            rows.append(["lesson", opt, "full", "zeros", "float32", 2000, seed, lo, hi, crit, hor])
+            rows.append(["lesson", opt, "full", "zeros", "float32", 2000, seed, lo, hi, crit, hor, np.nan])
     table = pd.DataFrame(rows, columns=list(EDGE_COLUMNS))
     edge_plot(table, tmp_path / "e.png", tmp_path / "e.svg")
     image = np.asarray(PIL.Image.open(tmp_path / "e.png").convert("L"))

@@ -188,7 +188,8 @@ def test_edge_figure_draws_ratios_to_the_critical_lr(tmp_path, case) -> None:
     from gdbench.edge import EDGE_COLUMNS
 
     rows = [
-        ("tutorial", o, "full", "zeros", "float32", 2000, s, lo, hi, c, h) for o, s, lo, hi, c, h in EDGE_CASES[case]
+        ("tutorial", o, "full", "zeros", "float32", 2000, s, lo, hi, c, h, np.nan)
+        for o, s, lo, hi, c, h in EDGE_CASES[case]
     ]
     table = pd.DataFrame(rows, columns=list(EDGE_COLUMNS))
     text = draw(plots.edge, table, tmp_path=tmp_path, name=f"edge-{case}")

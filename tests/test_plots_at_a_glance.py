@@ -147,7 +147,7 @@ def test_edge_and_timing_figures_draw_every_awkward_table(tmp_path, case) -> Non
         "nan_heavy": [("sgd", 1, np.nan, np.nan, np.nan, np.nan), ("nesterov", 1, 0.1224, 0.1225, np.nan, np.nan)],
     }[case]
     table = pd.DataFrame(
-        [("tutorial", o, "full", "zeros", "float32", 2000, s, lo, hi, c, h) for o, s, lo, hi, c, h in rows],
+        [("tutorial", o, "full", "zeros", "float32", 2000, s, lo, hi, c, h, np.nan) for o, s, lo, hi, c, h in rows],
         columns=list(EDGE_COLUMNS),
     )
     text = draw(plots.edge, table, tmp_path=tmp_path, name=f"edge-{case}")
@@ -358,3 +358,19 @@ def test_stretched_axis_is_its_own_inverse() -> None:
     np.testing.assert_allclose(divergence_plot._unstretch(divergence_plot._stretch(r)), r, rtol=1e-12)
     u = divergence_plot._stretch(r)
     assert (np.diff(u) > 0).all() and u[5] == 0
+
+
+def test_minibatch_panels_are_drawn_against_lr(grid, tmp_path) -> None:
+    """Minibatch runs are not bounded by the full-batch critical lr: their panel draws no
+    critical line, is drawn against lr and says so, next to the full-batch panel at x = 1."""
+    s = grid["summary"]
+    s = s[s["optimizer"] == "sgd"]
+    both = pd.concat(
+        [s.assign(batch_size="full"), s.assign(batch_size="2", run_id=s["run_id"] + len(grid["summary"]))],
+        ignore_index=True,
+    )
+    text = draw(plots.divergence, both, grid["theory"], tmp_path=tmp_path, name="minibatch")
+    assert "minibatch: the full-batch bound does not apply; drawn against lr" in text
+    assert "learning rate / critical lr" in text and "over the theory's critical learning rate" in text
+    only = draw(plots.divergence, both[both["batch_size"] == "2"], grid["theory"], tmp_path=tmp_path, name="mb")
+    assert "critical lr 2/λmax" not in only and "over the theory's critical" not in only

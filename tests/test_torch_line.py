@@ -18,6 +18,7 @@ TORCH_FREE = [
     "gdbench.experiment",
     "gdbench.horizon",
     "gdbench.lesson",
+    "gdbench.minibatch",
     "gdbench.plots",
     "gdbench.pipeline",
     "gdbench.plots.reduction",

@@ -30,7 +30,11 @@ Per run (arrays of length R, NaN where a quantity has no meaning):
   weight decay included), the smallest lr whose run of the same start and epochs diverges, in
   closed form (:func:`gdbench.horizon_formula.closed_form_edges`: within ~1e-12 of the float64
   bisection); empty where a transient below the critical lr could pass the threshold first
-  (momentum near 1 or a small ``diverged_factor``).
+  (momentum near 1 or a small ``diverged_factor``);
+* ``ms_critical_lr``, ``ms_lr_ratio = lr / ms_critical_lr``: minibatch runs of plain SGD
+  (weight decay allowed) only, the mean-square stability bound of :mod:`gdbench.minibatch` (a
+  bound of a model of independent random batches; empty for full-batch runs, whose
+  ``critical_lr`` is exact, and for momentum).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from gdbench import stability
 from gdbench.data import Dataset
 from gdbench.horizon import HorizonProblem, diverges
 from gdbench.horizon_formula import closed_form_edges
+from gdbench.minibatch import ms_bound
 from gdbench.optimizers import DEFAULT_NAME, PLAIN_SGD, OptimizerSpec
 from gdbench.rates import direction_bottoms, direction_rates, fit_window, window_bottom
 from gdbench.runs import RunSpec
@@ -78,6 +83,8 @@ class RunAnalysis:
     predicted_diverged: np.ndarray
     known: np.ndarray  # where predicted_diverged means something
     horizon_edge: np.ndarray
+    ms_critical_lr: np.ndarray
+    ms_lr_ratio: np.ndarray
 
 
 def analyse_runs(
@@ -117,6 +124,7 @@ def analyse_runs(
     edge[theory_applies] = closed_form_edges([problems[i] for i in theory_applies])
     predicted_diverged = np.zeros(R, dtype=bool)
     predicted_diverged[known] = _predicted_diverged(problems, np.flatnonzero(known), lr, edge)
+    ms = ms_bounds(runs, points, optimizers, full)
     return RunAnalysis(
         n_points=n_points,
         full_batch=full,
@@ -128,7 +136,27 @@ def analyse_runs(
         predicted_diverged=predicted_diverged,
         known=known,
         horizon_edge=edge,
+        ms_critical_lr=ms,
+        ms_lr_ratio=lr / ms,
     )
+
+
+def ms_bounds(
+    runs: list[RunSpec], points: Points, optimizers: Mapping[str, OptimizerSpec], full: np.ndarray
+) -> np.ndarray:
+    """Each minibatch run's mean-square bound (:func:`gdbench.minibatch.ms_bound`; NaN for
+    full-batch runs), once per dataset, batch size and optimizer (x does not depend on the seed)."""
+    out = np.full(len(runs), np.nan)
+    cache: dict[tuple[str, int | None, str], float] = {}
+    for i, run in enumerate(runs):
+        if full[i]:
+            continue
+        key = (run.dataset, run.batch_size, run.optimizer)
+        if key not in cache:
+            spec = optimizers[run.optimizer]
+            cache[key] = ms_bound(spec.kind, spec.momentum, spec.weight_decay, points.get(run).x, run.batch_size)
+        out[i] = cache[key]
+    return out
 
 
 def _predicted_diverged(

@@ -4,7 +4,12 @@ For every point of the grid without its learning rate (a :class:`Case`: dataset,
 batch size, init, dtype, epochs and seed), :func:`edge_table` brackets the smallest learning
 rate whose run diverges, by the grid's own verdict (cost non-finite or above
 ``analysis.diverged_factor`` x the initial cost, judged by the engines' ``VerdictTracker``),
-and sets theory beside it (``critical_lr``, and ``horizon_edge`` from :mod:`gdbench.horizon`).
+and sets theory beside it: for full-batch cases ``critical_lr`` and ``horizon_edge`` from
+:mod:`gdbench.horizon`; for minibatch cases ``ms_critical_lr`` (a mean-square bound) and, as
+``horizon_edge``, the first divergence of the case's own shuffled recurrence in float64
+(:mod:`gdbench.minibatch`, on the permutations the engines draw for its seed, searched with the
+located search's range and combs; never used as a guess, so the located search stays a
+measurement of its own).
 
 The search (:func:`gdbench.search.bracket`) probes many learning rates per round in one tensor program:
 
@@ -70,6 +75,7 @@ EDGE_COLUMNS = (
     "edge_hi",
     "critical_lr",
     "horizon_edge",
+    "ms_critical_lr",
 )
 
 #: What the edge job reads (:func:`edge_table`): the grid without its learning rates and
@@ -98,6 +104,10 @@ EDGE_READS = Reads(
 HORIZON_REL_WIDTH = 1.0e-10
 #: Learning rates per round of the horizon search (its cost grows with the probes per round).
 HORIZON_PER_ROUND = 16
+#: A minibatch case's shuffled horizon edge is computed up to this many steps (epochs x
+#: batches per epoch) and this many permuted points (epochs x n); beyond, it is left empty.
+SHUFFLED_MAX_STEPS = 1_000_000
+SHUFFLED_MAX_POINTS = 20_000_000
 
 
 @dataclass(frozen=True)
@@ -205,6 +215,63 @@ def _theory_edges(
     return critical, horizon
 
 
+def shuffle_orders(seed: int, n: int, epochs: int) -> np.ndarray:
+    """The permutations the engines draw for a minibatch run of ``seed`` on ``n`` points: row
+    ``k`` is epoch ``k``'s order (``randperm(n)`` of the run's shuffle generator, in turn)."""
+    import torch
+
+    from gdbench.engines.run_setup import shuffle_generator
+
+    generator = shuffle_generator(seed)
+    return np.stack([torch.randperm(n, generator=generator).numpy() for _ in range(epochs)]).astype(np.int64)
+
+
+def _minibatch_theory(
+    cases: Sequence[Case], data: DataSource, experiment: Experiment, settings: EdgeSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """``ms_critical_lr`` and the shuffled horizon edge per case: minibatch cases only (the
+    bound: plain SGD; the horizon: the SGD family, up to :data:`SHUFFLED_MAX_STEPS`), NaN
+    elsewhere. Each case's permutations come from the engines' own generator
+    (:func:`shuffle_orders`); the recurrence is :mod:`gdbench.minibatch`'s float64 one."""
+    from gdbench.engines.run_setup import initial_params
+    from gdbench.minibatch import ShuffledProblem, ms_bound, shuffled_edges
+
+    bound = np.full(len(cases), np.nan)
+    problems: list[ShuffledProblem] = []
+    # The recurrence is float64 whatever the case's dtype: one problem for a case's dtypes, except
+    # with a normal init, whose start is drawn in the dtype.
+    slot: dict[Case, int] = {}
+    where: list[tuple[int, int]] = []
+    for i, case in enumerate(cases):
+        run = case.run(1.0)
+        points = data.get(run)
+        if not run.is_minibatch(points.n) or case.batch_size is None:
+            continue
+        spec = experiment.optimizer(case.optimizer)
+        bound[i] = ms_bound(spec.kind, spec.momentum, spec.weight_decay, points.x, case.batch_size)
+        steps = case.epochs * -(-points.n // case.batch_size)
+        if spec.kind != "sgd" or steps > SHUFFLED_MAX_STEPS or case.epochs * points.n > SHUFFLED_MAX_POINTS:
+            continue
+        key = case if case.init == "normal" else dataclasses.replace(case, dtype="float64")
+        if key not in slot:
+            slot[key] = len(problems)
+            orders = shuffle_orders(case.seed, points.n, case.epochs)
+            W0, b0 = initial_params(run)
+            factor = experiment.criteria.diverged_factor
+            arguments = spec.arguments()
+            problems.append(
+                ShuffledProblem(points.x, points.y, orders, case.batch_size, W0, b0, case.epochs, factor, **arguments)
+            )
+        where.append((i, slot[key]))
+    # The located search's range and combs: divergence need not be monotone in lr here, and with
+    # the same probes both searches see the same first divergence (the float64 one narrows on).
+    edges = shuffled_edges(problems, settings.lr_min, settings.lr_max, HORIZON_REL_WIDTH, settings.lrs_per_round)
+    horizon = np.full(len(cases), np.nan)
+    for i, j in where:
+        horizon[i] = edges[j]
+    return bound, horizon
+
+
 def edge_table(experiment: Experiment, progress: Progress | None = None) -> pd.DataFrame:
     """The edge table of an experiment: one row per case (every seed), :data:`EDGE_COLUMNS`."""
     settings = experiment.edge
@@ -218,6 +285,7 @@ def edge_table(experiment: Experiment, progress: Progress | None = None) -> pd.D
         )
     options = experiment.train_options(progress, record_every=0)
     critical, horizon = _theory_edges(searched, data, experiment, settings)
+    bound, shuffled = _minibatch_theory(searched, data, experiment, settings)
     lo, hi = bracket(
         _located(searched, data, options),
         len(searched),
@@ -226,7 +294,7 @@ def edge_table(experiment: Experiment, progress: Progress | None = None) -> pd.D
         settings.rel_width,
         settings.lrs_per_round,
         progress,
-        guess=horizon,
+        guess=horizon,  # the full-batch edges only: a minibatch search stays independent of its theory
     )
     pick = np.asarray(answer, dtype=np.int64)
     return pd.DataFrame(
@@ -241,7 +309,8 @@ def edge_table(experiment: Experiment, progress: Progress | None = None) -> pd.D
             "edge_lo": lo[pick],
             "edge_hi": hi[pick],
             "critical_lr": critical[pick],
-            "horizon_edge": horizon[pick],
+            "horizon_edge": np.where(np.isfinite(horizon), horizon, shuffled)[pick],
+            "ms_critical_lr": bound[pick],
         },
         columns=list(EDGE_COLUMNS),
     )

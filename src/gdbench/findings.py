@@ -192,11 +192,12 @@ def findings_table(
 
 
 def _fastest_rate(theory: pd.DataFrame | None) -> pd.DataFrame:
-    """The theory table's ``fastest_rate`` per dataset and optimizer (empty without one)."""
+    """The theory table's ``fastest_rate`` per dataset and optimizer (empty without one; its
+    minibatch rows, which have none, do not count)."""
     if theory is None or "fastest_rate" not in theory:
         return pd.DataFrame({"dataset": pd.Series(dtype=str), "optimizer": pd.Series(dtype=str), "fastest_rate": []})
     df = theory[["dataset", "optimizer", "fastest_rate"]].astype({"dataset": str, "optimizer": str})
-    return df.drop_duplicates(["dataset", "optimizer"])
+    return df.dropna(subset=["fastest_rate"]).drop_duplicates(["dataset", "optimizer"])
 
 
 def performance_profile(summary: pd.DataFrame) -> pd.DataFrame:

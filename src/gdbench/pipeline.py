@@ -42,7 +42,9 @@ TRAIN_READS = Reads(
 )
 
 #: What the theory job reads (:func:`write_theory`): the grid's datasets, optimizers and seeds.
-THEORY_READS = Reads(("datasets.*", "optimizers.*", "grid.dataset", "grid.optimizer", "grid.seed"))
+THEORY_READS = Reads(
+    ("datasets.*", "optimizers.*", "grid.dataset", "grid.optimizer", "grid.seed", "training.batch_size")
+)
 
 
 def job_values(experiment: Experiment, reads: Reads, runs: Sequence[RunSpec] | None = None) -> dict[str, Any]:
@@ -175,7 +177,9 @@ def write_theory(
         io.write_csv(curves, curve_path)
     note = (
         "Full-batch runs of each optimizer converge iff lr < critical_lr (empty: no "
-        "closed form, e.g. Adam); optimal_cost is the least-squares cost (W_star, b_star)."
+        "closed form, e.g. Adam); optimal_cost is the least-squares cost (W_star, b_star). Minibatch rows "
+        "(batch_size below n) have no full-batch columns: ms_critical_lr is a mean-square stability bound "
+        "of a model of independent random batches instead."
     )
     io.write_html_table(table, html_path, "Theory per dataset", note)
     io.write_text(table.to_string(index=False) + "\n", log_path)
@@ -185,12 +189,15 @@ def theory_table(
     experiment: Experiment, datasets: Sequence[str] | None = None, optimizers: Sequence[str] | None = None
 ) -> pd.DataFrame:
     """The theory table of ``datasets`` and ``optimizers`` (default: the grid's) over the grid's
-    seeds."""
+    seeds and batch sizes (minibatch rows: the mean-square bound instead of the full-batch
+    columns, :func:`gdbench.tables.theory_by_batch_size`)."""
     names = list(experiment.grid.dataset) if datasets is None else list(datasets)
     specs = {
         name: experiment.optimizer(name) for name in (experiment.grid.optimizer if optimizers is None else optimizers)
     }
-    return tables.theory_table(theories(experiment, names), optima(experiment, names, experiment.grid.seed), specs)
+    table = tables.theory_table(theories(experiment, names), optima(experiment, names, experiment.grid.seed), specs)
+    xs = {name: experiment.dataset(name).build(seed=0, base_dir=experiment.base_dir).x for name in names}
+    return tables.theory_by_batch_size(table, experiment.grid.batch_size, xs, specs)
 
 
 #: Rows of the trajectory table shown on the report's preview page.

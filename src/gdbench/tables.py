@@ -48,6 +48,8 @@ SUMMARY_COLUMNS = (
     "batch_seconds_per_run",
     "reached_at",
     "horizon_edge",
+    "ms_critical_lr",
+    "ms_lr_ratio",
 )
 _CATEGORICAL = ("dataset", "optimizer", "device", "engine", "init", "batch_size", "dtype")
 
@@ -155,6 +157,8 @@ def summary(batch: TrajectoryBatch, analysis: RunAnalysis, run_ids: Sequence[int
     df["predicted_diverged"] = predicted_diverged
     df["batch_seconds_per_run"] = batch.seconds
     df["horizon_edge"] = analysis.horizon_edge
+    df["ms_critical_lr"] = analysis.ms_critical_lr
+    df["ms_lr_ratio"] = analysis.ms_lr_ratio
     return df[list(SUMMARY_COLUMNS)]
 
 
@@ -202,6 +206,42 @@ def theory_table(
     df = points.merge(df, on="dataset", how="left", sort=False)
     first = ["dataset", "seed", "optimizer"]
     return df[first + [c for c in df.columns if c not in first]]
+
+
+#: The theory table's full-batch columns, empty on its minibatch rows.
+FULL_BATCH_THEORY = ("critical_lr", "critical_rule", "fastest_lr", "fastest_rate")
+
+
+def theory_by_batch_size(
+    table: pd.DataFrame,
+    batch_sizes: Sequence[int | None],
+    points: Mapping[str, np.ndarray],
+    optimizers: Mapping[str, OptimizerSpec],
+) -> pd.DataFrame:
+    """The theory table (:func:`theory_table`) once per batch size, ``batch_size`` after
+    ``optimizer`` (``full`` or the integer, as the summary writes it) and ``ms_critical_lr``
+    last. Rows where the batch size is below the dataset's ``n`` (``points``: its x) are
+    minibatch rows: the full-batch columns empty, ``ms_critical_lr`` the mean-square bound of
+    :mod:`gdbench.minibatch` (empty for optimizers it does not cover); on full-batch rows
+    ``ms_critical_lr`` is empty (their ``critical_lr`` is exact)."""
+    from gdbench.minibatch import ms_bound
+
+    frames = []
+    where = list(table.columns).index("optimizer") + 1
+    for size in dict.fromkeys(batch_sizes):
+        part = table.copy()
+        part.insert(where, "batch_size", "full" if size is None else str(size))
+        bounds = [
+            ms_bound(spec.kind, spec.momentum, spec.weight_decay, points[str(ds)], size)
+            for ds, spec in zip(part["dataset"], (optimizers[str(o)] for o in part["optimizer"]), strict=True)
+        ]
+        mini = np.array([size is not None and size < points[str(ds)].size for ds in part["dataset"]], dtype=bool)
+        for col in FULL_BATCH_THEORY:
+            if col in part:
+                part[col] = part[col].where(~mini, "" if col == "critical_rule" else np.nan)
+        part["ms_critical_lr"] = np.array(bounds, dtype=np.float64)
+        frames.append(part)
+    return pd.concat(frames, ignore_index=True)
 
 
 #: The lr / critical_lr at which the rate curves are tabulated: log-spaced over both sides of

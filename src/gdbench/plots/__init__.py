@@ -1,9 +1,11 @@
 """Figures people read, drawn from the tidy tables: one module per figure, sharing
 :mod:`gdbench.plots.style` (theme, saving, facets, colours).
 
-* :func:`convergence` (``convergence_plot``): excess cost vs epoch, one line per learning rate;
+* :func:`convergence` (``convergence_plot``): excess cost (its upper envelope) vs epoch, one
+  line per learning rate coloured on the one learning-rate scale (``style.LrScale``);
   its reduction of seeds to lines is :mod:`gdbench.plots.reduction` (pandas only, no matplotlib);
-* :func:`divergence` (``divergence_plot``): final excess cost vs learning rate, with theory;
+* :func:`divergence` (``divergence_plot``): final excess cost vs lr / critical lr (stretched
+  around 1, the grid's lrs on top), with theory; against lr where there is no critical lr;
 * :func:`rate` (``rate_plot``): measured vs predicted rate of the excess cost, both sides of
   the critical lr;
 * :func:`time_to_target` (``target_plot``): epochs to converge vs lr per optimizer;

@@ -101,7 +101,8 @@ def divergence(summary: pd.DataFrame, theory: pd.DataFrame, out_png: style.PathL
         legend += [Line2D([], [], ls="none", label=note) for note in notes]
         wide = fig.get_figwidth() >= 10
         fig.legend(handles=legend, loc="outside lower center", ncols=2 if wide else 1, fontsize="small")
-        fig.suptitle("Divergence: final excess cost vs learning rate over the theory's critical learning rate")
+        over = " over the theory's critical learning rate" if any(ratio_axis.values()) else ""
+        fig.suptitle(f"Divergence: final excess cost vs learning rate{over}")
         style.save(fig, out_png, out_svg)
 
 
@@ -176,7 +177,7 @@ class _TheoryLines:
 _NO_THEORY = _TheoryLines()
 #: Minibatch runs: the full-batch critical lr does not bound them (they can diverge below it
 #: and survive above it), so none is drawn.
-_MINIBATCH = _TheoryLines(closed_form=False, note="minibatch: no full-batch theory drawn")
+_MINIBATCH = _TheoryLines(closed_form=False, note="minibatch: the full-batch bound does not apply")
 
 
 def _minibatch(part: pd.DataFrame) -> bool:
@@ -241,7 +242,7 @@ def _divergence_facet(
         handles.append(Patch(color=style.DIVERGED_COLOUR, alpha=0.12, label="theory: diverges (lr > critical)"))
         ax.legend(handles=handles, loc="best", fontsize="x-small")
     elif not theory.closed_form:
-        style.corner_note(ax, f"{theory.note}: drawn against lr")
+        style.corner_note(ax, f"{theory.note}; drawn against lr")
     if not len(part):
         style.empty_note(ax, "no runs")
     return drawn

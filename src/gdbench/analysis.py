@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
@@ -198,9 +199,16 @@ def _predicted_rate(run: RunSpec, spec: OptimizerSpec, theory: Theory, points: P
 def _moving_directions(data: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """The Hessian's positive eigenvalues and their eigenvectors as columns (``[2, 2]``, or
     ``[2, 1]`` when all x are equal: the error along the null direction never changes and
-    carries no excess)."""
-    lam, vecs = eigen(data.x)
-    return lam[lam > 0], vecs[:, lam > 0]
+    carries no excess). Computed once per data set (a grid's runs share their points)."""
+    return _moving_directions_of(np.asarray(data.x, dtype=np.float64).tobytes())
+
+
+@lru_cache(maxsize=256)
+def _moving_directions_of(x_bytes: bytes) -> tuple[np.ndarray, np.ndarray]:
+    lam, vecs = eigen(np.frombuffer(x_bytes))
+    lam, vecs = lam[lam > 0], vecs[:, lam > 0]
+    lam.flags.writeable = vecs.flags.writeable = False  # shared by every run of the data set
+    return lam, vecs
 
 
 def measured_rates(batch: TrajectoryBatch, points: Points, optimizers: Mapping[str, OptimizerSpec]) -> np.ndarray:

@@ -105,8 +105,9 @@ def trajectory_table(batch: TrajectoryBatch, run_ids: Sequence[int] | None = Non
     for col in runs.columns:
         if col in _CATEGORICAL:
             cat = runs[col].cat
-            codes = np.repeat(cat.codes.to_numpy().astype(np.int32), counts)
-            columns[col] = pa.DictionaryArray.from_arrays(codes, pa.array(list(cat.categories), pa.string()))
+            codes = np.repeat(cat.codes.to_numpy().astype(np.int32), counts)  # valid by construction:
+            dictionary = pa.array(list(cat.categories), pa.string())  # no check of 1e7 indices
+            columns[col] = pa.DictionaryArray.from_arrays(codes, dictionary, safe=False)
         else:
             columns[col] = pa.array(np.repeat(runs[col].to_numpy(), counts))
     columns["epoch"] = pa.array(np.broadcast_to(batch.epochs.astype(np.int32), mask.shape)[mask])

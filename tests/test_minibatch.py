@@ -246,3 +246,23 @@ def test_theory_table_has_a_row_per_batch_size_with_the_bound_on_minibatch_rows(
     tiny = table[table.dataset == "tiny"]  # 3 points: batch sizes 10 and full are full batch, 1 is not
     assert tiny.set_index("batch_size").loc[["10", "full"], "critical_lr"].notna().all()
     assert tiny.set_index("batch_size").loc["1", "ms_critical_lr"] > 0
+
+
+def test_edge_figure_draws_minibatch_cases_over_their_mean_square_bound(tmp_path) -> None:
+    """A minibatch case with a bound is drawn over it (its tick and the legend say so, no ratio
+    is printed for it); one without (momentum) still says it has no critical lr."""
+    import pandas as pd
+
+    from gdbench.edge import EDGE_COLUMNS
+    from gdbench.plots import edge as edge_plot
+
+    rows = []
+    for seed in (1, 2, 3):
+        rows.append(["line", "sgd", "10", "zeros", "float32", 300, seed, 0.1999, 0.2001, np.nan, 0.2, 0.1722])
+        rows.append(["line", "hb", "10", "zeros", "float32", 300, seed, 0.05, 0.0501, np.nan, 0.0502, np.nan])
+        rows.append(["line", "sgd", "full", "zeros", "float32", 300, seed, 0.18786, 0.18788, 0.18563, 0.18787, np.nan])
+    edge_plot(pd.DataFrame(rows, columns=list(EDGE_COLUMNS)), tmp_path / "e.png", tmp_path / "e.svg")
+    svg = (tmp_path / "e.svg").read_text()
+    assert "over ms_critical_lr" in svg and "the mean-square bound" in svg and "no critical lr" in svg
+    assert f"{0.2001 / 0.1722:.5g}" not in svg  # no ratio printed that no table holds
+    assert f"{0.18788 / 0.18563:.5g}" in svg

@@ -10,7 +10,10 @@ epochs): no log axis of learning rates shows that. Per optimizer: the located ed
 ``horizon_edge / critical_lr`` (the finite-horizon theory; ``horizon_ratio``). An optimizer
 without a critical lr (Adam) has no ratio: its tick says so, and the edge table holds its
 edge. Searches that found no divergence up to ``lr_max``, or divergence already at
-``lr_min``, are triangles at the top or bottom of the panel.
+``lr_min``, are triangles at the top or bottom of the panel. Minibatch cases have no critical
+lr: where the table gives their mean-square bound ``ms_critical_lr`` (plain SGD), their points
+are drawn over it instead (the dashed line at 1 is then that bound, which runs exceed), without
+a printed ratio; their ``horizon_edge`` is their own shuffled recurrence's.
 
 It uses the shared theme and helpers of :mod:`gdbench.plots.style` (PNG at 150 dpi and SVG).
 """
@@ -40,6 +43,8 @@ _HANDLES = {
     "none": Line2D([], [], ls="none", marker="^", ms=8, color=_EDGE_COLOUR, label="no divergence up to lr_max"),
     "all": Line2D([], [], ls="none", marker="v", ms=8, color=style.DIVERGED_COLOUR, label="diverges already at lr_min"),
     "critical": Line2D([], [], color=style.CRITICAL_COLOUR, ls="--", lw=1.2, label="critical_lr (ratio 1)"),
+    "ms": Line2D([], [], color=style.CRITICAL_COLOUR, ls="--", lw=1.2,
+                 label="minibatch panels: over ms_critical_lr, the mean-square bound (ratio 1)"),
     "horizon": Line2D(
         [], [], ls="none", marker="D", ms=6, mfc="none", mew=1.6, color=style.FASTEST_COLOUR,
         label="horizon_edge / critical_lr: theory's edge within the same epochs (float64)",
@@ -54,7 +59,9 @@ def edge(table: pd.DataFrame, out_png: style.PathLike, out_svg: style.PathLike) 
         if col in df.columns:  # in the table's order (the config's), not alphabetical
             values = df[col].astype(str)
             df[col] = pd.Categorical(values, categories=list(dict.fromkeys(values)))
-    for col in ("edge_lo", "edge_hi", "critical_lr", "horizon_edge"):
+    if "ms_critical_lr" not in df.columns:
+        df["ms_critical_lr"] = np.nan
+    for col in ("edge_lo", "edge_hi", "critical_lr", "horizon_edge", "ms_critical_lr"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     with style.theme():
         if df.empty:
@@ -73,7 +80,8 @@ def edge(table: pd.DataFrame, out_png: style.PathLike, out_svg: style.PathLike) 
             part = df[[k == key for k in df["_facet"]]]
             drawn |= _facet(ax, part, [str(o) for o in df["optimizer"].cat.categories])
             ax.set_title(facets.title(key))
-        style.label_outer(facets, by_key, "optimizer", "learning rate / critical_lr")
+        over = "learning rate / critical_lr" + (" (minibatch: / ms_critical_lr)" if "ms" in drawn else "")
+        style.label_outer(facets, by_key, "optimizer", over)
         legend = [h for kind, h in _HANDLES.items() if kind in drawn]
         fig.legend(
             handles=legend, loc="outside lower center", ncols=2 if fig.get_figwidth() >= 10 else 1, fontsize="small"
@@ -85,13 +93,16 @@ def edge(table: pd.DataFrame, out_png: style.PathLike, out_svg: style.PathLike) 
 def _facet(ax: Axes, part: pd.DataFrame, optimizers: list[str]) -> set[str]:
     """One facet: per optimizer, the located edge and the horizon edge over the critical lr;
     returns what it drew."""
-    drawn: set[str] = {"critical"}
+    drawn: set[str] = set()
     values: list[float] = [1.0]
     ticks = []
     ends: list[tuple[int, str]] = []
     for x, name in enumerate(optimizers):
         rows = part[part["optimizer"].astype(str) == name]
         crit = _first(rows["critical_lr"]) if len(rows) else float("nan")
+        bound = not np.isfinite(crit) and len(rows) > 0 and np.isfinite(_first(rows["ms_critical_lr"]))
+        if bound:  # minibatch: over its mean-square bound
+            crit = _first(rows["ms_critical_lr"])
         lo, hi = rows["edge_lo"].to_numpy(), rows["edge_hi"].to_numpy()
         both = np.isfinite(lo) & np.isfinite(hi)
         none_hit = (~np.isfinite(hi) & np.isfinite(lo)).any()  # no divergence up to lr_max
@@ -100,7 +111,8 @@ def _facet(ax: Axes, part: pd.DataFrame, optimizers: list[str]) -> set[str]:
             what = "no divergence up to lr_max" if none_hit else "diverges already at lr_min" if all_hit else ""
             ticks.append(f"{name}\n(no critical lr{': ' + what if what else ''})")
             continue
-        ticks.append(name)
+        ticks.append(f"{name}\n(over ms_critical_lr)" if bound else name)
+        drawn.add("ms" if bound else "critical")
         horizon = _first(rows["horizon_edge"])
         if np.isfinite(horizon):
             look = _HANDLES["horizon"]
@@ -109,9 +121,11 @@ def _facet(ax: Axes, part: pd.DataFrame, optimizers: list[str]) -> set[str]:
             drawn.add("horizon")
             values.append(horizon / crit)
         if both.any():
-            values += _located(ax, x, lo[both] / crit, hi[both] / crit)
+            values += _located(ax, x, lo[both] / crit, hi[both] / crit, label=not bound)
             drawn.add("located")
         ends += [(x, "none")] * bool(none_hit) + [(x, "all")] * bool(all_hit)
+    if "ms" not in drawn:
+        drawn.add("critical")
     ax.axhline(1.0, color=style.CRITICAL_COLOUR, ls="--", lw=1.2, zorder=1)
     _limits(ax, values)
     for x, kind in ends:  # beyond the panel's range: a triangle at its edge
@@ -132,17 +146,19 @@ def _limits(ax: Axes, values: list[float]) -> None:
     ax.yaxis.set_major_formatter(FuncFormatter(lambda val, _pos: f"{val:.4f}"))
 
 
-def _located(ax: Axes, x: int, lo: np.ndarray, hi: np.ndarray) -> list[float]:
+def _located(ax: Axes, x: int, lo: np.ndarray, hi: np.ndarray, label: bool = True) -> list[float]:
     """The located edge of one optimizer over its critical lr (brackets ``lo``..``hi`` over
-    seeds, as ratios), labelled with its ratio; returns the values drawn."""
+    seeds, as ratios), labelled with its ratio (the findings' ``edge_ratio``) when ``label``;
+    returns the values drawn."""
     centre = float(np.median(hi))  # the smallest lr found to diverge: edge.csv's edge_hi
     low, high = float(lo.min()), float(hi.max())
     ax.errorbar(
         [x - _OFFSET], [centre], yerr=[[centre - low], [high - centre]], ls="none", marker="o", ms=7,
         color=_EDGE_COLOUR, mec="white", mew=0.6, elinewidth=1.4, capsize=4, zorder=3,
     )  # fmt: skip
-    ax.annotate(f"{centre:.5g}", (x - _OFFSET, centre), xytext=(-8, 0), textcoords="offset points", ha="right",
-                va="center", fontsize="small", color=_EDGE_COLOUR)  # fmt: skip
+    if label:
+        ax.annotate(f"{centre:.5g}", (x - _OFFSET, centre), xytext=(-8, 0), textcoords="offset points", ha="right",
+                    va="center", fontsize="small", color=_EDGE_COLOUR)  # fmt: skip
     return [low, high]
 
 

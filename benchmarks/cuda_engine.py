@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -18,6 +19,8 @@ import torch
 from gdbench.data import parse_dataset
 from gdbench.determinism import set_deterministic
 from gdbench.engines import TrainOptions, train
+from gdbench.experiment import default_experiment
+from gdbench.lesson import LESSON_SETTINGS
 from gdbench.runs import RunSpec
 
 DATA = {
@@ -38,9 +41,9 @@ def timed(runs: list[RunSpec], options: TrainOptions) -> float:
 
 def throughput(R: int, graphs: bool, e1: int = 200, e2: int = 2000) -> tuple[float, float, float]:
     lrs = np.geomspace(1e-4, 0.09, R)
-    options = TrainOptions(record_every=0, cuda_graphs=graphs)
-    short = [RunSpec("tutorial", float(lr), 1, e1, device="cuda") for lr in lrs]
-    long = [RunSpec("tutorial", float(lr), 1, e2, device="cuda") for lr in lrs]
+    options = replace(default_experiment().train_options(record_every=0), cuda_graphs=graphs)
+    short = [RunSpec("tutorial", float(lr), 1, e1, "cuda", engine="batched", **LESSON_SETTINGS) for lr in lrs]
+    long = [RunSpec("tutorial", float(lr), 1, e2, "cuda", engine="batched", **LESSON_SETTINGS) for lr in lrs]
     timed(short[:1000], options)  # warm-up
     t1 = min(timed(short, options) for _ in range(2))
     t2 = min(timed(long, options) for _ in range(2))
@@ -50,13 +53,17 @@ def throughput(R: int, graphs: bool, e1: int = 200, e2: int = 2000) -> tuple[flo
 
 def alone_equals_batch() -> bool:
     ok = True
+    options = default_experiment().train_options()
     for name, bs in (("tutorial", None), ("noisy", None), ("noisy", 8)):
+        settings = {**LESSON_SETTINGS, "batch_size": bs}
         runs = [
-            RunSpec(name, lr, s, 150, device="cuda", batch_size=bs) for lr in (0.01, 0.1, 0.19, 0.5) for s in (1, 2, 3)
+            RunSpec(name, lr, s, 150, "cuda", engine="batched", **settings)
+            for lr in (0.01, 0.1, 0.19, 0.5)
+            for s in (1, 2, 3)
         ]
-        together = train(runs, DATA)
+        together = train(runs, DATA, options)
         for i in (0, 5, len(runs) - 1):
-            alone = train([runs[i]], DATA)
+            alone = train([runs[i]], DATA, options)
             same = all(
                 np.array_equal(a, b, equal_nan=True)
                 for a, b in zip(alone.run_trajectory(0), together.run_trajectory(i), strict=True)

@@ -29,25 +29,29 @@ OPTIMIZERS = ["sgd", "heavy_ball", "nesterov", "adam"]
 
 def measure(engine: str, G: int, record_every: int, optimizer: str = "sgd") -> dict:
     import math
+    from dataclasses import replace
 
     import numpy as np
     import torch
 
     from gdbench import stability
     from gdbench.data import parse_dataset
-    from gdbench.engines import TrainOptions, train
+    from gdbench.engines import train
     from gdbench.experiment import resolve
+    from gdbench.lesson import LESSON_SETTINGS
     from gdbench.runs import RunSpec
     from gdbench.theory import analyse
 
     torch.set_num_threads(1)
-    spec = resolve({}, ["cpu"]).optimizer(optimizer)
+    experiment = resolve({}, ["cpu"])
+    spec = experiment.optimizer(optimizer)
     data = {"tutorial": parse_dataset("tutorial", {"x": [1, 2, 3], "y": [2, 4, 6]})}
     critical = stability.critical_lr(spec, analyse(data["tutorial"].build()).lambda_max)
     top = min(0.17, 0.95 * critical) if math.isfinite(critical) else 0.17
     lrs = np.geomspace(1e-4, top, G)
-    runs = [RunSpec("tutorial", float(lr), 1, EPOCHS, engine=engine, optimizer=optimizer) for lr in lrs]
-    options = TrainOptions(record_every=record_every, optimizers={optimizer: spec})
+    settings = {**LESSON_SETTINGS, "optimizer": optimizer}
+    runs = [RunSpec("tutorial", float(lr), 1, EPOCHS, "cpu", engine=engine, **settings) for lr in lrs]
+    options = replace(experiment.train_options(record_every=record_every), optimizers={optimizer: spec})
     train(runs[:2], data, options)  # warm-up
     start = time.perf_counter()
     train(runs, data, options)

@@ -288,6 +288,18 @@ BAD_CONFIGS = [
         words=("needs dampening 0",),
     ),
     BadConfig(
+        "edge-empty-range",
+        "edge: {lr_min: 1.0, lr_max: 0.5}",
+        "edge.lr_min = 1.0: must be below edge.lr_max (0.5)",
+        words=("[lr_min, lr_max]",),
+    ),
+    BadConfig(
+        "timing-optimizer-undefined",
+        "optimizers: {sgd: {sgd: {}}}\ntiming: {optimizers: [sgd, nesterov]}",
+        'timing.optimizers[1] = "nesterov": no such optimizer',
+        words=("defined in optimizers: sgd",),
+    ),
+    BadConfig(
         "optimizer-x-sgd-momentum",
         "optimizers: {x: {sgd: {momentum: -0.9}}}",
         "optimizers.x.sgd.momentum = -0.9",

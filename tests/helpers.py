@@ -12,10 +12,21 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 import yaml
+
+from gdbench.data import parse_dataset
+from gdbench.theory import analyse
+
+if TYPE_CHECKING:
+    from gdbench.engines import TrainOptions
+    from gdbench.horizon import HorizonProblem
+    from gdbench.minibatch import ShuffledProblem
+    from gdbench.optimizers import OptimizerSpec
+    from gdbench.runs import RunSpec
+    from gdbench.verdicts import Criteria
 
 T = TypeVar("T")
 
@@ -127,3 +138,127 @@ def shared_run(tmp_path_factory: pytest.TempPathFactory, name: str, config: dict
         return str(folder)
 
     return Path(once(tmp_path_factory, name, run))
+
+
+# Settings objects for unit tests, with the schema's defaults (the schema alone holds them:
+# gdbench's dataclasses have none). Keyword arguments override.
+
+
+def schema_default(section: str, key: str) -> Any:
+    """The schema's default of ``section.key`` (for a list, e.g. ``grid.epochs``, its first)."""
+    from gdbench.schema_defaults import section_defaults
+
+    value = section_defaults(section)[key]
+    return value[0] if isinstance(value, list) else value
+
+
+def criteria(**overrides: Any) -> Criteria:
+    """The verdicts' thresholds: the schema's ``analysis`` defaults."""
+    from gdbench.schema_defaults import section_defaults
+    from gdbench.verdicts import Criteria
+
+    return Criteria(**{**section_defaults("analysis"), **overrides})
+
+
+def optimizer_spec(name: str = "sgd", kind: str = "sgd", **arguments: Any) -> OptimizerSpec:
+    """An optimizer built in Python: the schema's defaults for the arguments not given."""
+    from gdbench.optimizers import ARGUMENT_DEFAULTS, OptimizerSpec
+
+    return OptimizerSpec(name=name, kind=kind, **{**ARGUMENT_DEFAULTS, **arguments})
+
+
+def train_options(**overrides: Any) -> TrainOptions:
+    """How to train: the schema's ``training`` and ``analysis`` defaults, plain SGD as ``sgd``."""
+    from gdbench.engines import TrainOptions
+    from gdbench.optimizers import PLAIN_SGD
+
+    defaults = {
+        "record_every": schema_default("training", "record_every"),
+        "criteria": criteria(),
+        "chunk_epochs": schema_default("training", "chunk_epochs"),
+        "optimizers": {PLAIN_SGD.name: PLAIN_SGD},
+    }
+    return TrainOptions(**{**defaults, **overrides})
+
+
+def run_spec(dataset: str, lr: float, seed: int, epochs: int, **overrides: Any) -> RunSpec:
+    """One run on the CPU with the schema's ``training`` defaults and its first optimizer."""
+    from gdbench.runs import RunSpec, batch_size_value
+
+    defaults = {
+        "device": "cpu",
+        "init": schema_default("training", "init"),
+        "batch_size": batch_size_value(schema_default("training", "batch_size")),
+        "dtype": schema_default("training", "dtype"),
+        "engine": schema_default("training", "engine"),
+        "optimizer": schema_default("grid", "optimizer"),
+    }
+    return RunSpec(dataset, lr, seed, epochs, **{**defaults, **overrides})
+
+
+def _recurrence_defaults() -> dict[str, Any]:
+    """A float64 recurrence's settings: from the origin (the schema's ``init``), over the
+    schema's first ``grid.epochs``, with its ``diverged_factor`` and plain SGD's arguments."""
+    from gdbench.schema_defaults import def_defaults
+
+    return {
+        "W0": 0.0,
+        "b0": 0.0,
+        "epochs": schema_default("grid", "epochs"),
+        "diverged_factor": schema_default("analysis", "diverged_factor"),
+        **def_defaults("sgd_arguments"),
+    }
+
+
+def horizon_problem(x: Any, y: Any, **overrides: Any) -> HorizonProblem:
+    """A float64 full-batch problem with the schema's defaults (:func:`_recurrence_defaults`)."""
+    from gdbench.horizon import HorizonProblem
+
+    return HorizonProblem(x, y, **{**_recurrence_defaults(), **overrides})
+
+
+def shuffled_problem(x: Any, y: Any, orders: Any, batch_size: int, **overrides: Any) -> ShuffledProblem:
+    """A float64 minibatch problem with the schema's defaults (:func:`_recurrence_defaults`)."""
+    from gdbench.minibatch import ShuffledProblem
+
+    return ShuffledProblem(x, y, orders, batch_size, **{**_recurrence_defaults(), **overrides})
+
+
+# Data and optimizers shared by the unit tests of several modules.
+
+#: The default config's two datasets (the lesson's three points and the noisy line), parsed.
+LESSON_AND_NOISY = {
+    "tutorial": parse_dataset("tutorial", {"x": [1, 2, 3], "y": [2, 4, 6]}),
+    "noisy": parse_dataset(
+        "noisy", {"synthetic": {"n": 64, "slope": 2.0, "intercept": 0.5, "noise": 0.5, "x_min": 0.0, "x_max": 3.0}}
+    ),
+}
+
+#: One of each code path: plain, heavy ball, nesterov, dampening with weight decay, Adam,
+#: Adam with every option. Momentum values are not the defaults on purpose.
+OPTIMIZERS = {
+    "sgd": {"sgd": {}},
+    "heavy_ball": {"sgd": {"momentum": 0.8}},
+    "nesterov": {"sgd": {"momentum": 0.6, "nesterov": True}},
+    "damped": {"sgd": {"momentum": 0.5, "dampening": 0.3, "weight_decay": 0.01}},
+    "adam": {"adam": {}},
+    "amsgrad": {"adam": {"betas": [0.8, 0.99], "eps": 1.0e-6, "weight_decay": 0.05, "amsgrad": True}},
+}
+
+
+def lesson_lambdas() -> tuple[float, float]:
+    """The smallest and largest eigenvalue of the cost's Hessian on the lesson's data."""
+    t = analyse(LESSON_AND_NOISY["tutorial"].build(seed=0))
+    return t.lambda_min, t.lambda_max
+
+
+#: SGD-family optimizers with closed-form theory (momentum values not the defaults on purpose).
+OPTIMIZER_SPECS = [
+    optimizer_spec("sgd"),
+    optimizer_spec("hb", momentum=0.9),
+    optimizer_spec("hb37", momentum=0.37),
+    optimizer_spec("nesterov", momentum=0.9, nesterov=True),
+    optimizer_spec("nesterov95", momentum=0.95, nesterov=True),
+    optimizer_spec("damped", momentum=0.6, dampening=0.4),
+    optimizer_spec("decayed", momentum=0.5, weight_decay=0.3),
+]

@@ -7,10 +7,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import LESSON_AND_NOISY, OPTIMIZER_SPECS, criteria, lesson_lambdas, optimizer_spec, run_spec, train_options
 
+from gdbench import stability, tables
+from gdbench.analysis import analyse_runs
 from gdbench.config import check_config
+from gdbench.engines import DataSource, train
 from gdbench.experiment import Experiment
 from gdbench.pipeline import train_runs
+from gdbench.theory import analyse
 
 
 def summary_of(datasets, optimizers, lrs, epochs, dtype="float64", batch_size="full", seeds=(1,)):
@@ -231,3 +236,28 @@ def test_momentum_horizon_edge_and_predicted_diverged_from_the_closed_form(neste
     _, _, summary = summary_of({"t": {"x": list(x), "y": list(y)}}, optimizer, lrs, 300)
     np.testing.assert_allclose(summary["horizon_edge"], edge, rtol=1e-9)
     assert summary["predicted_diverged"].tolist() == summary["diverged"].tolist() == [False, False, True]
+
+
+def test_summary_theory_is_per_run_optimizer_and_engines_agree_with_it() -> None:
+    """The summary's critical_lr, lr_ratio and predicted_diverged are the run's optimizer's;
+    full-batch float64 runs just below / above each critical lr converge / diverge as
+    predicted; Adam's theory columns are empty."""
+    _, lam_max = lesson_lambdas()
+    specs = {
+        s.name: s
+        for s in (optimizer_spec("sgd"), OPTIMIZER_SPECS[2], OPTIMIZER_SPECS[4], optimizer_spec("adam", kind="adam"))
+    }
+    runs = []
+    for name, spec in specs.items():
+        crit = stability.critical_lr(spec, lam_max) if spec.kind == "sgd" else 0.2
+        runs += [run_spec("tutorial", f * crit, 1, 3000, dtype="float64", optimizer=name) for f in (0.97, 1.03)]
+    batch = train(runs, LESSON_AND_NOISY, train_options(optimizers=specs))
+    table = tables.summary(batch, analyse_runs(batch, DataSource(LESSON_AND_NOISY), specs, criteria().diverged_factor))
+    sgd_like = table[table["optimizer"] != "adam"]
+    assert sgd_like["predicted_diverged"].tolist() == sgd_like["diverged"].tolist() == [False, True] * 3
+    np.testing.assert_allclose(sgd_like["lr_ratio"], [0.97, 1.03] * 3)
+    assert sgd_like["critical_lr"].nunique() == 3
+    adam = table[table["optimizer"] == "adam"]
+    assert adam["critical_lr"].isna().all() and adam["predicted_diverged"].isna().all()
+    theory = tables.theory_table({"tutorial": analyse(LESSON_AND_NOISY["tutorial"].build(seed=0))}, optimizers=specs)
+    assert theory["optimizer"].tolist() == list(specs) and theory["critical_lr"].isna().tolist() == [0, 0, 0, 1]

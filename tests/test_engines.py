@@ -1,4 +1,5 @@
-"""The two engines: agreement, divergence handling, reproducibility."""
+"""The two engines: agreement, divergence handling, reproducibility, and every optimizer's
+arithmetic (the batched engine equals the loop engine, which is torch.optim itself)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,14 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from helpers import LESSON_AND_NOISY, OPTIMIZERS, run_spec, train_options
 
 from gdbench.data import parse_dataset
-from gdbench.engines import DataSource, TrainOptions, train
+from gdbench.engines import DataSource, train
+from gdbench.optimizers import parse_optimizer
 from gdbench.runs import RunSpec
 
-DATASETS = {
-    "tutorial": parse_dataset("tutorial", {"x": [1, 2, 3], "y": [2, 4, 6]}),
-    "noisy": parse_dataset(
-        "noisy", {"synthetic": {"n": 64, "slope": 2.0, "intercept": 0.5, "noise": 0.5, "x_min": 0.0, "x_max": 3.0}}
-    ),
-}
+DATASETS = LESSON_AND_NOISY
 LRS = [0.001, 0.01, 0.05, 0.1, 0.17, 0.18, 0.19, 0.5, 1.0]
 
 
@@ -25,7 +23,7 @@ def grid(
     engine: str, dataset: str, batch_size: int | None = None, epochs: int = 2000, init: str = "zeros", seeds=(1, 2)
 ) -> list[RunSpec]:
     return [
-        RunSpec(dataset, lr, seed, epochs, engine=engine, batch_size=batch_size, init=init)
+        run_spec(dataset, lr, seed, epochs, engine=engine, batch_size=batch_size, init=init)
         for lr in LRS
         for seed in seeds
     ]
@@ -56,8 +54,8 @@ def test_batched_agrees_with_loop(dataset: str, batch_size: int | None) -> None:
     kw = {"epochs": 2000, "seeds": (1,)} if batch_size is None else {"epochs": 150, "seeds": (1, 2)}
     if dataset == "noisy":
         kw["seeds"] = (1, 2)
-    loop = train(grid("loop", dataset, batch_size, **kw), DATASETS)
-    batched = train(grid("batched", dataset, batch_size, **kw), DATASETS)
+    loop = train(grid("loop", dataset, batch_size, **kw), DATASETS, train_options())
+    batched = train(grid("batched", dataset, batch_size, **kw), DATASETS, train_options())
     assert_agree(loop, batched)
     assert batched.verdicts.diverged.any() and (~batched.verdicts.diverged).any()
 
@@ -67,8 +65,8 @@ def test_cpu_trajectories_are_bit_identical_to_the_loop(dataset: str, batch_size
     """The batched engine repeats autograd's and SGD's float operations in their order: on the
     CPU, trajectories are bit for bit the loop's (a stronger promise than the tolerance)."""
     epochs = 400 if batch_size is None else 60
-    loop = train(grid("loop", dataset, batch_size, epochs=epochs, seeds=(1, 2)), DATASETS)
-    batched = train(grid("batched", dataset, batch_size, epochs=epochs, seeds=(1, 2)), DATASETS)
+    loop = train(grid("loop", dataset, batch_size, epochs=epochs, seeds=(1, 2)), DATASETS, train_options())
+    batched = train(grid("batched", dataset, batch_size, epochs=epochs, seeds=(1, 2)), DATASETS, train_options())
     for key in ("W", "b", "cost"):
         np.testing.assert_array_equal(getattr(loop, key), getattr(batched, key))
 
@@ -78,9 +76,9 @@ def test_a_run_alone_equals_the_same_run_in_a_batch(batch_size: int | None) -> N
     """Re-training a sample of runs (`snakemake verify`) must reproduce their stored
     trajectories: a run's numbers may not depend on which runs shared its batch."""
     runs = grid("batched", "noisy", batch_size, epochs=100, seeds=(1, 2, 3))
-    together = train(runs, DATASETS)
+    together = train(runs, DATASETS, train_options())
     for i in (0, 4, len(runs) - 1):
-        alone = train([runs[i]], DATASETS)
+        alone = train([runs[i]], DATASETS, train_options())
         for a, b in zip(alone.run_trajectory(0), together.run_trajectory(i), strict=True):
             np.testing.assert_array_equal(a, b)
 
@@ -94,15 +92,15 @@ def test_an_interleaved_grid_comes_back_in_run_order_bit_for_bit() -> None:
 
     axes = itertools.product(("loop", "batched"), (None, 2), ("float32", "float64"), (20, 33), ("tutorial", "noisy"))
     runs = [
-        RunSpec(ds, lr, 1, ep, engine=en, batch_size=bs, dtype=dt)
+        run_spec(ds, lr, 1, ep, engine=en, batch_size=bs, dtype=dt)
         for (en, bs, dt, ep, ds), lr in zip(axes, itertools.cycle((0.01, 0.1, 0.5)))
     ]
     order = np.random.default_rng(0).permutation(len(runs))  # neighbours belong to other groups
     runs = [runs[i] for i in order]
-    together = train(runs, DATASETS)
+    together = train(runs, DATASETS, train_options())
     assert together.runs == runs
     for i, run in enumerate(runs):
-        alone = train([run], DATASETS)
+        alone = train([run], DATASETS, train_options())
         assert alone.W.dtype == (np.float64 if run.dtype == "float64" else np.float32)
         for a, b in zip(alone.run_trajectory(0), together.run_trajectory(i), strict=True):
             np.testing.assert_array_equal(a, b, err_msg=f"run {i}: {run}")
@@ -112,8 +110,8 @@ def test_an_interleaved_grid_comes_back_in_run_order_bit_for_bit() -> None:
 
 def test_normal_init_agrees_and_depends_on_seed() -> None:
     """Seeded normal init: both engines start from the same (W, b); seeds differ."""
-    loop = train(grid("loop", "tutorial", init="normal", epochs=300), DATASETS)
-    batched = train(grid("batched", "tutorial", init="normal", epochs=300), DATASETS)
+    loop = train(grid("loop", "tutorial", init="normal", epochs=300), DATASETS, train_options())
+    batched = train(grid("batched", "tutorial", init="normal", epochs=300), DATASETS, train_options())
     assert_agree(loop, batched)
     assert batched.W[0, 0] != batched.W[1, 0]
 
@@ -123,9 +121,9 @@ def test_mixed_epochs_and_datasets_in_one_batch() -> None:
     each stops at its own last epoch."""
     other = parse_dataset("other", {"x": [0, 1, 2], "y": [1, 3, 5]})
     data = {**DATASETS, "other": other}
-    runs = [RunSpec("tutorial", 0.05, 1, 100), RunSpec("other", 0.05, 1, 250), RunSpec("tutorial", 0.01, 2, 7)]
-    batched = train(runs, data)
-    loop = train([RunSpec(**{**r.to_dict(), "engine": "loop"}) for r in runs], data)
+    runs = [run_spec("tutorial", 0.05, 1, 100), run_spec("other", 0.05, 1, 250), run_spec("tutorial", 0.01, 2, 7)]
+    batched = train(runs, data, train_options())
+    loop = train([RunSpec(**{**r.to_dict(), "engine": "loop"}) for r in runs], data, train_options())
     assert_agree(loop, batched)
     np.testing.assert_array_equal(batched.verdicts.last_epoch, [100, 250, 7])
     for i, run in enumerate(runs):
@@ -136,10 +134,10 @@ def test_mixed_epochs_and_datasets_in_one_batch() -> None:
 def test_diverged_runs_stop_without_warnings() -> None:
     """Diverging runs must not flood users with overflow warnings or NaN rows, and keep their
     verdict; their trajectory ends at the divergence epoch."""
-    runs = [RunSpec("tutorial", lr, 1, 2000) for lr in (0.01, 0.5, 1.0, 10.0)]
+    runs = [run_spec("tutorial", lr, 1, 2000) for lr in (0.01, 0.5, 1.0, 10.0)]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        batch = train(runs, DATASETS, TrainOptions(chunk_epochs=16))
+        batch = train(runs, DATASETS, train_options(chunk_epochs=16))
     v = batch.verdicts
     assert v.diverged.tolist() == [False, True, True, True]
     for i in (1, 2, 3):
@@ -153,7 +151,7 @@ def test_same_spec_twice_is_bit_identical() -> None:
     """Reruns must be bit-identical (reproducibility), minibatch shuffling included."""
     for engine in ("batched", "loop"):
         runs = grid(engine, "noisy", 8, epochs=40)
-        a, b = train(runs, DATASETS), train(runs, DATASETS)
+        a, b = train(runs, DATASETS, train_options()), train(runs, DATASETS, train_options())
         for key in ("W", "b", "cost"):
             np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
 
@@ -161,8 +159,8 @@ def test_same_spec_twice_is_bit_identical() -> None:
 def test_record_every_keeps_verdicts_and_last_epoch() -> None:
     """Recording fewer epochs must not change verdicts; the last epoch is always kept."""
     runs = grid("batched", "tutorial", epochs=555)
-    full = train(runs, DATASETS, TrainOptions(record_every=1))
-    thin = train(runs, DATASETS, TrainOptions(record_every=50))
+    full = train(runs, DATASETS, train_options(record_every=1))
+    thin = train(runs, DATASETS, train_options(record_every=50))
     np.testing.assert_array_equal(full.verdicts.converged_at, thin.verdicts.converged_at)
     np.testing.assert_array_equal(full.verdicts.final_W, thin.verdicts.final_W)
     assert list(thin.epochs[:3]) == [0, 50, 100] and thin.epochs[-1] == 555
@@ -171,7 +169,7 @@ def test_record_every_keeps_verdicts_and_last_epoch() -> None:
 def test_verdict_definitions() -> None:
     """converged_at is the first epoch whose excess over the least-squares cost (float64) is
     <= 1e-6 x epoch 0's excess; final values are the last epoch's."""
-    batch = train([RunSpec("noisy", 0.1, 1, 2000)], DATASETS)
+    batch = train([run_spec("noisy", 0.1, 1, 2000)], DATASETS, train_options())
     epochs, W, b, cost = batch.run_trajectory(0)
     data = DATASETS["noisy"].build(seed=1)
     slope, intercept = np.polyfit(data.x, data.y, 1)
@@ -189,8 +187,8 @@ def test_diverged_at_is_the_first_epoch_above_a_million_times_the_initial_cost(e
     """diverged_at is the first epoch whose cost exceeds diverged_factor (1e6) x the initial
     cost, read off the run's own recorded costs; a threshold set 10x too high or too low moves
     it. Slow (0.19, 0.2) and fast (0.5, 1.0) divergence."""
-    runs = [RunSpec("tutorial", lr, 1, 2000, engine=engine, dtype=dtype) for lr in (0.19, 0.2, 0.5, 1.0)]
-    batch = train(runs, DATASETS)
+    runs = [run_spec("tutorial", lr, 1, 2000, engine=engine, dtype=dtype) for lr in (0.19, 0.2, 0.5, 1.0)]
+    batch = train(runs, DATASETS, train_options())
     for i in range(len(runs)):
         epochs, _, _, cost = batch.run_trajectory(i)
         at = batch.verdicts.diverged_at[i]
@@ -201,9 +199,9 @@ def test_diverged_at_is_the_first_epoch_above_a_million_times_the_initial_cost(e
 def test_data_source_caches_seeded_datasets() -> None:
     """Synthetic noise depends on the seed; inline data does not."""
     data = DataSource(DATASETS)
-    a, b = data.get(RunSpec("noisy", 0.1, 1, 1)), data.get(RunSpec("noisy", 0.1, 2, 1))
+    a, b = data.get(run_spec("noisy", 0.1, 1, 1)), data.get(run_spec("noisy", 0.1, 2, 1))
     assert not np.array_equal(a.y, b.y) and np.array_equal(a.x, b.x)
-    assert data.key(RunSpec("tutorial", 0.1, 7, 1)) == ("tutorial", 0)
+    assert data.key(run_spec("tutorial", 0.1, 7, 1)) == ("tutorial", 0)
 
 
 def test_point_major_tree_sums_do_not_depend_on_the_batch() -> None:
@@ -234,10 +232,119 @@ def test_point_major_tree_sums_do_not_depend_on_the_batch() -> None:
 def test_cuda_run_alone_equals_the_same_run_in_a_batch(dataset: str, batch_size: int | None) -> None:
     """On CUDA too, `snakemake verify` must reproduce stored runs bit for bit."""
     runs = [
-        RunSpec(dataset, lr, s, 150, device="cuda", batch_size=batch_size) for lr in (0.01, 0.1, 0.5) for s in (1, 2)
+        run_spec(dataset, lr, s, 150, device="cuda", batch_size=batch_size) for lr in (0.01, 0.1, 0.5) for s in (1, 2)
     ]
-    together = train(runs, DATASETS)
+    together = train(runs, DATASETS, train_options())
     for i in (0, 3, len(runs) - 1):
-        alone = train([runs[i]], DATASETS)
+        alone = train([runs[i]], DATASETS, train_options())
         for a, b in zip(alone.run_trajectory(0), together.run_trajectory(i), strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+OPTIONS = train_options(optimizers={name: parse_optimizer(name, raw) for name, raw in OPTIMIZERS.items()})
+#: Converging, borderline and diverging for some optimizer (8 runs with two seeds: the
+#: [2, R] update has a vectorised body and a scalar tail on the CPU).
+OPTIMIZER_LRS = [0.01, 0.1, 0.17, 0.3, 0.6]
+
+
+def runs_of(optimizer: str, engine: str, dataset: str, **kw) -> list[RunSpec]:
+    epochs = kw.pop("epochs", 200)
+    seeds = kw.pop("seeds", (1, 2))
+    return [
+        run_spec(dataset, lr, s, epochs, engine=engine, optimizer=optimizer, **kw)
+        for lr in OPTIMIZER_LRS
+        for s in seeds
+    ]
+
+
+def assert_bit_identical(a, b) -> None:
+    for key in ("W", "b", "cost"):
+        np.testing.assert_array_equal(getattr(a, key), getattr(b, key), err_msg=key)
+    np.testing.assert_array_equal(a.verdicts.diverged_at, b.verdicts.diverged_at)
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+@pytest.mark.parametrize(
+    ("dataset", "kw"),
+    [
+        ("tutorial", {}),
+        ("noisy", {"batch_size": 8, "epochs": 25}),
+        ("noisy", {"dtype": "float64", "init": "normal", "epochs": 120}),
+    ],
+    ids=["tutorial-full", "noisy-batch8", "noisy-float64-normal"],
+)
+def test_batched_equals_loop_bit_for_bit(optimizer: str, dataset: str, kw: dict) -> None:
+    """The batched engine repeats torch.optim's single-tensor arithmetic for all runs at once:
+    on the CPU every W, b and cost equals the loop engine's (the real torch.optim object)."""
+    loop = train(runs_of(optimizer, "loop", dataset, **kw), DATASETS, OPTIONS)
+    batched = train(runs_of(optimizer, "batched", dataset, **kw), DATASETS, OPTIONS)
+    assert_bit_identical(loop, batched)
+
+
+@pytest.mark.parametrize("optimizer", ["heavy_ball", "nesterov", "damped", "amsgrad"])
+@pytest.mark.parametrize("batch_size", [None, 8])
+def test_an_optimizers_run_alone_equals_the_same_run_in_a_batch(optimizer: str, batch_size: int | None) -> None:
+    """Optimizer state is per run: `snakemake verify` re-trains a run alone and must get its
+    stored trajectory back, whichever runs shared its batch (and dropped out of it)."""
+    runs = runs_of(optimizer, "batched", "noisy", batch_size=batch_size, epochs=90, seeds=(1, 2, 3))
+    together = train(runs, DATASETS, train_options(chunk_epochs=16, optimizers=OPTIONS.optimizers))
+    assert together.verdicts.diverged.any() or optimizer == "amsgrad"
+    for i in (0, 7, len(runs) - 1):
+        alone = train([runs[i]], DATASETS, OPTIONS)
+        for a, b in zip(alone.run_trajectory(0), together.run_trajectory(i), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_optimizers_in_one_call_train_apart_and_keep_their_order() -> None:
+    """A grid mixing optimizers: each run gets its own optimizer and its place in the output."""
+    mixed = [run_spec("tutorial", 0.1, 1, 300, optimizer=name) for name in ("heavy_ball", "sgd", "adam", "heavy_ball")]
+    batch = train(mixed, DATASETS, OPTIONS)
+    assert [r.optimizer for r in batch.runs] == ["heavy_ball", "sgd", "adam", "heavy_ball"]
+    for i, run in enumerate(mixed):
+        alone = train([run], DATASETS, OPTIONS)
+        np.testing.assert_array_equal(alone.cost[0], batch.cost[i][: alone.cost.shape[1]])
+    assert batch.cost[0, 50] != batch.cost[1, 50] != batch.cost[2, 50]
+
+
+def test_loop_engine_is_torch_optim_itself() -> None:
+    """The loop engine is the reference: it must be torch.optim's own step, with the
+    config's arguments passed through (a forgotten momentum would pass the other tests if
+    the batched engine forgot it too)."""
+    x = torch.tensor([1.0, 2.0, 3.0])
+    y = torch.tensor([2.0, 4.0, 6.0])
+    for name, make in (
+        ("nesterov", lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.6, nesterov=True)),
+        ("amsgrad", lambda p: torch.optim.Adam(p, 0.1, (0.8, 0.99), 1e-6, weight_decay=0.05, amsgrad=True)),
+    ):
+        W = torch.zeros(1, requires_grad=True)
+        b = torch.zeros(1, requires_grad=True)
+        opt = make([W, b])
+        Ws = []
+        for _ in range(51):
+            cost = torch.mean((x * W + b - y) ** 2)
+            opt.zero_grad()
+            cost.backward()
+            opt.step()
+            Ws.append(W.item())
+        batch = train([run_spec("tutorial", 0.1, 1, 50, engine="loop", optimizer=name)], DATASETS, OPTIONS)
+        np.testing.assert_array_equal(batch.W[0], np.array(Ws, dtype=np.float32))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("optimizer", ["heavy_ball", "nesterov", "damped", "adam", "amsgrad"])
+@pytest.mark.parametrize("batch_size", [None, 8])
+def test_cuda_optimizers_alone_equal_batch_and_agree_with_cpu(optimizer: str, batch_size: int | None) -> None:
+    """On CUDA too a run alone equals the same run in a batch (`snakemake verify`), and the
+    batched engine on CUDA agrees with the loop engine on the CPU within float32 tolerance
+    (verdicts equal; converging runs' trajectories within 1e-5 relative)."""
+    runs = runs_of(optimizer, "batched", "noisy", batch_size=batch_size, epochs=150, device="cuda")
+    together = train(runs, DATASETS, OPTIONS)
+    for i in (0, 5, len(runs) - 1):
+        alone = train([runs[i]], DATASETS, OPTIONS)
+        for a, b in zip(alone.run_trajectory(0), together.run_trajectory(i), strict=True):
+            np.testing.assert_array_equal(a, b)
+    cpu = train(runs_of(optimizer, "loop", "noisy", batch_size=batch_size, epochs=150), DATASETS, OPTIONS)
+    np.testing.assert_array_equal(cpu.verdicts.diverged, together.verdicts.diverged)
+    for i in np.nonzero(~cpu.verdicts.diverged)[0]:
+        np.testing.assert_allclose(together.cost[i], cpu.cost[i], rtol=1e-5, atol=1e-7, equal_nan=True)

@@ -9,8 +9,9 @@ import itertools
 
 import numpy as np
 import pytest
+from helpers import horizon_problem
 
-from gdbench.horizon import HorizonProblem, diverges
+from gdbench.horizon import diverges
 from gdbench.horizon_formula import closed_form_edges
 
 K = 1.0e6
@@ -79,7 +80,10 @@ def reference_edges(x, y, W0, b0, T, settings, rel=1e-12, comb=33):
 
 
 def formula_edges(x, y, W0, b0, T, settings, refine=None):
-    problems = [HorizonProblem(x, y, W0, b0, T, K, momentum=b, nesterov=n, weight_decay=wd) for b, n, wd in settings]
+    problems = [
+        horizon_problem(x, y, W0=W0, b0=b0, epochs=T, diverged_factor=K, momentum=b, nesterov=n, weight_decay=wd)
+        for b, n, wd in settings
+    ]
     return closed_form_edges(problems) if refine is None else closed_form_edges(problems, refine=refine)
 
 
@@ -112,7 +116,9 @@ def test_verdicts_by_the_edge_equal_the_recurrence_away_from_it():
     for x, y, W0, b0 in DATASETS.values():
         cases = list(itertools.product(SETTINGS, [1.5, 10.0, 1e3, 1e6], [5, 50, 300]))
         problems = [
-            HorizonProblem(x, y, W0 + 0.5, b0 - 1.0, T, f, momentum=b, nesterov=n, weight_decay=wd)
+            horizon_problem(
+                x, y, W0=W0 + 0.5, b0=b0 - 1.0, epochs=T, diverged_factor=f, momentum=b, nesterov=n, weight_decay=wd
+            )
             for (b, n, wd), f, T in cases
         ]
         edges = closed_form_edges(problems)
@@ -137,5 +143,5 @@ def test_no_closed_form_where_a_transient_passes_the_threshold_first(beta, facto
     x, y, W0, b0 = DATASETS["lesson"]
     crit = critical(x, [(beta, False, 0.0)])[0]
     assert reference_diverges(x, y, W0, b0, 3000, [(beta, False, 0.0)], [ratio * crit], factor).all()
-    problem = HorizonProblem(x, y, W0, b0, 3000, factor, momentum=beta)
+    problem = horizon_problem(x, y, W0=W0, b0=b0, epochs=3000, diverged_factor=factor, momentum=beta)
     assert np.isnan(closed_form_edges([problem])[0])

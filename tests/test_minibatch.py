@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import run_spec, shuffled_problem
 
 from gdbench.config import check_config
 from gdbench.edge import edge_table, shuffle_orders
@@ -132,7 +133,7 @@ def _problem(batch: int, kw: dict, epochs: int = 60) -> tuple[ShuffledProblem, n
     y = 1.5 - 0.7 * x + 0.4 * rng.standard_normal(x.size)
     orders = np.stack([rng.permutation(x.size) for _ in range(epochs)])
     options = {"momentum": kw.get("momentum", 0.0), "nesterov": kw.get("nesterov", False)}
-    problem = ShuffledProblem(x, y, orders, batch, epochs=epochs, weight_decay=kw.get("wd", 0.0), **options)
+    problem = shuffled_problem(x, y, orders, batch, epochs=epochs, weight_decay=kw.get("wd", 0.0), **options)
     return problem, x, y, orders
 
 
@@ -176,16 +177,15 @@ def test_the_replayed_permutations_are_the_engines(tmp_path) -> None:
     """A float64 minibatch run trained by the engine diverges just above the shuffled horizon
     edge and not just below: the permutations replayed are the ones the engine drew."""
     from gdbench.engines import train
-    from gdbench.runs import RunSpec
 
     experiment = Experiment.from_checked(_issue_config([10]), ["cpu"])
     data = experiment.data_source()
     for seed in (1, 2):
-        points = data.get(RunSpec(dataset="line", lr=0.1, seed=seed, epochs=60, batch_size=10))
-        problem = ShuffledProblem(points.x, points.y, shuffle_orders(seed, points.n, 60), 10, epochs=60)
+        points = data.get(run_spec(dataset="line", lr=0.1, seed=seed, epochs=60, batch_size=10))
+        problem = shuffled_problem(points.x, points.y, shuffle_orders(seed, points.n, 60), 10, epochs=60)
         edge = float(shuffled_edges([problem], 1e-3, 10.0)[0])
         runs = [
-            RunSpec(dataset="line", lr=lr, seed=seed, epochs=60, batch_size=10, dtype="float64")
+            run_spec(dataset="line", lr=lr, seed=seed, epochs=60, batch_size=10, dtype="float64")
             for lr in (edge * (1 - 1e-7), edge * (1 + 1e-7))
         ]
         assert list(train(runs, data, experiment.train_options(record_every=0)).verdicts.diverged) == [False, True]

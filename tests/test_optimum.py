@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from helpers import run_spec
 
 from gdbench import plots
 from gdbench.config import ConfigError, check_config
@@ -18,7 +19,6 @@ from gdbench.experiment import Experiment
 from gdbench.lesson import tutorial
 from gdbench.pipeline import optima, theories, train_runs
 from gdbench.plots import divergence_plot
-from gdbench.runs import RunSpec
 from gdbench.tables import rate_curve_table, theory_table
 from gdbench.theory import analyse, eigen, optimum, predicted_rate, sgd_factor
 
@@ -281,7 +281,7 @@ def test_synthetic_overflow_is_a_config_error_when_trained():
         }
     )
     with pytest.raises(ConfigError, match=r"datasets\.steep.*not finite"):
-        train_runs(ex(config), [RunSpec("steep", 0.01, 1, 10)])
+        train_runs(ex(config), [run_spec("steep", 0.01, 1, 10)])
 
 
 # --- words and plots --------------------------------------------------------------------------

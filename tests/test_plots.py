@@ -18,13 +18,14 @@ import numpy as np
 import pandas as pd
 import PIL.Image
 import pytest
+from helpers import LESSON_AND_NOISY, OPTIMIZER_SPECS, criteria, optimizer_spec, run_spec, train_options
 
 from gdbench import plots, tables, theory
 from gdbench.analysis import analyse_runs
 from gdbench.data import parse_dataset
 from gdbench.engines import DataSource, train
 from gdbench.plots import convergence_plot, reduction, timing_plot
-from gdbench.runs import RunSpec
+from gdbench.theory import analyse
 
 DATASETS = {
     "tutorial": {"x": [1, 2, 3], "y": [2, 4, 6]},
@@ -37,12 +38,14 @@ LRS = [0.001, 0.01, 0.1, 0.18, 0.19, 0.5, 1.0]
 def real() -> dict[str, pd.DataFrame]:
     """Trajectories, summary and theory of a small real grid (2 datasets x 7 lrs x 2 seeds)."""
     specs = {name: parse_dataset(name, raw) for name, raw in DATASETS.items()}
-    runs = [RunSpec(ds, lr, seed, 300) for ds in specs for lr in LRS for seed in (1, 2)]
-    batch = train(runs, specs)
+    runs = [run_spec(ds, lr, seed, 300) for ds in specs for lr in LRS for seed in (1, 2)]
+    batch = train(runs, specs, train_options())
     theories = {name: theory.analyse(spec.build()) for name, spec in specs.items()}
     return {
         "trajectories": tables.trajectories(batch),
-        "summary": tables.summary(batch, analyse_runs(batch, DataSource(specs))),
+        "summary": tables.summary(
+            batch, analyse_runs(batch, DataSource(specs), train_options().optimizers, criteria().diverged_factor)
+        ),
         "theory": tables.theory_table(theories),
     }
 
@@ -351,3 +354,31 @@ def test_read_drawn_reads_the_thinned_epochs_and_each_runs_ends(tmp_path):
     kept = set(got["epoch"])
     assert {0, 1, 1777, epochs} <= kept
     assert len(kept) <= reduction.MAX_POINTS + 2 and len(got) == 2 * len(kept)
+
+
+def test_plots_facet_by_optimizer_with_each_ones_theory(tmp_path) -> None:
+    """With several optimizers the reader sees one row of facets per optimizer, each with
+    its own critical lr (heavy ball's is about twice plain SGD's), and Adam's facet says it
+    has none, instead of every optimizer drawn against plain SGD's line."""
+    from gdbench import plots
+
+    specs = {s.name: s for s in (optimizer_spec("sgd"), OPTIMIZER_SPECS[1], optimizer_spec("adam", kind="adam"))}
+    runs = [run_spec("tutorial", lr, 1, 100, optimizer=name) for name in specs for lr in (0.01, 0.1, 0.3)]
+    batch = train(runs, LESSON_AND_NOISY, train_options(optimizers=specs))
+    theories = {"tutorial": analyse(LESSON_AND_NOISY["tutorial"].build(seed=0))}
+    summary = tables.summary(
+        batch, analyse_runs(batch, DataSource(LESSON_AND_NOISY), specs, criteria().diverged_factor)
+    )
+    plots.divergence(summary, tables.theory_table(theories, optimizers=specs), tmp_path / "d.png", tmp_path / "d.svg")
+    svg = (tmp_path / "d.svg").read_text()
+    for text in (
+        "dataset = tutorial | optimizer = sgd",
+        "dataset = tutorial | optimizer = hb",
+        "critical lr 2/λmax = 0.180",
+        "critical lr 2(1+β)/λmax (β=0.9) = 0.343",
+        "no closed-form critical lr",
+    ):
+        assert text in svg, text
+    assert svg.index("optimizer = sgd") < svg.index("optimizer = hb") < svg.index("optimizer = adam")
+    plots.convergence(tables.trajectories(batch), summary, tmp_path / "c.png", tmp_path / "c.svg")
+    assert "dataset = tutorial | optimizer = adam" in (tmp_path / "c.svg").read_text()

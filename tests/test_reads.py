@@ -10,10 +10,12 @@ import pytest
 
 from gdbench.config import check_config
 from gdbench.edge import EDGE_READS
-from gdbench.experiment import TIMING_READS, Experiment
+from gdbench.experiment import Experiment
 from gdbench.findings import FINDINGS_READS
 from gdbench.pipeline import THEORY_READS, TRAIN_READS, job_values, shard_values
+from gdbench.provenance import PROVENANCE_READS
 from gdbench.reads import Reads, describe_changes, digest, param_line, record_done
+from gdbench.timing.plans import TIMING_READS
 from gdbench.verify import VERIFY_READS
 
 DECLARED = {
@@ -22,15 +24,16 @@ DECLARED = {
     "edge": EDGE_READS,
     "reproduce": VERIFY_READS,
     "findings": FINDINGS_READS,
+    "timing": TIMING_READS,
+    "provenance": PROVENANCE_READS,
 }
 
 
-@pytest.mark.parametrize("job", [*DECLARED, "timing"])
+@pytest.mark.parametrize("job", DECLARED)
 def test_every_declared_path_is_a_key_of_the_checked_config(job: str) -> None:
     """A declaration naming a key the config does not have would fail every workflow start."""
     config = check_config({})
-    reads = TIMING_READS if job == "timing" else DECLARED[job]
-    values = reads.values(config, {"datasets": ["tutorial"], "optimizers": ["sgd"]})
+    values = DECLARED[job].values(config, {"datasets": ["tutorial"], "optimizers": ["sgd"]})
     assert values and all(isinstance(k, str) and "*" not in k for k in values)
 
 
@@ -41,6 +44,17 @@ def test_values_are_leaves_and_only_the_used_definitions() -> None:
     assert values["datasets.noisy.synthetic.noise"] == 0.5
     assert not any(k.startswith("datasets.tutorial") for k in values)
     assert values["edge.rel_width"] == config["edge"]["rel_width"]
+
+
+def test_the_provenance_job_reads_the_whole_config() -> None:
+    """Its record holds every key: every leaf of the checked config is among its values, so a
+    change anywhere reruns it (with a line naming the key, not the whole config)."""
+    config = check_config({})
+    values = PROVENANCE_READS.values(config)
+    assert values == Reads(tuple(config)).values(config)
+    assert values["analysis.converged_below"] == 1.0e-6 and "datasets.tutorial.x" in values
+    changed = check_config({"analysis": {"converged_below": 1.0e-5}})
+    assert describe_changes(values, PROVENANCE_READS.values(changed)) == "analysis.converged_below: 1e-06 -> 1e-05"
 
 
 def test_the_edge_and_theory_jobs_do_not_read_the_convergence_threshold() -> None:

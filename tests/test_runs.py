@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import run_spec
 
 from gdbench.config import check_config, load_config
 from gdbench.experiment import Experiment
@@ -37,8 +38,8 @@ def test_a_grid_without_optimizer_trains_plain_sgd() -> None:
     """A grid (or run spec) that names no optimizer is the lesson's plain SGD, as before."""
     checked = check_config({"grid": {"dataset": ["tutorial"], "lr": [0.1], "seed": [1]}})
     assert [r.optimizer for r in ex(checked).runs] == ["sgd"]
-    assert RunSpec("t", 0.1, 1, 10).optimizer == "sgd"
-    run = RunSpec("t", 0.1, 1, 10, batch_size=8, optimizer="adam")
+    assert run_spec("t", 0.1, 1, 10).optimizer == "sgd"
+    run = run_spec("t", 0.1, 1, 10, batch_size=8, optimizer="adam")
     assert RunSpec.from_row(run.to_dict()) == run
     assert RunSpec.from_row({**run.to_dict(), "batch_size": "8", "run_id": 3}) == run
 
@@ -67,7 +68,7 @@ def test_a_small_grid_is_one_training_job(n_runs: int, expected: int) -> None:
 
 def test_shards_cover_every_run_once_per_device() -> None:
     """Every run lands in exactly one job of its device, in contiguous, nearly equal blocks."""
-    runs = [RunSpec("t", lr, s, 10, device=d) for d in ("cpu", "cuda") for lr in (0.1, 0.2, 0.3) for s in (1, 2, 3)]
+    runs = [run_spec("t", lr, s, 10, device=d) for d in ("cpu", "cuda") for lr in (0.1, 0.2, 0.3) for s in (1, 2, 3)]
     shards = shard(runs, jobs_per_device=2, max_runs_per_job=4)
     assert sorted(shards) == ["cpu-000", "cpu-001", "cpu-002", "cuda-000", "cuda-001", "cuda-002"]
     flat = [r for key in sorted(shards) for r in shards[key]]
@@ -80,7 +81,7 @@ def test_shards_cover_every_run_once_per_device() -> None:
 def test_uneven_shards_keep_every_run_in_order(n_runs: int, jobs: int, sizes: list[int]) -> None:
     """A split that does not divide evenly still covers every run once, in order, in blocks
     that differ by at most one run (a lost or doubled run would be missing from the tables)."""
-    runs = [RunSpec("t", 0.01 * (i + 1), 1, 10) for i in range(n_runs)]
+    runs = [run_spec("t", 0.01 * (i + 1), 1, 10) for i in range(n_runs)]
     shards = shard(runs, jobs_per_device=jobs, max_runs_per_job=1000)
     assert [len(shards[k]) for k in sorted(shards)] == sizes
     assert [r for k in sorted(shards) for r in shards[k]] == runs
@@ -101,6 +102,6 @@ def test_uneven_shards_keep_every_run_in_order(n_runs: int, jobs: int, sizes: li
 )
 def test_bad_run_spec(kwargs: dict) -> None:
     """A run spec built in Python (not from a checked config) still refuses nonsense."""
-    base = {"dataset": "t", "lr": 0.1, "seed": 1, "epochs": 10}
+    base = {"lr": 0.1, "seed": 1, "epochs": 10, **kwargs}
     with pytest.raises(ValueError, match="run t"):
-        RunSpec(**{**base, **kwargs})
+        run_spec("t", base.pop("lr"), base.pop("seed"), base.pop("epochs"), **base)

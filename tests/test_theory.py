@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import run_spec, train_options
 
 from gdbench.data import parse_dataset
-from gdbench.engines import TrainOptions, train
+from gdbench.engines import train
 from gdbench.lesson import tutorial
-from gdbench.runs import RunSpec
 from gdbench.theory import analyse, hessian
 
 
@@ -31,8 +31,8 @@ def test_verdicts_match_theory_on_synthetic_data() -> None:
     )
     crit = analyse(spec.build(seed=0)).critical_lr
     ratios = [0.1, 0.5, 0.8, 0.9, 0.95, 1.05, 1.1, 1.5, 3.0]
-    runs = [RunSpec("line", r * crit, seed, 3000) for r in ratios for seed in (1, 2, 3)]
-    batch = train(runs, {"line": spec}, TrainOptions(record_every=0))
+    runs = [run_spec("line", r * crit, seed, 3000) for r in ratios for seed in (1, 2, 3)]
+    batch = train(runs, {"line": spec}, train_options(record_every=0))
     predicted = np.array([run.lr >= crit for run in runs])
     np.testing.assert_array_equal(batch.verdicts.diverged, predicted)
 

@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import OPTIMIZERS, run_spec, train_options
 
-from gdbench import cli
+from gdbench import cli, engines
 from gdbench.data import parse_dataset
-from gdbench.engines import DeviceError, TrainOptions, train
+from gdbench.engines import DeviceError, train
 from gdbench.experiment import Experiment, resolve
 from gdbench.lesson import tutorial
-from gdbench.runs import RunSpec
 from gdbench.theory import analyse
 from gdbench.timing import harness, measure, measure_plan, plan, plans, workloads
 from gdbench.timing.results import TIMING_COLUMNS, TimingResult, crossover_n, timing_table
@@ -267,7 +267,7 @@ def test_retakes_stop_when_the_machine_stays_busy(monkeypatch: pytest.MonkeyPatc
 def test_cuda_measurements_are_not_retaken_for_their_cpu_share(monkeypatch: pytest.MonkeyPatch) -> None:
     """On CUDA the process waits for the device, so a low CPU share is no disturbance."""
     monkeypatch.setattr(harness, "check_device", lambda device: torch.device("cpu"))
-    monkeypatch.setattr(plans, "check_device", lambda device: torch.device("cpu"))
+    monkeypatch.setattr(engines, "check_device", lambda device: torch.device("cpu"))  # what plans checks with
     monkeypatch.setattr(harness, "measure", lambda device, engine, n, runs, *a: _result(device, 0.1, runs))
     results = measure_plan(timed({**SMALL, "engines": ["batched"], "sizes": [3], "attempts": 3}), "cuda")
     assert [r.attempts for r in results] == [1, 1]
@@ -373,8 +373,8 @@ def test_cpu_and_cuda_batched_engines_agree() -> None:
     datasets = {"tutorial": parse_dataset("tutorial", {"x": [1, 2, 3], "y": [2, 4, 6]})}
     out = {}
     for device in ("cpu", "cuda"):
-        runs = [RunSpec("tutorial", lr, seed, 2000, device=device) for lr in lrs for seed in (1, 2)]
-        out[device] = train(runs, datasets, TrainOptions(record_every=0)).verdicts
+        runs = [run_spec("tutorial", lr, seed, 2000, device=device) for lr in lrs for seed in (1, 2)]
+        out[device] = train(runs, datasets, train_options(record_every=0)).verdicts
     cpu, cuda = out["cpu"], out["cuda"]
     np.testing.assert_array_equal(cpu.diverged, cuda.diverged)
     div = cpu.diverged
@@ -391,3 +391,23 @@ def test_cpu_and_cuda_batched_engines_agree() -> None:
         bound = np.maximum(1e-7, 1e-5 * np.maximum.reduce([np.abs(a), np.abs(b), np.broadcast_to(floor, a.shape)]))
         bad = diff > bound[conv]
         assert not bad.any(), f"{name}: CPU vs CUDA differ by {diff[bad]} at lr {np.repeat(lrs, 2)[conv][bad]}"
+
+
+def test_timing_has_an_optimizer_axis_at_two_measurements_each(tmp_path) -> None:
+    """timing.csv says what each optimizer costs in both engines, without re-timing every
+    size per optimizer (the timing job runs on every default run), and the plot shows it."""
+    from gdbench import plots, timing
+    from gdbench.timing import results as timing_results
+
+    config = {"sizes": [3, 50], "runs": [1, 20], "epochs": 3, "repeats": 3, "min_run_time": 0.005}
+    config["optimizers"] = ["sgd", "heavy_ball", "adam"]
+    items = timing.plan(resolve({"timing": config}).timing)
+    extra = [i for i in items if i[3] != "sgd"]
+    pairs = (("loop", 1), ("batched", 20))
+    assert extra == [(engine, 3, runs, name) for name in ("heavy_ball", "adam") for engine, runs in pairs]
+    defined = {name: OPTIMIZERS[name] for name in ("sgd", "heavy_ball", "adam")}
+    table = timing_results.timing_table(timing.measure_plan(resolve({"optimizers": defined, "timing": config}), "cpu"))
+    assert table["optimizer"].tolist() == [i[3] for i in items] and (table["median_s_per_epoch"] > 0).all()
+    plots.timing(table, tmp_path / "t.png", tmp_path / "t.svg")
+    svg = (tmp_path / "t.svg").read_text()
+    assert "optimizers at n = 3" in svg and "heavy_ball" in svg and "cpu, batched, 20 runs" in svg

@@ -26,6 +26,8 @@ TORCH_FREE = [
     "gdbench.stability",
     "gdbench.tables",
     "gdbench.theory",
+    "gdbench.timing",
+    "gdbench.timing.plans",
     "gdbench.timing.results",
     "gdbench.trajectory",
     "gdbench.verdicts",

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from helpers import run_spec
 
 from gdbench import io
 from gdbench.config import check_config
@@ -32,11 +33,11 @@ CONFIG = check_config(
 #: Runs whose summary rows must read back as the same spec: minibatch, normal init, the loop
 #: engine, float64, and a mix of them.
 RUNS = [
-    RunSpec("tutorial", 0.05, 3, 40, batch_size=2),
-    RunSpec("tutorial", 0.1, 4, 30, init="normal"),
-    RunSpec("tutorial", 0.02, 5, 25, engine="loop"),
-    RunSpec("tutorial", 0.17, 6, 35, dtype="float64"),
-    RunSpec("tutorial", 0.03, 7, 20, engine="loop", init="normal", batch_size=1, dtype="float64"),
+    run_spec("tutorial", 0.05, 3, 40, batch_size=2),
+    run_spec("tutorial", 0.1, 4, 30, init="normal"),
+    run_spec("tutorial", 0.02, 5, 25, engine="loop"),
+    run_spec("tutorial", 0.17, 6, 35, dtype="float64"),
+    run_spec("tutorial", 0.03, 7, 20, engine="loop", init="normal", batch_size=1, dtype="float64"),
 ]
 RUN_IDS = [10, 11, 12, 13, 14]
 
@@ -124,7 +125,7 @@ def test_verify_retrains_with_the_threads_a_run_was_trained_with(tmp_path: Path)
     """The loop engine on n = 100,000 points sums in another order with 2 threads than with 1:
     a run trained with 2 threads re-trains bit for bit only with 2 threads, whatever the
     verifying process's own setting."""
-    runs = [RunSpec("wide", 0.01, 1, 3, engine="loop"), RunSpec("wide", 0.01, 1, 3, engine="batched")]
+    runs = [run_spec("wide", 0.01, 1, 3, engine="loop"), run_spec("wide", 0.01, 1, 3, engine="batched")]
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

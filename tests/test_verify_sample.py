@@ -3,6 +3,8 @@ plain SGD only, computed the same way where the workflow builds its jobs and in 
 
 from __future__ import annotations
 
+from helpers import run_spec
+
 from gdbench.config import check_config
 from gdbench.experiment import Experiment
 from gdbench.runs import RunSpec
@@ -33,7 +35,7 @@ def test_the_lessons_run_is_plain_sgd_on_the_lessons_data() -> None:
     """If this fails, verify calls a heavy-ball, Nesterov or Adam run at lr 0.01 "the lesson's
     run" (and its count of re-trained runs disagrees with what it announced)."""
     (only,) = lesson_ids(CONFIG, RUNS)
-    assert RUNS[only] == RunSpec("tutorial", 0.01, 1, 2000, optimizer="sgd")
+    assert RUNS[only] == run_spec("tutorial", 0.01, 1, 2000, optimizer="sgd")
 
 
 def test_no_lessons_run_where_the_names_hide_other_data_or_momentum() -> None:
@@ -44,10 +46,10 @@ def test_no_lessons_run_where_the_names_hide_other_data_or_momentum() -> None:
     momentum = check_config({**CONFIG, "optimizers": {**CONFIG["optimizers"], "sgd": {"sgd": {"momentum": 0.5}}}})
     assert lesson_ids(momentum, RUNS) == []
     renamed = check_config({**CONFIG, "optimizers": {**CONFIG["optimizers"], "plain": {"sgd": {}}}})
-    runs = [*RUNS, RunSpec("tutorial", 0.01, 1, 2000, optimizer="plain")]
+    runs = [*RUNS, run_spec("tutorial", 0.01, 1, 2000, optimizer="plain")]
     assert [runs[i].optimizer for i in lesson_ids(renamed, runs)] == ["sgd", "plain"]
     for changed in ({"epochs": 1000}, {"seed": 2}, {"dtype": "float64"}, {"batch_size": 2}, {"init": "normal"}):
-        run = RunSpec(**{**RunSpec("tutorial", 0.01, 1, 2000).to_dict(), **changed})
+        run = RunSpec(**{**run_spec("tutorial", 0.01, 1, 2000).to_dict(), **changed})
         assert lesson_ids(CONFIG, [run]) == [], changed
 
 

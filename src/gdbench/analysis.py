@@ -51,12 +51,11 @@ from gdbench.data import Dataset
 from gdbench.horizon import HorizonProblem, diverges
 from gdbench.horizon_formula import closed_form_edges
 from gdbench.minibatch import ms_bound
-from gdbench.optimizers import DEFAULT_NAME, PLAIN_SGD, OptimizerSpec
+from gdbench.optimizers import OptimizerSpec
 from gdbench.rates import direction_bottoms, direction_rates, fit_window, window_bottom
 from gdbench.runs import RunSpec
 from gdbench.theory import Optimum, Theory, analyse, eigen
 from gdbench.trajectory import TrajectoryBatch
-from gdbench.verdicts import DEFAULT_DIVERGED_FACTOR
 
 
 class Points(Protocol):
@@ -91,12 +90,11 @@ class RunAnalysis:
 def analyse_runs(
     batch: TrajectoryBatch,
     points: Points,
-    optimizers: Mapping[str, OptimizerSpec] | None = None,
-    diverged_factor: float = DEFAULT_DIVERGED_FACTOR,
+    optimizers: Mapping[str, OptimizerSpec],
+    diverged_factor: float,
 ) -> RunAnalysis:
-    """Every derived quantity of the runs of ``batch`` (``optimizers`` by name; absent: plain
-    SGD as ``sgd``, a config's default; ``diverged_factor``: the verdicts' threshold)."""
-    optimizers = optimizers or {DEFAULT_NAME: PLAIN_SGD}
+    """Every derived quantity of the runs of ``batch`` (``optimizers``: every optimizer its runs
+    name, by name; ``diverged_factor``: the verdicts' threshold)."""
     runs = batch.runs
     R = len(runs)
     theories: dict[str, Theory] = {}

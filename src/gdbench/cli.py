@@ -21,11 +21,12 @@ from gdbench.lesson import LOG_EVERY, TUTORIAL_DATASET, lesson_lines, lesson_spe
 
 
 def _lesson(args: argparse.Namespace) -> int:
-    from gdbench.engines import TrainOptions, train
+    from gdbench.engines import train
+    from gdbench.experiment import default_experiment
 
     run = lesson_spec(engine=args.engine, device=args.device)
     data = {"tutorial": parse_dataset("tutorial", TUTORIAL_DATASET)}
-    batch = train([run], data, TrainOptions(record_every=LOG_EVERY))
+    batch = train([run], data, default_experiment().train_options(record_every=LOG_EVERY))
     for line in lesson_lines(batch, LOG_EVERY):
         print(line)
     return 0

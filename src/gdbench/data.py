@@ -19,26 +19,20 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gdbench.schema_defaults import schema_root
+
 if TYPE_CHECKING:  # torch is imported where it is used: config checks stay fast
     import torch
 
 
-def _schema_defs() -> dict[str, Any]:
-    """The ``$defs`` of the config's schema: dataset names and the synthetic line's defaults are
-    written there alone."""
-    import yaml
-
-    text = (resources.files("gdbench") / "schemas" / "config.schema.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)["$defs"]
-
-
-_DEFS = _schema_defs()
+#: The ``$defs`` of the config's schema: dataset names and the synthetic line's defaults are
+#: written there alone.
+_DEFS = schema_root()["$defs"]
 
 #: Dataset names must be safe in file names, wildcards and shells (the schema's ``$defs/name``).
 NAME_PATTERN = re.compile(_DEFS["name"]["pattern"])

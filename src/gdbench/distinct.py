@@ -27,7 +27,6 @@ from gdbench.analysis import Points, RunAnalysis, analyse_runs
 from gdbench.optimizers import OptimizerSpec
 from gdbench.runs import RunSpec
 from gdbench.trajectory import TrajectoryBatch
-from gdbench.verdicts import DEFAULT_DIVERGED_FACTOR
 
 
 class KeyedPoints(Points, Protocol):
@@ -40,8 +39,8 @@ class KeyedPoints(Points, Protocol):
 def analyse_distinct(
     batch: TrajectoryBatch,
     points: KeyedPoints,
-    optimizers: Mapping[str, OptimizerSpec] | None = None,
-    diverged_factor: float = DEFAULT_DIVERGED_FACTOR,
+    optimizers: Mapping[str, OptimizerSpec],
+    diverged_factor: float,
 ) -> RunAnalysis:
     """:func:`gdbench.analysis.analyse_runs` of ``batch``, each group of identical runs
     (module docstring) analysed once."""

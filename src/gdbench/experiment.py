@@ -17,12 +17,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gdbench.data import DatasetSpec, parse_dataset
 from gdbench.optimizers import OptimizerSpec, parse_optimizer
-from gdbench.reads import Reads
 from gdbench.runs import RunSpec, as_list, batch_size_value, resolve_devices, shard
 from gdbench.verdicts import Criteria
 
@@ -118,26 +118,6 @@ class TimingSettings:
     quiet_wait: float
     min_cpu_share: float
     attempts: int
-
-
-#: What the timing job reads (:func:`gdbench.timing.measure_plan`): its settings and the
-#: optimizers it times (``enabled`` only decides whether it runs).
-TIMING_READS = Reads(
-    (
-        "optimizers.*",
-        "timing.sizes",
-        "timing.runs",
-        "timing.engines",
-        "timing.optimizers",
-        "timing.epochs",
-        "timing.repeats",
-        "timing.min_run_time",
-        "timing.threads",
-        "timing.quiet_wait",
-        "timing.min_cpu_share",
-        "timing.attempts",
-    )
-)
 
 
 @dataclass(frozen=True)
@@ -287,6 +267,13 @@ def load_experiment(path: str | Path, devices: Sequence[str] | None = None) -> E
     from gdbench.config import load_config
 
     return resolve(load_config(path), devices, Path(path).resolve().parent)
+
+
+@cache
+def default_experiment() -> Experiment:
+    """The experiment of an empty config (every setting the schema's default), on the CPU: what
+    the lesson's run and the timing workloads train with, whatever the grid."""
+    return resolve({}, devices=["cpu"])
 
 
 def resolve(config: Mapping[str, Any], devices: Sequence[str] | None = None, base_dir: str | Path = ".") -> Experiment:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +36,9 @@ LESSON_SEED = 1
 LOG_EVERY = 100
 
 #: The lesson's dataset, as a config entry.
+#: The lesson's run besides its data, lr, seed and epochs: zeros, full batch, float32, plain SGD
+#: (what the lesson does, not the config's defaults).
+LESSON_SETTINGS: dict[str, Any] = {"init": "zeros", "batch_size": None, "dtype": "float32", "optimizer": "sgd"}
 TUTORIAL_DATASET = {"x": list(TUTORIAL_X), "y": list(TUTORIAL_Y)}
 
 REFERENCE_LOG = """\
@@ -65,7 +68,7 @@ Epoch 2000/2000 W: 1.997, b: 0.006 Cost: 0.000005
 
 def lesson_spec(engine: str = "batched", device: str = "cpu") -> RunSpec:
     """The lesson's run: tutorial data, lr 0.01, 2000 epochs, zeros, full batch, float32."""
-    return RunSpec("tutorial", LESSON_LR, LESSON_SEED, LESSON_EPOCHS, device=device, engine=engine)
+    return RunSpec("tutorial", LESSON_LR, LESSON_SEED, LESSON_EPOCHS, device=device, engine=engine, **LESSON_SETTINGS)
 
 
 def tutorial() -> Dataset:

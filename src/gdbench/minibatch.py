@@ -134,14 +134,14 @@ class ShuffledProblem:
     y: np.ndarray
     orders: np.ndarray
     batch_size: int
-    W0: float = 0.0
-    b0: float = 0.0
-    epochs: int = 2000
-    diverged_factor: float = 1.0e6
-    momentum: float = 0.0
-    dampening: float = 0.0
-    nesterov: bool = False
-    weight_decay: float = 0.0
+    W0: float
+    b0: float
+    epochs: int
+    diverged_factor: float
+    momentum: float
+    dampening: float
+    nesterov: bool
+    weight_decay: float
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ of the torch.optim constructor (the learning rate comes from the grid)::
 An :class:`OptimizerSpec` is one such definition, checked as torch checks it (and a little
 more: no negative values). A run names its optimizer (``RunSpec.optimizer``); the engines look
 the spec up by that name. A config without optimizers trains plain SGD: :data:`PLAIN_SGD`.
+The arguments' defaults (torch's) are the schema's (``$defs/sgd_arguments``,
+``$defs/adam_arguments``), written there alone.
 """
 
 from __future__ import annotations
@@ -21,13 +23,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gdbench.schema_defaults import def_defaults
+
 #: Optimizer kinds: the torch.optim class each stands for.
 KINDS = ("sgd", "adam")
 
-#: The keys each kind takes (torch.optim's argument names), with torch's defaults.
-KEYS: dict[str, dict[str, Any]] = {
-    "sgd": {"momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0},
-    "adam": {"betas": [0.9, 0.999], "eps": 1.0e-8, "weight_decay": 0.0, "amsgrad": False},
+#: The keys each kind takes (torch.optim's argument names), with torch's defaults (the schema's).
+KEYS: dict[str, dict[str, Any]] = {kind: def_defaults(f"{kind}_arguments") for kind in KINDS}
+
+#: Every argument of :class:`OptimizerSpec` with its default (the kind that does not take it
+#: ignores it), as the spec holds it (``betas`` a tuple).
+ARGUMENT_DEFAULTS: dict[str, Any] = {
+    key: tuple(value) if isinstance(value, list) else value for kind in KINDS for key, value in KEYS[kind].items()
 }
 
 #: The optimizer a run names when it names none.
@@ -43,19 +50,20 @@ class OptimizerSpec:
     """One optimizer: a kind (``sgd`` or ``adam``) and its torch.optim arguments.
 
     SGD uses ``momentum``, ``dampening``, ``nesterov`` and ``weight_decay``; Adam uses
-    ``betas``, ``eps``, ``weight_decay`` and ``amsgrad``. The other kind's fields keep their
-    defaults and are ignored.
+    ``betas``, ``eps``, ``weight_decay`` and ``amsgrad``. The other kind's fields hold their
+    defaults and are ignored. No field has a default here: :func:`parse_optimizer` fills the
+    schema's (:data:`ARGUMENT_DEFAULTS`).
     """
 
-    name: str = DEFAULT_NAME
-    kind: str = "sgd"
-    momentum: float = 0.0
-    dampening: float = 0.0
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1.0e-8
-    amsgrad: bool = False
+    name: str
+    kind: str
+    momentum: float
+    dampening: float
+    nesterov: bool
+    weight_decay: float
+    betas: tuple[float, float]
+    eps: float
+    amsgrad: bool
 
     def __post_init__(self) -> None:
         where = f"optimizer {self.name!r}"
@@ -103,10 +111,6 @@ class OptimizerSpec:
         return f"{self.kind}({', '.join(given)})"
 
 
-#: Plain gradient descent, the lesson's ``optim.SGD(params, lr)``.
-PLAIN_SGD = OptimizerSpec()
-
-
 def parse_optimizer(name: str, raw: Mapping[str, Any]) -> OptimizerSpec:
     """An optimizer definition from the config: ``{sgd: {...}}`` or ``{adam: {...}}``."""
     if not isinstance(raw, Mapping) or len(raw) != 1:
@@ -123,4 +127,8 @@ def parse_optimizer(name: str, raw: Mapping[str, Any]) -> OptimizerSpec:
     for key in ("momentum", "dampening", "weight_decay", "eps"):
         if key in args:
             args[key] = float(args[key])
-    return OptimizerSpec(name=name, kind=kind, **args)
+    return OptimizerSpec(name=name, kind=kind, **{**ARGUMENT_DEFAULTS, **args})
+
+
+#: Plain gradient descent, the lesson's ``optim.SGD(params, lr)``.
+PLAIN_SGD = parse_optimizer(DEFAULT_NAME, {"sgd": {}})

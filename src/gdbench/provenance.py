@@ -15,6 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from gdbench.config import config_hash
+from gdbench.reads import Reads
+
+#: What the provenance job reads: the whole config (its record holds every key and the
+#: config's hash), so any change reruns it, its rerun line naming the keys that changed.
+PROVENANCE_READS = Reads(("*",))
 
 PACKAGES = ("gdbench", "torch", "numpy", "pandas", "pyarrow", "seaborn", "matplotlib", "snakemake")
 

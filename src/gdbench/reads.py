@@ -6,10 +6,11 @@ with :func:`param_line`: one short line ending in a digest of the declared value
 reruns exactly when a value it reads changes, and a new key it starts reading reruns it
 without anyone editing the workflow.
 
-Paths are dotted (``grid.seed``, ``edge``: a whole section); ``datasets.*`` and
-``optimizers.*`` stand for the definitions of the datasets and optimizers the job uses (so
-editing one it does not use reruns nothing). Values are flattened to their leaves
-(``datasets.noisy.synthetic.noise``), so a change is named by the leaf that changed.
+Paths are dotted (``grid.seed``, ``edge``: a whole section; ``*``: the whole config, for a job
+that records all of it); ``datasets.*`` and ``optimizers.*`` stand for the definitions of the
+datasets and optimizers the job uses (so editing one it does not use reruns nothing). Values
+are flattened to their leaves (``datasets.noisy.synthetic.noise``), so a change is named by the
+leaf that changed.
 
 The line says what changed: the workflow keeps, per digest, the values it saw
 (:func:`param_line` writes ``<digest>.json`` in the job's record folder) and, per job, the line
@@ -53,6 +54,10 @@ class Reads:
         the definitions behind ``datasets.*`` and ``optimizers.*``."""
         out: dict[str, Any] = {}
         for path in self.paths:
+            if path == "*":
+                for section, content in config.items():
+                    _flatten(section, content, out)
+                continue
             head, _, rest = path.partition(".")
             if head in USED and rest == "*":
                 for name in dict.fromkeys((used or {}).get(head, ())):

@@ -28,18 +28,19 @@ DTYPES = ("float32", "float64")
 @dataclass(frozen=True, order=True)
 class RunSpec:
     """One training run. ``batch_size`` is ``None`` for full batch (the lesson); ``optimizer``
-    names one of the config's optimizers (:mod:`gdbench.optimizers`), ``sgd`` by default."""
+    names one of the config's optimizers (:mod:`gdbench.optimizers`). No field has a default:
+    an experiment expands its grid into these (the schema holds the defaults)."""
 
     dataset: str
     lr: float
     seed: int
     epochs: int
-    device: str = "cpu"
-    init: str = "zeros"
-    batch_size: int | None = None
-    dtype: str = "float32"
-    engine: str = "batched"
-    optimizer: str = "sgd"
+    device: str
+    init: str
+    batch_size: int | None
+    dtype: str
+    engine: str
+    optimizer: str
 
     def __post_init__(self) -> None:
         if not (self.lr > 0 and math.isfinite(self.lr)):

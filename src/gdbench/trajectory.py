@@ -40,7 +40,7 @@ class TrajectoryBatch:
     cost: np.ndarray
     verdicts: Verdicts
     seconds: np.ndarray
-    record_every: int = 1
+    record_every: int
 
     def __len__(self) -> int:
         return len(self.runs)

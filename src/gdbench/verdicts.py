@@ -45,19 +45,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_CONVERGED_BELOW = 1.0e-6
-DEFAULT_DIVERGED_FACTOR = 1.0e6
-
 #: The float floor is this many ulps (spacings) of the optimal cost, plus the residuals' part.
 FLOOR_ULPS = 4
 
 
 @dataclass(frozen=True)
 class Criteria:
-    """Thresholds for the verdicts (config ``analysis:``)."""
+    """Thresholds for the verdicts (config ``analysis:``; its defaults are the schema's, and an
+    experiment builds these: :attr:`gdbench.experiment.Experiment.criteria`)."""
 
-    converged_below: float = DEFAULT_CONVERGED_BELOW
-    diverged_factor: float = DEFAULT_DIVERGED_FACTOR
+    converged_below: float
+    diverged_factor: float
 
 
 @dataclass

@@ -32,12 +32,14 @@ VERIFY_READS = Reads((*TRAIN_READS.paths, "verify.sample"))
 
 def lesson_comparison(device: str = "cpu") -> pd.DataFrame:
     """The lesson's 21 printed rows next to ours, from both engines."""
-    from gdbench.engines import TrainOptions, train
+    from gdbench.engines import train
+    from gdbench.experiment import default_experiment
 
     ours = {}
     data = {"tutorial": parse_dataset("tutorial", TUTORIAL_DATASET)}
+    options = default_experiment().train_options(record_every=LOG_EVERY)
     for engine in ("loop", "batched"):
-        batch = train([lesson_spec(engine, device)], data, TrainOptions(record_every=LOG_EVERY))
+        batch = train([lesson_spec(engine, device)], data, options)
         ours[engine] = parse_log("\n".join(lesson_lines(batch, LOG_EVERY)))
     ref = parse_log(REFERENCE_LOG)
     table = ref.rename(columns={c: f"lesson_{c}" for c in ("W", "b", "cost")})

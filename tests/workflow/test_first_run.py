@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO, results_of, run_workflow
+from helpers import REPO, criteria, results_of, run_spec, run_workflow, train_options
 
 from gdbench.config import ConfigError, check_config
-from gdbench.runs import RunSpec, cuda_present, describe_runs
+from gdbench.runs import cuda_present, describe_runs
 
 
 @pytest.mark.slow
@@ -138,7 +138,7 @@ def test_timing_keeps_torchs_cuda_runtime_warning_out_of_the_log() -> None:
 
 def test_describe_runs_is_short_and_readable() -> None:
     """A training job's params summarise its runs in a line, whatever the grid's size."""
-    runs = [RunSpec("tutorial", lr, seed, 2000) for lr in (0.0001 * 1.1**i for i in range(100)) for seed in range(50)]
+    runs = [run_spec("tutorial", lr, seed, 2000) for lr in (0.0001 * 1.1**i for i in range(100)) for seed in range(50)]
     text = describe_runs(runs)
     assert text.startswith("5000 runs: dataset tutorial; lr 0.0001..")
     assert "(100 values); seed 0..49 (50 values); epochs 2000; device cpu" in text
@@ -159,8 +159,11 @@ def test_convergence_plot_keys_every_line_and_every_divergence(tmp_path: Path, m
 
     spec = parse_dataset("tutorial", {"x": [1, 2, 3], "y": [2, 4, 6]})
     lrs = [0.0001, 0.01, 0.05, 0.1, 0.15, 0.17, 0.18, 0.19, 0.25, 0.5]
-    batch = train([RunSpec("tutorial", lr, 1, 300) for lr in lrs], {"tutorial": spec})
-    summary = tables.summary(batch, analyse_runs(batch, DataSource({"tutorial": spec})))
+    batch = train([run_spec("tutorial", lr, 1, 300) for lr in lrs], {"tutorial": spec}, train_options())
+    summary = tables.summary(
+        batch,
+        analyse_runs(batch, DataSource({"tutorial": spec}), train_options().optimizers, criteria().diverged_factor),
+    )
     figures = []
     monkeypatch.setattr(style, "save", lambda fig, png, svg: figures.append(fig))
     plots.convergence(tables.trajectories(batch), summary, tmp_path / "c.png", tmp_path / "c.svg")

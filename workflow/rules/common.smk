@@ -12,13 +12,15 @@ from snakemake.utils import validate
 
 from gdbench.config import ConfigError, check_config, config_hash
 from gdbench.edge import EDGE_READS
-from gdbench.experiment import TIMING_READS, Experiment
+from gdbench.experiment import Experiment
 from gdbench.findings import FINDINGS_READS
 from gdbench.last_lines import end_of_run_message, report_command
 from gdbench.pipeline import THEORY_READS, job_values, shard_values
+from gdbench.provenance import PROVENANCE_READS
 from gdbench.reads import param_line
 from gdbench.reproducibility import reproducibility_line, results_notice
 from gdbench.runs import cuda_present, resolve_devices
+from gdbench.timing.plans import TIMING_READS
 from gdbench.verify import VERIFY_READS
 from gdbench.verify_sample import sample_run_ids
 

@@ -25,7 +25,10 @@ rule provenance:
         f"{RESULTS}/benchmarks/provenance.tsv"
     # No conda: a run: block runs inside the Snakemake process, in its environment.
     params:
-        config=f"config {config_hash(config)}",
+        reads=lambda wildcards: reads_param(
+            "provenance", PROVENANCE_READS.values(config)
+        ),
+        record=record("provenance"),
         repo=workflow.basedir,
         devices=DEVICES,
     message:
@@ -33,6 +36,7 @@ rule provenance:
     run:
         # Cheap (no torch, pandas already loaded): runs inside Snakemake, no Python start.
         from gdbench.provenance import write_provenance
+        from gdbench.reads import record_done
 
         write_provenance(
             config,
@@ -43,3 +47,4 @@ rule provenance:
             params.repo,
             params.devices,
         )
+        record_done(params.reads, params.record)

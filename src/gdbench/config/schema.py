@@ -1,6 +1,7 @@
-"""The config's JSON Schema (``gdbench/schemas/config.schema.yaml``, the package data) and its
-machinery: the validator (numbers are finite, integers are not 2.0), ``$ref`` resolution,
-filling defaults, and reading numbers and booleans that arrive as text.
+"""The config's JSON Schema (``gdbench/schemas/config.schema.yaml``, loaded by
+:mod:`gdbench.schema_defaults`) and its machinery: the validator (numbers are finite, integers
+are not 2.0), ``$ref`` resolution, filling defaults, and reading numbers and booleans that
+arrive as text.
 """
 
 from __future__ import annotations
@@ -9,20 +10,14 @@ import copy
 import math
 from collections.abc import Mapping
 from functools import cache
-from importlib import resources
 from typing import Any
 
 import yaml
 from jsonschema import Draft202012Validator, validators
 
+from gdbench.schema_defaults import schema_root
+
 __all__ = ["coerce_text", "default_config", "fill_defaults", "resolve", "schema", "schema_root", "validator"]
-
-
-@cache
-def schema_root() -> dict[str, Any]:
-    """The schema as loaded once (shared: do not modify it; :func:`schema` gives a copy)."""
-    source = resources.files("gdbench") / "schemas" / "config.schema.yaml"
-    return yaml.safe_load(source.read_text(encoding="utf-8"))
 
 
 def schema() -> dict[str, Any]:

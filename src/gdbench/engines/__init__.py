@@ -35,13 +35,12 @@ __all__ = [
 def train(
     runs: list[RunSpec],
     datasets: Mapping[str, DatasetSpec] | DataSource,
-    options: TrainOptions | None = None,
+    options: TrainOptions,
     base_dir: str | Path = ".",
 ) -> TrajectoryBatch:
     """Train runs with the engine each names; results come back in the order of ``runs``."""
     if not runs:
         raise ValueError("train: no runs given")
-    options = options or TrainOptions()
     data = datasets if isinstance(datasets, DataSource) else DataSource(datasets, base_dir)
     groups: dict[tuple, list[int]] = {}
     for i, run in enumerate(runs):

@@ -20,25 +20,21 @@ they stop being computed and never overflow into later work.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from gdbench.engines.run_setup import (
-    DTYPE_OF,
-    DataSource,
-    TrainOptions,
-    check_device,
-    initial_params,
-    shuffle_generator,
-)
+from gdbench.engines.run_setup import DTYPE_OF, check_device, initial_params, shuffle_generator
 from gdbench.engines.tracker import VerdictTracker
 from gdbench.engines.updates import SGDUpdate, Update, make_update
 from gdbench.optimizers import PLAIN_SGD
 from gdbench.runs import RunSpec
 from gdbench.trajectory import TrajectoryBatch, record_schedule
 from gdbench.verdicts import divergence_is_final
+
+if TYPE_CHECKING:  # annotations only
+    from gdbench.engines.run_setup import DataSource, TrainOptions
 
 #: Up to this many points, the pairwise tree sum adds in the order the CPU's own reduction
 #: does ((x0 + x1) + x2), so the fast point-major layout stays bit-identical to the loop.

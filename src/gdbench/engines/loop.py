@@ -9,23 +9,20 @@ engine is checked against, and the baseline it is timed against.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from gdbench.engines.run_setup import (
-    DTYPE_OF,
-    DataSource,
-    TrainOptions,
-    check_device,
-    initial_params,
-    shuffle_generator,
-)
+from gdbench.engines.run_setup import DTYPE_OF, check_device, initial_params, shuffle_generator
 from gdbench.engines.tracker import VerdictTracker
 from gdbench.optimizers import PLAIN_SGD, OptimizerSpec
 from gdbench.runs import RunSpec
 from gdbench.trajectory import TrajectoryBatch, record_schedule
 from gdbench.verdicts import divergence_is_final
+
+if TYPE_CHECKING:  # annotations only
+    from gdbench.engines.run_setup import DataSource, TrainOptions
 
 
 def torch_optimizer(spec: OptimizerSpec, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:

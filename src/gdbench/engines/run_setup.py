@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from gdbench.data import Dataset, DatasetSpec
-from gdbench.optimizers import DEFAULT_NAME, PLAIN_SGD, OptimizerSpec
+from gdbench.optimizers import OptimizerSpec
 from gdbench.runs import RunSpec
 from gdbench.theory import Optimum, optimum
 from gdbench.verdicts import Criteria, float_floor
@@ -39,16 +39,17 @@ class TrainOptions:
     keeps only the last. ``chunk_epochs``: how often the batched engine checks for diverged
     or finished runs and stops computing them. ``cuda_graphs``: replay each chunk of
     full-batch epochs on CUDA from a captured graph (one launch per chunk). ``optimizers``:
-    the optimizer each run names (``RunSpec.optimizer``), by name; ``sgd`` is plain SGD unless
-    given otherwise.
+    the optimizer each run names (``RunSpec.optimizer``), by name. The settings of the config
+    have no defaults here (the schema holds them): an experiment builds these
+    (:meth:`gdbench.experiment.Experiment.train_options`).
     """
 
-    record_every: int = 1
-    criteria: Criteria = field(default_factory=Criteria)
-    chunk_epochs: int = 64
+    record_every: int
+    criteria: Criteria
+    chunk_epochs: int
+    optimizers: Mapping[str, OptimizerSpec]
     progress: Progress | None = None
     cuda_graphs: bool = True
-    optimizers: Mapping[str, OptimizerSpec] = field(default_factory=lambda: {DEFAULT_NAME: PLAIN_SGD})
 
     def optimizer(self, run: RunSpec) -> OptimizerSpec:
         """The optimizer ``run`` names."""

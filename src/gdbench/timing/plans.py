@@ -21,12 +21,31 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
-from gdbench.engines import check_device
 from gdbench.experiment import Experiment, TimingSettings
-from gdbench.timing import harness
+from gdbench.reads import Reads
 from gdbench.timing.results import TimingResult
 
 log = logging.getLogger("gdbench.timing")
+
+#: What the timing job reads (:func:`measure_plan`; this module imports torch only
+#: when it measures, so the workflow reads this at parse time without it): its settings and the
+#: optimizers it times (``enabled`` only decides whether it runs).
+TIMING_READS = Reads(
+    (
+        "optimizers.*",
+        "timing.sizes",
+        "timing.runs",
+        "timing.engines",
+        "timing.optimizers",
+        "timing.epochs",
+        "timing.repeats",
+        "timing.min_run_time",
+        "timing.threads",
+        "timing.quiet_wait",
+        "timing.min_cpu_share",
+        "timing.attempts",
+    )
+)
 
 #: Data size of the throughput panel (batched grid sizes): the lesson's three points.
 THROUGHPUT_N = 3
@@ -114,6 +133,9 @@ def measure_plan(
     """
     cfg = experiment.timing
     threads = cfg.threads if threads is None else threads
+    from gdbench.engines import check_device
+    from gdbench.timing import harness
+
     check_device(device)
     todo = plan(cfg) if items is None else list(items)
     specs = {name: experiment.optimizer(name) for name in dict.fromkeys(item[3] for item in todo)}

@@ -5,7 +5,7 @@
 * the ``batched`` engine: one :func:`gdbench.engines.train_batched` call training ``runs`` runs
   of ``epochs`` epochs on the same line, learning rates spread over a converging range
   (``geomspace(1e-4, critical/2)``) so that no run drops out early, and
-  ``TrainOptions(record_every=0)`` so only the final epoch is recorded.
+  options with ``record_every=0`` (the schema's other training settings) so only the final epoch is recorded.
 
 The line is ``y = 2x`` on ``x`` in ``[1, 3]``: at ``n = 3`` it is exactly the lesson's data.
 Both engines compute ``epochs + 1`` epochs per call (epochs ``0..epochs``, as the lesson's
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -24,8 +25,9 @@ import torch
 
 from gdbench import stability
 from gdbench.data import DatasetSpec, parse_dataset
-from gdbench.engines import DataSource, TrainOptions, lesson_run, train_batched
-from gdbench.lesson import LESSON_LR
+from gdbench.engines import DataSource, lesson_run, train_batched
+from gdbench.experiment import default_experiment
+from gdbench.lesson import LESSON_LR, LESSON_SETTINGS
 from gdbench.optimizers import PLAIN_SGD, OptimizerSpec
 from gdbench.runs import RunSpec
 from gdbench.theory import analyse
@@ -57,14 +59,16 @@ def workload(
     """A zero-argument call that trains once; everything else is prepared here, untimed."""
     data = DataSource({"line": timing_dataset_spec(n)})
     name = optimizer.name
-    probe = RunSpec("line", LESSON_LR, 1, epochs, device=str(device), engine=engine, optimizer=name)
+    settings = {**LESSON_SETTINGS, "optimizer": name}
+    probe = RunSpec("line", LESSON_LR, 1, epochs, device=str(device), engine=engine, **settings)
     dataset = data.get(probe)
     theory = analyse(dataset)
     # Below the optimizer's own critical lr where it has one (Nesterov's is lower), so no run stops.
     critical = min(theory.critical_lr, stability.critical_lr(optimizer, theory.lambda_max))
     lrs = timing_lrs(runs, critical if math.isfinite(critical) else theory.critical_lr)
-    specs = [RunSpec("line", float(lr), 1, epochs, device=str(device), engine=engine, optimizer=name) for lr in lrs]
+    specs = [RunSpec("line", float(lr), 1, epochs, device=str(device), engine=engine, **settings) for lr in lrs]
     if engine == "loop":
         x, y = dataset.tensors(torch.float32, device)
         return partial(lesson_run, specs[0], x, y, optimizer_spec=optimizer)
-    return partial(train_batched, specs, data, TrainOptions(record_every=0, optimizers={name: optimizer}))
+    options = replace(default_experiment().train_options(record_every=0), optimizers={name: optimizer})
+    return partial(train_batched, specs, data, options)

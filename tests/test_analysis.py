@@ -228,7 +228,7 @@ def test_momentum_horizon_edge_and_predicted_diverged_from_the_closed_form(neste
     from test_horizon_formula import critical, reference_edges
 
     x, y = np.array([1.0, 2, 3]), np.array([2.0, 4, 6])
-    setting = [(0.9, nesterov, 0.0)]
+    setting = [(0.9, nesterov, 0.0, 0.0)]
     edge = reference_edges(x, y, 0.0, 0.0, 300, setting)[0]
     crit = critical(x, setting)[0]
     optimizer = {"m": {"sgd": {"momentum": 0.9, "nesterov": nesterov}}}

@@ -25,8 +25,9 @@ DATASETS = {
     "well_conditioned": (_WELL, 1.5 * _WELL - 2.0 + 0.3 * RNG.normal(size=40), 1.0, -2.0),
     "ill_conditioned": (_ILL, -0.5 * _ILL + 3.0 + 0.3 * RNG.normal(size=40), 0.0, 0.0),
 }
-#: (momentum, nesterov, weight_decay)
-SETTINGS = [(b, n, wd) for b in (0.5, 0.9, 0.99) for n in (False, True) for wd in (0.0, 0.05)] + [(0.0, False, 0.05)]
+#: (momentum, nesterov, weight_decay, dampening)
+SETTINGS = [(b, n, wd, 0.0) for b in (0.5, 0.9, 0.99) for n in (False, True) for wd in (0.0, 0.05)]
+SETTINGS += [(0.0, False, 0.05, 0.0), (0.9, False, 0.0, 0.3), (0.5, False, 0.05, 0.5)]
 
 
 def reference_diverges(x, y, W0, b0, T, settings, lrs, factor=K):
@@ -35,6 +36,7 @@ def reference_diverges(x, y, W0, b0, T, settings, lrs, factor=K):
     beta = np.array([s[0] for s in settings])[:, None]
     nest = np.array([s[1] for s in settings])[:, None]
     wd = np.array([s[2] for s in settings])[:, None]
+    keep = 1.0 - np.array([s[3] for s in settings])[:, None]
     lr = np.asarray(lrs)[:, None]
     p = np.tile([W0, b0], (len(lrs), 1)).astype(np.float64)
     buf = None
@@ -47,7 +49,7 @@ def reference_diverges(x, y, W0, b0, T, settings, lrs, factor=K):
             if k == T:
                 break
             g = np.stack([np.mean(2 * r * x, axis=1), np.mean(2 * r, axis=1)], axis=1) + wd * p
-            buf = g.copy() if buf is None else beta * buf + g
+            buf = g.copy() if buf is None else beta * buf + keep * g
             step = np.where(beta == 0, g, np.where(nest, g + beta * buf, buf))
             p = p - lr * step
     return out
@@ -58,8 +60,8 @@ def critical(x, settings):
     A = np.stack([x, np.ones_like(x)], 1)
     lam = float(np.linalg.eigvalsh(2 * A.T @ A / x.size)[-1])
     out = []
-    for beta, nest, wd in settings:
-        c = 2.0 if beta == 0 else (2 * (1 + beta) / (1 + 2 * beta) if nest else 2 * (1 + beta))
+    for beta, nest, wd, damp in settings:
+        c = 2.0 if beta == 0 else (2 * (1 + beta) / (1 + 2 * beta) if nest else 2 * (1 + beta) / (1 - damp))
         out.append(c / (lam + wd))
     return np.array(out)
 
@@ -81,8 +83,10 @@ def reference_edges(x, y, W0, b0, T, settings, rel=1e-12, comb=33):
 
 def formula_edges(x, y, W0, b0, T, settings, refine=None):
     problems = [
-        horizon_problem(x, y, W0=W0, b0=b0, epochs=T, diverged_factor=K, momentum=b, nesterov=n, weight_decay=wd)
-        for b, n, wd in settings
+        horizon_problem(
+            x, y, W0=W0, b0=b0, epochs=T, diverged_factor=K, momentum=b, nesterov=n, weight_decay=wd, dampening=d
+        )
+        for b, n, wd, d in settings
     ]
     return closed_form_edges(problems) if refine is None else closed_form_edges(problems, refine=refine)
 
@@ -95,10 +99,10 @@ REFINED = 1.0e-9
 @pytest.mark.parametrize("T", [300, pytest.param(3000, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("dataset", list(DATASETS))
 def test_closed_form_edge_equals_an_independent_bisection(dataset, T):
-    """Heavy ball and Nesterov (momentum 0.5, 0.9, 0.99) and plain SGD, with and without weight
-    decay: the first-order form within 1.2e-4 of the float64 edge at 300 epochs and 1.2e-6 at
-    3000, the refined one within 1e-9. A user comparing optimizers by ``horizon_edge`` would
-    otherwise read a wrong stability edge for momentum."""
+    """Heavy ball and Nesterov (momentum 0.5, 0.9, 0.99), heavy ball with dampening and plain
+    SGD, with and without weight decay: the first-order form within 1.2e-4 of the float64 edge
+    at 300 epochs and 1.2e-6 at 3000, the refined one within 1e-9. A user comparing optimizers
+    by ``horizon_edge`` would otherwise read a wrong stability edge for momentum."""
     x, y, W0, b0 = DATASETS[dataset]
     reference = reference_edges(x, y, W0, b0, T, SETTINGS)
     first = formula_edges(x, y, W0, b0, T, SETTINGS, refine=0)
@@ -117,9 +121,18 @@ def test_verdicts_by_the_edge_equal_the_recurrence_away_from_it():
         cases = list(itertools.product(SETTINGS, [1.5, 10.0, 1e3, 1e6], [5, 50, 300]))
         problems = [
             horizon_problem(
-                x, y, W0=W0 + 0.5, b0=b0 - 1.0, epochs=T, diverged_factor=f, momentum=b, nesterov=n, weight_decay=wd
+                x,
+                y,
+                W0=W0 + 0.5,
+                b0=b0 - 1.0,
+                epochs=T,
+                diverged_factor=f,
+                momentum=b,
+                nesterov=n,
+                weight_decay=wd,
+                dampening=d,
             )
-            for (b, n, wd), f, T in cases
+            for (b, n, wd, d), f, T in cases
         ]
         edges = closed_form_edges(problems)
         keep = np.flatnonzero(np.isfinite(edges))
@@ -141,7 +154,7 @@ def test_no_closed_form_where_a_transient_passes_the_threshold_first(beta, facto
     0.999) the run diverges *below* the critical lr, at an early epoch; the closed form, which
     assumes the last epoch decides, is empty there rather than wrong."""
     x, y, W0, b0 = DATASETS["lesson"]
-    crit = critical(x, [(beta, False, 0.0)])[0]
-    assert reference_diverges(x, y, W0, b0, 3000, [(beta, False, 0.0)], [ratio * crit], factor).all()
+    crit = critical(x, [(beta, False, 0.0, 0.0)])[0]
+    assert reference_diverges(x, y, W0, b0, 3000, [(beta, False, 0.0, 0.0)], [ratio * crit], factor).all()
     problem = horizon_problem(x, y, W0=W0, b0=b0, epochs=3000, diverged_factor=factor, momentum=beta)
     assert np.isnan(closed_form_edges([problem])[0])

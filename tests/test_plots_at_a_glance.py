@@ -371,6 +371,18 @@ def test_minibatch_panels_are_drawn_against_lr(grid, tmp_path) -> None:
     )
     text = draw(plots.divergence, both, grid["theory"], tmp_path=tmp_path, name="minibatch")
     assert "minibatch: the full-batch bound does not apply; drawn against lr" in text
+    assert "mean-square bound ms_critical_lr" not in text  # the summary gives these rows none
     assert "learning rate / critical lr" in text and "over the theory's critical learning rate" in text
     only = draw(plots.divergence, both[both["batch_size"] == "2"], grid["theory"], tmp_path=tmp_path, name="mb")
     assert "critical lr 2/λmax" not in only and "over the theory's critical" not in only
+
+
+def test_minibatch_panel_draws_the_mean_square_bound(grid, tmp_path) -> None:
+    """A minibatch panel with the summary's ms_critical_lr draws it as a line named with its
+    value (three digits of the table's number); without one it draws and names none."""
+    s = grid["summary"]
+    mini = s[(s["optimizer"] == "sgd") & (s["dataset"] == "tutorial")].assign(batch_size="2", ms_critical_lr=0.0971234)
+    text = draw(plots.divergence, mini, grid["theory"], tmp_path=tmp_path, name="ms")
+    assert "mean-square bound ms_critical_lr = 0.0971" in text
+    far = draw(plots.divergence, mini.assign(ms_critical_lr=5e-6), grid["theory"], tmp_path=tmp_path, name="far")
+    assert "mean-square bound ms_critical_lr = 5.00e-06" in far  # outside the grid's lrs: the axis widens

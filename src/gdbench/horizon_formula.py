@@ -30,11 +30,12 @@ with the exact cost ``C_k`` (both roots, both directions, weight decay's offset;
 complex step) at epoch ``k = T``, and at ``T - 1`` (weight decay's offset alternates in sign,
 so the last epoch need not be the largest); the smaller lr is the edge.
 
-Measured against an independent float64 bisection of torch's steps (tests/test_horizon_formula.py:
-the lesson's points, two points far apart, synthetic lines of condition numbers ~1 and ~1e3,
-momentum 0.5, 0.9 and 0.99, heavy ball and Nesterov, weight decay 0 and 0.05): the first-order
-form within 2.7e-5 (relative) at ``T = 300`` and 2.6e-7 at ``T = 3000``, the refined one within
-1.1e-13; on the default grid within 3e-11 of :func:`gdbench.horizon.horizon_edges` (1e-10).
+Measured against an independent float64 bisection of torch's steps
+(tests/test_horizon_formula.py: the lesson's points, two points far apart, synthetic lines of
+condition numbers ~1 and ~1e3, momentum 0.5, 0.9 and 0.99, heavy ball and Nesterov, heavy ball
+with dampening 0.3 and 0.5, weight decay 0 and 0.05): the first-order form within 2.7e-5
+(relative) at ``T = 300`` and 2.6e-7 at ``T = 3000``, the refined one within 1.1e-13; on the
+default grid within 3e-11 of :func:`gdbench.horizon.horizon_edges` (1e-10).
 
 **Where there is no closed form** (NaN): below the critical lr a run's error can grow for a
 while before it contracts (heavy ball's amplitude near the critical lr is ``(1 + beta) / (1 -

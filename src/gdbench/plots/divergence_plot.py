@@ -243,9 +243,27 @@ def _divergence_facet(
         ax.legend(handles=handles, loc="best", fontsize="x-small")
     elif not theory.closed_form:
         style.corner_note(ax, f"{theory.note}; drawn against lr")
+        _mean_square_bound(ax, part)
     if not len(part):
         style.empty_note(ax, "no runs")
     return drawn
+
+
+def _mean_square_bound(ax: Axes, part: pd.DataFrame) -> None:
+    """On a panel drawn against lr: the summary's ``ms_critical_lr`` (minibatch plain SGD's
+    mean-square stability bound, a bound of a model: runs may survive above it), dash-dotted."""
+    if "ms_critical_lr" not in part.columns:
+        return
+    bound = pd.to_numeric(part["ms_critical_lr"], errors="coerce").dropna()
+    bound = bound[np.isfinite(bound) & (bound > 0)]
+    if bound.empty or bound.nunique() > 1:  # one panel, one bound (else it is not one line)
+        return
+    value = float(bound.iloc[0])
+    lo, hi = ax.get_xlim()
+    ax.set_xlim(min(lo, value / 2), max(hi, value * 2))  # in view: a legend lists what is drawn
+    label = f"mean-square bound ms_critical_lr = {_three_digits(value)}"
+    line = ax.axvline(value, color=style.CRITICAL_COLOUR, ls="-.", lw=1.3, label=label)
+    ax.legend(handles=[line], loc="best", fontsize="x-small")
 
 
 #: The stretch of the lr / critical lr axis: linear within ~3% of 1, log-of-decades beyond.

@@ -221,7 +221,7 @@ def shuffled_problem(x: Any, y: Any, orders: Any, batch_size: int, **overrides: 
     """A float64 minibatch problem with the schema's defaults (:func:`_recurrence_defaults`)."""
     from gdbench.minibatch import ShuffledProblem
 
-    return ShuffledProblem(x, y, orders, batch_size, **{**_recurrence_defaults(), **overrides})
+    return ShuffledProblem(x, y, **{**_recurrence_defaults(), **overrides}, orders=orders, batch_size=batch_size)
 
 
 # Data and optimizers shared by the unit tests of several modules.

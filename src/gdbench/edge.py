@@ -260,7 +260,17 @@ def _minibatch_theory(
             factor = experiment.criteria.diverged_factor
             arguments = spec.arguments()
             problems.append(
-                ShuffledProblem(points.x, points.y, orders, case.batch_size, W0, b0, case.epochs, factor, **arguments)
+                ShuffledProblem(
+                    points.x,
+                    points.y,
+                    W0,
+                    b0,
+                    case.epochs,
+                    factor,
+                    **arguments,
+                    orders=orders,
+                    batch_size=case.batch_size,
+                )
             )
         where.append((i, slot[key]))
     # The located search's range and combs: divergence need not be monotone in lr here, and with

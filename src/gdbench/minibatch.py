@@ -55,6 +55,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gdbench.data import Dataset
+from gdbench.horizon import HorizonProblem
 from gdbench.search import bracket
 from gdbench.theory import hessian, optimum, singular
 
@@ -125,23 +126,13 @@ def ms_bound(kind: str, momentum: float, weight_decay: float, x: np.ndarray, bat
 
 
 @dataclass(frozen=True)
-class ShuffledProblem:
-    """One minibatch run as its float64 recurrence: the points, the permutation of each epoch
-    (``orders`` ``[>= epochs, n]`` integers), the batch size, the start, the horizon, the
-    divergence threshold and the optimizer's constants (torch.optim.SGD's)."""
+class ShuffledProblem(HorizonProblem):
+    """One minibatch run as its float64 recurrence: a full-batch problem's points, start,
+    horizon, divergence threshold and optimizer constants (torch.optim.SGD's), and the
+    permutation of each epoch (``orders`` ``[>= epochs, n]`` integers) and the batch size."""
 
-    x: np.ndarray
-    y: np.ndarray
     orders: np.ndarray
     batch_size: int
-    W0: float
-    b0: float
-    epochs: int
-    diverged_factor: float
-    momentum: float
-    dampening: float
-    nesterov: bool
-    weight_decay: float
 
 
 @dataclass(frozen=True)

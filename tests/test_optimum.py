@@ -17,6 +17,7 @@ from gdbench.config import ConfigError, check_config
 from gdbench.data import Dataset, parse_dataset
 from gdbench.experiment import Experiment
 from gdbench.lesson import tutorial
+from gdbench.optimizers import PLAIN_SGD
 from gdbench.pipeline import optima, theories, train_runs
 from gdbench.plots import divergence_plot
 from gdbench.tables import rate_curve_table, theory_table
@@ -24,6 +25,8 @@ from gdbench.theory import analyse, eigen, optimum, predicted_rate, sgd_factor
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+#: Plain SGD alone, by its name (the theory of the lesson's optimizer).
+PLAIN = {PLAIN_SGD.name: PLAIN_SGD}
 
 
 def ex(config):
@@ -104,7 +107,7 @@ def test_theory_table_has_a_row_per_seed_where_the_points_depend_on_it():
     """theory.csv: tutorial once (seed empty), noisy once per seed, with the optimum."""
     config = grid_config({"tutorial": "default", "noisy": "default"})
     names = ["tutorial", "noisy"]
-    table = theory_table(theories(ex(config), names), optima(ex(config), names, [1, 2, 3]))
+    table = theory_table(theories(ex(config), names), optima(ex(config), names, [1, 2, 3]), optimizers=PLAIN)
     assert table["dataset"].tolist() == ["tutorial", "noisy", "noisy", "noisy"]
     assert table["seed"].isna().tolist() == [True, False, False, False]
     for col in ("lambda_min", "lambda_max", "critical_lr", "fastest_lr", "W_star", "b_star", "optimal_cost"):
@@ -303,8 +306,8 @@ def test_rate_plot_draws_measured_points_over_the_predicted_curve(default_grid, 
     converged run."""
     config = grid_config({"tutorial": "default", "noisy": "default"})
     th = theories(ex(config), ["tutorial", "noisy"])
-    theory = theory_table(th, optima(ex(config), ["tutorial", "noisy"], [1, 2, 3]))
-    curve = rate_curve_table(th)
+    theory = theory_table(th, optima(ex(config), ["tutorial", "noisy"], [1, 2, 3]), optimizers=PLAIN)
+    curve = rate_curve_table(th, PLAIN)
     png, svg = tmp_path / "rate.png", tmp_path / "rate.svg"
     plots.rate(default_grid, curve, theory, png, svg)
     text = svg.read_text()

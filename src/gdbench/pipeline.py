@@ -195,7 +195,9 @@ def theory_table(
     specs = {
         name: experiment.optimizer(name) for name in (experiment.grid.optimizer if optimizers is None else optimizers)
     }
-    table = tables.theory_table(theories(experiment, names), optima(experiment, names, experiment.grid.seed), specs)
+    table = tables.theory_table(
+        theories(experiment, names), optima(experiment, names, experiment.grid.seed), optimizers=specs
+    )
     xs = {name: experiment.dataset(name).build(seed=0, base_dir=experiment.base_dir).x for name in names}
     return tables.theory_by_batch_size(table, experiment.grid.batch_size, xs, specs)
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from gdbench import stability
 from gdbench.analysis import RunAnalysis
-from gdbench.optimizers import DEFAULT_NAME, PLAIN_SGD, OptimizerSpec
+from gdbench.optimizers import OptimizerSpec
 from gdbench.runs import RunSpec
 from gdbench.theory import Optimum, Theory
 from gdbench.trajectory import TrajectoryBatch
@@ -173,14 +173,15 @@ def _epochs(values: np.ndarray) -> pd.arrays.IntegerArray:
 def theory_table(
     theories: Mapping[str, Theory],
     optima: Sequence[Optimum] = (),
-    optimizers: Mapping[str, OptimizerSpec] | None = None,
+    *,
+    optimizers: Mapping[str, OptimizerSpec],
 ) -> pd.DataFrame:
-    """One row per dataset and optimizer (plain SGD when none are given): n, eigenvalues,
+    """One row per dataset and optimizer (``optimizers``, by name): n, eigenvalues,
     the optimizer's settings, its critical learning rate and that as a formula, its fastest
     learning rate and the rate predicted there (empty where there is no closed form); with ``optima`` one such
     row per dataset, seed (where the points depend on it) and optimizer, with the optimum
     ``W_star``, ``b_star``, ``optimal_cost`` (``seed`` empty where it does not matter)."""
-    specs = optimizers or {DEFAULT_NAME: PLAIN_SGD}
+    specs = optimizers
     rows = []
     for t in theories.values():
         for spec in specs.values():
@@ -251,15 +252,13 @@ CURVE_RATIOS = np.unique(np.concatenate([np.logspace(-6.0, 1.0, 701), [1.0]]))
 CURVE_COLUMNS = ("dataset", "optimizer", "lr_ratio", "lr", "predicted_rate", "rate_formula")
 
 
-def rate_curve_table(
-    theories: Mapping[str, Theory], optimizers: Mapping[str, OptimizerSpec] | None = None
-) -> pd.DataFrame:
+def rate_curve_table(theories: Mapping[str, Theory], optimizers: Mapping[str, OptimizerSpec]) -> pd.DataFrame:
     """Each optimizer's predicted rate over lr / its critical lr, per dataset (one row per
     point of :data:`CURVE_RATIOS`, and the fastest lr's ratio where there is one): the max
     over the directions with lambda > 0 of the excess cost's factor per epoch
     (:func:`gdbench.stability.rate_curve`), for a start with error along every direction.
     Optimizers without a closed form (Adam) have no rows: plots read this table, not theory."""
-    specs = optimizers or {DEFAULT_NAME: PLAIN_SGD}
+    specs = optimizers
     frames = []
     for t in theories.values():
         lam = np.array([t.lambda_min, t.lambda_max])

@@ -262,3 +262,55 @@ OPTIMIZER_SPECS = [
     optimizer_spec("damped", momentum=0.6, dampening=0.4),
     optimizer_spec("decayed", momentum=0.5, weight_decay=0.3),
 ]
+
+
+def draw_figure(fn: Callable[..., Any], *args: Any, tmp_path: Path, name: str) -> str:
+    """Draw a figure with warnings as errors; check the PNG is a real image; return the SVG's text."""
+    import warnings
+
+    import matplotlib.image
+
+    png, svg = tmp_path / f"{name}.png", tmp_path / f"{name}.svg"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fn(*args, png, svg)
+    image = matplotlib.image.imread(png)
+    assert image.shape[1] >= 900 and image.shape[0] >= 500, f"{name}.png is {image.shape}"
+    assert image[..., :3].std() > 0.05, f"{name}.png is blank"
+    return svg.read_text()
+
+
+def figure_tables(grid: dict[str, Any], datasets: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train a small cpu grid and return the tables the figures read: trajectories, summary,
+    theory and rate curve."""
+    from gdbench import tables
+    from gdbench.config import check_config
+    from gdbench.experiment import Experiment
+    from gdbench.pipeline import theories, train_runs
+
+    config = check_config({"grid": grid} if datasets is None else {"datasets": datasets, "grid": grid})
+    experiment = Experiment.from_checked(config, ["cpu"])
+    _, trajectories, summary = train_runs(experiment, experiment.runs)
+    theory = theories(experiment, list(grid["dataset"]))
+    specs = dict(experiment.optimizers)
+    return {
+        "trajectories": trajectories,
+        "summary": summary,
+        "theory": tables.theory_table(theory, optimizers=specs),
+        "curve": tables.rate_curve_table(theory, specs),
+    }
+
+
+def convergence_axes() -> tuple[Any, Any]:
+    """A figure and an axes scaled as a convergence panel (symlog epochs, log excess)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 4), dpi=150)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.set_xscale("symlog", linthresh=10, linscale=0.6)
+    ax.set_xlim(0, 2000)
+    ax.set_yscale("log")
+    ax.set_ylim(1e-16, 1e3)
+    return fig, ax

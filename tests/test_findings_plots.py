@@ -6,18 +6,14 @@ its legend lists only what it drew."""
 from __future__ import annotations
 
 import itertools
-import warnings
 from pathlib import Path
 
-import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import convergence_axes, draw_figure, figure_tables
 
-from gdbench import findings, plots, tables
-from gdbench.config import check_config
-from gdbench.experiment import Experiment
-from gdbench.pipeline import theories, train_runs
+from gdbench import findings, plots
 
 TOL = 1e-6
 
@@ -25,27 +21,16 @@ TOL = 1e-6
 @pytest.fixture(scope="module")
 def grid() -> dict[str, pd.DataFrame]:
     """Summary, theory and rate curve of the lesson's data: three optimizers x 6 lrs x 2 seeds."""
-    config = check_config(
+    return figure_tables(
         {
-            "grid": {
-                "dataset": ["tutorial"],
-                "optimizer": ["sgd", "heavy_ball", "nesterov"],
-                "lr": [0.001, 0.01, 0.1, 0.17, 0.19, 0.5],
-                "seed": [1, 2],
-                "epochs": [400],
-                "device": ["cpu"],
-            }
+            "dataset": ["tutorial"],
+            "optimizer": ["sgd", "heavy_ball", "nesterov"],
+            "lr": [0.001, 0.01, 0.1, 0.17, 0.19, 0.5],
+            "seed": [1, 2],
+            "epochs": [400],
+            "device": ["cpu"],
         }
     )
-    experiment = Experiment.from_checked(config, ["cpu"])
-    summary = train_runs(experiment, experiment.runs)[2]
-    theory = theories(experiment, ["tutorial"])
-    specs = dict(experiment.optimizers)
-    return {
-        "summary": summary,
-        "theory": tables.theory_table(theory, optimizers=specs),
-        "curve": tables.rate_curve_table(theory, specs),
-    }
 
 
 def all_diverged(s: pd.DataFrame) -> pd.DataFrame:
@@ -71,15 +56,7 @@ CASES = {
 }
 
 
-def draw(fn, *args, tmp_path: Path, name: str) -> str:
-    png, svg = tmp_path / f"{name}.png", tmp_path / f"{name}.svg"
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        fn(*args, png, svg)
-    image = matplotlib.image.imread(png)
-    assert image.shape[1] >= 900 and image.shape[0] >= 500, f"{name}.png is {image.shape}"
-    assert image[..., :3].std() > 0.05, f"{name}.png is blank"
-    return svg.read_text()
+draw = draw_figure
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -206,18 +183,9 @@ def test_edge_figure_draws_ratios_to_the_critical_lr(tmp_path, case) -> None:
 def test_divergence_labels_never_overlap() -> None:
     """Learning rates diverging at neighbouring epochs share one label above the panel
     instead of printing over each other (as Nesterov's did: 0.15 ... 0.5 within 10 epochs)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     from gdbench.plots.convergence_plot import _divergence_labels
 
-    fig = Figure(figsize=(5, 4), dpi=150)
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    ax.set_xscale("symlog", linthresh=10, linscale=0.6)
-    ax.set_xlim(0, 2000)
-    ax.set_yscale("log")
-    ax.set_ylim(1e-16, 1e3)
+    fig, ax = convergence_axes()
     marks = [(e, (0, 0, 0, 1), lr) for e, lr in ((3, 0.5), (4, 0.25), (5, 0.19), (6, 0.18), (7, 0.17), (1500, 0.15))]
     _divergence_labels(ax, marks, 1e3)
     texts = [t.get_text() for t in ax.texts]

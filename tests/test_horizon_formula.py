@@ -81,13 +81,15 @@ def reference_edges(x, y, W0, b0, T, settings, rel=1e-12, comb=33):
     return np.sqrt(lo * hi)
 
 
+def setting_problem(x, y, W0, b0, T, factor, setting):
+    """The float64 problem of one (momentum, nesterov, weight decay, dampening) setting."""
+    b, n, wd, d = setting
+    settings = {"momentum": b, "nesterov": n, "weight_decay": wd, "dampening": d}
+    return horizon_problem(x, y, W0=W0, b0=b0, epochs=T, diverged_factor=factor, **settings)
+
+
 def formula_edges(x, y, W0, b0, T, settings, refine=None):
-    problems = [
-        horizon_problem(
-            x, y, W0=W0, b0=b0, epochs=T, diverged_factor=K, momentum=b, nesterov=n, weight_decay=wd, dampening=d
-        )
-        for b, n, wd, d in settings
-    ]
+    problems = [setting_problem(x, y, W0, b0, T, K, setting) for setting in settings]
     return closed_form_edges(problems) if refine is None else closed_form_edges(problems, refine=refine)
 
 
@@ -119,21 +121,7 @@ def test_verdicts_by_the_edge_equal_the_recurrence_away_from_it():
     given = 0
     for x, y, W0, b0 in DATASETS.values():
         cases = list(itertools.product(SETTINGS, [1.5, 10.0, 1e3, 1e6], [5, 50, 300]))
-        problems = [
-            horizon_problem(
-                x,
-                y,
-                W0=W0 + 0.5,
-                b0=b0 - 1.0,
-                epochs=T,
-                diverged_factor=f,
-                momentum=b,
-                nesterov=n,
-                weight_decay=wd,
-                dampening=d,
-            )
-            for (b, n, wd, d), f, T in cases
-        ]
+        problems = [setting_problem(x, y, W0 + 0.5, b0 - 1.0, T, f, setting) for setting, f, T in cases]
         edges = closed_form_edges(problems)
         keep = np.flatnonzero(np.isfinite(edges))
         given += keep.size

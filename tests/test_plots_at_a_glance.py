@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import itertools
 import re
-import warnings
-from pathlib import Path
 
 import matplotlib.colors
 import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import convergence_axes, draw_figure, figure_tables
 from matplotlib.figure import Figure
 
-from gdbench import findings, plots, tables
-from gdbench.config import check_config
+from gdbench import findings, plots
 from gdbench.edge import EDGE_COLUMNS
-from gdbench.experiment import Experiment
-from gdbench.pipeline import theories, train_runs
 from gdbench.plots import convergence_plot, divergence_plot, reduction, style
 
 TOL = 1e-6
@@ -34,44 +30,24 @@ OPTIMIZERS = ["sgd", "heavy_ball", "nesterov", "adam"]
 
 @pytest.fixture(scope="module")
 def grid() -> dict[str, pd.DataFrame]:
-    config = check_config(
-        {
-            "datasets": {
-                "tutorial": {"x": [1, 2, 3], "y": [2, 4, 6]},
-                "noisy": {"synthetic": {"n": 16, "slope": 2.0, "intercept": 0.5, "noise": 0.5}},
-            },
-            "grid": {
-                "dataset": ["tutorial", "noisy"],
-                "optimizer": OPTIMIZERS,
-                "lr": [0.001, 0.01, 0.1, 0.17, 0.18, 0.19, 0.5],
-                "seed": [1, 2],
-                "epochs": [300],
-                "device": ["cpu"],
-            },
-        }
-    )
-    experiment = Experiment.from_checked(config, ["cpu"])
-    _, trajectories, summary = train_runs(experiment, experiment.runs)
-    theory = theories(experiment, ["tutorial", "noisy"])
-    specs = dict(experiment.optimizers)
-    return {
-        "trajectories": trajectories,
-        "summary": summary,
-        "theory": tables.theory_table(theory, optimizers=specs),
-        "curve": tables.rate_curve_table(theory, specs),
+    datasets = {
+        "tutorial": {"x": [1, 2, 3], "y": [2, 4, 6]},
+        "noisy": {"synthetic": {"n": 16, "slope": 2.0, "intercept": 0.5, "noise": 0.5}},
     }
+    return figure_tables(
+        {
+            "dataset": ["tutorial", "noisy"],
+            "optimizer": OPTIMIZERS,
+            "lr": [0.001, 0.01, 0.1, 0.17, 0.18, 0.19, 0.5],
+            "seed": [1, 2],
+            "epochs": [300],
+            "device": ["cpu"],
+        },
+        datasets,
+    )
 
 
-def draw(fn, *args, tmp_path: Path, name: str) -> str:
-    """Draw with warnings as errors; check the PNG is a real image; return the SVG's text."""
-    png, svg = tmp_path / f"{name}.png", tmp_path / f"{name}.svg"
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        fn(*args, png, svg)
-    image = matplotlib.image.imread(png)
-    assert image.shape[1] >= 900 and image.shape[0] >= 500, f"{name}.png is {image.shape}"
-    assert image[..., :3].std() > 0.05, f"{name}.png is blank"
-    return svg.read_text()
+draw = draw_figure
 
 
 def svg_texts(svg: str) -> list[str]:
@@ -264,16 +240,8 @@ def test_convergence_legend_says_the_line_is_an_envelope(grid, tmp_path) -> None
 def test_divergence_labels_measure_their_text() -> None:
     """Long labels ("0.2512 … 0.5") take more room than short ones: a label measured as drawn
     keeps the next one from printing over it."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     with style.theme():
-        fig = Figure(figsize=(5, 4), dpi=150)
-        FigureCanvasAgg(fig)
-        ax = fig.subplots()
-        ax.set_xscale("symlog", linthresh=10, linscale=0.6)
-        ax.set_xlim(0, 2000)
-        ax.set_yscale("log")
-        ax.set_ylim(1e-16, 1e3)
+        fig, ax = convergence_axes()
         marks = [(e, (0, 0, 0, 1), lr) for e, lr in ((3, 0.5), (4, 0.3863), (5, 0.2512), (12, 0.2305), (25, 0.2115))]
         convergence_plot._divergence_labels(ax, marks, 1e3)
         fig.canvas.draw()

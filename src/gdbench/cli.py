@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=["loop", "batched"], default="loop")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.set_defaults(func=_lesson)
-    p = sub.add_parser("train", help="train a grid spec (a config file, YAML or JSON)")
+    p = sub.add_parser("train", help="train a grid (a config file, YAML or JSON)")
     p.add_argument("config", help="config file with datasets:, grid:, training:, analysis:")
     p.add_argument("-o", "--output", required=True, help="trajectory table (.parquet)")
     p.add_argument("--summary", help="summary table (.parquet or .csv); default OUTPUT.summary.parquet")

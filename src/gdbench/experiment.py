@@ -150,35 +150,18 @@ class Experiment:
         """Resolve a config checked by :func:`gdbench.config.check_config`. ``devices``
         overrides ``grid.device`` (the workflow resolves ``auto`` once, without torch, and
         passes the result); absent, ``auto`` asks torch whether CUDA is available."""
-        g, t = config["grid"], config["training"]
         if devices is None:
             cuda = False
-            if g["device"] == "auto":
+            if config["grid"]["device"] == "auto":
                 import torch
 
                 cuda = torch.cuda.is_available()
-            devices = resolve_devices(g["device"], cuda)
-        grid = Grid(
-            dataset=tuple(as_list(g["dataset"])),
-            optimizer=tuple(as_list(g["optimizer"])),
-            lr=tuple(float(v) for v in as_list(g["lr"])),
-            seed=tuple(int(v) for v in as_list(g["seed"])),
-            epochs=tuple(int(v) for v in as_list(g["epochs"])),
-            init=tuple(as_list(t["init"])),
-            batch_size=tuple(batch_size_value(v) for v in as_list(t["batch_size"])),
-            dtype=tuple(as_list(t["dtype"])),
-            engine=tuple(as_list(t["engine"])),
-        )
+            devices = resolve_devices(config["grid"]["device"], cuda)
+        grid = _grid(config["grid"], config["training"])
         runs = grid.runs(devices)
-        s = config["sharding"]
-        sharding = Sharding(
-            jobs_per_device=int(s["jobs_per_device"]),
-            min_runs_per_job=int(s["min_runs_per_job"]),
-            max_runs_per_job=int(s["max_runs_per_job"]),
-            runs_per_chunk=int(s["runs_per_chunk"]),
-        )
+        sharding = _sharding(config["sharding"])
         shards = shard(runs, sharding.jobs_per_device, sharding.max_runs_per_job, sharding.min_runs_per_job)
-        a, e, tm = config["analysis"], config["edge"], config["timing"]
+        t, a = config["training"], config["analysis"]
         return Experiment(
             config=config,
             base_dir=Path(base_dir),
@@ -196,28 +179,8 @@ class Experiment:
             ),
             sharding=sharding,
             criteria=Criteria(converged_below=float(a["converged_below"]), diverged_factor=float(a["diverged_factor"])),
-            edge=EdgeSettings(
-                enabled=bool(e["enabled"]),
-                lr_min=float(e["lr_min"]),
-                lr_max=float(e["lr_max"]),
-                rel_width=float(e["rel_width"]),
-                lrs_per_round=int(e["lrs_per_round"]),
-            ),
-            timing=TimingSettings(
-                enabled=bool(tm["enabled"]),
-                sizes=tuple(int(n) for n in tm["sizes"]),
-                runs=tuple(int(n) for n in tm["runs"]),
-                engines=tuple(tm["engines"]),
-                optimizers=tuple(tm["optimizers"]),
-                epochs=int(tm["epochs"]),
-                repeats=int(tm["repeats"]),
-                min_run_time=float(tm["min_run_time"]),
-                threads=int(tm["threads"]),
-                alone=bool(tm["alone"]),
-                quiet_wait=float(tm["quiet_wait"]),
-                min_cpu_share=float(tm["min_cpu_share"]),
-                attempts=int(tm["attempts"]),
-            ),
+            edge=_edge_settings(config["edge"]),
+            timing=_timing_settings(config["timing"]),
             verify_sample=int(config["verify"]["sample"]),
             _ids={run: i for i, run in enumerate(runs)},
         )
@@ -282,3 +245,58 @@ def resolve(config: Mapping[str, Any], devices: Sequence[str] | None = None, bas
     from gdbench.config import check_config
 
     return Experiment.from_checked(check_config(config, base_dir=base_dir), devices, base_dir)
+
+
+def _grid(g: Mapping[str, Any], t: Mapping[str, Any]) -> Grid:
+    """The grid's axes from the checked ``grid`` and ``training`` sections."""
+    return Grid(
+        dataset=tuple(as_list(g["dataset"])),
+        optimizer=tuple(as_list(g["optimizer"])),
+        lr=tuple(float(v) for v in as_list(g["lr"])),
+        seed=tuple(int(v) for v in as_list(g["seed"])),
+        epochs=tuple(int(v) for v in as_list(g["epochs"])),
+        init=tuple(as_list(t["init"])),
+        batch_size=tuple(batch_size_value(v) for v in as_list(t["batch_size"])),
+        dtype=tuple(as_list(t["dtype"])),
+        engine=tuple(as_list(t["engine"])),
+    )
+
+
+def _sharding(s: Mapping[str, Any]) -> Sharding:
+    """How runs are split into jobs, from the checked ``sharding`` section."""
+    return Sharding(
+        jobs_per_device=int(s["jobs_per_device"]),
+        min_runs_per_job=int(s["min_runs_per_job"]),
+        max_runs_per_job=int(s["max_runs_per_job"]),
+        runs_per_chunk=int(s["runs_per_chunk"]),
+    )
+
+
+def _edge_settings(e: Mapping[str, Any]) -> EdgeSettings:
+    """The edge search's settings, from the checked ``edge`` section."""
+    return EdgeSettings(
+        enabled=bool(e["enabled"]),
+        lr_min=float(e["lr_min"]),
+        lr_max=float(e["lr_max"]),
+        rel_width=float(e["rel_width"]),
+        lrs_per_round=int(e["lrs_per_round"]),
+    )
+
+
+def _timing_settings(tm: Mapping[str, Any]) -> TimingSettings:
+    """The timing plan's settings, from the checked ``timing`` section."""
+    return TimingSettings(
+        enabled=bool(tm["enabled"]),
+        sizes=tuple(int(n) for n in tm["sizes"]),
+        runs=tuple(int(n) for n in tm["runs"]),
+        engines=tuple(tm["engines"]),
+        optimizers=tuple(tm["optimizers"]),
+        epochs=int(tm["epochs"]),
+        repeats=int(tm["repeats"]),
+        min_run_time=float(tm["min_run_time"]),
+        threads=int(tm["threads"]),
+        alone=bool(tm["alone"]),
+        quiet_wait=float(tm["quiet_wait"]),
+        min_cpu_share=float(tm["min_cpu_share"]),
+        attempts=int(tm["attempts"]),
+    )

@@ -310,7 +310,7 @@ def test_plain_sgd_horizon_in_closed_form_matches_the_recurrence() -> None:
     initial error (u0 = 0 along it: no spurious overflow) and a run of 0 epochs, it gives the
     recurrence's verdicts; a mixed list keeps each problem's own answer."""
     from gdbench.data import parse_dataset
-    from gdbench.horizon import _modes, _plain_diverges, _recurrence_diverges, diverges
+    from gdbench.horizon import _plain_diverges, _recurrence_diverges, diverges, modes_of_problem
 
     line = {"synthetic": {"n": 64, "slope": 2.0, "intercept": 0.5, "noise": 0.5, "x_min": 0.0, "x_max": 3.0}}
     problems = [horizon_problem(d.x, d.y) for d in (parse_dataset("n", line).build(seed=s) for s in range(1, 9))]
@@ -319,14 +319,14 @@ def test_plain_sgd_horizon_in_closed_form_matches_the_recurrence() -> None:
     problems.append(horizon_problem(x, y, epochs=5, diverged_factor=10.0))
     rng = np.random.default_rng(0)
     lrs = np.geomspace(1e-5, 100, 300)[None, :] * rng.uniform(0.995, 1.005, (len(problems), 300))
-    modes = [_modes(p) for p in problems]
+    modes = [modes_of_problem(p) for p in problems]
     closed = _plain_diverges(problems, lrs, modes)
     assert np.array_equal(closed, _recurrence_diverges(problems, lrs, modes, 32))
     assert closed.any() and not closed.all()
     heavy = horizon_problem(x, y, momentum=0.9)
     mixed = diverges([problems[0], heavy], lrs[:2])
     assert np.array_equal(mixed[0], closed[0])
-    assert np.array_equal(mixed[1], _recurrence_diverges([heavy], lrs[1:2], [_modes(heavy)], 32)[0])
+    assert np.array_equal(mixed[1], _recurrence_diverges([heavy], lrs[1:2], [modes_of_problem(heavy)], 32)[0])
 
 
 def test_eigen_modes_are_each_problems_own_when_problems_share_data() -> None:
@@ -334,7 +334,7 @@ def test_eigen_modes_are_each_problems_own_when_problems_share_data() -> None:
     each problem gets those of its own points and start: the initial error along each direction
     is Q^T (p0 - p*), computed here from the theory's optimum and eigenpairs."""
     from gdbench.data import Dataset
-    from gdbench.horizon import _modes
+    from gdbench.horizon import modes_of_problem
     from gdbench.theory import eigen, optimum
 
     x = np.array([1.0, 2.0, 3.0])
@@ -346,7 +346,7 @@ def test_eigen_modes_are_each_problems_own_when_problems_share_data() -> None:
     seen = []
     for y, w0, b0 in cases:
         for _ in range(2):  # the second call is served from the cache
-            modes = _modes(horizon_problem(x, y, W0=w0, b0=b0))
+            modes = modes_of_problem(horizon_problem(x, y, W0=w0, b0=b0))
             best = optimum(Dataset("", x, y))
             lam, Q = eigen(x)
             expected = Q.T @ (np.array([w0, b0]) - np.array([best.W_star, best.b_star]))

@@ -54,7 +54,7 @@ class HorizonProblem:
 
 
 @dataclass(frozen=True)
-class _Modes:
+class Modes:
     """A problem in the eigenbasis of its Hessian: per direction ``lam``, ``u0``, ``q``."""
 
     lam: np.ndarray  # [2]
@@ -63,7 +63,7 @@ class _Modes:
     c_star: float
 
 
-def _modes(problem: HorizonProblem) -> _Modes:
+def modes_of_problem(problem: HorizonProblem) -> Modes:
     """The problem in the Hessian's eigen-directions, from the theory's optimum and eigenpairs
     (so the recurrence and the summary's theory agree, singular designs included)."""
     x = np.asarray(problem.x, dtype=np.float64)
@@ -72,15 +72,15 @@ def _modes(problem: HorizonProblem) -> _Modes:
 
 
 @lru_cache(maxsize=256)
-def _modes_of(x_bytes: bytes, y_bytes: bytes, W0: float, b0: float) -> _Modes:
-    """:func:`_modes` of one data set and start, computed once (a grid's runs share them: every
+def _modes_of(x_bytes: bytes, y_bytes: bytes, W0: float, b0: float) -> Modes:
+    """:func:`modes_of_problem` of one data set and start, computed once (a grid's runs share them: every
     learning rate and seed of a data set from the same start)."""
     x, y = np.frombuffer(x_bytes), np.frombuffer(y_bytes)
     best = optimum(Dataset("", x, y))
     p_star = np.array([best.W_star, best.b_star])
     lam, Q = eigen(x)
     p0 = np.array([W0, b0], dtype=np.float64)
-    return _Modes(lam=lam, u0=Q.T @ (p0 - p_star), q=Q.T @ p_star, c_star=best.optimal_cost)
+    return Modes(lam=lam, u0=Q.T @ (p0 - p_star), q=Q.T @ p_star, c_star=best.optimal_cost)
 
 
 def _maps(
@@ -122,7 +122,7 @@ def _is_plain(problem: HorizonProblem) -> bool:
 
 
 def diverges(
-    problems: list[HorizonProblem], lrs: np.ndarray, chunk: int = 32, modes: Sequence[_Modes] | None = None
+    problems: list[HorizonProblem], lrs: np.ndarray, chunk: int = 32, modes: Sequence[Modes] | None = None
 ) -> np.ndarray:
     """Whether each problem diverges within its epochs at each learning rate.
 
@@ -131,13 +131,13 @@ def diverges(
     vectorised float64 recurrence: the first epoch as torch does it (the momentum buffer
     starts as the first gradient), every later one as an affine map ``M`` on ``(u, buf, 1)``,
     applied ``chunk`` epochs at a time through the powers ``M^0 .. M^(chunk-1)``. ``modes``:
-    the problems' :func:`_modes`, where the caller has them already.
+    the problems' :func:`modes_of_problem`, where the caller has them already.
     """
     lrs = np.asarray(lrs, dtype=np.float64)
     P, L = lrs.shape
     if len(problems) != P:
         raise ValueError(f"diverges: {len(problems)} problems but {P} rows of learning rates")
-    modes = [_modes(p) for p in problems] if modes is None else list(modes)
+    modes = [modes_of_problem(p) for p in problems] if modes is None else list(modes)
     plain = np.array([_is_plain(p) for p in problems], dtype=bool)
     out = np.empty((P, L), dtype=bool)
     for mask, solve in ((plain, _plain_diverges), (~plain, _recurrence_diverges)):
@@ -147,7 +147,7 @@ def diverges(
     return out
 
 
-def _plain_diverges(problems: list[HorizonProblem], lrs: np.ndarray, modes: list[_Modes], chunk: int = 0) -> np.ndarray:
+def _plain_diverges(problems: list[HorizonProblem], lrs: np.ndarray, modes: list[Modes], chunk: int = 0) -> np.ndarray:
     """:func:`diverges` for plain SGD without weight decay, in closed form: along each
     direction ``u_k = (1 - lr lam)^k u_0``, so the cost ``C* + sum lam u_0^2 r^k / 2`` with
     ``r = (1 - lr lam)^2 >= 0`` is a sum of geometric terms, convex in ``k``: its largest
@@ -172,9 +172,7 @@ def _plain_diverges(problems: list[HorizonProblem], lrs: np.ndarray, modes: list
     return out
 
 
-def _recurrence_diverges(
-    problems: list[HorizonProblem], lrs: np.ndarray, modes: list[_Modes], chunk: int
-) -> np.ndarray:
+def _recurrence_diverges(problems: list[HorizonProblem], lrs: np.ndarray, modes: list[Modes], chunk: int) -> np.ndarray:
     """:func:`diverges` by the float64 recurrence (any optimizer of the SGD family)."""
     P, L = lrs.shape
 
@@ -232,7 +230,7 @@ def horizon_edges(
     search as the engines' edge (:func:`gdbench.search.bracket`), all problems at once."""
     if not problems:
         return np.zeros(0)
-    modes = [_modes(p) for p in problems]  # once, not in every round
+    modes = [modes_of_problem(p) for p in problems]  # once, not in every round
 
     def verdicts(owner: np.ndarray, lrs: np.ndarray) -> np.ndarray:
         # The probes come as contiguous equal-sized combs per problem (the sizes are equal).

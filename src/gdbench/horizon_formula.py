@@ -53,7 +53,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gdbench.horizon import HorizonProblem, _Modes, _modes
+from gdbench.horizon import HorizonProblem, Modes, modes_of_problem
 
 #: A stack of 2x2 matrices as its entries ``(a, b, c, d)`` = ``[[a, b], [c, d]]``.
 Matrix = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -74,13 +74,13 @@ def closed_form_edge(problem: HorizonProblem, refine: int = REFINE_STEPS) -> flo
 
 
 def closed_form_edges(
-    problems: Sequence[HorizonProblem], modes: Sequence[_Modes] | None = None, refine: int = REFINE_STEPS
+    problems: Sequence[HorizonProblem], modes: Sequence[Modes] | None = None, refine: int = REFINE_STEPS
 ) -> np.ndarray:
     """Per problem, the finite-horizon edge in closed form (module docstring), NaN where there
     is none; ``refine`` steps on the exact cost (0: first order). All problems at once."""
     if not problems:
         return np.zeros(0)
-    modes = [_modes(p) for p in problems] if modes is None else list(modes)
+    modes = [modes_of_problem(p) for p in problems] if modes is None else list(modes)
     c = _Constants(problems, modes)
     edge = np.full(len(problems), np.nan)
     for k in (c.T, c.T - 1):
@@ -92,7 +92,7 @@ def closed_form_edges(
 class _Constants:
     """The problems' constants as arrays: ``[P]`` per problem, ``[P, 2]`` per direction."""
 
-    def __init__(self, problems: Sequence[HorizonProblem], modes: Sequence[_Modes]) -> None:
+    def __init__(self, problems: Sequence[HorizonProblem], modes: Sequence[Modes]) -> None:
         def col(name: str) -> np.ndarray:
             return np.array([float(getattr(p, name)) for p in problems])[:, None]
 

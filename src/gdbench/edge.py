@@ -218,12 +218,10 @@ def _theory_edges(
 def shuffle_orders(seed: int, n: int, epochs: int) -> np.ndarray:
     """The permutations the engines draw for a minibatch run of ``seed`` on ``n`` points: row
     ``k`` is epoch ``k``'s order (``randperm(n)`` of the run's shuffle generator, in turn)."""
-    import torch
-
-    from gdbench.engines.run_setup import shuffle_generator
+    from gdbench.engines.run_setup import epoch_order, shuffle_generator
 
     generator = shuffle_generator(seed)
-    return np.stack([torch.randperm(n, generator=generator).numpy() for _ in range(epochs)]).astype(np.int64)
+    return np.stack([epoch_order(generator, n).numpy() for _ in range(epochs)]).astype(np.int64)
 
 
 def _minibatch_theory(

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from gdbench.engines.run_setup import DTYPE_OF, check_device, initial_params, shuffle_generator
+from gdbench.engines.run_setup import DTYPE_OF, check_device, epoch_order, initial_params, shuffle_generator
 from gdbench.engines.tracker import VerdictTracker
 from gdbench.engines.updates import SGDUpdate, Update, make_update
 from gdbench.optimizers import PLAIN_SGD
@@ -263,7 +263,7 @@ def train_batched(runs: list[RunSpec], data: DataSource, options: TrainOptions) 
             buf = torch.empty((K + 1, 2, active.numel()), dtype=dtype, device=device)
             buf[0] = P
             for k in range(K):
-                perms = torch.stack([torch.randperm(n, generator=g) for g in generators], dim=1).to(device)
+                perms = torch.stack([epoch_order(g, n) for g in generators], dim=1).to(device)
                 buf[k + 1] = _minibatch_epoch(buf[k], X, Y, update, perms[:, seed_idx], step)
             cost = bulk_cost(buf[:K], X, Y)
         else:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from gdbench.engines.run_setup import DTYPE_OF, check_device, initial_params, shuffle_generator
+from gdbench.engines.run_setup import DTYPE_OF, check_device, epoch_order, initial_params, shuffle_generator
 from gdbench.engines.tracker import VerdictTracker
 from gdbench.optimizers import PLAIN_SGD, OptimizerSpec
 from gdbench.runs import RunSpec
@@ -76,7 +76,7 @@ def lesson_run(
         else:
             with torch.no_grad():
                 epoch_cost = torch.mean((x * W + b - y) ** 2).item()
-            order = torch.randperm(n, generator=generator).to(x.device)
+            order = epoch_order(generator, n).to(x.device)
             for start in range(0, n, step):
                 batch = order[start : start + step]
                 cost = torch.mean((x[batch] * W + b - y[batch]) ** 2)

@@ -96,6 +96,12 @@ def shuffle_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(stream_seed(seed, "shuffle"))
 
 
+def epoch_order(generator: torch.Generator, n: int) -> torch.Tensor:
+    """The next epoch's order of a run's ``n`` points (from its :func:`shuffle_generator`):
+    the one place the engines and the edge's float64 replay draw a minibatch permutation."""
+    return torch.randperm(n, generator=generator)
+
+
 class DataSource:
     """Builds (and caches) each run's dataset from the config's dataset specs."""
 

@@ -14,12 +14,13 @@ An optimizer or dataset name the experiment does not define is an error
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gdbench.data import DatasetSpec, parse_dataset
 from gdbench.optimizers import OptimizerSpec, parse_optimizer
@@ -159,9 +160,9 @@ class Experiment:
             devices = resolve_devices(config["grid"]["device"], cuda)
         grid = _grid(config["grid"], config["training"])
         runs = grid.runs(devices)
-        sharding = _sharding(config["sharding"])
+        sharding = _section(Sharding, config["sharding"])
         shards = shard(runs, sharding.jobs_per_device, sharding.max_runs_per_job, sharding.min_runs_per_job)
-        t, a = config["training"], config["analysis"]
+        a = config["analysis"]
         return Experiment(
             config=config,
             base_dir=Path(base_dir),
@@ -171,16 +172,11 @@ class Experiment:
             devices=tuple(devices),
             runs=tuple(runs),
             shards={key: tuple(value) for key, value in shards.items()},
-            training=Training(
-                record_every=int(t["record_every"]),
-                log_every=int(t["log_every"]),
-                threads=int(t["threads"]),
-                chunk_epochs=int(t["chunk_epochs"]),
-            ),
+            training=_section(Training, config["training"]),
             sharding=sharding,
             criteria=Criteria(converged_below=float(a["converged_below"]), diverged_factor=float(a["diverged_factor"])),
-            edge=_edge_settings(config["edge"]),
-            timing=_timing_settings(config["timing"]),
+            edge=_section(EdgeSettings, config["edge"]),
+            timing=_section(TimingSettings, config["timing"]),
             verify_sample=int(config["verify"]["sample"]),
             _ids={run: i for i, run in enumerate(runs)},
         )
@@ -262,41 +258,21 @@ def _grid(g: Mapping[str, Any], t: Mapping[str, Any]) -> Grid:
     )
 
 
-def _sharding(s: Mapping[str, Any]) -> Sharding:
-    """How runs are split into jobs, from the checked ``sharding`` section."""
-    return Sharding(
-        jobs_per_device=int(s["jobs_per_device"]),
-        min_runs_per_job=int(s["min_runs_per_job"]),
-        max_runs_per_job=int(s["max_runs_per_job"]),
-        runs_per_chunk=int(s["runs_per_chunk"]),
-    )
+#: How a checked config value becomes a settings field, by the field's annotation.
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "tuple[int, ...]": lambda v: tuple(int(n) for n in v),
+    "tuple[str, ...]": lambda v: tuple(str(n) for n in v),
+}
+
+_Settings = TypeVar("_Settings")
 
 
-def _edge_settings(e: Mapping[str, Any]) -> EdgeSettings:
-    """The edge search's settings, from the checked ``edge`` section."""
-    return EdgeSettings(
-        enabled=bool(e["enabled"]),
-        lr_min=float(e["lr_min"]),
-        lr_max=float(e["lr_max"]),
-        rel_width=float(e["rel_width"]),
-        lrs_per_round=int(e["lrs_per_round"]),
-    )
-
-
-def _timing_settings(tm: Mapping[str, Any]) -> TimingSettings:
-    """The timing plan's settings, from the checked ``timing`` section."""
-    return TimingSettings(
-        enabled=bool(tm["enabled"]),
-        sizes=tuple(int(n) for n in tm["sizes"]),
-        runs=tuple(int(n) for n in tm["runs"]),
-        engines=tuple(tm["engines"]),
-        optimizers=tuple(tm["optimizers"]),
-        epochs=int(tm["epochs"]),
-        repeats=int(tm["repeats"]),
-        min_run_time=float(tm["min_run_time"]),
-        threads=int(tm["threads"]),
-        alone=bool(tm["alone"]),
-        quiet_wait=float(tm["quiet_wait"]),
-        min_cpu_share=float(tm["min_cpu_share"]),
-        attempts=int(tm["attempts"]),
-    )
+def _section(cls: type[_Settings], section: Mapping[str, Any]) -> _Settings:
+    """A settings dataclass (:class:`Training`, :class:`Sharding`, :class:`EdgeSettings`,
+    :class:`TimingSettings`) from its checked config section: each field is the key of its name,
+    converted by the field's type."""
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    return cls(**{f.name: _CONVERTERS[str(f.type)](section[f.name]) for f in fields})

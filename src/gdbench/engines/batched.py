@@ -60,8 +60,9 @@ class _Stepper:
     along the runs, vectorised and coalesced) with sums over points as a fixed pairwise tree
     of elementwise additions (:func:`_tree_sum`, whose order depends on m alone) serve CUDA,
     and the CPU up to 3 points, where the tree adds in the loop's own order. On the CPU with
-    more points, products are written run-major (``[R, m]``) so that each run's sums run
-    along contiguous memory in the order of the loop's own reduction, for any number of runs.
+    more points, every tensor is run-major (``[R, m]``; the data transposed once) so that each
+    run's products and sums run along contiguous memory, the sums in the order of the loop's
+    own reduction, for any number of runs.
     """
 
     def __init__(
@@ -71,33 +72,41 @@ class _Stepper:
             update = SGDUpdate(PLAIN_SGD, update)
         m, R = X.shape[0], _runs(update)
         self.X, self.Y, self.update = X, Y, update
-        self.XA = torch.stack([X, torch.ones_like(X)])  # [2, m, 1 or R]
         self.scale = _grad_scale(m, X.dtype, X.device)
         if run_major is None:  # on the CPU up to 3 points, the tree's order is the loop's own
             run_major = X.device.type == "cpu" and m > _TREE_MATCHES_LOOP_UP_TO
         self.run_major = run_major
         like: dict[str, Any] = {"dtype": X.dtype, "device": X.device}
-        self.d = torch.empty((m, R), **like)
-        self.sq = torch.empty((R, m) if self.run_major else (m, R), **like)
-        self.t = torch.empty((2, R, m) if self.run_major else (2, m, R), **like)
         self.grad = torch.empty((2, R), **like)
+        if run_major:  # every tensor [R, m] (data [1 or R, m]): each run's points contiguous
+            self.XT, self.YT = X.T.contiguous(), Y.T.contiguous()
+            self.d = torch.empty((R, m), **like)
+            self.sq = torch.empty((R, m), **like)
+            self.t = torch.empty((R, m), **like)
+        else:
+            self.XA = torch.stack([X, torch.ones_like(X)])  # [2, m, 1 or R]
+            self.d = torch.empty((m, R), **like)
+            self.sq = torch.empty((m, R), **like)
+            self.t = torch.empty((2, m, R), **like)
 
     def __call__(self, P: torch.Tensor, out: torch.Tensor, cost: torch.Tensor | None = None) -> None:
         """``out`` = one optimizer step from parameters ``P`` ``[2, R]`` (``P - lr * grad(P)``
         for plain SGD); ``cost`` [R], when given, receives the cost at ``P`` (the forward
         pass: ``mean((x W + b - y)^2)``)."""
         d = self.d
-        torch.mul(self.X, P[0], out=d)  # autograd's order: ((x * W) + b) - y, then * 2/n
-        d.add_(P[1]).sub_(self.Y)
-        if self.run_major:
-            dt = d.T
+        if self.run_major:  # autograd's order: ((x * W) + b) - y, then * 2/n
+            torch.mul(self.XT, P[0, :, None], out=d)
+            d.add_(P[1, :, None]).sub_(self.YT)
             if cost is not None:
-                torch.mul(dt, dt, out=self.sq)
+                torch.mul(d, d, out=self.sq)
                 torch.mean(self.sq, 1, out=cost)
             d.mul_(self.scale)
-            torch.mul(dt, self.XA.transpose(1, 2), out=self.t)
-            torch.sum(self.t, 2, out=self.grad)
+            torch.mul(d, self.XT, out=self.t)
+            torch.sum(self.t, 1, out=self.grad[0])
+            torch.sum(d, 1, out=self.grad[1])  # b's input gradient is d * 1 = d, exactly
         else:
+            torch.mul(self.X, P[0], out=d)
+            d.add_(P[1]).sub_(self.Y)
             if cost is not None:
                 torch.mul(d, d, out=self.sq)
                 torch.div(_tree_sum(self.sq, 0), self.X.shape[0], out=cost)

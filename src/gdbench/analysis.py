@@ -201,7 +201,7 @@ def _moving_directions(data: Dataset) -> tuple[np.ndarray, np.ndarray]:
     return _moving_directions_of(np.asarray(data.x, dtype=np.float64).tobytes())
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=8192)
 def _moving_directions_of(x_bytes: bytes) -> tuple[np.ndarray, np.ndarray]:
     lam, vecs = eigen(np.frombuffer(x_bytes))
     lam, vecs = lam[lam > 0], vecs[:, lam > 0]

@@ -71,7 +71,7 @@ def modes_of_problem(problem: HorizonProblem) -> Modes:
     return _modes_of(x.tobytes(), y.tobytes(), float(problem.W0), float(problem.b0))
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=8192)
 def _modes_of(x_bytes: bytes, y_bytes: bytes, W0: float, b0: float) -> Modes:
     """:func:`modes_of_problem` of one data set and start, computed once (a grid's runs share them: every
     learning rate and seed of a data set from the same start)."""

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from gdbench.html_tables import _cells, interactive_table, write_interactive_table
+from gdbench.html_tables import _cells, interactive_table, shown_rows, write_interactive_table
 
 
 def table() -> pd.DataFrame:
@@ -43,3 +43,24 @@ def test_page_is_self_contained_and_sorts_numbers_with_empty_cells_last(tmp_path
     path = tmp_path / "t.html"
     write_interactive_table(table(), path, "Summary")
     assert path.read_text() == interactive_table(table(), "Summary")
+
+
+def test_a_big_table_shows_the_runs_of_its_smallest_seeds_and_says_so() -> None:
+    df = pd.DataFrame({"lr": np.repeat([0.1, 0.2, 0.3], 4), "seed": np.tile([3, 1, 2, 7], 3)})
+    rows, which = shown_rows(df, 9)
+    assert sorted(set(rows["seed"])) == [1, 2, 3] and len(rows) == 9
+    rest = "(of 12); every row is in the table's CSV and Parquet files."
+    assert which == f"Shown: the 9 rows of the 3 smallest seeds (1 to 3) {rest}"
+    whole, none = shown_rows(df, 12)
+    assert whole is df and none == ""
+    one, which = shown_rows(df, 3)
+    assert set(one["seed"]) == {1} and "of seed 1 " in which
+
+
+def test_a_big_table_without_seeds_shows_rows_spread_evenly_and_the_page_names_them() -> None:
+    df = pd.DataFrame({"x": np.arange(10.0)})
+    rows, which = shown_rows(df, 4)
+    assert rows["x"].tolist() == [0.0, 3.0, 6.0, 9.0] and which.startswith("Shown: 4 rows spread evenly (of 10)")
+    page = interactive_table(df, "T", "a note", max_rows=4)
+    assert "a note Shown: 4 rows spread evenly" in page
+    assert '[[\\"0\\"], [\\"3\\"], [\\"6\\"], [\\"9\\"]]' in page  # the cells shown

@@ -1,7 +1,9 @@
 """Tables as interactive web pages for the report: sortable (click a header), filterable (the
 search box) and paged, offline. The page embeds the DataTables bundle that ``itables`` ships
 (about 1 MB, no CDN: the report works without a network), so the report shows the table itself
-where a CSV would only download."""
+where a CSV would only download. A table of more than :data:`MAX_ROWS` rows shows a selection
+of them (:func:`shown_rows`) and says which: a page of 100,000 rows would weigh ~40 MB in the
+report and take over a minute to build; the CSV and Parquet files keep every row."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import html
 import os
 import re
 
+import numpy as np
 import pandas as pd
 
 from gdbench.io import write_text
@@ -18,14 +21,20 @@ __all__ = ["interactive_table", "write_interactive_table"]
 #: Rows per page before paging (the search box and sorting work on every row).
 PAGE_LENGTH = 25
 
+#: The most rows a page holds (~0.4 kB and ~0.4 ms to build per row of the summary).
+MAX_ROWS = 2000
 
-def interactive_table(df: pd.DataFrame, title: str, note: str = "") -> str:
-    """A self-contained HTML page holding ``df`` as an interactive table (every row; floats
-    with 6 significant digits, empty cells for missing values)."""
+
+def interactive_table(df: pd.DataFrame, title: str, note: str = "", max_rows: int = MAX_ROWS) -> str:
+    """A self-contained HTML page holding ``df`` as an interactive table (floats with 6
+    significant digits, empty cells for missing values): every row up to ``max_rows``, else the
+    selection of :func:`shown_rows`, which the note then names."""
     import itables
     from itables import javascript
     from itables import options as itables_options
 
+    df, which = shown_rows(df, max_rows)
+    note = f"{note} {which}".strip()
     shown, numeric = _cells(df)
     bundle = javascript.generate_init_offline_itables_html(itables_options.dt_bundle)
     table = itables.to_html_datatable(
@@ -66,6 +75,25 @@ _SORT_EMPTY_LAST = (
 )
 
 
+def shown_rows(df: pd.DataFrame, max_rows: int = MAX_ROWS) -> tuple[pd.DataFrame, str]:
+    """At most ``max_rows`` rows of ``df`` and a sentence saying which (empty when all are
+    shown): with a ``seed`` column, every row of the smallest seeds that fit (each setting's
+    runs, fewer seeds); else, or when one seed's rows do not fit, rows spread evenly."""
+    total = len(df)
+    if total <= max_rows:
+        return df, ""
+    rest = f"(of {total:,}); every row is in the table's CSV and Parquet files."
+    if "seed" in df:
+        counts = df["seed"].value_counts().sort_index()
+        fit = counts.index[counts.cumsum().to_numpy() <= max_rows]
+        if len(fit):
+            rows = df[df["seed"].isin(fit)]
+            seeds = f"seed {fit[0]}" if len(fit) == 1 else f"the {len(fit)} smallest seeds ({fit[0]} to {fit[-1]})"
+            return rows, f"Shown: the {len(rows):,} rows of {seeds} {rest}"
+    picked = np.linspace(0, total - 1, max_rows).round().astype(int)
+    return df.iloc[picked], f"Shown: {max_rows:,} rows spread evenly {rest}"
+
+
 def _cells(df: pd.DataFrame) -> tuple[pd.DataFrame, list[int]]:
     """The table as shown (floats with 6 significant digits, missing values as empty cells,
     categoricals as text) and the positions of its numeric columns."""
@@ -78,9 +106,9 @@ def _cells(df: pd.DataFrame) -> tuple[pd.DataFrame, list[int]]:
             shown[col] = values.astype(object).where(values.notna(), "")
         elif pd.api.types.is_numeric_dtype(values.dtype):
             numeric.append(i)
-            floats = values.astype("float64")
-            text = [f"{v:.6g}" if pd.api.types.is_float_dtype(values.dtype) else f"{v:.0f}" for v in floats]
-            shown[col] = [t if not pd.isna(v) else "" for t, v in zip(text, floats, strict=True)]
+            floats = values.astype("float64").to_numpy(na_value=np.nan)
+            spec = ".6g" if pd.api.types.is_float_dtype(values.dtype) else ".0f"
+            shown[col] = ["" if v != v else format(v, spec) for v in floats.tolist()]
     return shown, numeric
 
 

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from gdbench import io
 from gdbench.config import check_config
 from gdbench.experiment import Experiment
-from gdbench.pipeline import train_chunks, train_runs
+from gdbench.pipeline import logged_runs, train_chunks, train_runs, training_log
 from gdbench.tables import concat_frames, concat_parquet
 
 CONFIG = {
@@ -63,3 +63,26 @@ def test_joining_shards_streams_row_groups_and_copies_a_single_shard(tmp_path: P
     pd.testing.assert_frame_equal(joined, traj, check_categorical=False)
     assert concat_parquet([str(paths[0])], str(tmp_path / "one.parquet")) == int(half.sum())
     assert (tmp_path / "one.parquet").read_bytes() == paths[0].read_bytes()
+
+
+def test_logged_runs_spreads_the_full_logs_over_a_job_with_its_first_and_last() -> None:
+    assert logged_runs(5, 100) == frozenset(range(5))
+    assert logged_runs(1000, 0) == frozenset()
+    shown = logged_runs(1000, 5)
+    assert shown == frozenset({0, 250, 500, 749, 999}) and len(logged_runs(1000, 100)) == 100
+
+
+def test_a_run_outside_the_logged_ones_gets_one_line_saying_how_it_ended() -> None:
+    """Runs in ``detailed`` print their header, lesson lines every 25 epochs and verdict; the
+    others one line: the header and the same verdict."""
+    experiment = Experiment.from_checked(check_config(CONFIG), ["cpu"])
+    runs = experiment.runs[:3]
+    batch, _, _ = train_runs(experiment, runs, [7, 8, 9])
+    full = list(training_log(batch, 25, [7, 8, 9]))
+    short = list(training_log(batch, 25, [7, 8, 9], detailed={1}))
+    assert len(full) == 3 * (2 + 3)  # header, epochs 0, 25, 50, verdict
+    assert short[1:6] == full[5:10]  # run 8 in full
+    for i, line in ((0, short[0]), (2, short[6])):
+        header, verdict = full[5 * i], full[5 * i + 4]
+        assert line == f"{header}: {verdict.split(': ', 1)[1]}"
+    assert len(short) == 7

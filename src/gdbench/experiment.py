@@ -74,6 +74,7 @@ class Training:
 
     record_every: int
     log_every: int
+    log_runs: int
     threads: int
     chunk_epochs: int
 

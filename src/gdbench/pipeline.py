@@ -5,7 +5,7 @@ shard trained by Snakemake and a grid trained by ``gdbench train`` go through th
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ TRAIN_READS = Reads(
         "training.record_every",
         "training.chunk_epochs",
         "training.log_every",
+        "training.log_runs",
         "analysis.converged_below",
         "analysis.diverged_factor",
     )
@@ -147,13 +148,31 @@ def describe_verdict(batch: TrajectoryBatch, i: int) -> str:
     return f"final W {v.final_W[i]:.6f}, b {v.final_b[i]:.6f}, cost {v.final_cost[i]:.3g}{conv}"
 
 
-def training_log(batch: TrajectoryBatch, every: int, run_ids: Sequence[int] | None = None) -> Iterator[str]:
-    """The log a training job writes: per run, a header, lesson-style lines and the verdict."""
+def training_log(
+    batch: TrajectoryBatch, every: int, run_ids: Sequence[int] | None = None, detailed: Container[int] | None = None
+) -> Iterator[str]:
+    """The log a training job writes: per run in ``detailed`` (positions in ``batch``; all when
+    None), a header, lesson-style lines and how it ended; per other run, one line (its header and
+    how it ended)."""
     ids = np.arange(len(batch)) if run_ids is None else np.asarray(run_ids)
     for i, run in enumerate(batch.runs):
-        yield f"# run {ids[i]}: {run.label()} engine={run.engine} init={run.init} batch={run.batch_label}"
-        yield from lesson_lines(batch, every, i)
-        yield f"# run {ids[i]}: {describe_verdict(batch, i)}"
+        header = f"# run {ids[i]}: {run.label()} engine={run.engine} init={run.init} batch={run.batch_label}"
+        if detailed is None or i in detailed:
+            yield header
+            yield from lesson_lines(batch, every, i)
+            yield f"# run {ids[i]}: {describe_verdict(batch, i)}"
+        else:
+            yield f"{header}: {describe_verdict(batch, i)}"
+
+
+def logged_runs(total: int, limit: int) -> frozenset[int]:
+    """Which of a job's ``total`` runs (positions) its log shows in full: ``limit`` of them, spread
+    evenly, the first and the last among them (all when ``limit >= total``)."""
+    if limit >= total:
+        return frozenset(range(total))
+    if limit <= 0:
+        return frozenset()
+    return frozenset(np.linspace(0, total - 1, limit).round().astype(int).tolist())
 
 
 def write_theory(

@@ -13,7 +13,7 @@ from gdbench.determinism import set_deterministic
 from gdbench.engines import DeviceError
 from gdbench.experiment import Experiment
 from gdbench.inputs import check_inputs
-from gdbench.pipeline import shard_values, train_chunks, training_log
+from gdbench.pipeline import logged_runs, shard_values, train_chunks, training_log
 from gdbench.provenance import now, runtime
 from gdbench.reads import digest, record_done
 from gdbench.tables import concat_frames
@@ -35,14 +35,16 @@ def main(config, shard, params, output, threads, log_path):
         set_deterministic(threads)
         say(f"{started} training {len(runs)} runs with {threads} thread(s)")
         clock = time.perf_counter()
-        every, summaries, diverged = experiment.training.log_every, [], 0
+        every, summaries, diverged, done = experiment.training.log_every, [], 0, 0
+        logged = logged_runs(len(runs), experiment.training.log_runs)  # the runs shown in full
         try:
             # Chunk by chunk: each chunk's trajectories are written (by a worker thread) while the next trains.
             with io.parquet_appender(output.trajectories, background=True) as trajectories:
                 for chunk_ids, batch, traj, summary in train_chunks(experiment, runs, run_ids, progress=say):
-                    for line in training_log(batch, every, chunk_ids):
-                        say(line)
-                    trajectories.append(traj)
+                    trajectories.append(traj)  # written while the log is formatted
+                    shown = {p - done for p in logged if done <= p < done + len(chunk_ids)}
+                    log.write("".join(f"{line}\n" for line in training_log(batch, every, chunk_ids, shown)))
+                    done += len(chunk_ids)
                     summaries.append(summary)
                     diverged += int(summary["diverged"].sum())
                     del batch, traj  # before the next chunk is trained

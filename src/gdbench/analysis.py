@@ -52,7 +52,7 @@ from gdbench.horizon import HorizonProblem, diverges
 from gdbench.horizon_formula import closed_form_edges
 from gdbench.minibatch import ms_bound
 from gdbench.optimizers import OptimizerSpec
-from gdbench.rates import direction_bottoms, direction_rates, fit_window, window_bottom
+from gdbench.rates import DirectionFits, direction_bottoms, fit_window, window_bottom
 from gdbench.runs import RunSpec
 from gdbench.theory import Optimum, Theory, analyse, eigen
 from gdbench.trajectory import TrajectoryBatch
@@ -215,6 +215,7 @@ def measured_rates(batch: TrajectoryBatch, points: Points, optimizers: Mapping[s
     v = batch.verdicts
     rate = np.full(len(batch), np.nan)
     recorded = batch.recorded_mask()
+    fits: dict[int, tuple[list[int], DirectionFits]] = {}
     for i, run in enumerate(batch.runs):
         spec = optimizers[run.optimizer]
         data = points.get(run)
@@ -238,5 +239,9 @@ def measured_rates(batch: TrajectoryBatch, points: Points, optimizers: Mapping[s
             window = fit_window(excess, window_bottom(v.floor[i], y_scale, run.dtype))
             p_scale = max(abs(best.W_star), abs(best.b_star))
             bottoms, resolved = direction_bottoms(run.lr, lam, v.floor[i], y_scale, p_scale, run.dtype)
-        rate[i] = direction_rates(epochs[window], components[window], bottoms, resolved, order)
+        fits.setdefault(order, ([], DirectionFits(order)))
+        fits[order][0].append(i)
+        fits[order][1].add(epochs[window], components[window], bottoms, resolved)
+    for rows, fitted in fits.values():  # every run's recurrences fitted together
+        rate[rows] = fitted.rates()
     return rate

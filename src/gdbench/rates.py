@@ -112,17 +112,98 @@ def direction_rates(
     its bottom, or above it for too few epochs) is ignored only if it is never resolved (above
     its ``resolved`` entry): it is rounding. Else it carried excess the fit did not measure and
     may be the slowest (a float32 update stalling along it), so the rate is NaN, as it is when
-    no direction is fitted."""
-    u = np.asarray(components, dtype=np.float64)
-    fitted = []
-    for j in range(u.shape[1]):
-        keep = np.flatnonzero(_envelope(np.abs(u[:, j])) > bottoms[j])
-        rate = recurrence_rate(epochs[: keep[-1] + 1], u[: keep[-1] + 1, j : j + 1], order) if keep.size else np.nan
-        if np.isfinite(rate):
-            fitted.append(rate)
-        elif u.shape[0] and float(np.max(np.abs(u[:, j]))) > resolved[j]:
-            return float("nan")
-    return max(fitted) if fitted else float("nan")
+    no direction is fitted. :class:`DirectionFits` does the same for many runs at once."""
+    fits = DirectionFits(order)
+    fits.add(epochs, components, bottoms, resolved)
+    return float(fits.rates()[0])
+
+
+class DirectionFits:
+    """:func:`direction_rates` of many runs, their recurrences fitted together: the windows of
+    one length as one batch of least squares and eigenvalues (:func:`recurrence_rates`)."""
+
+    def __init__(self, order: int) -> None:
+        self.order = order
+        self.series: list[tuple[np.ndarray, np.ndarray]] = []
+        self.runs: list[list[tuple[int | None, bool]]] = []  # per run, per direction: series, resolved
+
+    def add(self, epochs: np.ndarray, components: np.ndarray, bottoms: np.ndarray, resolved: np.ndarray) -> None:
+        """One run's recorded epochs and error components (:func:`direction_rates`)."""
+        u = np.asarray(components, dtype=np.float64)
+        directions = []
+        for j in range(u.shape[1]):
+            keep = np.flatnonzero(_envelope(np.abs(u[:, j])) > bottoms[j])
+            index = None
+            if keep.size:
+                index = len(self.series)
+                self.series.append((epochs[: keep[-1] + 1], u[: keep[-1] + 1, j]))
+            directions.append((index, bool(u.shape[0]) and float(np.max(np.abs(u[:, j]))) > resolved[j]))
+        self.runs.append(directions)
+
+    def rates(self) -> np.ndarray:
+        """Each added run's rate, in order."""
+        fitted = recurrence_rates(self.series, self.order)
+        out = np.full(len(self.runs), np.nan)
+        for i, directions in enumerate(self.runs):
+            rates = [fitted[k] if k is not None else np.nan for k, _ in directions]
+            if any(not np.isfinite(r) and above for r, (_, above) in zip(rates, directions, strict=True)):
+                continue
+            finite = [r for r in rates if np.isfinite(r)]
+            if finite:
+                out[i] = max(finite)
+        return out
+
+
+def recurrence_rates(series: list[tuple[np.ndarray, np.ndarray]], order: int) -> np.ndarray:
+    """:func:`recurrence_rate` of many scalar series ``(epochs [T], errors [T])`` at once: the
+    series of one length share their lag and regressors' shape, so their weighted least squares
+    (through the SVD, as ``numpy.linalg.lstsq``: the same solution to rounding) and companion
+    eigenvalues are each one batched call. The same guards; NaN where one fails."""
+    if order not in (1, 2):
+        raise ValueError(f"recurrence order must be 1 or 2, not {order}")
+    out = np.full(len(series), np.nan)
+    by_length: dict[int, list[int]] = {}
+    for i, (t, _) in enumerate(series):
+        by_length.setdefault(len(t), []).append(i)
+    for T, members in by_length.items():
+        lag = max(1, T // (LAG_DIVISOR * (order + 1)))
+        rows = T - order * lag
+        if T < order + 2 or rows < 2 or rows < MIN_EQUATIONS_PER_UNKNOWN * order:
+            continue
+        t = np.array([series[i][0] for i in members], dtype=np.float64)  # [G, T]
+        e = np.array([series[i][1] for i in members], dtype=np.float64)
+        step = np.diff(t, axis=1)
+        ok = np.isfinite(e).all(axis=1) & (step == step[:, :1]).all(axis=1) & (step[:, 0] > 0)
+        if not ok.any():
+            continue
+        idx, e, step = np.asarray(members)[ok], e[ok], step[ok, 0]
+        X = np.stack([e[:, (order - 1 - j) * lag : (order - 1 - j) * lag + rows] for j in range(order)], axis=2)
+        Y = e[:, order * lag :, None]  # [G, rows, 1]
+        weight = 1.0 / np.maximum(np.abs(X[:, :, 0]), np.finfo(float).tiny)
+        X, Y = X * weight[:, :, None], Y * weight[:, :, None]
+        finite = np.isfinite(X).all(axis=(1, 2)) & np.isfinite(Y).all(axis=(1, 2))  # else lstsq fails too
+        if finite.any():
+            rho = _fit_radii(X[finite], Y[finite], order)
+            out[idx[finite]] = rho ** (2.0 / (step[finite] * lag))
+    return out
+
+
+def _fit_radii(X: np.ndarray, Y: np.ndarray, order: int) -> np.ndarray:
+    """:func:`_fit_radius` of a batch ``X`` ``[G, rows, order]``, ``Y`` ``[G, rows, 1]``: the
+    minimum-norm least squares through the SVD with lstsq's cut-off (singular values below
+    ``eps x max(rows, order)`` of the largest count as zero)."""
+    U, sv, Vt = np.linalg.svd(X, full_matrices=False)
+    cut = np.finfo(float).eps * max(X.shape[1], X.shape[2]) * sv[:, :1]
+    inv = np.divide(1.0, sv, out=np.zeros_like(sv), where=sv > cut)
+    C = np.swapaxes(Vt, 1, 2) @ (inv[:, :, None] * (np.swapaxes(U, 1, 2) @ Y))  # [G, order, 1]
+    residual = np.sqrt(np.mean((Y - X @ C) ** 2, axis=(1, 2)) / np.mean(Y**2, axis=(1, 2)))
+    companion = np.zeros((X.shape[0], order, order))
+    companion[:, 0, :] = C[:, :, 0]
+    if order == 2:
+        companion[:, 1, 0] = 1.0
+    with np.errstate(invalid="ignore"):
+        radius = np.max(np.abs(np.linalg.eigvals(companion)), axis=1)
+        return np.where(residual <= MAX_RESIDUAL, radius, np.nan)
 
 
 def recurrence_rate(epochs: np.ndarray, errors: np.ndarray, order: int) -> float:

@@ -1,23 +1,26 @@
-"""Identical runs analysed once: the same analysis arrays as analysing every run, for grids
-with seeds that matter (noisy points, a normal start, minibatches) and seeds that do not."""
+"""Identical runs trained and analysed once: the same numbers and analysis arrays as for every
+run, for grids with seeds that matter (noisy points, a normal start, minibatches) and seeds
+that do not."""
 
 from __future__ import annotations
 
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from gdbench import tables
 from gdbench.analysis import analyse_runs
 from gdbench.config import check_config
-from gdbench.distinct import analyse_distinct, distinct_runs
+from gdbench.distinct import analyse_distinct, distinct_runs, distinct_specs
 from gdbench.engines import train
 from gdbench.experiment import Experiment
 
 NOISY = {"synthetic": {"n": 16, "slope": 2.0, "intercept": 0.5, "noise": 0.5, "x_min": 0.0, "x_max": 3.0}}
 
 
-def trained(training: dict, optimizers: dict | None = None):
+def experiment_of(training: dict, optimizers: dict | None = None) -> Experiment:
     config = check_config(
         {
             "datasets": {"tutorial": {"x": [1, 2, 3], "y": [2, 4, 6]}, "noisy": NOISY},
@@ -33,7 +36,11 @@ def trained(training: dict, optimizers: dict | None = None):
             "training": training,
         }
     )
-    experiment = Experiment.from_checked(config, ["cpu"])
+    return Experiment.from_checked(config, ["cpu"])
+
+
+def trained(training: dict, optimizers: dict | None = None):
+    experiment = experiment_of(training, optimizers)
     data, options = experiment.data_source(), experiment.train_options(None)
     return train(list(experiment.runs), data, options), data, options
 
@@ -82,4 +89,45 @@ def test_a_run_whose_trajectory_differs_is_not_grouped() -> None:
     assert_same_analysis(
         analyse_runs(batch, data, options.optimizers, options.criteria.diverged_factor),
         analyse_distinct(batch, data, options.optimizers, options.criteria.diverged_factor),
+    )
+
+
+@pytest.mark.parametrize(
+    ("training", "optimizers", "distinct"),
+    [
+        ({}, None, 2 * 5 + 2 * 5 * 3),
+        ({"init": "normal"}, None, 2 * 2 * 5 * 3),
+        ({"batch_size": 2}, None, 2 * 2 * 5 * 3),
+        ({"engine": "loop"}, {"adam": {"adam": {}}}, 5 + 5 * 3),
+    ],
+)
+def test_runs_that_are_one_computation_train_once_and_give_every_run_its_numbers(
+    training, optimizers, distinct, monkeypatch
+) -> None:
+    """A training job trains one run per group of distinct_specs (the grouping by specs finds
+    exactly the groups that the trained numbers show), and its tables equal training every
+    run: W, b, cost, verdicts and the analysis, bit for bit; only the batch's time per run is
+    shared out."""
+    from gdbench import pipeline
+
+    batch, data, options = trained(training, optimizers)
+    first, inverse = distinct_specs(batch.runs, data)
+    assert (first.size, np.array_equal(inverse, distinct_runs(batch, data)[1])) == (distinct, True)
+    trained_runs = []
+
+    def counting(runs, *args, **kwargs):
+        trained_runs.append(len(runs))
+        return train(runs, *args, **kwargs)
+
+    monkeypatch.setattr("gdbench.engines.train", counting)
+    experiment = experiment_of(training, optimizers)
+    ids = list(range(len(batch)))
+    once, _, summary = pipeline.train_runs(experiment, experiment.runs, ids)
+    assert trained_runs == [distinct]
+    assert [r.seed for r in once.runs] == [r.seed for r in batch.runs]
+    for name in ("W", "b", "cost"):
+        assert np.array_equal(getattr(once, name).view(np.uint32), getattr(batch, name).view(np.uint32)), name
+    whole = tables.summary(batch, analyse_runs(batch, data, options.optimizers, options.criteria.diverged_factor), ids)
+    pd.testing.assert_frame_equal(
+        summary.drop(columns="batch_seconds_per_run"), whole.drop(columns="batch_seconds_per_run")
     )

@@ -39,6 +39,7 @@ Per run (arrays of length R, NaN where a quantity has no meaning):
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -85,6 +86,10 @@ class RunAnalysis:
     horizon_edge: np.ndarray
     ms_critical_lr: np.ndarray
     ms_lr_ratio: np.ndarray
+
+    def take(self, rows: np.ndarray) -> RunAnalysis:
+        """The analysis of the runs ``rows`` (in that order)."""
+        return RunAnalysis(**{f.name: getattr(self, f.name)[rows] for f in dataclasses.fields(self)})
 
 
 def analyse_runs(

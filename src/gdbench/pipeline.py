@@ -5,6 +5,7 @@ shard trained by Snakemake and a grid trained by ``gdbench train`` go through th
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Container, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,7 @@ import pandas as pd
 
 from gdbench import tables
 from gdbench.config import ConfigError
-from gdbench.distinct import analyse_distinct
+from gdbench.distinct import analyse_distinct, distinct_specs
 from gdbench.experiment import Experiment
 from gdbench.lesson import lesson_lines
 from gdbench.reads import Reads
@@ -108,7 +109,8 @@ def _train_and_analyse(
 
     data = experiment.data_source()
     options = experiment.train_options(progress)
-    batch = train(list(runs), data, options)
+    first, inverse = distinct_specs(runs, data)  # runs that are the same computation train once
+    batch = train([runs[int(i)] for i in first], data, options)
     v = batch.verdicts
     for bad in np.flatnonzero(~np.isfinite(v.initial_cost)):
         run = runs[int(bad)]
@@ -118,6 +120,10 @@ def _train_and_analyse(
             ("datasets", run.dataset),
         )
     analysed = analyse_distinct(batch, data, options.optimizers, options.criteria.diverged_factor)
+    if first.size < len(runs):  # each run gets its representative's numbers, under its own spec
+        seconds = np.full(len(runs), batch.seconds.sum() / len(runs))  # the batch's time per run
+        batch = dataclasses.replace(batch.take(inverse), runs=list(runs), seconds=seconds)
+        analysed = analysed.take(inverse)
     return batch, tables.summary(batch, analysed, run_ids)
 
 

@@ -168,7 +168,7 @@ def recurrence_rates(series: list[tuple[np.ndarray, np.ndarray]], order: int) ->
     for T, members in by_length.items():
         lag = max(1, T // (LAG_DIVISOR * (order + 1)))
         rows = T - order * lag
-        if T < order + 2 or rows < 2 or rows < MIN_EQUATIONS_PER_UNKNOWN * order:
+        if order + 2 > T or rows < 2 or rows < MIN_EQUATIONS_PER_UNKNOWN * order:
             continue
         t = np.array([series[i][0] for i in members], dtype=np.float64)  # [G, T]
         e = np.array([series[i][1] for i in members], dtype=np.float64)

@@ -14,7 +14,7 @@ import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,7 @@ class RunSpec:
         return f"{self.dataset}{opt} lr={self.lr:g} seed={self.seed} epochs={self.epochs} {self.device}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in _FIELDS}  # asdict's dict (every field is a scalar), faster
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> RunSpec:
@@ -93,6 +93,10 @@ class RunSpec:
             engine=str(row["engine"]),
             optimizer=str(row["optimizer"]),
         )
+
+
+#: RunSpec's fields, in order.
+_FIELDS = fields(RunSpec)
 
 
 def as_list(value: Any) -> list[Any]:

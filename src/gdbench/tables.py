@@ -81,7 +81,7 @@ def ordered_categorical(values: pd.Series) -> pd.Categorical:
     """A categorical whose categories keep the order of first appearance (the config's
     order, since runs follow the grid), not alphabetical order."""
     values = values.astype(str)
-    return pd.Categorical(values, categories=list(dict.fromkeys(values)))
+    return pd.Categorical(values, categories=pd.unique(values))  # unique keeps that order
 
 
 def trajectories(batch: TrajectoryBatch, run_ids: Sequence[int] | None = None) -> pd.DataFrame:

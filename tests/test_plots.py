@@ -383,3 +383,17 @@ def test_plots_facet_by_optimizer_with_each_ones_theory(tmp_path) -> None:
     assert svg.index("optimizer = sgd") < svg.index("optimizer = hb") < svg.index("optimizer = adam")
     plots.convergence(tables.trajectories(batch), summary, tmp_path / "c.png", tmp_path / "c.svg")
     assert "dataset = tutorial | optimizer = adam" in (tmp_path / "c.svg").read_text()
+
+
+def test_plots_import_seaborn_without_scipy_stats_and_leave_it_importable() -> None:
+    """The plotting jobs skip scipy.stats (~1 s of their start), yet a user's later
+    ``import scipy.stats`` works as usual."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import gdbench.plots.style as s; assert 'scipy.stats' not in sys.modules; "
+        "assert s.sns.__name__ == 'seaborn'; import scipy.stats; print(scipy.stats.norm.cdf(0.0))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0.5"

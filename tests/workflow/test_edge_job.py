@@ -38,11 +38,14 @@ def yaml_config(workdir: Path) -> dict:
 
 @pytest.mark.slow
 def test_edge_job_needs_no_training_and_can_be_switched_off(tmp_path: Path) -> None:
-    """The edge job depends on the config only (it runs beside training, never after it);
-    edge.enabled: false drops it from the default target."""
+    """The edge job depends on the config only (it runs beside training, never after it); the
+    plots job draws its figure; edge.enabled: false drops it from the default target."""
     config = {"grid": {"dataset": ["tutorial"], "lr": [0.1], "seed": [1], "device": ["cpu"]}}
-    proc = run_workflow(tmp_path, config, "-n", "results/config/plots/edge.png", "--quiet", "rules")
+    proc = run_workflow(tmp_path, config, "-n", "results/config/tables/edge.csv", "--quiet", "rules")
     assert _jobs(proc) == {"edge": 1}
+    # its figure is the plots job's (the edge job imports no plotting library)
+    proc = run_workflow(tmp_path, config, "-n", "results/config/plots/edge.png", "--quiet", "rules")
+    assert {"edge", "plots"} <= set(_jobs(proc))
     proc = run_workflow(tmp_path, {**config, "edge": {"enabled": False}}, "-n", "--quiet", "rules")
     assert "edge" not in _jobs(proc)
 

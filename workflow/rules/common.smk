@@ -308,6 +308,15 @@ def figures():
             "final cost vs learning rate",
         ),
     }
+    if EXPERIMENT.edge.enabled:
+        outputs.update(
+            figure(
+                "edge",
+                "edge.rst",
+                "Divergence",
+                "stability edge, located and theory",
+            )
+        )
     if TIMING:
         outputs.update(
             figure(
@@ -330,6 +339,8 @@ def figure_inputs(wildcards):
         "time_to_target": rules.findings.output.time_to_target,
         "profile": rules.findings.output.profile,
     }
+    if EXPERIMENT.edge.enabled:
+        inputs["edge"] = rules.edge.output.csv
     if TIMING:
         inputs["timing"] = rules.join_timing.output[0]
     return inputs

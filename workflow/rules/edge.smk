@@ -1,5 +1,6 @@
 # The stability edge: per grid point without its lr, the smallest diverging lr, located by
-# search. It needs only the config, so it runs beside the training jobs.
+# search. It needs only the config, so it runs beside the training jobs; the plots job draws
+# its figure (so this job starts no plotting libraries).
 
 
 rule edge:
@@ -13,13 +14,6 @@ rule edge:
             category="Divergence",
             labels={"result": "stability edge (table)"},
         ),
-        png=report(
-            f"{RESULTS}/plots/edge.png",
-            caption="../report/edge.rst",
-            category="Divergence",
-            labels={"result": "stability edge, located and theory"},
-        ),
-        svg=f"{RESULTS}/plots/edge.svg",
     log:
         f"{RESULTS}/logs/edge.log",
     benchmark:

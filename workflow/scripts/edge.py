@@ -1,4 +1,5 @@
-"""Locate the stability edge of every grid point and seed, write its table and plot it."""
+"""Locate the stability edge of every grid point and seed and write its table (the plots job
+draws it)."""
 
 import sys
 from pathlib import Path
@@ -13,7 +14,6 @@ from gdbench.edge import edge_table
 from gdbench.experiment import Experiment
 from gdbench.html_tables import write_interactive_table
 from gdbench.inputs import check_inputs
-from gdbench.plots import edge
 from gdbench.reads import record_done
 
 
@@ -33,7 +33,6 @@ def main(config, params, output, threads, log_path):
         io.write_csv(table, output.csv)
         note = "One row per grid point without its lr, and seed (results/tables/edge.csv). Click a header to sort."
         write_interactive_table(table, output.html, "The stability edge", note)
-        edge(table, output.png, output.svg)
         record_done(params.reads, params.record)
 
 

@@ -44,6 +44,11 @@ def divergence(inputs, png, svg, log):
     plots.divergence(pd.read_parquet(inputs.summary), pd.read_csv(inputs.theory), png, svg)
 
 
+def edge(inputs, png, svg, log):
+    """The located edge per grid point and seed against the theory's critical lr and horizon."""
+    plots.edge(pd.read_csv(inputs.edge), png, svg)
+
+
 def timing(inputs, png, svg, log):
     """Seconds per epoch vs n, and batched throughput vs grid size."""
     plots.timing(pd.read_csv(inputs.timing), png, svg)

@@ -1,5 +1,6 @@
 # Imports, config validation, and the small helpers the rules call (job code lives in the
 # package: run: blocks call gdbench functions).
+import functools
 import os
 import re
 import sys
@@ -174,9 +175,12 @@ def record(job):
 def shard_reads(wildcards):
     """A training job's param: its runs and what it trains them with (the script re-derives
     them from the config and checks the digest)."""
-    return reads_param(
-        f"train/{wildcards.shard}", shard_values(EXPERIMENT, wildcards.shard)
-    )
+    return _shard_reads(wildcards.shard)
+
+
+@functools.cache  # Snakemake asks more than once; a digest of 25,000 runs takes ~0.4 s
+def _shard_reads(shard):
+    return reads_param(f"train/{shard}", shard_values(EXPERIMENT, shard))
 
 
 def grid_reads(job, reads):

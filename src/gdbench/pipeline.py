@@ -246,6 +246,8 @@ def write_merged_tables(
     ``summary_html``, as the report's interactive table), and an HTML preview of the
     trajectories' first rows; a line of counts to ``log_path``. A damaged shard stops it with
     one line naming the file and the remedy (its traceback in ``log_path``)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import pyarrow.parquet as pq
 
     from gdbench import io
@@ -254,13 +256,16 @@ def write_merged_tables(
 
     require_readable([*trajectory_shards, *summary_shards], log_path)
 
-    rows = tables.concat_parquet(list(trajectory_shards), str(trajectories_path))
-    summary = tables.concat_tables(list(summary_shards))
-    io.write_parquet(summary, summary_parquet)
-    io.write_csv(summary, summary_csv)
-    if summary_html is not None:
-        note = "One row per run (results/tables/summary.csv). Click a header to sort; type in Search to filter."
-        write_interactive_table(summary, summary_html, "Summary", note)
+    # The trajectories (pyarrow, which releases the GIL) are joined while the summary (pandas) is written.
+    with ThreadPoolExecutor(1) as pool:
+        joined = pool.submit(tables.concat_parquet, list(trajectory_shards), str(trajectories_path))
+        summary = tables.concat_tables(list(summary_shards))
+        io.write_parquet(summary, summary_parquet)
+        io.write_csv(summary, summary_csv)
+        if summary_html is not None:
+            note = "One row per run (results/tables/summary.csv). Click a header to sort; type in Search to filter."
+            write_interactive_table(summary, summary_html, "Summary", note)
+        rows = joined.result()
     head = next(pq.ParquetFile(trajectory_shards[0]).iter_batches(batch_size=PREVIEW_ROWS), None)
     io.write_html_table(
         head.to_pandas() if head is not None else pd.DataFrame(),

@@ -244,7 +244,8 @@ def measured_rates(batch: TrajectoryBatch, points: Points, optimizers: Mapping[s
             window = fit_window(excess, window_bottom(v.floor[i], y_scale, run.dtype))
             p_scale = max(abs(best.W_star), abs(best.b_star))
             bottoms, resolved = direction_bottoms(run.lr, lam, v.floor[i], y_scale, p_scale, run.dtype)
-        fits.setdefault(order, ([], DirectionFits(order)))
+        if order not in fits:
+            fits[order] = ([], DirectionFits(order))
         fits[order][0].append(i)
         fits[order][1].add(epochs[window], components[window], bottoms, resolved)
     for rows, fitted in fits.values():  # every run's recurrences fitted together

@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 
 from gdbench import tables
+from gdbench.analysis import analyse_runs
 from gdbench.config import ConfigError
-from gdbench.distinct import analyse_distinct, distinct_specs
+from gdbench.distinct import distinct_specs
 from gdbench.experiment import Experiment
 from gdbench.lesson import lesson_lines
 from gdbench.reads import Reads
@@ -119,7 +120,8 @@ def _train_and_analyse(
             f"{run.dtype}; scale the data down or use dtype float64",
             ("datasets", run.dataset),
         )
-    analysed = analyse_distinct(batch, data, options.optimizers, options.criteria.diverged_factor)
+    # The trained runs are distinct by their specs already: analysed as they are, then shared out.
+    analysed = analyse_runs(batch, data, options.optimizers, options.criteria.diverged_factor)
     if first.size < len(runs):  # each run gets its representative's numbers, under its own spec
         seconds = np.full(len(runs), batch.seconds.sum() / len(runs))  # the batch's time per run
         batch = dataclasses.replace(batch.take(inverse), runs=list(runs), seconds=seconds)

@@ -209,7 +209,9 @@ def _fit_radii(X: np.ndarray, Y: np.ndarray, order: int) -> np.ndarray:
 def recurrence_rate(epochs: np.ndarray, errors: np.ndarray, order: int) -> float:
     """The squared spectral radius per epoch of the order-``order`` (1 or 2) linear recurrence
     fitted to ``errors`` ``[T, d]`` (at the recorded ``epochs`` ``[T]``, a window of consecutive
-    records, evenly spaced); NaN where the guards fail (module docstring)."""
+    records, evenly spaced); NaN where the guards fail (module docstring). One series, any
+    ``d``: the reference that :func:`recurrence_rates` (the analysis's batched fit of scalar
+    series) is tested against."""
     t = np.asarray(epochs, dtype=np.float64)
     e = np.asarray(errors, dtype=np.float64)
     if order not in (1, 2):

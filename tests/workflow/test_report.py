@@ -437,7 +437,7 @@ def test_tables_sort_and_filter_in_the_page(
     assert frame is not None, f"{label!r} does not show an interactive table in the page"
     header = frame.locator(".dt-scroll-head th", has_text=column).first
     index = header.evaluate("t => [...t.parentElement.children].indexOf(t)")
-    header.click()
+    _click_until_ascending(frame, header)
     cells = frame.locator(".dt-scroll-body tbody tr").evaluate_all(
         f"rows => rows.map(r => r.children[{index}].textContent)"
     )
@@ -449,3 +449,15 @@ def test_tables_sort_and_filter_in_the_page(
     assert "filtered from" in info, f"the search box does not filter: {info!r}"
     assert not opened.problems(), "console errors or warnings:\n" + "\n".join(opened.problems())
     assert not opened.blocked, f"the report asked the network for {opened.blocked}"
+
+
+def _click_until_ascending(frame, header) -> None:
+    """Click a column header and wait until the table says it is sorted ascending by it. On a
+    busy machine a click can land before DataTables has bound its handlers; then it is clicked
+    again (at most 3 clicks, 5 s each: a table that never sorts still fails the test)."""
+    for _ in range(3):
+        header.click()
+        for _ in range(50):
+            if header.get_attribute("aria-sort") == "ascending":
+                return
+            frame.page.wait_for_timeout(100)

@@ -3,13 +3,25 @@ and on real runs, against the theory's rate computed independently here."""
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import numpy as np
 import pytest
 
+from gdbench import analysis
+from gdbench.analysis import _moving_directions
 from gdbench.config import check_config
 from gdbench.experiment import Experiment
 from gdbench.pipeline import train_runs
-from gdbench.rates import direction_rates, recurrence_rate, recurrence_rates
+from gdbench.rates import (
+    _envelope,
+    direction_bottoms,
+    direction_rates,
+    fit_window,
+    recurrence_rate,
+    recurrence_rates,
+    window_bottom,
+)
 
 
 def heavy_ball_errors(lam: float, lr: float, beta: float, steps: int, e0: float = 1.0) -> np.ndarray:
@@ -124,3 +136,75 @@ def test_batched_fits_give_each_series_its_own_rate_and_guards() -> None:
         # regressors nearly collinear), where two SVD routines agree to ~1e-11 only
         np.testing.assert_allclose(batched, one, rtol=1e-9 if order == 2 else 1e-13, equal_nan=True)
         assert np.isnan(batched[-3:]).all()
+
+
+def measured_rates_run_by_run(batch, points, optimizers) -> np.ndarray:
+    """The reference: :func:`gdbench.analysis.measured_rates` run by run and direction by
+    direction (each run's recorded entries, fit window and direction series found on their
+    own, each direction's end by its envelope)."""
+    v, rate, recorded = batch.verdicts, np.full(len(batch), np.nan), batch.recorded_mask()
+    for i, run in enumerate(batch.runs):
+        spec, data = optimizers[run.optimizer], points.get(run)
+        if (run.batch_size is not None and run.batch_size < data.n) or spec.kind != "sgd" or spec.weight_decay:
+            continue
+        if v.converged_at[i] < 0 and not v.diverged[i]:
+            continue
+        epochs, cost = batch.epochs[recorded[i]], batch.cost[i, recorded[i]]
+        best = points.optimum(run)
+        errors = np.stack([batch.W[i, recorded[i]] - best.W_star, batch.b[i, recorded[i]] - best.b_star], axis=1)
+        lam, moving = _moving_directions(data)
+        components, excess = errors @ moving, cost.astype(np.float64) - v.optimal_cost[i]
+        if v.diverged[i]:
+            window = fit_window(excess, 0.0, int(np.searchsorted(epochs, v.diverged_at[i])))
+            bottoms = resolved = np.zeros(lam.size)
+        else:
+            y_scale = max(float(np.max(np.abs(data.y))), abs(best.b_star))
+            window = fit_window(excess, window_bottom(v.floor[i], y_scale, run.dtype))
+            p_scale = max(abs(best.W_star), abs(best.b_star))
+            bottoms, resolved = direction_bottoms(run.lr, lam, v.floor[i], y_scale, p_scale, run.dtype)
+        t, u = epochs[window], components[window]
+        rates = []
+        for j in range(u.shape[1]):
+            keep = np.flatnonzero(_envelope(np.abs(u[:, j])) > bottoms[j])
+            order = 1 if spec.is_plain else 2
+            r = recurrence_rates([(t[: keep[-1] + 1], u[: keep[-1] + 1, j])], order)[0] if keep.size else np.nan
+            above = bool(u.shape[0]) and float(np.max(np.abs(u[:, j]))) > resolved[j]
+            if not np.isfinite(r) and above:
+                break
+            rates.append(r)
+        else:
+            finite = [r for r in rates if np.isfinite(r)]
+            rate[i] = max(finite) if finite else np.nan
+    return rate
+
+
+@pytest.mark.parametrize("record_every", [1, 7])
+def test_measured_rates_as_one_array_program_equal_the_run_by_run_reference(record_every) -> None:
+    """measured_rates (runs grouped by x, order, epochs and dtype, each group one array
+    program, in blocks) gives every run the rate the run-by-run reference gives, bit for bit:
+    converged, diverged and stalled runs, plain SGD and heavy ball, float32 and float64, two
+    run lengths whose schedules differ (record_every 7: 300 is not on the 2000-epoch runs'),
+    seed-dependent data, Adam and weight decay left empty, in blocks of a few runs."""
+    config = check_config(
+        {
+            "datasets": {"tutorial": {"x": [1, 2, 3], "y": [2, 4, 6]},
+                         "noisy": {"synthetic": {"n": 20, "slope": 2.0, "intercept": 0.5, "noise": 0.5}}},
+            "optimizers": {"sgd": {"sgd": {}}, "hb": {"sgd": {"momentum": 0.9}},
+                           "wd": {"sgd": {"weight_decay": 0.01}}, "adam": {"adam": {}}},
+            "grid": {"dataset": ["tutorial", "noisy"], "optimizer": ["sgd", "hb", "wd", "adam"],
+                     "lr": [1e-4, 0.003, 0.03, 0.1, 0.19, 0.3], "seed": [1, 2], "epochs": [300, 2000],
+                     "device": ["cpu"]},
+            "training": {"dtype": ["float32", "float64"], "record_every": record_every},
+        }
+    )  # fmt: skip
+    experiment = Experiment.from_checked(config, ["cpu"])
+    batch = train_runs(experiment, experiment.runs)[0]
+    data, optimizers = experiment.data_source(), experiment.train_options(None).optimizers
+    reference = measured_rates_run_by_run(batch, data, optimizers)
+    v = batch.verdicts
+    assert np.isfinite(reference[v.diverged]).sum() > 5 and np.isfinite(reference[~v.diverged]).sum() > 20
+    assert np.isnan(reference).sum() > 20  # Adam, weight decay, runs without a verdict
+    for block in (1 << 20, 3000):  # all runs at once; a few runs per block
+        with patch.object(analysis, "_FIT_BLOCK", block):
+            batched = analysis.measured_rates(batch, data, optimizers)
+        assert np.array_equal(batched, reference, equal_nan=True)

@@ -53,7 +53,7 @@ from gdbench.horizon import HorizonProblem, diverges
 from gdbench.horizon_formula import closed_form_edges
 from gdbench.minibatch import ms_bound
 from gdbench.optimizers import OptimizerSpec
-from gdbench.rates import DirectionFits, direction_bottoms, fit_window, window_bottom
+from gdbench.rates import DirectionFits, direction_bottoms, window_bottom, window_lengths
 from gdbench.runs import RunSpec
 from gdbench.theory import Optimum, Theory, analyse, eigen
 from gdbench.trajectory import TrajectoryBatch
@@ -214,13 +214,27 @@ def _moving_directions_of(x_bytes: bytes) -> tuple[np.ndarray, np.ndarray]:
     return lam, vecs
 
 
+#: Entries (runs x recorded epochs) of one array program of :func:`measured_rates`.
+_FIT_BLOCK = 1 << 20
+
+
 def measured_rates(batch: TrajectoryBatch, points: Points, optimizers: Mapping[str, OptimizerSpec]) -> np.ndarray:
     """The measured ``rate`` of each full-batch SGD run without weight decay that converged or
-    diverged (NaN for the others)."""
+    diverged (NaN for the others).
+
+    Per run: the error ``p - p*`` along each eigen-direction of the Hessian with ``lambda > 0``
+    over the run's recorded epochs; the fit window (:func:`gdbench.rates.fit_window`): up to the
+    last epoch whose excess is above the window's bottom (:func:`gdbench.rates.window_bottom`;
+    0 for a diverged run, whose window ends before its divergence epoch); per direction, the
+    entries above its bottoms (:func:`gdbench.rates.direction_bottoms`); then every run's
+    recurrences fitted together (:class:`gdbench.rates.DirectionFits`). Runs that share their
+    points' x, optimizer order, epochs and dtype are one array program per block of runs (a
+    grid's runs form a few such groups), each run's numbers its own."""
     v = batch.verdicts
     rate = np.full(len(batch), np.nan)
-    recorded = batch.recorded_mask()
-    fits: dict[int, tuple[list[int], DirectionFits]] = {}
+    groups: dict[tuple[int, int, str, bytes], list[int]] = {}
+    y_max = np.full(len(batch), np.nan)  # max |y| per run, found once per data set (held: ids stay theirs)
+    y_max_of: dict[int, tuple[Dataset, float]] = {}
     for i, run in enumerate(batch.runs):
         spec = optimizers[run.optimizer]
         data = points.get(run)
@@ -229,25 +243,62 @@ def measured_rates(batch: TrajectoryBatch, points: Points, optimizers: Mapping[s
             continue
         if v.converged_at[i] < 0 and not v.diverged[i]:
             continue
-        epochs, cost = batch.epochs[recorded[i]], batch.cost[i, recorded[i]]
-        best = points.optimum(run)
-        errors = np.stack([batch.W[i, recorded[i]] - best.W_star, batch.b[i, recorded[i]] - best.b_star], axis=1)
-        lam, moving = _moving_directions(data)
-        components = errors @ moving  # the error along each eigen-direction with lambda > 0
-        excess = cost.astype(np.float64) - v.optimal_cost[i]
-        order = 1 if spec.is_plain else 2
-        if v.diverged[i]:
-            window = fit_window(excess, 0.0, int(np.searchsorted(epochs, v.diverged_at[i])))
-            bottoms = resolved = np.zeros(lam.size)
-        else:
-            y_scale = max(float(np.max(np.abs(data.y))), abs(best.b_star))
-            window = fit_window(excess, window_bottom(v.floor[i], y_scale, run.dtype))
-            p_scale = max(abs(best.W_star), abs(best.b_star))
-            bottoms, resolved = direction_bottoms(run.lr, lam, v.floor[i], y_scale, p_scale, run.dtype)
-        if order not in fits:
-            fits[order] = ([], DirectionFits(order))
-        fits[order][0].append(i)
-        fits[order][1].add(epochs[window], components[window], bottoms, resolved)
-    for rows, fitted in fits.values():  # every run's recurrences fitted together
-        rate[rows] = fitted.rates()
+        if id(data) not in y_max_of:
+            y_max_of[id(data)] = (data, float(np.max(np.abs(data.y))))
+        y_max[i] = y_max_of[id(data)][1]
+        key = (1 if spec.is_plain else 2, run.epochs, run.dtype, np.asarray(data.x, dtype=np.float64).tobytes())
+        groups.setdefault(key, []).append(i)
+    block = max(1, _FIT_BLOCK // max(1, batch.epochs.size))  # runs per array program: bounded memory
+    for (order, _, dtype, _), members in groups.items():
+        lam, moving = _moving_directions(points.get(batch.runs[members[0]]))
+        for start in range(0, len(members), block):
+            rows = np.asarray(members[start : start + block])
+            fits = DirectionFits(order)
+            fits.add_many(*_fit_inputs(batch, rows, points, y_max[rows], lam, moving, dtype))
+            rate[rows] = fits.rates()
     return rate
+
+
+def _fit_inputs(
+    batch: TrajectoryBatch,
+    rows: np.ndarray,
+    points: Points,
+    y_max: np.ndarray,
+    lam: np.ndarray,
+    moving: np.ndarray,
+    dtype: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For runs ``rows`` of one epochs, dtype and x (``y_max``: their data's largest ``|y|``):
+    their recorded epochs ``[T]``, error components ``[G, T, k]`` along ``moving``, fit window
+    lengths ``[G]`` and each direction's bottoms and resolution ``[G, k]``, the arguments of
+    :meth:`gdbench.rates.DirectionFits.add_many` (:func:`measured_rates`)."""
+    v = batch.verdicts
+    first = batch.runs[int(rows[0])]
+    on_schedule = batch.epochs == first.epochs
+    if batch.record_every > 0:
+        on_schedule |= batch.epochs % batch.record_every == 0
+    cols = np.flatnonzero(on_schedule)
+    epochs = batch.epochs[cols]
+    recorded = np.searchsorted(epochs, v.last_epoch[rows], side="right")  # a prefix of them: to the run's stop
+    W, b, cost = (a[rows][:, cols] for a in (batch.W, batch.b, batch.cost))
+    runs = [batch.runs[i] for i in rows]
+    best = [points.optimum(r) for r in runs]
+    W_star, b_star = (np.array([getattr(o, f) for o in best], dtype=np.float64) for f in ("W_star", "b_star"))
+    # the trajectories' own dtype: a float32 record minus its optimum rounds in float32
+    errors = np.stack([W - W_star.astype(W.dtype)[:, None], b - b_star.astype(b.dtype)[:, None]], axis=2)
+    components = errors @ moving  # [G, T, k]: the error along each eigen-direction with lambda > 0
+    excess = cost.astype(np.float64) - v.optimal_cost[rows][:, None]
+    diverged = v.diverged[rows]
+    stop = np.where(diverged, np.minimum(np.searchsorted(epochs, v.diverged_at[rows]), recorded), recorded)
+    y_scale = np.maximum(y_max, np.abs(b_star))
+    p_scale = np.maximum(np.abs(W_star), np.abs(b_star))
+    bottom = np.array(
+        [0.0 if d else window_bottom(f, y, dtype) for d, f, y in zip(diverged, v.floor[rows], y_scale, strict=True)]
+    )
+    lengths = window_lengths(excess, bottom, stop)
+    bottoms, resolved = np.zeros((rows.size, lam.size)), np.zeros((rows.size, lam.size))
+    for g in np.flatnonzero(~diverged):
+        bottoms[g], resolved[g] = direction_bottoms(
+            runs[g].lr, lam, float(v.floor[rows[g]]), float(y_scale[g]), float(p_scale[g]), dtype
+        )
+    return epochs, components, lengths, bottoms, resolved

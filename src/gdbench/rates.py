@@ -96,6 +96,22 @@ def fit_window(
     return np.arange(last[-1] + 1) if last.size else np.zeros(0, dtype=np.int64)
 
 
+def window_lengths(excess: np.ndarray, bottom: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """:func:`fit_window` of many runs at once, as lengths: ``excess`` ``[G, T]`` (each run's
+    recorded excess), ``bottom`` and ``stop`` ``[G]`` (``stop``: the entries that count, the
+    run's recorded ones or fewer); the window of run ``g`` is its first ``length[g]`` entries.
+    The last entry above the bottom before the first non-finite one ends it: an envelope
+    above the bottom ends where the last value above it is."""
+    x = np.asarray(excess, dtype=np.float64)
+    index = np.arange(x.shape[1])
+    counted = index < np.asarray(stop)[:, None]
+    bad = counted & ~np.isfinite(x)
+    end = np.where(bad.any(axis=1), bad.argmax(axis=1), stop)  # up to the first non-finite
+    with np.errstate(invalid="ignore"):
+        keep = (index < end[:, None]) & (x > np.asarray(bottom)[:, None])
+    return np.where(keep.any(axis=1), x.shape[1] - keep[:, ::-1].argmax(axis=1), 0)
+
+
 def _envelope(x: np.ndarray) -> np.ndarray:
     """The largest finite value from each entry on."""
     return np.maximum.accumulate(np.where(np.isfinite(x), x, 0.0)[::-1])[::-1]
@@ -119,72 +135,96 @@ def direction_rates(
 
 
 class DirectionFits:
-    """:func:`direction_rates` of many runs, their recurrences fitted together: the windows of
-    one length as one batch of least squares and eigenvalues (:func:`recurrence_rates`)."""
+    """:func:`direction_rates` of many runs, their recurrences fitted together: per block of
+    runs added at once, the directions' series of one length as one batch of least squares and
+    eigenvalues (:func:`series_rates`)."""
 
     def __init__(self, order: int) -> None:
+        if order not in (1, 2):
+            raise ValueError(f"recurrence order must be 1 or 2, not {order}")
         self.order = order
-        self.series: list[tuple[np.ndarray, np.ndarray]] = []
-        self.runs: list[list[tuple[int | None, bool]]] = []  # per run, per direction: series, resolved
+        self.fitted: list[np.ndarray] = []  # per block of runs, each run's rate
 
     def add(self, epochs: np.ndarray, components: np.ndarray, bottoms: np.ndarray, resolved: np.ndarray) -> None:
         """One run's recorded epochs and error components (:func:`direction_rates`)."""
         u = np.asarray(components, dtype=np.float64)
-        directions = []
-        for j in range(u.shape[1]):
-            keep = np.flatnonzero(_envelope(np.abs(u[:, j])) > bottoms[j])
-            index = None
-            if keep.size:
-                index = len(self.series)
-                self.series.append((epochs[: keep[-1] + 1], u[: keep[-1] + 1, j]))
-            directions.append((index, bool(u.shape[0]) and float(np.max(np.abs(u[:, j]))) > resolved[j]))
-        self.runs.append(directions)
+        self.add_many(epochs, u[None], np.array([u.shape[0]]), np.asarray(bottoms)[None], np.asarray(resolved)[None])
+
+    def add_many(
+        self, epochs: np.ndarray, components: np.ndarray, lengths: np.ndarray, bottoms: np.ndarray, resolved: np.ndarray
+    ) -> None:
+        """G runs of the same recorded ``epochs`` ``[T]``: ``components`` ``[G, T, k]``, of
+        which run ``g`` uses its first ``lengths[g]`` entries (its window); ``bottoms``,
+        ``resolved`` ``[G, k]`` (:func:`direction_rates`). Per direction, its series ends at
+        the last entry of the window above its bottom (where an envelope above the bottom ends;
+        a non-finite entry is never above it)."""
+        values = np.asarray(components, dtype=np.float64)
+        u = np.abs(values)
+        G, T, k = u.shape
+        window = np.arange(T)[None, :, None] < np.asarray(lengths)[:, None, None]
+        with np.errstate(invalid="ignore"):
+            keep = window & np.isfinite(u) & (u > np.asarray(bottoms)[:, None, :])
+            # the largest |u| in the window (NaN if one is NaN): above the direction's resolution?
+            peak = np.max(np.where(window, u, -np.inf), axis=1, initial=-np.inf)
+            above = (np.asarray(lengths)[:, None] > 0) & (peak > resolved)
+        fitted = keep.any(axis=1)
+        ends = T - keep[:, ::-1, :].argmax(axis=1)  # [G, k]: one past the last entry kept
+        rates = np.full((G, k), np.nan)
+        for end in np.unique(ends[fitted]):
+            g, j = np.nonzero(fitted & (ends == end))
+            t = np.broadcast_to(np.asarray(epochs[:end], dtype=np.float64), (g.size, end))
+            rates[g, j] = series_rates(t, values[g[:, None], np.arange(end)[None, :], j[:, None]], self.order)
+        finite = np.isfinite(rates)
+        # a direction above its resolution without a rate carried excess the fit did not measure
+        best = np.max(np.where(finite, rates, -np.inf), axis=1, initial=-np.inf)
+        self.fitted.append(np.where((~finite & above).any(axis=1) | ~finite.any(axis=1), np.nan, best))
 
     def rates(self) -> np.ndarray:
         """Each added run's rate, in order."""
-        fitted = recurrence_rates(self.series, self.order)
-        out = np.full(len(self.runs), np.nan)
-        for i, directions in enumerate(self.runs):
-            rates = [fitted[k] if k is not None else np.nan for k, _ in directions]
-            if any(not np.isfinite(r) and above for r, (_, above) in zip(rates, directions, strict=True)):
-                continue
-            finite = [r for r in rates if np.isfinite(r)]
-            if finite:
-                out[i] = max(finite)
-        return out
+        return np.concatenate(self.fitted) if self.fitted else np.zeros(0)
 
 
 def recurrence_rates(series: list[tuple[np.ndarray, np.ndarray]], order: int) -> np.ndarray:
     """:func:`recurrence_rate` of many scalar series ``(epochs [T], errors [T])`` at once: the
-    series of one length share their lag and regressors' shape, so their weighted least squares
-    (through the SVD, as ``numpy.linalg.lstsq``: the same solution to rounding) and companion
-    eigenvalues are each one batched call. The same guards; NaN where one fails."""
+    series of one length as one :func:`series_rates` call."""
     if order not in (1, 2):
         raise ValueError(f"recurrence order must be 1 or 2, not {order}")
     out = np.full(len(series), np.nan)
     by_length: dict[int, list[int]] = {}
     for i, (t, _) in enumerate(series):
         by_length.setdefault(len(t), []).append(i)
-    for T, members in by_length.items():
-        lag = max(1, T // (LAG_DIVISOR * (order + 1)))
-        rows = T - order * lag
-        if order + 2 > T or rows < 2 or rows < MIN_EQUATIONS_PER_UNKNOWN * order:
-            continue
+    for members in by_length.values():
         t = np.array([series[i][0] for i in members], dtype=np.float64)  # [G, T]
         e = np.array([series[i][1] for i in members], dtype=np.float64)
-        step = np.diff(t, axis=1)
-        ok = np.isfinite(e).all(axis=1) & (step == step[:, :1]).all(axis=1) & (step[:, 0] > 0)
-        if not ok.any():
-            continue
-        idx, e, step = np.asarray(members)[ok], e[ok], step[ok, 0]
-        X = np.stack([e[:, (order - 1 - j) * lag : (order - 1 - j) * lag + rows] for j in range(order)], axis=2)
-        Y = e[:, order * lag :, None]  # [G, rows, 1]
-        weight = 1.0 / np.maximum(np.abs(X[:, :, 0]), np.finfo(float).tiny)
-        X, Y = X * weight[:, :, None], Y * weight[:, :, None]
-        finite = np.isfinite(X).all(axis=(1, 2)) & np.isfinite(Y).all(axis=(1, 2))  # else lstsq fails too
-        if finite.any():
-            rho = _fit_radii(X[finite], Y[finite], order)
-            out[idx[finite]] = rho ** (2.0 / (step[finite] * lag))
+        out[members] = series_rates(t, e, order)
+    return out
+
+
+def series_rates(t: np.ndarray, e: np.ndarray, order: int) -> np.ndarray:
+    """:func:`recurrence_rate` of G scalar series of one length, epochs ``t`` and errors ``e``
+    ``[G, T]``: they share their lag and regressors' shape, so their weighted least squares
+    (through the SVD, as ``numpy.linalg.lstsq``: the same solution to rounding) and companion
+    eigenvalues are each one batched call. The same guards; NaN where one fails. Each series'
+    rate is its own: it does not depend on the others."""
+    G, T = e.shape
+    out = np.full(G, np.nan)
+    lag = max(1, T // (LAG_DIVISOR * (order + 1)))
+    rows = T - order * lag
+    if order + 2 > T or rows < 2 or rows < MIN_EQUATIONS_PER_UNKNOWN * order:
+        return out
+    step = np.diff(t, axis=1)
+    ok = np.isfinite(e).all(axis=1) & (step == step[:, :1]).all(axis=1) & (step[:, 0] > 0)
+    if not ok.any():
+        return out
+    idx, e, step = np.flatnonzero(ok), e[ok], step[ok, 0]
+    X = np.stack([e[:, (order - 1 - j) * lag : (order - 1 - j) * lag + rows] for j in range(order)], axis=2)
+    Y = e[:, order * lag :, None]  # [G, rows, 1]
+    weight = 1.0 / np.maximum(np.abs(X[:, :, 0]), np.finfo(float).tiny)
+    X, Y = X * weight[:, :, None], Y * weight[:, :, None]
+    finite = np.isfinite(X).all(axis=(1, 2)) & np.isfinite(Y).all(axis=(1, 2))  # else lstsq fails too
+    if finite.any():
+        rho = _fit_radii(X[finite], Y[finite], order)
+        out[idx[finite]] = rho ** (2.0 / (step[finite] * lag))
     return out
 
 

@@ -21,7 +21,7 @@ from gdbench.optimizers import PLAIN_SGD
 from gdbench.pipeline import optima, theories, train_runs
 from gdbench.plots import divergence_plot
 from gdbench.tables import rate_curve_table, theory_table
-from gdbench.theory import analyse, eigen, optimum, predicted_rate, sgd_factor
+from gdbench.theory import analyse, eigen, optimum, predicted_rate, predicted_rates, sgd_factor
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
@@ -134,6 +134,27 @@ def test_predicted_rate_ignores_the_flat_direction_of_a_singular_hessian():
     rate (it would say 1: never converging)."""
     lam, vecs = eigen(np.array([2.0, 2.0]))
     assert predicted_rate(0.1, lam, vecs, (1.0, 0.3)) == pytest.approx((1 - 0.1 * lam[1]) ** 2)
+
+
+def test_predicted_rates_of_many_runs_are_each_runs_own():
+    """predicted_rates (the analysis's, one call per dataset and optimizer) gives each run the
+    rate predicted_rate gives it alone, with the factor evaluated once per distinct lr:
+    repeated and unsorted lrs, a start at the optimum (NaN), a start along one eigenvector."""
+    lam, vecs = eigen(tutorial().x)
+    lrs = np.array([0.1, 0.02, 0.1, 0.3, 0.02, 0.07])
+    errors = np.array([(-2.0, 0.0), (0.5, -1.0), (0.0, 0.0), tuple(vecs[:, 1]), (3.0, 1e-3), (-1.0, 4.0)])
+    seen = []
+
+    def factor(lr, eigenvalues):
+        seen.append(lr)
+        return (1.0 - lr * np.asarray(eigenvalues)) ** 2 + lr
+
+    batched = predicted_rates(lrs, lam, vecs, errors, factor)
+    one = [predicted_rate(lr, lam, vecs, e, factor) for lr, e in zip(lrs, errors, strict=True)]
+    np.testing.assert_array_equal(batched, one)
+    assert np.isnan(batched[2]) and np.isfinite(np.delete(batched, 2)).all()
+    assert batched[3] == (1 - 0.3 * lam[1]) ** 2 + 0.3 and batched[0] != batched[1]
+    assert seen[:4] == [0.02, 0.07, 0.1, 0.3] and len(seen) == 4 + len(lrs)  # once per distinct lr
 
 
 def test_predicted_rate_takes_the_optimizer_factor_as_a_plug():

@@ -106,16 +106,17 @@ def analyse_runs(
     n_points = np.array([points.get(r).n for r in runs], dtype=np.int64)
     full = np.array([r.batch_size is None or r.batch_size >= n for r, n in zip(runs, n_points, strict=True)])
     critical, fastest, predicted = (np.full(R, np.nan) for _ in range(3))
-    for i, run in enumerate(runs):
-        if not full[i]:
-            continue
-        spec = optimizers[run.optimizer]
-        if run.dataset not in theories:
-            theories[run.dataset] = analyse(points.get(run))
-        theory = theories[run.dataset]
-        ranges = stability.stable_range(run.dataset, spec, theory.lambda_min, theory.lambda_max)
-        critical[i], fastest[i] = ranges.critical_lr, ranges.fastest_lr
-        predicted[i] = _predicted_rate(run, spec, theory, points)
+    groups: dict[tuple[str, str], list[int]] = {}  # full-batch runs by dataset and optimizer
+    for i in np.flatnonzero(full):
+        groups.setdefault((runs[i].dataset, runs[i].optimizer), []).append(int(i))
+    for (dataset, name), members in groups.items():
+        spec = optimizers[name]
+        if dataset not in theories:
+            theories[dataset] = analyse(points.get(runs[members[0]]))
+        theory = theories[dataset]
+        ranges = stability.stable_range(dataset, spec, theory.lambda_min, theory.lambda_max)
+        critical[members], fastest[members] = ranges.critical_lr, ranges.fastest_lr
+        predicted[members] = _predicted_rates([runs[i] for i in members], spec, theory, points)
     rate = measured_rates(batch, points, optimizers)
     lr = np.array([r.lr for r in runs], dtype=np.float64)
     theory_applies = [i for i, run in enumerate(runs) if full[i] and stability.has_theory(optimizers[run.optimizer])]
@@ -187,16 +188,20 @@ def _problem(run: RunSpec, spec: OptimizerSpec, points: Points, diverged_factor:
     return HorizonProblem(data.x, data.y, w0, b0, run.epochs, diverged_factor, **spec.arguments())
 
 
-def _predicted_rate(run: RunSpec, spec: OptimizerSpec, theory: Theory, points: Points) -> float:
-    """The full-batch theory's rate of ``run`` from its error to its own optimum (NaN where
-    the theory gives none: :func:`gdbench.stability.rate_factor`)."""
+def _predicted_rates(runs: list[RunSpec], spec: OptimizerSpec, theory: Theory, points: Points) -> np.ndarray:
+    """The full-batch theory's rate of each of ``runs`` (one dataset and optimizer ``spec``)
+    from its error to its own optimum (NaN where the theory gives none:
+    :func:`gdbench.stability.rate_factor`)."""
     factor = stability.rate_factor(spec)
     if factor is None:
-        return float("nan")
-    best = points.optimum(run, spec.weight_decay)
-    w0, b0 = points.initial(run)
-    e0 = (w0 - best.W_star, b0 - best.b_star)
-    return theory.predicted_rate(run.lr, e0, None if spec.is_plain else factor)
+        return np.full(len(runs), np.nan)
+    errors = []
+    for run in runs:
+        best = points.optimum(run, spec.weight_decay)
+        w0, b0 = points.initial(run)
+        errors.append((w0 - best.W_star, b0 - best.b_star))
+    lrs = np.array([run.lr for run in runs], dtype=np.float64)
+    return theory.predicted_rates(lrs, np.array(errors, dtype=np.float64), None if spec.is_plain else factor)
 
 
 def _moving_directions(data: Dataset) -> tuple[np.ndarray, np.ndarray]:

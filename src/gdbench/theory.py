@@ -79,6 +79,13 @@ class Theory:
         lam = np.array([self.lambda_min, self.lambda_max])
         return predicted_rate(lr, lam, np.array(self.eigenvectors).T, initial_error, factor or sgd_factor)
 
+    def predicted_rates(
+        self, lrs: np.ndarray, initial_errors: np.ndarray, factor: RateFactor | None = None
+    ) -> np.ndarray:
+        """:func:`predicted_rates` for this dataset's Hessian."""
+        lam = np.array([self.lambda_min, self.lambda_max])
+        return predicted_rates(lrs, lam, np.array(self.eigenvectors).T, initial_errors, factor or sgd_factor)
+
 
 @dataclass(frozen=True)
 class Optimum:
@@ -191,10 +198,25 @@ def predicted_rate(
     the directions with ``lambda > 0`` whose component ``|v . e0|`` exceeds
     ``COMPONENT_TOL * |e0|``; NaN when there is none (the run starts at an optimum).
     """
-    e0 = np.asarray(initial_error, dtype=np.float64)
+    e0 = np.asarray(initial_error, dtype=np.float64)[None, :]
+    return float(predicted_rates(np.array([lr], dtype=np.float64), eigenvalues, eigvecs, e0, factor)[0])
+
+
+def predicted_rates(
+    lrs: np.ndarray,
+    eigenvalues: np.ndarray,
+    eigvecs: np.ndarray,
+    initial_errors: np.ndarray,
+    factor: RateFactor = sgd_factor,
+) -> np.ndarray:
+    """:func:`predicted_rate` of G runs on one Hessian: ``lrs`` ``[G]``, ``initial_errors``
+    ``[G, 2]``; ``factor`` evaluated once per distinct learning rate."""
+    e0 = np.asarray(initial_errors, dtype=np.float64).reshape(-1, 2)
     lam = np.asarray(eigenvalues, dtype=np.float64)
-    comp = np.abs(np.asarray(eigvecs, dtype=np.float64).T @ e0)
-    counts = (lam > 0) & (comp > COMPONENT_TOL * float(np.linalg.norm(e0)))
-    if not counts.any():
-        return float("nan")
-    return float(np.max(np.asarray(factor(lr, lam), dtype=np.float64)[counts]))
+    comp = np.abs(e0 @ np.asarray(eigvecs, dtype=np.float64))  # [G, k]
+    counts = (lam > 0) & (comp > COMPONENT_TOL * np.sqrt(np.sum(e0 * e0, axis=1))[:, None])
+    distinct, which = np.unique(np.asarray(lrs, dtype=np.float64), return_inverse=True)
+    factors = np.array([np.asarray(factor(float(lr), lam), dtype=np.float64) for lr in distinct]).reshape(-1, lam.size)
+    with np.errstate(invalid="ignore"):
+        best = np.max(np.where(counts, factors[which.ravel()], -np.inf), axis=1, initial=-np.inf)
+    return np.where(counts.any(axis=1), best, np.nan)

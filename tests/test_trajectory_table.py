@@ -112,3 +112,27 @@ def test_a_failed_background_write_fails_the_file(tmp_path: Path) -> None:
         out._writer.write_table = full_disk
         out.append(table)
     assert not path.exists() and not list(tmp_path.iterdir())
+
+
+def test_each_run_records_its_own_schedule_and_last_epoch() -> None:
+    """Runs of 10 and 13 epochs at record_every 5 share the schedule 0, 5, 10, 13: each run's
+    own entries are every 5th epoch and its own last one (13 is not the 10-epoch run's, 10 is
+    the 13-epoch run's as a multiple of 5), and the table holds exactly those rows."""
+    config = check_config(
+        {
+            "datasets": {"d": {"x": [1, 2, 3], "y": [2, 4, 6]}},
+            "grid": {"dataset": ["d"], "lr": [0.01], "seed": [1], "epochs": [10, 13], "device": ["cpu"]},
+            "training": {"record_every": 5},
+        }
+    )
+    experiment = Experiment.from_checked(config, ["cpu"])
+    batch = train(list(experiment.runs), experiment.data_source(), experiment.train_options(None))
+    assert batch.epochs.tolist() == [0, 5, 10, 13]
+    by_epochs = {run.epochs: row for run, row in zip(batch.runs, batch.recorded_mask(), strict=True)}
+    assert by_epochs[10].tolist() == [True, True, True, False]
+    assert by_epochs[13].tolist() == [True, True, True, True]
+    table = tables.trajectories(batch, [0, 1])
+    assert sorted(table.groupby("epochs")["epoch"].apply(list).to_dict().items()) == [
+        (10, [0, 5, 10]),
+        (13, [0, 5, 10, 13]),
+    ]

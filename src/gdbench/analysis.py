@@ -238,8 +238,9 @@ def measured_rates(batch: TrajectoryBatch, points: Points, optimizers: Mapping[s
     v = batch.verdicts
     rate = np.full(len(batch), np.nan)
     groups: dict[tuple[int, int, str, bytes], list[int]] = {}
-    y_max = np.full(len(batch), np.nan)  # max |y| per run, found once per data set (held: ids stay theirs)
-    y_max_of: dict[int, tuple[Dataset, float]] = {}
+    y_max = np.full(len(batch), np.nan)
+    # per data set (held, so that ids stay theirs): its x as bytes (the group key) and max |y|
+    of_data: dict[int, tuple[Dataset, bytes, float]] = {}
     for i, run in enumerate(batch.runs):
         spec = optimizers[run.optimizer]
         data = points.get(run)
@@ -248,11 +249,11 @@ def measured_rates(batch: TrajectoryBatch, points: Points, optimizers: Mapping[s
             continue
         if v.converged_at[i] < 0 and not v.diverged[i]:
             continue
-        if id(data) not in y_max_of:
-            y_max_of[id(data)] = (data, float(np.max(np.abs(data.y))))
-        y_max[i] = y_max_of[id(data)][1]
-        key = (1 if spec.is_plain else 2, run.epochs, run.dtype, np.asarray(data.x, dtype=np.float64).tobytes())
-        groups.setdefault(key, []).append(i)
+        if id(data) not in of_data:
+            x = np.asarray(data.x, dtype=np.float64).tobytes()
+            of_data[id(data)] = (data, x, float(np.max(np.abs(data.y))))
+        _, x_bytes, y_max[i] = of_data[id(data)]
+        groups.setdefault((1 if spec.is_plain else 2, run.epochs, run.dtype, x_bytes), []).append(i)
     block = max(1, _FIT_BLOCK // max(1, batch.epochs.size))  # runs per array program: bounded memory
     for (order, _, dtype, _), members in groups.items():
         lam, moving = _moving_directions(points.get(batch.runs[members[0]]))
@@ -278,11 +279,7 @@ def _fit_inputs(
     lengths ``[G]`` and each direction's bottoms and resolution ``[G, k]``, the arguments of
     :meth:`gdbench.rates.DirectionFits.add_many` (:func:`measured_rates`)."""
     v = batch.verdicts
-    first = batch.runs[int(rows[0])]
-    on_schedule = batch.epochs == first.epochs
-    if batch.record_every > 0:
-        on_schedule |= batch.epochs % batch.record_every == 0
-    cols = np.flatnonzero(on_schedule)
+    cols = np.flatnonzero(batch.on_schedule(np.array([batch.runs[int(rows[0])].epochs]))[0])
     epochs = batch.epochs[cols]
     recorded = np.searchsorted(epochs, v.last_epoch[rows], side="right")  # a prefix of them: to the run's stop
     W, b, cost = (a[rows][:, cols] for a in (batch.W, batch.b, batch.cost))

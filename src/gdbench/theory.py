@@ -74,11 +74,6 @@ class Theory:
     def to_dict(self) -> dict[str, float | int | str]:
         return {k: getattr(self, k) for k in ("dataset", "n", "lambda_min", "lambda_max", "critical_lr", "fastest_lr")}
 
-    def predicted_rate(self, lr: float, initial_error: tuple[float, float], factor: RateFactor | None = None) -> float:
-        """:func:`predicted_rate` for this dataset's Hessian."""
-        lam = np.array([self.lambda_min, self.lambda_max])
-        return predicted_rate(lr, lam, np.array(self.eigenvectors).T, initial_error, factor or sgd_factor)
-
     def predicted_rates(
         self, lrs: np.ndarray, initial_errors: np.ndarray, factor: RateFactor | None = None
     ) -> np.ndarray:

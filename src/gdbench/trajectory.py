@@ -49,11 +49,16 @@ class TrajectoryBatch:
         """``[R, T]`` bool (or the given rows): the entries that belong to each run's own
         trajectory."""
         rows = slice(None) if rows is None else rows
-        ends = np.array([r.epochs for r in self.runs], dtype=np.int64)[rows][:, None]
-        e = self.epochs[None, :]
-        on_schedule = (e == ends) | ((e % self.record_every == 0) if self.record_every > 0 else False)
+        ends = np.array([r.epochs for r in self.runs], dtype=np.int64)[rows]
         stop = self.verdicts.last_epoch[rows][:, None]
-        return on_schedule & (e <= stop)
+        return self.on_schedule(ends) & (self.epochs[None, :] <= stop)
+
+    def on_schedule(self, ends: np.ndarray) -> np.ndarray:
+        """``[len(ends), T]`` bool: the epochs on the own schedule of a run of ``ends`` epochs
+        (every ``record_every``-th and its last), whether or not it got there."""
+        e = self.epochs[None, :]
+        every = (e % self.record_every == 0) if self.record_every > 0 else np.zeros(e.shape, dtype=bool)
+        return (e == np.asarray(ends, dtype=np.int64)[:, None]) | every
 
     def blank_after_stop(self) -> None:
         """Set entries after a run's last computed epoch to NaN (a stopped run has none)."""

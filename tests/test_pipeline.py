@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 
-from gdbench import io
+from gdbench import engines, io
 from gdbench.config import check_config
 from gdbench.experiment import Experiment
 from gdbench.pipeline import logged_runs, train_chunks, train_runs, training_log
@@ -27,20 +28,38 @@ CONFIG = {
 }
 
 
-def test_chunks_train_the_same_numbers_as_one_batch(tmp_path: Path) -> None:
-    """A job that trains and writes 3 runs at a time gives the trajectory and summary tables
-    of training its 16 runs together (batch_seconds_per_run aside), so runs_per_chunk changes no result."""
-    experiment = Experiment.from_checked(check_config(CONFIG), ["cpu"])
+@pytest.mark.parametrize(
+    ("per_chunk", "sizes", "trained"),
+    [
+        # 12 distinct computations (the tutorial's 2 seeds are one) do not fit in a chunk: each
+        # chunk trains its own representatives (a pair split by a chunk boundary trains twice)
+        (3, [3, 3, 3, 3, 3, 1], [2, 2, 2, 3, 3, 1]),
+        (12, [12, 4], [12]),  # they fit: trained once for the job (one call), shared out chunk by chunk
+    ],
+)
+def test_chunks_train_the_same_numbers_as_one_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, per_chunk: int, sizes: list[int], trained: list[int]
+) -> None:
+    """A job that trains and writes a few runs at a time gives the trajectory and summary tables
+    of training its 16 runs together (batch_seconds_per_run aside), so runs_per_chunk changes no
+    result; runs that are the same computation train once per job when all distinct ones fit in
+    a chunk."""
+    experiment = Experiment.from_checked(check_config({**CONFIG, "sharding": {"runs_per_chunk": per_chunk}}), ["cpu"])
     runs = experiment.runs
     ids = list(range(100, 100 + len(runs)))
     _, whole_traj, whole_summary = train_runs(experiment, runs, ids)
+    counted: list[int] = []
+    real_train = engines.train
+    monkeypatch.setattr(engines, "train", lambda rs, *a, **k: counted.append(len(rs)) or real_train(rs, *a, **k))
     chunks = list(train_chunks(experiment, runs, ids))
-    assert [len(c[0]) for c in chunks] == [3, 3, 3, 3, 3, 1]
+    assert counted == trained  # the runs each engine call trained
+    assert [len(c[0]) for c in chunks] == sizes
     assert [i for c in chunks for i in c[0]] == ids
     path = tmp_path / "t.parquet"
     with io.parquet_appender(path) as out:
-        for _, _, traj, _ in chunks:
-            out.append(traj)
+        for _, _, pieces, _ in chunks:
+            for piece in pieces:
+                out.append(piece)
     assert pq.ParquetFile(path).num_row_groups == len(chunks)
     pd.testing.assert_frame_equal(pd.read_parquet(path), whole_traj)
     summary = concat_frames([c[3] for c in chunks]).drop(columns="batch_seconds_per_run")

@@ -187,6 +187,30 @@ def test_convergence_big_table_is_thinned(tmp_path):
     assert "25 of 50 learning rates drawn" in svg
 
 
+@pytest.mark.parametrize("max_lines", [40, 4])
+def test_convergence_lines_from_the_thin_table_are_those_of_the_full_one(real, tmp_path, max_lines):
+    """The plots job reads run id, epoch and cost only (read_drawn) and takes each run's axes
+    from the summary: the lines, their counts and divergences, and the drawn values are those
+    of the full table's, with every learning rate or a few of them drawn."""
+    traj, summary = real["trajectories"], real["summary"]
+    traj.to_parquet(tmp_path / "t.parquet")
+    thin = reduction.read_drawn(tmp_path / "t.parquet", summary, ["run_id", *tables.AXES, "epoch", "cost"])
+    assert list(thin.columns) == ["run_id", "epoch", "cost"]
+    for envelope in (False, True):
+        full = reduction.aggregate_lines(traj, summary, max_lines, upper_envelope=envelope)
+        got = reduction.aggregate_lines(thin, summary, max_lines, upper_envelope=envelope)
+        assert full.lines["n_diverged"].sum() > 0 and len(full.lines) == 2 * min(max_lines, len(LRS))
+        pd.testing.assert_frame_equal(got.lines, full.lines, check_categorical=False)
+        for field in ("epoch", "median", "lo", "hi", "start"):
+            np.testing.assert_array_equal(getattr(got, field), getattr(full, field))
+        assert (got.floor, got.had_zero, got.notes) == (full.floor, full.had_zero, full.notes)
+    # A run whose cost overflows (inf) with no verdict in the summary diverged at that epoch.
+    rows = thin.index[thin["run_id"] == thin["run_id"].iloc[0]]  # its rows, contiguous
+    thin.loc[rows[5] : rows[-1], "cost"] = np.inf
+    lines = reduction.aggregate_lines(thin, summary.drop(columns=["diverged", "diverged_at"]), max_lines).lines
+    assert lines["n_diverged"].sum() == 1 and [int(thin.loc[rows[5], "epoch"])] in lines["diverged_epochs"].tolist()
+
+
 # --------------------------------------------------------------------------------------------
 # divergence
 

@@ -97,6 +97,29 @@ def test_chunks_written_in_the_background_make_the_file_of_one_write(tmp_path: P
             assert list(got[col].cat.categories) == list(dict.fromkeys(whole[col].astype(str)))
 
 
+@pytest.mark.parametrize("max_rows", [1, 30, 100, 10**9])
+def test_pieces_are_the_table_cut_at_run_boundaries(tmp_path: Path, max_rows: int) -> None:
+    """A chunk's table built in pieces (fresh memory is reused piece by piece) is the whole
+    table: the same rows in order when written, each piece whole runs, at most ``max_rows`` rows
+    unless a single run is longer, as few pieces as that allows."""
+    _, batch = trained()
+    ids = list(range(50, 50 + len(batch)))
+    counts = batch.recorded_mask().sum(axis=1)
+    pieces = list(tables.trajectory_pieces(batch, ids, max_rows))
+    assert all(p.num_rows <= max_rows or len(set(p.column("run_id").to_pylist())) == 1 for p in pieces)
+    starts = [p.column("run_id")[0].as_py() for p in pieces]
+    for a, b in zip(
+        starts, [*starts[1:], 50 + len(batch)], strict=True
+    ):  # a piece ends where the next run would overflow
+        assert b == 50 + len(batch) or counts[a - 50 : b - 50 + 1].sum() > max_rows
+    with io.parquet_appender(tmp_path / "t.parquet") as out:
+        for piece in pieces:
+            out.append(piece)
+    got = pd.read_parquet(tmp_path / "t.parquet")
+    pd.testing.assert_frame_equal(got, reference(batch, ids), check_exact=True, check_categorical=False)
+    assert (len(pieces) == 1) == (max_rows >= counts.sum())
+
+
 def test_a_failed_background_write_fails_the_file(tmp_path: Path) -> None:
     """A chunk whose write fails in the worker thread (a full disk) raises at the next append
     or at close, and leaves no file that looks complete."""

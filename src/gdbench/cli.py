@@ -51,10 +51,10 @@ def _train(args: argparse.Namespace) -> int:
     summary_path = Path(args.summary) if args.summary else out.with_name(out.stem + ".summary.parquet")
     summaries = []
     with io.parquet_appender(out, background=True) as trajectories:  # chunk by chunk
-        for _, _, traj, summary in train_chunks(experiment, runs, progress=progress):
-            trajectories.append(traj)
+        for _, _, pieces, summary in train_chunks(experiment, runs, progress=progress):
+            for piece in pieces:  # each written while the next is built
+                trajectories.append(piece)
             summaries.append(summary)
-            del traj
     table = concat_frames(summaries)
     io.write_table(table, summary_path)
     diverged = int(table["diverged"].sum())

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from gdbench import tables
-from gdbench.analysis import analyse_runs
+from gdbench.analysis import RunAnalysis, analyse_runs
 from gdbench.config import ConfigError
 from gdbench.distinct import distinct_specs
 from gdbench.experiment import Experiment
@@ -102,16 +102,16 @@ def train_runs(
     return batch, tables.trajectories(batch, run_ids), summary
 
 
-def _train_and_analyse(
-    experiment: Experiment, runs: Sequence[RunSpec], run_ids: Sequence[int] | None, progress: Progress | None
-) -> tuple[TrajectoryBatch, pd.DataFrame]:
-    """Train ``runs``; the batch and its summary table."""
+def _train_distinct(
+    experiment: Experiment, runs: Sequence[RunSpec], progress: Progress | None
+) -> tuple[TrajectoryBatch, RunAnalysis]:
+    """Train and analyse ``runs``, which are distinct computations
+    (:func:`gdbench.distinct.distinct_specs`)."""
     from gdbench.engines import train
 
     data = experiment.data_source()
     options = experiment.train_options(progress)
-    first, inverse = distinct_specs(runs, data)  # runs that are the same computation train once
-    batch = train([runs[int(i)] for i in first], data, options)
+    batch = train(list(runs), data, options)
     v = batch.verdicts
     for bad in np.flatnonzero(~np.isfinite(v.initial_cost)):
         run = runs[int(bad)]
@@ -120,13 +120,35 @@ def _train_and_analyse(
             f"{run.dtype}; scale the data down or use dtype float64",
             ("datasets", run.dataset),
         )
-    # The trained runs are distinct by their specs already: analysed as they are, then shared out.
-    analysed = analyse_runs(batch, data, options.optimizers, options.criteria.diverged_factor)
-    if first.size < len(runs):  # each run gets its representative's numbers, under its own spec
-        seconds = np.full(len(runs), batch.seconds.sum() / len(runs))  # the batch's time per run
-        batch = dataclasses.replace(batch.take(inverse), runs=list(runs), seconds=seconds)
-        analysed = analysed.take(inverse)
+    return batch, analyse_runs(batch, data, options.optimizers, options.criteria.diverged_factor)
+
+
+def _tables_of(
+    batch: TrajectoryBatch,
+    analysed: RunAnalysis,
+    rows: np.ndarray,
+    runs: Sequence[RunSpec],
+    run_ids: Sequence[int] | None,
+    seconds: float | None,
+) -> tuple[TrajectoryBatch, pd.DataFrame]:
+    """Runs ``runs`` given the numbers of rows ``rows`` of ``batch``, their representatives
+    (the same computations), each under its own spec, with ``seconds`` of training each (None:
+    the runs are those rows themselves, with their own times): their batch and summary table."""
+    if not (rows.size == len(batch) and np.array_equal(rows, np.arange(len(batch)))):
+        batch, analysed = batch.take(rows), analysed.take(rows)
+    if seconds is not None:
+        batch = dataclasses.replace(batch, runs=list(runs), seconds=np.full(len(runs), seconds))
     return batch, tables.summary(batch, analysed, run_ids)
+
+
+def _train_and_analyse(
+    experiment: Experiment, runs: Sequence[RunSpec], run_ids: Sequence[int] | None, progress: Progress | None
+) -> tuple[TrajectoryBatch, pd.DataFrame]:
+    """Train ``runs`` (one of each group that is the same computation); the batch and its summary table."""
+    first, inverse = distinct_specs(runs, experiment.data_source())
+    batch, analysed = _train_distinct(experiment, [runs[int(i)] for i in first], progress)
+    seconds = None if first.size == len(runs) else batch.seconds.sum() / len(runs)
+    return _tables_of(batch, analysed, inverse, runs, run_ids, seconds)
 
 
 def train_chunks(
@@ -134,17 +156,34 @@ def train_chunks(
     runs: Sequence[RunSpec],
     run_ids: Sequence[int] | None = None,
     progress: Progress | None = None,
-) -> Iterator[tuple[list[int], TrajectoryBatch, pa.Table, pd.DataFrame]]:
+) -> Iterator[tuple[list[int], TrajectoryBatch, Iterator[pa.Table], pd.DataFrame]]:
     """:func:`train_runs` over ``runs`` ``sharding.runs_per_chunk`` at a time, yielding each
-    chunk's (run ids, batch, trajectory table as Arrow, summary table): a caller that writes
-    each chunk before asking for the next holds one chunk in memory, whatever the number of
-    runs. A run's numbers do not depend on the runs trained beside it, so chunks change nothing."""
+    chunk's (run ids, batch, trajectory table as Arrow tables of consecutive runs
+    (:func:`gdbench.tables.trajectory_pieces`), summary table): a caller that writes each chunk
+    before asking for the next holds one chunk in memory, whatever the number of runs. A run's
+    numbers do not depend on the runs trained beside it, so chunks change nothing.
+    Runs that are the same computation train once per job when all of its distinct ones fit in
+    a chunk (100 seeds of the lesson's data and start are one computation), else once per chunk."""
     ids = list(range(len(runs))) if run_ids is None else [int(i) for i in run_ids]
     size = experiment.sharding.runs_per_chunk
+    first, inverse = distinct_specs(runs, experiment.data_source())
+    whole = None
+    if first.size <= size:  # trained once, shared out chunk by chunk
+        whole = _train_distinct(experiment, [runs[int(i)] for i in first], progress)
     for start in range(0, len(runs), size):
-        part = ids[start : start + size]
-        batch, summary = _train_and_analyse(experiment, runs[start : start + size], part, progress)
-        yield part, batch, tables.trajectory_table(batch, part), summary
+        stop = min(start + size, len(runs))
+        part, own = ids[start:stop], inverse[start:stop]
+        if whole is not None:
+            (batch, analysed), rows = whole, own
+            seconds = batch.seconds.sum() / len(runs)
+        else:
+            needed = np.unique(own)  # this chunk's representatives
+            batch, analysed = _train_distinct(experiment, [runs[int(i)] for i in first[needed]], progress)
+            rows, seconds = np.searchsorted(needed, own), batch.seconds.sum() / (stop - start)
+        if np.array_equal(first[own], np.arange(start, stop)):  # each run is its own representative
+            seconds = None
+        batch, summary = _tables_of(batch, analysed, rows, runs[start:stop], part, seconds)
+        yield part, batch, tables.trajectory_pieces(batch, part), summary
 
 
 def describe_verdict(batch: TrajectoryBatch, i: int) -> str:

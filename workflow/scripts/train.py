@@ -38,16 +38,18 @@ def main(config, shard, params, output, threads, log_path):
         every, summaries, diverged, done = experiment.training.log_every, [], 0, 0
         logged = logged_runs(len(runs), experiment.training.log_runs)  # the runs shown in full
         try:
-            # Chunk by chunk: each chunk's trajectories are written (by a worker thread) while the next trains.
+            # Chunk by chunk: a worker thread writes each piece of a chunk's trajectories while the
+            # next is built, and the last while the log is formatted and the next chunk trains.
             with io.parquet_appender(output.trajectories, background=True) as trajectories:
-                for chunk_ids, batch, traj, summary in train_chunks(experiment, runs, run_ids, progress=say):
-                    trajectories.append(traj)  # written while the log is formatted
+                for chunk_ids, batch, pieces, summary in train_chunks(experiment, runs, run_ids, progress=say):
+                    for piece in pieces:
+                        trajectories.append(piece)
                     shown = {p - done for p in logged if done <= p < done + len(chunk_ids)}
                     log.write("".join(f"{line}\n" for line in training_log(batch, every, chunk_ids, shown)))
                     done += len(chunk_ids)
                     summaries.append(summary)
                     diverged += int(summary["diverged"].sum())
-                    del batch, traj  # before the next chunk is trained
+                    del batch, pieces, piece  # before the next chunk is trained (a chunk has at least one piece)
         except (DeviceError, ConfigError) as exc:  # no usable device; data that overflow the dtype
             say(f"error: {exc}")
             sys.exit(f"gdbench: {exc}")

@@ -31,13 +31,23 @@ def excess(cost: np.ndarray, optimal: np.ndarray | None, dtype: np.ndarray | Non
     if optimal is None:
         return cost.copy(), None
     optimal = np.asarray(optimal, dtype=np.float64)
-    excess = cost - optimal
-    floor = np.zeros_like(excess)
-    dtypes = np.asarray(dtype).astype(str) if dtype is not None else np.full(excess.shape, "float64")
+    return _floored(cost - optimal, optimal, ulp_floor(optimal, dtype))
+
+
+def ulp_floor(optimal: np.ndarray, dtype: np.ndarray | None) -> np.ndarray:
+    """``FLOOR_ULPS`` ulps of each optimal cost in its dtype (``dtype``: names; float64 when None)."""
+    floor = np.zeros_like(optimal)
+    dtypes = np.asarray(dtype).astype(str) if dtype is not None else np.full(optimal.shape, "float64")
     for name in np.unique(dtypes):
         sel = dtypes == name
         kind = np.dtype(name if name in ("float32", "float64", "float16") else "float64").type
         floor[sel] = FLOOR_ULPS * np.spacing(optimal[sel].astype(kind)).astype(np.float64)
+    return floor
+
+
+def _floored(excess: np.ndarray, optimal: np.ndarray, floor: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """``excess`` with finite values below ``floor`` raised to it where ``optimal`` > 0, and the
+    note saying so when any was."""
     low = np.isfinite(excess) & (optimal > 0) & (excess < floor)
     excess[low] = floor[low]
     note = f"excess within {FLOOR_ULPS} ulps of the optimum (rounding) drawn there"
@@ -86,22 +96,27 @@ def kept_epochs(epoch: np.ndarray, max_points: int) -> np.ndarray:
 def read_drawn(path: str | os.PathLike[str], summary: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """The rows of a trajectory table (parquet at ``path``) that the convergence figure can
     draw: the epochs ``kept_epochs`` keeps, plus each run's last and divergence epochs, so that
-    big grids never load every row."""
+    big grids never load every row. Columns that are run attributes in ``summary`` (e.g. the
+    axes) are left out: :func:`aggregate_lines` takes them from the summary by run id (repeated
+    on every row, they would cost most of the read)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     top = int(summary["epochs"].max()) if len(summary) else 0
     drawn = np.flatnonzero(kept_epochs(np.arange(top + 1), MAX_POINTS))
     ends = np.concatenate([summary["epochs"].to_numpy(), summary["diverged_at"].dropna().to_numpy()])
-    epochs = sorted({int(e) for e in np.concatenate([drawn, ends])})
-    # A run's axes are in the summary: read only the per-epoch columns (the axes repeated on
-    # every row would cost most of the read) and take the axes from the summary by run id.
-    from_summary = [c for c in columns if c in summary.columns and c not in ("run_id", "epoch")]
-    read = ["run_id", *[c for c in columns if c not in from_summary and c != "run_id"]]
-    table = pd.read_parquet(path, columns=read, filters=[("epoch", "in", epochs)])
-    if from_summary:
-        axes = summary.set_index("run_id")[from_summary]
-        rows = axes.index.get_indexer(table["run_id"].to_numpy())
-        for col in from_summary:
-            table[col] = axes[col].iloc[rows].reset_index(drop=True)
-    return table[columns]
+    read = ["run_id", *[c for c in columns if c not in summary.columns or c == "epoch"]]
+    read = list(dict.fromkeys(read if "epoch" in read else [*read, "epoch"]))
+    wanted = np.zeros(top + 1, dtype=bool)
+    wanted[drawn] = True
+    wanted[ends[(ends >= 0) & (ends <= top)].astype(np.int64)] = True
+    source, parts = pq.ParquetFile(path), []
+    for group in range(source.num_row_groups):  # a row group at a time: its memory is reused
+        part = source.read_row_group(group, columns=read)
+        epoch = part.column("epoch").to_numpy()
+        parts.append(part.filter(pa.array(wanted[np.minimum(epoch, top)] & (epoch <= top))))
+    table = pa.concat_tables(parts) if parts else source.schema_arrow.empty_table().select(read)
+    return table.to_pandas()[[c for c in columns if c in read]]
 
 
 def envelope(code: np.ndarray, epoch: np.ndarray, cost: np.ndarray, grows: np.ndarray) -> np.ndarray:
@@ -124,7 +139,10 @@ def aggregate_lines(
     trajectories: pd.DataFrame, summary: pd.DataFrame, max_lines: int, *, upper_envelope: bool = False
 ) -> Lines:
     """Thin epochs, then reduce seeds to one line per (facet, lr): median, min and max of the
-    excess cost, or with ``upper_envelope`` of each run's :func:`envelope` of it."""
+    excess cost, or with ``upper_envelope`` of each run's :func:`envelope` of it. A run's
+    attributes (dataset, lr, the row axes) come from ``trajectories``, or from ``summary`` by run
+    id where ``trajectories`` lacks them (as :func:`read_drawn` reads it). The lines are chosen
+    first; only the points of the runs drawn are reduced."""
     notes: list[str] = []
     if len(trajectories) == 0:
         empty = np.empty(0)
@@ -139,21 +157,28 @@ def aggregate_lines(
     keep |= epoch == stop[rid_codes]
     if "epochs" in trajectories.columns:
         keep |= epoch == trajectories["epochs"].to_numpy()
+    elif "epochs" in summary.columns:
+        keep |= epoch == _of_runs(summary, "epochs", rid_uniques, -1)[rid_codes]
     rows = np.flatnonzero(keep)
     del keep
-    k_code, k_epoch = rid_codes[rows], epoch[rows]
+    k_code = rid_codes[rows]
+
+    # The lines first (from the runs' attributes): then only the drawn runs' points are reduced.
+    runs = _run_table(trajectories, summary, rows, rid_codes, rid_uniques, k_code)
+    line_notes: list[str] = []
+    per_line, line_of_code = _lines_of(runs, len(rid_uniques), max_lines, line_notes)
+    drawn = line_of_code[k_code] >= 0
+    rows, k_code = rows[drawn], k_code[drawn]
+    k_epoch = epoch[rows]
     k_cost = trajectories["cost"].to_numpy()[rows].astype(np.float64)
     k_cost = _excess_of_runs(k_cost, k_code, rid_uniques, summary, notes)
-
-    runs = _run_table(trajectories, rows, rid_codes, k_code, k_epoch, k_cost, stop)
+    notes += line_notes
+    _line_divergences(per_line, runs, line_of_code, _diverged_at(stop, k_code, k_epoch, k_cost))
     if upper_envelope:  # diverged: the summary's verdict
         k_cost = envelope(k_code, k_epoch, k_cost, stop >= 0)
-    per_line, line_of_code = _lines_of(runs, len(rid_uniques), max_lines, notes)
 
     # Costs: non-finite is overflow (+inf, drawn off the top); exact zeros are floored for the log axis.
     k_line = line_of_code[k_code]
-    sel = k_line >= 0
-    k_line, k_epoch, k_cost = k_line[sel], k_epoch[sel], k_cost[sel]
     k_cost[~np.isfinite(k_cost)] = np.inf
     positive = k_cost[(k_cost > 0) & np.isfinite(k_cost)]
     floor = min(ZERO_FLOOR, float(positive.min()) / 10) if positive.size else ZERO_FLOOR
@@ -178,6 +203,13 @@ def aggregate_lines(
     )
 
 
+def _of_runs(summary: pd.DataFrame, column: str, rid_uniques: np.ndarray, missing: float) -> np.ndarray:
+    """``summary[column]`` of each run ``rid_uniques`` (``missing`` for a run not in it)."""
+    pos = pd.Index(summary["run_id"].to_numpy()).get_indexer(rid_uniques)
+    values = summary[column].to_numpy()
+    return np.where(pos >= 0, values[np.maximum(pos, 0)], missing) if len(values) else np.full(pos.shape, missing)
+
+
 def _stop_epochs(rid_uniques: np.ndarray, summary: pd.DataFrame) -> np.ndarray:
     """Each run's divergence epoch from the summary (-1: none), so that its last point is kept."""
     stop = np.full(len(rid_uniques), -1, dtype=np.int64)
@@ -199,7 +231,8 @@ def _excess_of_runs(
     pos = pd.Index(summary["run_id"].to_numpy()).get_indexer(rid_uniques)
     optimal = np.where(pos >= 0, summary["optimal_cost"].to_numpy(dtype=np.float64)[pos], 0.0)
     dtypes = summary["dtype"].astype(str).to_numpy()[pos] if "dtype" in summary.columns else None
-    k_cost, note = excess(k_cost, optimal[k_code], None if dtypes is None else dtypes[k_code])
+    floor = ulp_floor(optimal, dtypes)  # per run, then per point
+    k_cost, note = _floored(k_cost - optimal[k_code], optimal[k_code], floor[k_code])
     if note:
         notes.append(note)
     return k_cost
@@ -207,34 +240,43 @@ def _excess_of_runs(
 
 def _run_table(
     trajectories: pd.DataFrame,
+    summary: pd.DataFrame,
     rows: np.ndarray,
     rid_codes: np.ndarray,
+    rid_uniques: np.ndarray,
     k_code: np.ndarray,
-    k_epoch: np.ndarray,
-    k_cost: np.ndarray,
-    stop: np.ndarray,
 ) -> pd.DataFrame:
-    """One row per run: its facet and lr (first kept row of each run), its ``code`` and the
-    epoch it diverged at (-1: never): the summary's verdict, or a non-finite cost in the
-    trajectory itself."""
-    first = rows[np.unique(k_code, return_index=True)[1]]
-    axes_cols = [c for c in ("run_id", "dataset", "lr", *ROW_AXES) if c in trajectories.columns]
-    runs = trajectories.iloc[first][axes_cols].reset_index(drop=True)
+    """One row per run: its facet and lr (first kept row of each run, or the summary's row for
+    an attribute the trajectories lack) and its ``code``."""
+    at = np.flatnonzero(~pd.Series(k_code).duplicated().to_numpy())  # each run's first kept row
+    first = rows[at[np.argsort(k_code[at], kind="stable")]]  # by code
+    wanted = ("run_id", "dataset", "lr", *ROW_AXES)
+    own = [c for c in wanted if c in trajectories.columns]
+    runs = trajectories[own].iloc[first].reset_index(drop=True)
     runs["code"] = rid_codes[first]
+    looked_up = [c for c in wanted if c not in own and c in summary.columns]
+    if looked_up:
+        pos = pd.Index(summary["run_id"].to_numpy()).get_indexer(rid_uniques[runs["code"].to_numpy()])
+        for col in looked_up:
+            runs[col] = summary[col].iloc[pos].reset_index(drop=True)
+    return runs[[*[c for c in wanted if c in runs.columns], "code"]]
+
+
+def _diverged_at(stop: np.ndarray, k_code: np.ndarray, k_epoch: np.ndarray, k_cost: np.ndarray) -> np.ndarray:
+    """The epoch each run diverged at (-1: never): the summary's verdict, or the first
+    non-finite cost among its points (``k_code``: their runs)."""
     nonfinite = ~np.isfinite(k_cost)
     div_at = stop.copy()
     if nonfinite.any():
         first_bad = pd.Series(k_epoch[nonfinite]).groupby(k_code[nonfinite]).min()
         fill = div_at[first_bad.index.to_numpy()] < 0
         div_at[first_bad.index.to_numpy()[fill]] = first_bad.to_numpy()[fill]
-    runs["diverged_at"] = div_at[runs["code"].to_numpy()]
-    return runs
+    return div_at
 
 
 def _lines_of(runs: pd.DataFrame, n_codes: int, max_lines: int, notes: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
-    """The lines, one per (facet, lr), at most ``max_lines`` lrs per facet (evenly spaced), with
-    their run and divergence counts; and each run code's line (0..L-1 in the lines' order; -1:
-    not drawn)."""
+    """The lines, one per (facet, lr), at most ``max_lines`` lrs per facet (evenly spaced); and
+    each run code's line (0..L-1 in the lines' order; -1: not drawn)."""
     facet_cols = [c for c in ("dataset", *ROW_AXES) if c in runs.columns]
     for c in facet_cols:  # as strings, in the table's own order (categorical, else first seen)
         text = runs[c].astype(str)
@@ -242,10 +284,6 @@ def _lines_of(runs: pd.DataFrame, n_codes: int, max_lines: int, notes: list[str]
         runs[c] = pd.Categorical(text, categories=order)
     runs["line"] = runs.groupby([*facet_cols, "lr"], sort=True, observed=True, dropna=False).ngroup()
     per_line = runs.sort_values("line", kind="stable").drop_duplicates("line").set_index("line")[[*facet_cols, "lr"]]
-    by_line = runs.groupby("line", sort=True)["diverged_at"]
-    per_line["n_runs"] = by_line.size()
-    per_line["n_diverged"] = by_line.agg(lambda s: int((s >= 0).sum()))
-    per_line["diverged_epochs"] = by_line.agg(lambda s: sorted({int(v) for v in s if v >= 0}))
     shown = np.ones(len(per_line), dtype=bool)
     for idx in per_line.groupby(facet_cols, sort=False, observed=True).indices.values():
         lrs = per_line["lr"].to_numpy()[idx]
@@ -259,3 +297,15 @@ def _lines_of(runs: pd.DataFrame, n_codes: int, max_lines: int, notes: list[str]
     line_of_code = np.full(n_codes, -1, dtype=np.int64)
     line_of_code[runs["code"].to_numpy()] = renumber[runs["line"].to_numpy()]
     return per_line[shown].reset_index(drop=True), line_of_code
+
+
+def _line_divergences(per_line: pd.DataFrame, runs: pd.DataFrame, line_of_code: np.ndarray, div_at: np.ndarray) -> None:
+    """Add each line's run and divergence counts and its runs' divergence epochs (``div_at``:
+    per run code) to ``per_line``."""
+    codes = runs["code"].to_numpy()
+    line = line_of_code[codes]
+    drawn = line >= 0
+    by_line = pd.Series(div_at[codes[drawn]]).groupby(line[drawn], sort=True)
+    per_line["n_runs"] = by_line.size().reindex(per_line.index).to_numpy()
+    per_line["n_diverged"] = by_line.agg(lambda s: int((s >= 0).sum())).reindex(per_line.index).to_numpy()
+    per_line["diverged_epochs"] = by_line.agg(lambda s: sorted({int(v) for v in s if v >= 0})).reindex(per_line.index)

@@ -16,13 +16,15 @@ from gdbench.pipeline import THEORY_READS, TRAIN_READS, job_values, shard_values
 from gdbench.provenance import PROVENANCE_READS
 from gdbench.reads import Reads, describe_changes, digest, param_line, record_done
 from gdbench.timing.plans import TIMING_READS
-from gdbench.verify import VERIFY_READS
+from gdbench.verify import COMPARE_READS, RETRAIN_READS, VERIFY_READS
 
 DECLARED = {
     "train": TRAIN_READS,
     "theory": THEORY_READS,
     "edge": EDGE_READS,
-    "reproduce": VERIFY_READS,
+    "reproduce": VERIFY_READS,  # rule verify's
+    "retrain": RETRAIN_READS,
+    "compare": COMPARE_READS,
     "findings": FINDINGS_READS,
     "timing": TIMING_READS,
     "provenance": PROVENANCE_READS,

@@ -143,3 +143,34 @@ def test_verify_retrains_with_the_threads_a_run_was_trained_with(tmp_path: Path)
         assert failure_message(one_thread).startswith(expected)
     finally:
         torch.set_num_threads(previous)
+
+
+def test_the_check_of_runs_re_trained_elsewhere_names_a_spec_or_thread_count_that_differs(
+    tmp_path: Path, stored: tuple[Path, pd.DataFrame]
+) -> None:
+    """The workflow re-trains its sample from the config in a job of its own (rule retrain) and
+    compares afterwards (rule reproduce): a round trip through its files changes nothing; a run
+    the grid defines otherwise than its stored row, or re-trained with another thread count
+    than it was trained with, fails the check with one line saying which."""
+    import dataclasses
+
+    from gdbench.verify import Retrained, compare, retrain_sample
+
+    path, summary = stored
+    experiment = sampled(len(RUNS))
+    fresh = retrain_sample(experiment, RUNS, RUN_IDS, 1)
+    fresh.write(tmp_path / "r.parquet", tmp_path / "r.json")
+    again = Retrained.read(tmp_path / "r.parquet", tmp_path / "r.json")
+    ok = compare(again, path, summary, {i: 1 for i in RUN_IDS}, RUN_IDS)
+    assert ok["passed"] and ok["runs_identical"] == len(RUNS), failure_message(ok)
+
+    other = [dataclasses.replace(RUNS[1], lr=0.2), *RUNS[2:]]  # run 11 as the grid would now define it
+    moved = compare(retrain_sample(experiment, other, RUN_IDS[1:], 1), path, summary, None, RUN_IDS[1:])
+    assert not moved["passed"] and moved["runs_identical"] == len(RUNS) - 2
+    assert failure_message(moved) == (
+        f"run 11 ({RUNS[1].label()}, batched) is not reproduced: re-trained as {other[0].label()}, "
+        f"but stored as {RUNS[1].label()}"
+    )
+    threads = compare(again, path, summary, {**{i: 1 for i in RUN_IDS}, 12: 2}, RUN_IDS)
+    assert not threads["passed"] and [c["run_id"] for c in threads["runs"] if not c["identical"]] == [12]
+    assert failure_message(threads).endswith("is not reproduced: trained with 2 thread(s), re-trained with 1")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,35 @@ import pyarrow.parquet as pq
 from gdbench.data import parse_dataset
 from gdbench.experiment import Experiment
 from gdbench.lesson import LOG_EVERY, REFERENCE_LOG, TUTORIAL_DATASET, lesson_lines, lesson_spec, parse_log
-from gdbench.pipeline import TRAIN_READS, train_runs
+from gdbench.pipeline import TRAIN_READS, job_values, train_runs
 from gdbench.reads import Reads
-from gdbench.runs import RunSpec
+from gdbench.runs import RunSpec, runs_by_axis, specs_digest
 from gdbench.verify_sample import sample_run_ids
 
 #: What the reproduce job reads (:func:`verify`): what its runs are trained with, and the sample.
 VERIFY_READS = Reads((*TRAIN_READS.paths, "verify.sample"))
+#: What a re-trained trajectory depends on (the workflow's retrain job, besides its runs: see
+#: :func:`retrain_values`): no analysis or log setting, which change no W, b or cost.
+RETRAIN_READS = Reads(
+    (*(p for p in TRAIN_READS.paths if not p.startswith(("analysis.", "training.log_"))), "verify.sample")
+)
+
+
+#: What the reproduce job's comparison reads besides its tables: the sample.
+COMPARE_READS = Reads(("verify.sample",))
+
+
+def retrain_values(experiment: Experiment, run_ids: Sequence[int]) -> dict[str, Any]:
+    """What the retrain job of runs ``run_ids`` reads: :data:`RETRAIN_READS` and those runs by
+    axis with the digest of their specs and ids (a run the grid now defines otherwise, with the
+    same id, is re-trained again)."""
+    runs = [experiment.runs[int(i)] for i in run_ids]
+    return {
+        **runs_by_axis(runs),
+        "runs.ids": [int(i) for i in run_ids],
+        "runs.specs": specs_digest(runs, [int(i) for i in run_ids]),
+        **job_values(experiment, RETRAIN_READS, runs),
+    }
 
 
 def lesson_comparison(device: str = "cpu") -> pd.DataFrame:
@@ -81,7 +104,10 @@ def torch_threads(threads: int | None) -> Iterator[None]:
 
 
 def retrain(
-    experiment: Experiment, runs: Sequence[RunSpec], ids: Sequence[int], threads: Mapping[int, int] | None = None
+    experiment: Experiment,
+    runs: Sequence[RunSpec],
+    ids: Sequence[int],
+    threads: Mapping[int, int | None] | Mapping[int, int] | None = None,
 ) -> pd.DataFrame:
     """The trajectory table of ``runs`` trained afresh, each with the thread count it was
     trained with (``threads``: run id -> count; a run not in it uses the current count)."""
@@ -94,6 +120,61 @@ def retrain(
             _, table, _ = train_runs(experiment, [runs[i] for i in members], [ids[i] for i in members])
         parts.append(table)
     return pd.concat(parts, ignore_index=True)
+
+
+@dataclass
+class Retrained:
+    """A sample of runs and the lesson trained afresh: what :func:`compare` checks stored
+    tables against (written by the workflow's retrain job, read by its reproduce job)."""
+
+    trajectories: pd.DataFrame  # the sample's trajectory table (run attributes on every row)
+    threads: dict[int, int | None]  # run id -> the torch thread count it was re-trained with
+    lessons: dict[str, pd.DataFrame]  # device -> the lesson's log next to ours (lesson_comparison)
+
+    def write(self, trajectories_path: str | Path, json_path: str | Path) -> None:
+        from gdbench import io
+
+        io.write_parquet(self.trajectories, trajectories_path)
+        lessons = {d: t.to_dict("records") for d, t in self.lessons.items()}
+        io.write_json({"threads": {str(k): v for k, v in self.threads.items()}, "lessons": lessons}, json_path)
+
+    @classmethod
+    def read(cls, trajectories_path: str | Path, json_path: str | Path) -> Retrained:
+        import json
+
+        data = json.loads(Path(json_path).read_text())
+        threads = {int(k): v for k, v in data["threads"].items()}
+        lessons = {d: pd.DataFrame(rows) for d, rows in data["lessons"].items()}
+        return cls(pd.read_parquet(trajectories_path), threads, lessons)
+
+
+def retrain_sample(
+    experiment: Experiment, runs: Sequence[RunSpec], ids: Sequence[int], threads: Mapping[int, int] | int | None
+) -> Retrained:
+    """``runs`` (run ids ``ids``) and the lesson on each of the experiment's devices, trained
+    afresh; each run with ``threads`` torch threads (a count for all, or run id -> count as each
+    was trained; None or a run not in it: the current count)."""
+    import torch
+
+    per_run = {i: threads if isinstance(threads, int) else None if threads is None else threads.get(i) for i in ids}
+    current = torch.get_num_threads()
+    table = retrain(experiment, runs, ids, per_run) if runs else pd.DataFrame(columns=["run_id"])
+    used = {i: (per_run[i] if per_run[i] is not None else current) for i in ids}
+    return Retrained(table, used, {device: lesson_comparison(device) for device in experiment.devices})
+
+
+def sample_of(
+    experiment: Experiment, summary: pd.DataFrame, run_ids: Sequence[int] | None
+) -> tuple[list[RunSpec], list[int]]:
+    """The runs ``run_ids`` as the summary stores them (else :func:`gdbench.verify_sample.sample_run_ids`
+    of the summary's runs: the sample spread over the grid and the lesson's own run)."""
+    if run_ids is None:
+        specs = [RunSpec.from_row(r) for r in summary.to_dict("records")]
+        all_ids = summary["run_id"].astype(int).tolist()
+        run_ids = sample_run_ids(experiment.config, specs, all_ids, experiment.verify_sample)
+    ids = [int(i) for i in run_ids]
+    rows = summary.set_index("run_id").loc[ids].reset_index()
+    return [RunSpec.from_row(r) for r in rows.to_dict("records")], ids
 
 
 def verify(
@@ -112,38 +193,63 @@ def verify(
 
     The runs are ``run_ids`` (the workflow computes them when it builds its jobs, so its message
     and the check count the same runs), else :func:`gdbench.verify_sample.sample_run_ids` of
-    the summary's runs: the sample spread over the grid and the lesson's own (plain SGD) run."""
-    if run_ids is None:
-        specs = [RunSpec.from_row(r) for r in summary.to_dict("records")]
-        all_ids = summary["run_id"].astype(int).tolist()
-        run_ids = sample_run_ids(experiment.config, specs, all_ids, experiment.verify_sample)
+    the summary's runs: the sample spread over the grid and the lesson's own (plain SGD) run.
+    Each is re-trained as its summary row states it. :func:`compare` is the check itself."""
+    runs, ids = sample_of(experiment, summary, run_ids)
+    return compare(retrain_sample(experiment, runs, ids, threads), trajectories_path, summary, threads, ids)
+
+
+def compare(
+    retrained: Retrained,
+    trajectories_path: str | Path,
+    summary: pd.DataFrame,
+    threads: Mapping[int, int] | None,
+    run_ids: Sequence[int],
+) -> dict[str, Any]:
+    """The check of runs ``run_ids``: each must have been re-trained as its summary row states
+    it, with the thread count it was trained with (``threads``: run id -> count, from the
+    training jobs; None: not checked), and its stored trajectory must equal the re-trained one
+    bit for bit; and the lesson's log must be reproduced on every device."""
     ids = [int(i) for i in run_ids]
-    rows = summary.set_index("run_id").loc[ids].reset_index()
-    runs = [RunSpec.from_row(r) for r in rows.to_dict("records")]
+    rows = summary[summary["run_id"].isin(ids)].to_dict("records")  # the sampled rows only
+    stored_specs = {int(r["run_id"]): RunSpec.from_row(r) for r in rows}
+    rerun = retrained.trajectories
     checked: list[dict[str, Any]] = []
-    if runs:
-        rerun = retrain(experiment, runs, ids, threads)
+    if ids:
         # Only what is compared, and only the row groups holding the sampled runs (each holds a
         # contiguous block of run ids, so the filter skips the others by their statistics).
         columns = ["run_id", "epoch", "W", "b", "cost"]
         stored = pq.read_table(trajectories_path, columns=columns, filters=[("run_id", "in", ids)]).to_pandas()
-        for run_id, run in zip(ids, runs, strict=True):
-            a = stored[stored["run_id"] == run_id].sort_values("epoch")
+        for run_id in ids:
             b = rerun[rerun["run_id"] == run_id].sort_values("epoch")
-            problem = first_difference(a, b)
+            run = stored_specs.get(run_id)
+            again = RunSpec.from_row(b.iloc[0]) if len(b) else None
+            trained_with = None if threads is None else threads.get(run_id)
+            problem: str | None
+            if run is None:
+                problem = "no row in the summary"
+            elif again != run:
+                problem = f"re-trained as {again.label() if again else 'nothing'}, but stored as {run.label()}"
+            elif trained_with is not None and trained_with != retrained.threads.get(run_id):
+                problem = f"trained with {trained_with} thread(s), re-trained with {retrained.threads.get(run_id)}"
+            else:
+                problem = first_difference(stored[stored["run_id"] == run_id].sort_values("epoch"), b)
+            shown = run or again
             checked.append(
                 {
                     "run_id": run_id,
-                    "run": run.label(),
-                    "engine": run.engine,
-                    "threads": None if threads is None else threads.get(run_id),
+                    "run": shown.label() if shown else "?",
+                    "engine": shown.engine if shown else "?",
+                    "threads": trained_with,
                     "identical": problem is None,
-                    "epochs_compared": len(a),
+                    "epochs_compared": int((stored["run_id"] == run_id).sum()),
                     "problem": problem,
                 }
             )
-    lessons = {device: lesson_comparison(device) for device in experiment.devices}
-    lesson_ok = all(bool(t[["loop_matches", "batched_matches"]].all().all()) for t in lessons.values())
+    lessons = retrained.lessons
+    lesson_ok = bool(lessons) and all(
+        bool(t[["loop_matches", "batched_matches"]].all().all()) for t in lessons.values()
+    )
     return {
         "passed": lesson_ok and all(c["identical"] for c in checked),
         "lesson_log_reproduced": lesson_ok,

@@ -22,7 +22,7 @@ from gdbench.reads import param_line
 from gdbench.reproducibility import reproducibility_line, results_notice
 from gdbench.runs import cuda_present, resolve_devices
 from gdbench.timing.plans import TIMING_READS
-from gdbench.verify import VERIFY_READS
+from gdbench.verify import COMPARE_READS, retrain_values
 from gdbench.verify_sample import sample_run_ids
 
 # Check the config before any job runs: one readable line and a non-zero exit on error.
@@ -188,6 +188,11 @@ def grid_reads(job, reads):
     return lambda wildcards: reads_param(job, job_values(EXPERIMENT, reads))
 
 
+def retrain_reads(wildcards):
+    """The retrain job's param: its runs (by id and spec) and what their trajectories depend on."""
+    return reads_param("retrain", retrain_values(EXPERIMENT, VERIFY_IDS))
+
+
 def timing_reads(wildcards):
     """The timing job's param: its settings and the optimizers it times."""
     used = {"optimizers": EXPERIMENT.timing.optimizers}
@@ -287,12 +292,9 @@ def figure(name, caption, category, label):
     }
 
 
-def figures():
-    outputs = {
-        **figure("convergence", "convergence.rst", "Convergence", "cost vs epoch"),
-        **figure(
-            "rate", "rate.rst", "Convergence", "epochs per decade vs lr / critical lr"
-        ),
+def findings_figures():
+    """The figures the findings job draws from the findings tables it writes."""
+    return {
         **figure(
             "time_to_target",
             "time_to_target.rst",
@@ -304,6 +306,16 @@ def figures():
             "profile.rst",
             "Findings",
             "optimizers compared (performance profile)",
+        ),
+    }
+
+
+def figures():
+    """The figures the plots job draws from the joined tables (as soon as they are joined)."""
+    outputs = {
+        **figure("convergence", "convergence.rst", "Convergence", "cost vs epoch"),
+        **figure(
+            "rate", "rate.rst", "Convergence", "epochs per decade vs lr / critical lr"
         ),
         **figure(
             "divergence",
@@ -339,9 +351,6 @@ def figure_inputs(wildcards):
         "summary": rules.merge_tables.output.summary_parquet,
         "theory": rules.theory.output.csv,
         "curve": rules.theory.output.curve,
-        "findings": rules.findings.output.findings,
-        "time_to_target": rules.findings.output.time_to_target,
-        "profile": rules.findings.output.profile,
     }
     if EXPERIMENT.edge.enabled:
         inputs["edge"] = rules.edge.output.csv
@@ -350,8 +359,9 @@ def figure_inputs(wildcards):
     return inputs
 
 
-def edge_csv_files(wildcards):
-    """CSV files of the grid's datasets: inputs, so editing one re-runs the search."""
+def grid_csv_files(wildcards):
+    """CSV files of the grid's datasets: inputs, so editing one re-runs the edge search and
+    the reproducibility check's re-training."""
     return [
         config["datasets"][n]["csv"]
         for n in config["grid"]["dataset"]

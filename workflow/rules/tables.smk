@@ -113,6 +113,7 @@ rule findings:
     input:
         unpack(findings_inputs),
     output:
+        **findings_figures(),
         findings=f"{RESULTS}/tables/findings.csv",
         findings_html=report(
             f"{RESULTS}/tables/findings.html",
@@ -132,7 +133,7 @@ rule findings:
         reads=grid_reads("findings", FINDINGS_READS),
         record=record("findings"),
     message:
-        "Computing the findings: best learning rates, edges, optimizers compared"
+        "Computing the findings (best learning rates, edges, optimizers compared) and drawing their figures"
     script:
         "../scripts/findings.py"
 

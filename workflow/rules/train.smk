@@ -12,6 +12,9 @@ rule train:
         f"{RESULTS}/logs/train/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{shard}}.tsv"
+    # First: the joined tables, and the plots after them, wait for every training job, while
+    # the jobs that read the config alone (edge, retrain) fill the cores the training leaves.
+    priority: 10
     conda:
         "../envs/gdbench.yaml"
     threads: EXPERIMENT.training.threads

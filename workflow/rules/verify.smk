@@ -1,7 +1,34 @@
 # Reproducibility: re-train a sample of runs from scratch and compare bit for bit. Rule
-# reproduce writes the check (PASSED or FAILED) for the report, and rule reproducibility_gate
-# fails the default target's run on FAILED (a failed job's outputs are deleted: the check must
-# come from a job that succeeds). Rule verify, asked for by name, re-checks afresh every time.
+# retrain re-trains the sample and the lesson in its own process as soon as the run starts
+# (beside the training jobs, from the config alone); rule reproduce compares them with the
+# joined tables and writes the check (PASSED or FAILED) for the report, and rule
+# reproducibility_gate fails the default target's run on FAILED (a failed job's outputs are
+# deleted: the check must come from a job that succeeds). Rule verify, asked for by name,
+# re-trains and re-checks afresh every time.
+
+
+rule retrain:
+    input:
+        csv=grid_csv_files,
+    output:
+        trajectories=f"{RESULTS}/verify/retrained.parquet",
+        lessons=f"{RESULTS}/verify/retrained.json",
+    log:
+        f"{RESULTS}/logs/retrain.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/retrain.tsv"
+    conda:
+        "../envs/gdbench.yaml"
+    threads: EXPERIMENT.training.threads
+    params:
+        reads=retrain_reads,
+        record=record("retrain"),
+        run_ids=VERIFY_IDS,
+        devices=DEVICES,
+    message:
+        f"Re-training {len(VERIFY_IDS)} sampled runs and the lesson's log from scratch"
+    script:
+        "../scripts/retrain.py"
 
 
 rule reproduce:
@@ -9,6 +36,8 @@ rule reproduce:
         trajectories=rules.merge_tables.output.trajectories,
         summary=rules.merge_tables.output.summary_parquet,
         meta=shard_outputs("meta.json"),
+        retrained=rules.retrain.output.trajectories,
+        lessons=rules.retrain.output.lessons,
     output:
         **reproducibility_outputs(),
     log:
@@ -17,14 +46,13 @@ rule reproduce:
         f"{RESULTS}/benchmarks/reproduce.tsv"
     conda:
         "../envs/gdbench.yaml"
-    threads: EXPERIMENT.training.threads
     params:
-        reads=grid_reads("reproduce", VERIFY_READS),
+        reads=grid_reads("reproduce", COMPARE_READS),
         record=record("reproduce"),
         run_ids=VERIFY_IDS,
         devices=DEVICES,
     message:
-        f"Re-training {len(VERIFY_IDS)} sampled runs and the lesson's log from scratch"
+        f"Comparing the {len(VERIFY_IDS)} re-trained runs and the lesson's log with the stored tables"
     script:
         "../scripts/reproduce.py"
 

@@ -1,5 +1,6 @@
-"""Every figure in one process: a function per figure, called for each `<name>_png` output.
-Figures read the tables only (never the config)."""
+"""Every figure of the joined tables in one process: a function per figure, called for each
+`<name>_png` output. Figures read the tables only (never the config). The findings' figures are
+drawn by the findings job (workflow/scripts/findings.py)."""
 
 import sys
 from pathlib import Path
@@ -27,16 +28,6 @@ def rate(inputs, png, svg, log):
     """Measured and predicted epochs per decade of the excess vs lr / critical_lr."""
     summary, curve, theory = pd.read_parquet(inputs.summary), pd.read_csv(inputs.curve), pd.read_csv(inputs.theory)
     plots.rate(summary, curve, theory, png, svg)
-
-
-def time_to_target(inputs, png, svg, log):
-    """Epochs to converge vs lr per optimizer, the best lr starred, the theory dashed."""
-    plots.time_to_target(pd.read_csv(inputs.time_to_target), pd.read_csv(inputs.findings), png, svg)
-
-
-def profile(inputs, png, svg, log):
-    """The optimizers' performance profile (ranked bars for a single problem)."""
-    plots.profile(pd.read_csv(inputs.profile), png, svg)
 
 
 def divergence(inputs, png, svg, log):

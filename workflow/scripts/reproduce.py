@@ -1,6 +1,7 @@
-"""Re-train the sampled runs and the lesson from scratch; write the check (PASSED or FAILED,
-naming the first run that differs and the epoch). Rule `reproduce` writes it for the report;
-rule `verify` (asked for by name) does the same afresh and fails the run on FAILED."""
+"""The reproducibility check (PASSED or FAILED, naming the first run that differs and the
+epoch): the sampled runs and the lesson re-trained from scratch, compared with the stored
+tables. Rule `reproduce` compares what rule `retrain` re-trained and writes the check for the
+report; rule `verify` (asked for by name) re-trains here, afresh, and fails the run on FAILED."""
 
 import sys
 from pathlib import Path
@@ -12,12 +13,11 @@ import json
 import pandas as pd
 
 from gdbench import io
-from gdbench.determinism import set_deterministic
 from gdbench.experiment import Experiment
 from gdbench.inputs import check_inputs
 from gdbench.provenance import now
 from gdbench.reads import record_done
-from gdbench.verify import failure_message, verify
+from gdbench.verify import Retrained, compare, failure_message, verify
 
 
 def write_check(result, lesson, paths):
@@ -46,13 +46,19 @@ def main(sm, paths):
     with open(sm.log[0], "w") as log:
         sys.stderr = log
         check_inputs(sm.input, log)
-        set_deterministic(sm.threads)
         summary = pd.read_parquet(sm.input.summary)
         jobs = [json.loads(Path(p).read_text()) for p in sm.input.meta]
         threads = {run_id: job["threads"] for job in jobs for run_id in job["run_ids"]}  # as each run was trained
-        experiment = Experiment.from_checked(sm.config, sm.params.devices)
-        devices = list(experiment.devices)
-        result = verify(experiment, sm.input.trajectories, summary, threads=threads, run_ids=sm.params.run_ids)
+        devices = list(sm.params.devices)
+        if hasattr(sm.input, "retrained"):  # rule reproduce: re-trained by rule retrain
+            retrained = Retrained.read(sm.input.retrained, sm.input.lessons)
+            result = compare(retrained, sm.input.trajectories, summary, threads, sm.params.run_ids)
+        else:  # rule verify: re-trained here, each run with the threads it was trained with
+            from gdbench.determinism import set_deterministic  # torch: only where something is trained
+
+            set_deterministic(sm.threads)
+            experiment = Experiment.from_checked(sm.config, devices)
+            result = verify(experiment, sm.input.trajectories, summary, threads=threads, run_ids=sm.params.run_ids)
         for run in result["runs"]:
             status = "identical" if run["identical"] else f"DIFFERS: {run['problem']}"
             print(f"run {run['run_id']} {run['run']} {run['engine']}: {status}", file=log)

@@ -1,8 +1,8 @@
 """The findings, time-to-target and performance-profile tables, from the summary, theory and
 edge tables (gdbench.findings defines every column), and the two figures drawn from them (read
 back from the files written: figures read tables only). Drawn here, not by the plots job, so
-that the plots job starts as soon as the tables are joined, and no other process pays for
-matplotlib's import."""
+that the plots job starts as soon as the tables are joined, and without a process of their own
+(matplotlib's import costs more than drawing them)."""
 
 import sys
 from pathlib import Path

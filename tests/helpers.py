@@ -314,3 +314,13 @@ def convergence_axes() -> tuple[Any, Any]:
     ax.set_yscale("log")
     ax.set_ylim(1e-16, 1e3)
     return fig, ax
+
+
+def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule -> job count of a dry run's ``--quiet rules`` table."""
+    jobs = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
+            jobs[parts[0]] = int(parts[1])
+    return jobs

@@ -96,7 +96,7 @@ def trajectory_table(batch: TrajectoryBatch, run_ids: Sequence[int] | None = Non
     order of first appearance), epochs and values taken by the recorded mask in row-major
     order (run by run, epoch by epoch). No pandas on the way: a 5,000-run chunk of 2,001
     epochs is 1e7 rows."""
-    return _trajectory_rows(batch, run_ids, batch.recorded_mask(), slice(None))
+    return _trajectory_rows(batch, _ids(batch, run_ids), batch.recorded_mask(), slice(None))
 
 
 #: Rows of a trajectory table built at a time at most (~1,000 runs of 2,001 epochs): a piece's
@@ -110,21 +110,26 @@ def trajectory_pieces(
 ) -> Iterator[pa.Table]:
     """:func:`trajectory_table` in pieces of consecutive runs, each at most ``max_rows`` rows (or
     one run): the same rows in the same order, one piece in memory at a time."""
-    mask = batch.recorded_mask()
+    mask, ids = batch.recorded_mask(), _ids(batch, run_ids)
     ends = np.cumsum(mask.sum(axis=1))
     start = 0
     while start < len(batch):
         base = int(ends[start - 1]) if start else 0
         stop = max(start + 1, int(np.searchsorted(ends, base + max_rows, side="right")))
-        yield _trajectory_rows(batch, run_ids, mask, slice(start, stop))
+        yield _trajectory_rows(batch, ids, mask, slice(start, stop))
         start = stop
 
 
-def _trajectory_rows(batch: TrajectoryBatch, run_ids: Sequence[int] | None, mask: np.ndarray, rows: slice) -> pa.Table:
-    """The trajectory table of runs ``rows`` of ``batch`` (``mask``: its recorded mask)."""
+def _ids(batch: TrajectoryBatch, run_ids: Sequence[int] | None) -> np.ndarray:
+    """The run ids of ``batch``'s rows (their positions when None)."""
+    return np.arange(len(batch)) if run_ids is None else np.asarray(run_ids)
+
+
+def _trajectory_rows(batch: TrajectoryBatch, ids: np.ndarray, mask: np.ndarray, rows: slice) -> pa.Table:
+    """The trajectory table of runs ``rows`` of ``batch`` (``ids``: its run ids, ``mask``: its
+    recorded mask)."""
     import pyarrow as pa
 
-    ids = np.arange(len(batch)) if run_ids is None else np.asarray(run_ids)
     runs = run_table(batch.runs[rows], ids[rows].tolist())
     mask = mask[rows]
     counts = mask.sum(axis=1)

@@ -1,6 +1,7 @@
 """The reproducibility check: re-train a sample of stored runs from scratch and demand
 bit-identical trajectories, and re-run the lesson and demand its exact printed log. (Torch
-loads when something is re-trained: the workflow reads :data:`VERIFY_READS` at parse time.)
+loads when something is re-trained: the workflow reads :data:`RETRAIN_READS` and
+:data:`COMPARE_READS` at parse time.)
 
 A run is re-trained with the torch thread count it was trained with: the loop engine's sums
 follow torch's thread-dependent reductions once a dataset is large enough to be split among
@@ -27,15 +28,14 @@ from gdbench.reads import Reads
 from gdbench.runs import RunSpec, runs_by_axis, specs_digest
 from gdbench.verify_sample import sample_run_ids
 
-#: What the reproduce job reads (:func:`verify`): what its runs are trained with, and the sample.
+#: What :func:`verify` reads (``snakemake verify``, which runs whenever it is asked and so
+#: declares no rerun param): what its runs are trained with, and the sample.
 VERIFY_READS = Reads((*TRAIN_READS.paths, "verify.sample"))
 #: What a re-trained trajectory depends on (the workflow's retrain job, besides its runs: see
 #: :func:`retrain_values`): no analysis or log setting, which change no W, b or cost.
 RETRAIN_READS = Reads(
     (*(p for p in TRAIN_READS.paths if not p.startswith(("analysis.", "training.log_"))), "verify.sample")
 )
-
-
 #: What the reproduce job's comparison reads besides its tables: the sample.
 COMPARE_READS = Reads(("verify.sample",))
 
@@ -44,11 +44,12 @@ def retrain_values(experiment: Experiment, run_ids: Sequence[int]) -> dict[str, 
     """What the retrain job of runs ``run_ids`` reads: :data:`RETRAIN_READS` and those runs by
     axis with the digest of their specs and ids (a run the grid now defines otherwise, with the
     same id, is re-trained again)."""
-    runs = [experiment.runs[int(i)] for i in run_ids]
+    ids = [int(i) for i in run_ids]
+    runs = [experiment.runs[i] for i in ids]
     return {
         **runs_by_axis(runs),
-        "runs.ids": [int(i) for i in run_ids],
-        "runs.specs": specs_digest(runs, [int(i) for i in run_ids]),
+        "runs.ids": ids,
+        "runs.specs": specs_digest(runs, ids),
         **job_values(experiment, RETRAIN_READS, runs),
     }
 
@@ -107,7 +108,7 @@ def retrain(
     experiment: Experiment,
     runs: Sequence[RunSpec],
     ids: Sequence[int],
-    threads: Mapping[int, int | None] | Mapping[int, int] | None = None,
+    threads: Mapping[int, int] | None = None,
 ) -> pd.DataFrame:
     """The trajectory table of ``runs`` trained afresh, each with the thread count it was
     trained with (``threads``: run id -> count; a run not in it uses the current count)."""
@@ -128,7 +129,7 @@ class Retrained:
     tables against (written by the workflow's retrain job, read by its reproduce job)."""
 
     trajectories: pd.DataFrame  # the sample's trajectory table (run attributes on every row)
-    threads: dict[int, int | None]  # run id -> the torch thread count it was re-trained with
+    threads: dict[int, int]  # run id -> the torch thread count it was re-trained with
     lessons: dict[str, pd.DataFrame]  # device -> the lesson's log next to ours (lesson_comparison)
 
     def write(self, trajectories_path: str | Path, json_path: str | Path) -> None:
@@ -156,10 +157,12 @@ def retrain_sample(
     was trained; None or a run not in it: the current count)."""
     import torch
 
-    per_run = {i: threads if isinstance(threads, int) else None if threads is None else threads.get(i) for i in ids}
     current = torch.get_num_threads()
-    table = retrain(experiment, runs, ids, per_run) if runs else pd.DataFrame(columns=["run_id"])
-    used = {i: (per_run[i] if per_run[i] is not None else current) for i in ids}
+    if threads is None or isinstance(threads, int):
+        used = {i: threads or current for i in ids}
+    else:
+        used = {i: threads.get(i, current) for i in ids}
+    table = retrain(experiment, runs, ids, used) if runs else pd.DataFrame(columns=["run_id"])
     return Retrained(table, used, {device: lesson_comparison(device) for device in experiment.devices})
 
 
@@ -221,6 +224,7 @@ def compare(
         columns = ["run_id", "epoch", "W", "b", "cost"]
         stored = pq.read_table(trajectories_path, columns=columns, filters=[("run_id", "in", ids)]).to_pandas()
         for run_id in ids:
+            a = stored[stored["run_id"] == run_id].sort_values("epoch")
             b = rerun[rerun["run_id"] == run_id].sort_values("epoch")
             run = stored_specs.get(run_id)
             again = RunSpec.from_row(b.iloc[0]) if len(b) else None
@@ -233,7 +237,7 @@ def compare(
             elif trained_with is not None and trained_with != retrained.threads.get(run_id):
                 problem = f"trained with {trained_with} thread(s), re-trained with {retrained.threads.get(run_id)}"
             else:
-                problem = first_difference(stored[stored["run_id"] == run_id].sort_values("epoch"), b)
+                problem = first_difference(a, b)
             shown = run or again
             checked.append(
                 {
@@ -242,7 +246,7 @@ def compare(
                     "engine": shown.engine if shown else "?",
                     "threads": trained_with,
                     "identical": problem is None,
-                    "epochs_compared": int((stored["run_id"] == run_id).sum()),
+                    "epochs_compared": len(a),
                     "problem": problem,
                 }
             )

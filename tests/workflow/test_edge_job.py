@@ -3,12 +3,11 @@ DAG (it needs the config only, and can be switched off)."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import results_of, run_workflow
+from helpers import planned_jobs, results_of, run_workflow
 
 from gdbench.config import check_config
 from gdbench.edge import EDGE_COLUMNS, grid_cases
@@ -42,18 +41,23 @@ def test_edge_job_needs_no_training_and_can_be_switched_off(tmp_path: Path) -> N
     plots job draws its figure; edge.enabled: false drops it from the default target."""
     config = {"grid": {"dataset": ["tutorial"], "lr": [0.1], "seed": [1], "device": ["cpu"]}}
     proc = run_workflow(tmp_path, config, "-n", "results/config/tables/edge.csv", "--quiet", "rules")
-    assert _jobs(proc) == {"edge": 1}
+    assert planned_jobs(proc) == {"edge": 1}
     # its figure is the plots job's (the edge job imports no plotting library)
     proc = run_workflow(tmp_path, config, "-n", "results/config/plots/edge.png", "--quiet", "rules")
-    assert {"edge", "plots"} <= set(_jobs(proc))
+    assert {"edge", "plots"} <= set(planned_jobs(proc))
     proc = run_workflow(tmp_path, {**config, "edge": {"enabled": False}}, "-n", "--quiet", "rules")
-    assert "edge" not in _jobs(proc)
+    assert "edge" not in planned_jobs(proc)
 
 
-def _jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
-    jobs = {}
-    for line in proc.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
-            jobs[parts[0]] = int(parts[1])
-    return jobs
+@pytest.mark.slow
+def test_the_check_retrains_beside_training_and_the_plots_wait_for_no_findings(tmp_path: Path) -> None:
+    """The reproducibility check's re-training depends on the config only (it runs beside the
+    training jobs); the plots job waits for the joined tables, not for the findings job, which
+    draws the findings' own figures."""
+    config = {"grid": {"dataset": ["tutorial"], "lr": [0.1], "seed": [1], "device": ["cpu"]}}
+    proc = run_workflow(tmp_path, config, "-n", "results/config/verify/retrained.parquet", "--quiet", "rules")
+    assert planned_jobs(proc) == {"retrain": 1}
+    proc = run_workflow(tmp_path, config, "-n", "results/config/plots/convergence.png", "--quiet", "rules")
+    assert "plots" in planned_jobs(proc) and "findings" not in planned_jobs(proc)
+    proc = run_workflow(tmp_path, config, "-n", "results/config/plots/time_to_target.png", "--quiet", "rules")
+    assert "findings" in planned_jobs(proc) and "plots" not in planned_jobs(proc)

@@ -105,16 +105,16 @@ def read_drawn(path: str | os.PathLike[str], summary: pd.DataFrame, columns: lis
     top = int(summary["epochs"].max()) if len(summary) else 0
     drawn = np.flatnonzero(kept_epochs(np.arange(top + 1), MAX_POINTS))
     ends = np.concatenate([summary["epochs"].to_numpy(), summary["diverged_at"].dropna().to_numpy()])
-    read = ["run_id", *[c for c in columns if c not in summary.columns or c == "epoch"]]
-    read = list(dict.fromkeys(read if "epoch" in read else [*read, "epoch"]))
-    wanted = np.zeros(top + 1, dtype=bool)
+    per_row = [c for c in columns if c not in summary.columns and c not in ("run_id", "epoch")]
+    read = ["run_id", "epoch", *per_row]
+    wanted = np.zeros(top + 2, dtype=bool)  # the last entry stands for every epoch past the summary's
     wanted[drawn] = True
     wanted[ends[(ends >= 0) & (ends <= top)].astype(np.int64)] = True
     source, parts = pq.ParquetFile(path), []
     for group in range(source.num_row_groups):  # a row group at a time: its memory is reused
         part = source.read_row_group(group, columns=read)
         epoch = part.column("epoch").to_numpy()
-        parts.append(part.filter(pa.array(wanted[np.minimum(epoch, top)] & (epoch <= top))))
+        parts.append(part.filter(pa.array(wanted[np.minimum(epoch, top + 1)])))
     table = pa.concat_tables(parts) if parts else source.schema_arrow.empty_table().select(read)
     return table.to_pandas()[[c for c in columns if c in read]]
 
@@ -151,6 +151,7 @@ def aggregate_lines(
     rid_codes, rid_uniques = pd.factorize(trajectories["run_id"].to_numpy(), sort=False)
     rid_codes = rid_codes.astype(np.int32, copy=False)
     stop = _stop_epochs(rid_uniques, summary)
+    in_summary = _summary_rows(summary, rid_uniques)
 
     # The rows drawn: the thinned epochs, and each run's divergence and last epoch.
     keep = kept_epochs(epoch, MAX_POINTS)[epoch]
@@ -158,20 +159,21 @@ def aggregate_lines(
     if "epochs" in trajectories.columns:
         keep |= epoch == trajectories["epochs"].to_numpy()
     elif "epochs" in summary.columns:
-        keep |= epoch == _of_runs(summary, "epochs", rid_uniques, -1)[rid_codes]
+        ends = np.where(in_summary >= 0, summary["epochs"].to_numpy()[np.maximum(in_summary, 0)], -1)
+        keep |= epoch == ends[rid_codes]
     rows = np.flatnonzero(keep)
     del keep
     k_code = rid_codes[rows]
 
     # The lines first (from the runs' attributes): then only the drawn runs' points are reduced.
-    runs = _run_table(trajectories, summary, rows, rid_codes, rid_uniques, k_code)
+    runs = _run_table(trajectories, summary, rows, rid_codes, in_summary, k_code)
     line_notes: list[str] = []
     per_line, line_of_code = _lines_of(runs, len(rid_uniques), max_lines, line_notes)
     drawn = line_of_code[k_code] >= 0
     rows, k_code = rows[drawn], k_code[drawn]
     k_epoch = epoch[rows]
     k_cost = trajectories["cost"].to_numpy()[rows].astype(np.float64)
-    k_cost = _excess_of_runs(k_cost, k_code, rid_uniques, summary, notes)
+    k_cost = _excess_of_runs(k_cost, k_code, in_summary, summary, notes)
     notes += line_notes
     _line_divergences(per_line, runs, line_of_code, _diverged_at(stop, k_code, k_epoch, k_cost))
     if upper_envelope:  # diverged: the summary's verdict
@@ -203,11 +205,11 @@ def aggregate_lines(
     )
 
 
-def _of_runs(summary: pd.DataFrame, column: str, rid_uniques: np.ndarray, missing: float) -> np.ndarray:
-    """``summary[column]`` of each run ``rid_uniques`` (``missing`` for a run not in it)."""
-    pos = pd.Index(summary["run_id"].to_numpy()).get_indexer(rid_uniques)
-    values = summary[column].to_numpy()
-    return np.where(pos >= 0, values[np.maximum(pos, 0)], missing) if len(values) else np.full(pos.shape, missing)
+def _summary_rows(summary: pd.DataFrame, rid_uniques: np.ndarray) -> np.ndarray:
+    """The summary's row of each run ``rid_uniques`` (-1: not in it)."""
+    if "run_id" not in summary.columns:
+        return np.full(len(rid_uniques), -1, dtype=np.intp)
+    return pd.Index(summary["run_id"].to_numpy()).get_indexer(rid_uniques)
 
 
 def _stop_epochs(rid_uniques: np.ndarray, summary: pd.DataFrame) -> np.ndarray:
@@ -223,12 +225,11 @@ def _stop_epochs(rid_uniques: np.ndarray, summary: pd.DataFrame) -> np.ndarray:
 
 
 def _excess_of_runs(
-    k_cost: np.ndarray, k_code: np.ndarray, rid_uniques: np.ndarray, summary: pd.DataFrame, notes: list[str]
+    k_cost: np.ndarray, k_code: np.ndarray, pos: np.ndarray, summary: pd.DataFrame, notes: list[str]
 ) -> np.ndarray:
-    """The excess over each run's optimal cost (from the summary), when it has one."""
+    """The excess over each run's optimal cost (from its summary row ``pos``), when it has one."""
     if not (len(summary) and {"run_id", "optimal_cost"} <= set(summary.columns)):
         return k_cost
-    pos = pd.Index(summary["run_id"].to_numpy()).get_indexer(rid_uniques)
     optimal = np.where(pos >= 0, summary["optimal_cost"].to_numpy(dtype=np.float64)[pos], 0.0)
     dtypes = summary["dtype"].astype(str).to_numpy()[pos] if "dtype" in summary.columns else None
     floor = ulp_floor(optimal, dtypes)  # per run, then per point
@@ -243,11 +244,11 @@ def _run_table(
     summary: pd.DataFrame,
     rows: np.ndarray,
     rid_codes: np.ndarray,
-    rid_uniques: np.ndarray,
+    in_summary: np.ndarray,
     k_code: np.ndarray,
 ) -> pd.DataFrame:
-    """One row per run: its facet and lr (first kept row of each run, or the summary's row for
-    an attribute the trajectories lack) and its ``code``."""
+    """One row per run: its facet and lr (first kept row of each run, or its summary row
+    ``in_summary[code]`` for an attribute the trajectories lack) and its ``code``."""
     at = np.flatnonzero(~pd.Series(k_code).duplicated().to_numpy())  # each run's first kept row
     first = rows[at[np.argsort(k_code[at], kind="stable")]]  # by code
     wanted = ("run_id", "dataset", "lr", *ROW_AXES)
@@ -256,7 +257,7 @@ def _run_table(
     runs["code"] = rid_codes[first]
     looked_up = [c for c in wanted if c not in own and c in summary.columns]
     if looked_up:
-        pos = pd.Index(summary["run_id"].to_numpy()).get_indexer(rid_uniques[runs["code"].to_numpy()])
+        pos = in_summary[runs["code"].to_numpy()]
         for col in looked_up:
             runs[col] = summary[col].iloc[pos].reset_index(drop=True)
     return runs[[*[c for c in wanted if c in runs.columns], "code"]]

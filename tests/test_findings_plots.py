@@ -194,3 +194,21 @@ def test_divergence_labels_never_overlap() -> None:
     boxes = [t.get_window_extent(renderer=fig.canvas.get_renderer()) for t in ax.texts]
     for a, b in itertools.pairwise(boxes):
         assert not a.overlaps(b), texts
+
+
+@pytest.mark.parametrize("datasets", [["tutorial"], ["tutorial", "noisy"]])
+def test_time_to_target_legend_fits_its_figure(grid, tmp_path, monkeypatch, datasets) -> None:
+    """Every legend entry lies inside the figure, one facet wide or two: three columns of its
+    labels overflow the 7.5-inch figure of one dataset and cut off both outer labels."""
+    from gdbench.plots import style
+
+    s = grid["summary"]
+    s = pd.concat([s.assign(dataset=d) for d in datasets], ignore_index=True)
+    target, found = findings.time_to_target(s, TOL), findings.findings_table(s, None, grid["theory"], TOL)
+    drawn = []
+    real_save = style.save
+    monkeypatch.setattr(style, "save", lambda fig, *a: drawn.append(fig) or real_save(fig, *a))
+    draw(plots.time_to_target, target, found, tmp_path=tmp_path, name="ttt-legend")
+    (fig,) = drawn
+    box, page = fig.legends[0].get_window_extent(), fig.bbox  # as last laid out, when saved
+    assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0, (box, page)

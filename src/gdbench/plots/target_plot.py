@@ -52,7 +52,9 @@ def time_to_target(
             _panel(ax, part, best, names, styles, drawn)
             ax.set_title(facets.title(key))
         style.label_outer(facets, by_key, _X, _Y)
-        fig.legend(handles=_legend(names, styles, drawn), loc="outside lower center", ncols=3, fontsize="small")
+        handles = _legend(names, styles, drawn)
+        ncols = 3 if fig.get_figwidth() >= 11 else 2  # three of its labels are wider than a 7.5-inch figure
+        fig.legend(handles=handles, loc="outside lower center", ncols=ncols, fontsize="small")
         fig.suptitle("Time to target: epochs to converge vs learning rate (best lr starred)")
         style.save(fig, out_png, out_svg)
 

@@ -32,6 +32,7 @@ onstart:
 
 onsuccess:
     print(end_of_run_message(reproducibility_message(), *last_lines_paths()))
+    cancel_pending_timers()
 
 
 onerror:
@@ -39,6 +40,7 @@ onerror:
     print(
         f"gdbench: a job failed; see its log under {RESULTS}/logs (finished jobs' outputs are kept)"
     )
+    cancel_pending_timers()
 
 
 # target rules

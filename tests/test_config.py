@@ -28,6 +28,7 @@ from gdbench.config import (
     load_config,
     schema,
 )
+from gdbench.schema_defaults import schema_root
 
 DEFAULT_CONFIG = REPO / "config" / "config.yaml"
 POINTS_CSV = "hours,score\n1,2.1\n2,3.9\n3,6.2\n4,7.8\n"
@@ -259,11 +260,13 @@ def _all_properties() -> list[tuple[str, dict[str, Any], bool]]:
 
 
 def test_schema_is_valid_draft_2020_12_from_package_data() -> None:
-    """The schema ships inside the package (so `pip install` users get it) and is valid."""
+    """The schema ships inside the package (so `pip install` users get it) and is valid, and the
+    schema every job loads (by libyaml's loader) is exactly what PyYAML's own safe loader reads."""
     source = resources.files("gdbench") / "schemas" / "config.schema.yaml"
     loaded = yaml.safe_load(source.read_text())
     assert loaded["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     Draft202012Validator.check_schema(loaded)
+    assert schema_root() == loaded
 
 
 def test_every_key_has_description_and_default() -> None:

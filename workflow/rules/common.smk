@@ -21,6 +21,7 @@ from gdbench.provenance import PROVENANCE_READS
 from gdbench.reads import param_line
 from gdbench.reproducibility import reproducibility_line, results_notice
 from gdbench.runs import cuda_present, resolve_devices
+from gdbench.shutdown import cancel_pending_timers
 from gdbench.timing.plans import TIMING_READS
 from gdbench.verify import COMPARE_READS, retrain_values
 from gdbench.verify_sample import sample_run_ids

@@ -63,8 +63,8 @@ Validator = validators.extend(
 
 @cache
 def validator() -> Any:
-    """The schema's validator (built, and the schema checked, once)."""
-    Draft202012Validator.check_schema(schema_root())
+    """The schema's validator, built once. (That the schema itself is valid JSON Schema is
+    checked by the tests, not by every job process that validates a config.)"""
     return Validator(schema_root())
 
 

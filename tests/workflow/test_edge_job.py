@@ -50,10 +50,10 @@ def test_edge_job_needs_no_training_and_can_be_switched_off(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
-def test_the_check_retrains_beside_training_and_the_plots_wait_for_no_findings(tmp_path: Path) -> None:
+def test_the_check_retrains_beside_training_and_the_plots_wait_for_no_findings_or_timing(tmp_path: Path) -> None:
     """The reproducibility check's re-training depends on the config only (it runs beside the
     training jobs); the plots job waits for the joined tables, not for the findings job, which
-    draws the findings' own figures."""
+    draws the findings' own figures, nor for the timing (rule timing_figure draws its figure)."""
     config = {"grid": {"dataset": ["tutorial"], "lr": [0.1], "seed": [1], "device": ["cpu"]}}
     proc = run_workflow(tmp_path, config, "-n", "results/config/verify/retrained.parquet", "--quiet", "rules")
     assert planned_jobs(proc) == {"retrain": 1}
@@ -61,3 +61,9 @@ def test_the_check_retrains_beside_training_and_the_plots_wait_for_no_findings(t
     assert "plots" in planned_jobs(proc) and "findings" not in planned_jobs(proc)
     proc = run_workflow(tmp_path, config, "-n", "results/config/plots/time_to_target.png", "--quiet", "rules")
     assert "findings" in planned_jobs(proc) and "plots" not in planned_jobs(proc)
+    # nor for the timing, which measures last: its figure is a job of its own
+    assert "timing" not in planned_jobs(
+        run_workflow(tmp_path, config, "-n", "results/config/plots/convergence.png", "--quiet", "rules")
+    )
+    proc = run_workflow(tmp_path, config, "-n", "results/config/plots/timing.png", "--quiet", "rules")
+    assert {"timing", "timing_figure"} <= set(planned_jobs(proc)) and "plots" not in planned_jobs(proc)

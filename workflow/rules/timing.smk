@@ -57,3 +57,21 @@ rule join_timing:
         table = join_csv(input, output.csv, log[0])
         note = "One row per measurement (results/tables/timing.csv). Click a header to sort."
         write_interactive_table(table, output.html, "Timing", note)
+
+
+# Its figure, in its own job: the plots job does not wait for the measurements (they come last).
+rule timing_figure:
+    input:
+        timing=rules.join_timing.output.csv,
+    output:
+        **timing_figures(),
+    log:
+        f"{RESULTS}/logs/timing_figure.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/timing_figure.tsv"
+    conda:
+        "../envs/gdbench.yaml"
+    message:
+        "Plotting timing"
+    script:
+        "../scripts/plots.py"

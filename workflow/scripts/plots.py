@@ -1,6 +1,7 @@
-"""Every figure of the joined tables in one process: a function per figure, called for each
-`<name>_png` output. Figures read the tables only (never the config). The findings' figures are
-drawn by the findings job (workflow/scripts/findings.py)."""
+"""The figures of a job's `<name>_png` outputs in one process: a function per figure. Rule plots
+draws the joined tables' figures, rule timing_figure the timing's. Figures read the tables only
+(never the config). The findings' figures are drawn by the findings job
+(workflow/scripts/findings.py)."""
 
 import sys
 from pathlib import Path

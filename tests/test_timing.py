@@ -19,6 +19,7 @@ from gdbench.experiment import Experiment, resolve
 from gdbench.lesson import tutorial
 from gdbench.theory import analyse
 from gdbench.timing import harness, measure, measure_plan, plan, plans, workloads
+from gdbench.timing.plans import reserved_slots
 from gdbench.timing.results import TIMING_COLUMNS, TimingResult, crossover_n, timing_table
 
 #: CUDA tests carry the ``cuda`` marker (``pytest -m cuda``) and skip cleanly without CUDA.
@@ -411,3 +412,26 @@ def test_timing_has_an_optimizer_axis_at_two_measurements_each(tmp_path) -> None
     plots.timing(table, tmp_path / "t.png", tmp_path / "t.svg")
     svg = (tmp_path / "t.svg").read_text()
     assert "optimizers at n = 3" in svg and "heavy_ball" in svg and "cpu, batched, 20 runs" in svg
+
+
+@pytest.mark.parametrize(
+    ("cores", "cpus", "threads", "alone", "slots"),
+    [
+        (4, 2, 1, False, 3),  # the README's laptop run: one job beside the timing, on the other CPU
+        (2, 2, 1, False, 1),  # --cores all on 2 CPUs: the same
+        (16, 16, 1, False, 1),  # as many CPUs as slots: nothing more is held back
+        (32, 16, 2, False, 18),  # twice the slots: the others get the 14 CPUs the timing leaves
+        (3, 2, 4, False, 3),  # more threads than slots: all of them (Snakemake lowers threads)
+        (1, 8, 1, False, 1),
+        (4, 2, 1, True, 4),  # alone: every slot of --cores, whatever the machine has
+        (3, 8, 1, True, 3),
+    ],
+)
+def test_the_timing_job_reserves_what_keeps_the_others_off_its_cpus(cores, cpus, threads, alone, slots) -> None:
+    """The slots it reserves leave the jobs beside it at most ``cpus - threads`` CPUs (one slot
+    each at least), so the quiet criterion of :func:`wait_for_quiet` holds from its start."""
+    got = reserved_slots(cores, cpus, threads, alone)
+    assert got == slots
+    assert threads <= got or got == cores
+    if not alone and cores > got:
+        assert cores - got <= max(0, cpus - threads)  # what the others may take leaves its CPUs free

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import planned_jobs, results_of, run_workflow
+from helpers import REPO, planned_jobs, results_of, run_workflow
 
 from gdbench.config import check_config
 from gdbench.edge import EDGE_COLUMNS, grid_cases
@@ -50,18 +50,18 @@ def test_edge_job_needs_no_training_and_can_be_switched_off(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
-def test_the_check_retrains_beside_training_and_the_plots_wait_for_no_findings_or_timing(tmp_path: Path) -> None:
+def test_the_check_retrains_beside_training_and_one_plots_job_draws_every_figure(tmp_path: Path) -> None:
     """The reproducibility check's re-training depends on the config only (it runs beside the
-    training jobs); the plots job waits for the joined tables, not for the findings job, which
-    draws the findings' own figures, nor for the timing (rule timing_figure draws its figure)."""
+    training jobs); every figure (the joined tables', the findings', the timing's) is drawn by
+    the one plots job, after the findings, which import no plotting library; the timing goes
+    first (the highest priority of the run), so the plots do not wait for it at the end."""
     config = {"grid": {"dataset": ["tutorial"], "lr": [0.1], "seed": [1], "device": ["cpu"]}}
     proc = run_workflow(tmp_path, config, "-n", "results/config/verify/retrained.parquet", "--quiet", "rules")
     assert planned_jobs(proc) == {"retrain": 1}
-    proc = run_workflow(tmp_path, config, "-n", "results/config/plots/convergence.png", "--quiet", "rules")
-    assert "plots" in planned_jobs(proc) and "findings" not in planned_jobs(proc)
-    # nor for the timing, which measures last: its figure is a job of its own
-    assert "timing" not in planned_jobs(proc)
-    proc = run_workflow(tmp_path, config, "-n", "results/config/plots/time_to_target.png", "--quiet", "rules")
-    assert "findings" in planned_jobs(proc) and "plots" not in planned_jobs(proc)
-    proc = run_workflow(tmp_path, config, "-n", "results/config/plots/timing.png", "--quiet", "rules")
-    assert {"timing", "timing_figure"} <= set(planned_jobs(proc)) and "plots" not in planned_jobs(proc)
+    for figure in ("convergence", "time_to_target", "timing"):
+        proc = run_workflow(tmp_path, config, "-n", f"results/config/plots/{figure}.png", "--quiet", "rules")
+        assert {"plots", "findings", "timing"} <= set(planned_jobs(proc)), figure
+    proc = run_workflow(tmp_path, config, "-n", "results/config/tables/findings.csv", "--quiet", "rules")
+    assert "plots" not in planned_jobs(proc) and "timing" not in planned_jobs(proc)
+    findings_script = (REPO / "workflow" / "scripts" / "findings.py").read_text()
+    assert "import plots" not in findings_script and "matplotlib" not in findings_script

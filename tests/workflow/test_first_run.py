@@ -12,6 +12,7 @@ from helpers import REPO, criteria, results_of, run_spec, run_workflow, train_op
 
 from gdbench.config import ConfigError, check_config
 from gdbench.runs import cuda_present, describe_runs
+from gdbench.timing.plans import reserved_slots
 
 
 @pytest.mark.slow
@@ -23,15 +24,15 @@ def test_a_dry_run_needs_no_cores(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_the_timing_job_runs_beside_the_others_unless_alone(tmp_path: Path) -> None:
-    """By default the timing job asks for its torch threads' cores only (it runs beside the
-    other jobs and measures once a core is free); with timing.alone and --cores 3 it holds all
-    3, so nothing runs beside its measurements."""
+    """By default the timing job reserves enough of --cores that the jobs beside it leave its
+    torch thread's CPU free (--cores 3 on 2 CPUs: 2, so one job runs beside it); with
+    timing.alone it holds all 3, so nothing runs beside its measurements."""
     proc = run_workflow(tmp_path, {"grid": {"device": ["cpu"]}}, "-n", "--cores", "3")
-    assert "Timing the engines on cpu (1 torch thread(s); 1 core(s) reserved)" in proc.stdout
+    cores = reserved_slots(3, os.cpu_count() or 1, 1, alone=False)
+    assert f"Timing the engines on cpu (1 torch thread(s); {cores} core(s) reserved)" in proc.stdout
     alone = {"grid": {"device": ["cpu"]}, "timing": {"alone": True}}
     proc = run_workflow(tmp_path, alone, "-n", "--cores", "3")
-    cores = min(3, os.cpu_count() or 1)  # never more cores than the machine has
-    assert f"Timing the engines on cpu (1 torch thread(s); {cores} core(s) reserved)" in proc.stdout
+    assert "Timing the engines on cpu (1 torch thread(s); 3 core(s) reserved)" in proc.stdout
     assert "gpu" not in proc.stdout + proc.stderr  # no GPU resource where the grid has no CUDA job
 
 

@@ -244,9 +244,9 @@ def test_every_rule_has_log_and_benchmark(small_run: Path) -> None:
         if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("all", "total"):
             counts[parts[0]] = int(parts[1])
     jobs = sum(counts.values())
-    # two training shards, timing, its join and figure, merge, theory, plots, edge, provenance,
+    # two training shards, timing and its join, merge, theory, plots, edge, provenance,
     # retrain, reproduce, verify, findings and the front page
-    assert counts["train"] == 2 and jobs == 15, counts
+    assert counts["train"] == 2 and jobs == 14, counts
     results = results_of(small_run)
     assert len(list((results / "benchmarks").rglob("*.tsv"))) == jobs
     assert len(list((results / "logs").rglob("*.log"))) == jobs

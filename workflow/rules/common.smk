@@ -22,7 +22,7 @@ from gdbench.reads import param_line
 from gdbench.reproducibility import reproducibility_line, results_notice
 from gdbench.runs import cuda_present, resolve_devices
 from gdbench.shutdown import cancel_pending_timers
-from gdbench.timing.plans import TIMING_READS
+from gdbench.timing.plans import TIMING_READS, reserved_slots
 from gdbench.verify import COMPARE_READS, retrain_values
 from gdbench.verify_sample import sample_run_ids
 
@@ -201,14 +201,16 @@ def timing_reads(wildcards):
 
 
 def timing_cores():
-    """Cores the timing job asks for: timing.threads, or every core with timing.alone
-    (without --cores, as in a dry run or a cluster profile without cores, timing.threads).
+    """Cores the timing job asks for in a local run: every one of --cores with timing.alone,
+    else enough that the jobs beside it leave its timing.threads CPUs free (--cores 4 on 2
+    CPUs: 3, so one job runs beside it and it measures at once). A cluster run, or one
+    without --cores (a dry run), asks for timing.threads.
     """
-    threads = EXPERIMENT.timing.threads
-    if EXPERIMENT.timing.alone:
-        # never more than this machine has, whatever --cores says
-        return min(workflow.resource_settings.cores or threads, os.cpu_count() or 1)
-    return threads
+    timing = EXPERIMENT.timing
+    cores = workflow.resource_settings.cores
+    if not workflow.local_exec or not cores:
+        return timing.threads
+    return reserved_slots(cores, os.cpu_count() or 1, timing.threads, timing.alone)
 
 
 def shard_csv_files(wildcards):
@@ -293,26 +295,9 @@ def figure(name, caption, category, label):
     }
 
 
-def findings_figures():
-    """The figures the findings job draws from the findings tables it writes."""
-    return {
-        **figure(
-            "time_to_target",
-            "time_to_target.rst",
-            "Findings",
-            "time to target: epochs to converge vs lr",
-        ),
-        **figure(
-            "profile",
-            "profile.rst",
-            "Findings",
-            "optimizers compared (performance profile)",
-        ),
-    }
-
-
 def figures():
-    """The figures the plots job draws from the joined tables (as soon as they are joined)."""
+    """The figures the plots job draws, all in one process (matplotlib's and seaborn's import
+    costs more than drawing): the joined tables', the findings', the timing's."""
     outputs = {
         **figure("convergence", "convergence.rst", "Convergence", "cost vs epoch"),
         **figure(
@@ -334,13 +319,27 @@ def figures():
                 "stability edge, located and theory",
             )
         )
+    outputs.update(
+        figure(
+            "time_to_target",
+            "time_to_target.rst",
+            "Findings",
+            "time to target: epochs to converge vs lr",
+        )
+    )
+    outputs.update(
+        figure(
+            "profile",
+            "profile.rst",
+            "Findings",
+            "optimizers compared (performance profile)",
+        )
+    )
+    if TIMING:
+        outputs.update(
+            figure("timing", "timing.rst", "Timing", "seconds per epoch and throughput")
+        )
     return outputs
-
-
-def timing_figures():
-    """The timing job's figure, drawn once the timing is joined (its own job, so the plots
-    job need not wait for the measurements, which come last)."""
-    return figure("timing", "timing.rst", "Timing", "seconds per epoch and throughput")
 
 
 def figure_inputs(wildcards):
@@ -352,6 +351,12 @@ def figure_inputs(wildcards):
     }
     if EXPERIMENT.edge.enabled:
         inputs["edge"] = rules.edge.output.csv
+    inputs["findings"] = rules.findings.output.findings
+    inputs["time_to_target"] = rules.findings.output.time_to_target
+    inputs["profile"] = rules.findings.output.profile
+    if TIMING:
+        # the timing measures first (timing.smk), so it is done before the tables are joined
+        inputs["timing"] = rules.join_timing.output.csv
     return inputs
 
 

@@ -1,10 +1,8 @@
-# Plots: the figures of the joined tables are drawn by one job (one Python start for all of
-# them: the imports of pandas, matplotlib and seaborn cost more than drawing), which starts as
-# soon as the tables are joined; the findings job draws the findings' two figures, and rule
-# timing_figure (timing.smk) the timing's, so the other figures do not wait for the
-# measurements, which come last. To add a figure: add its outputs to figures() in common.smk
-# (<name>_png wrapped in report(), <name>_svg), the tables it reads to figure_inputs(), and a
-# function `<name>` in workflow/scripts/plots.py.
+# Plots: every figure is drawn by one job (one Python start for all of them: the imports of
+# pandas, matplotlib and seaborn cost more than drawing), from the joined tables, the findings
+# and the timing (which measures first, so it is done by then). To add a figure: add its
+# outputs to figures() in common.smk (<name>_png wrapped in report(), <name>_svg), the tables
+# it reads to figure_inputs(), and a function `<name>` in workflow/scripts/plots.py.
 
 
 rule plots:

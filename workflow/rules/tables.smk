@@ -113,7 +113,6 @@ rule findings:
     input:
         unpack(findings_inputs),
     output:
-        **findings_figures(),
         findings=f"{RESULTS}/tables/findings.csv",
         findings_html=report(
             f"{RESULTS}/tables/findings.html",
@@ -133,7 +132,7 @@ rule findings:
         reads=grid_reads("findings", FINDINGS_READS),
         record=record("findings"),
     message:
-        "Computing the findings (best learning rates, edges, optimizers compared) and drawing their figures"
+        "Computing the findings (best learning rates, edges, optimizers compared)"
     script:
         "../scripts/findings.py"
 

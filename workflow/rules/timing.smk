@@ -8,12 +8,14 @@ rule timing:
         f"{RESULTS}/logs/timing/{{device}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/timing/{{device}}.tsv"
+    # First, with the cores it reserves (timing_cores): what runs beside it leaves its
+    # timing.threads CPUs free, so it measures while the training starts instead of waiting
+    # for the run to end. Each measurement records how much of its time it had its cores
+    # (cpu_share; a disturbed one is taken again). With timing.alone it reserves every core
+    # (--cores), so nothing runs beside it.
+    priority: 20
     conda:
         "../envs/gdbench.yaml"
-    # torch uses timing.threads (recorded in the table), and the job asks for as many cores: it
-    # runs beside the other jobs, measures how much of each measurement's time it had its cores
-    # (cpu_share) and takes a disturbed measurement again later. With timing.alone it reserves
-    # every core (--cores), so nothing runs beside it.
     threads: timing_cores()
     resources:
         gpu=gpu_count,
@@ -57,21 +59,3 @@ rule join_timing:
         table = join_csv(input, output.csv, log[0])
         note = "One row per measurement (results/tables/timing.csv). Click a header to sort."
         write_interactive_table(table, output.html, "Timing", note)
-
-
-# Its figure, in its own job: the plots job does not wait for the measurements (they come last).
-rule timing_figure:
-    input:
-        timing=rules.join_timing.output.csv,
-    output:
-        **timing_figures(),
-    log:
-        f"{RESULTS}/logs/timing_figure.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/timing_figure.tsv"
-    conda:
-        "../envs/gdbench.yaml"
-    message:
-        "Plotting timing"
-    script:
-        "../scripts/plots.py"

@@ -17,6 +17,9 @@ rule retrain:
         f"{RESULTS}/logs/retrain.log",
     benchmark:
         f"{RESULTS}/benchmarks/retrain.tsv"
+    # After the training and the edge search (the plots wait for those), before the findings
+    # and the plots: it and the comparison after it end beside the plots, not after them.
+    priority: 1
     conda:
         "../envs/gdbench.yaml"
     threads: EXPERIMENT.training.threads

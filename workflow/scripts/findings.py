@@ -1,8 +1,6 @@
 """The findings, time-to-target and performance-profile tables, from the summary, theory and
-edge tables (gdbench.findings defines every column), and the two figures drawn from them (read
-back from the files written: figures read tables only). Drawn here, not by the plots job, so
-that the plots job starts as soon as the tables are joined, and without a process of their own
-(matplotlib's import costs more than drawing them)."""
+edge tables (gdbench.findings defines every column). Their figures are drawn by the plots job
+(this job imports no plotting library)."""
 
 import sys
 from pathlib import Path
@@ -11,7 +9,6 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # this ch
 
 import pandas as pd
 
-from gdbench import plots
 from gdbench.experiment import Experiment
 from gdbench.findings import write_findings
 from gdbench.reads import record_done
@@ -23,13 +20,6 @@ def main(config, inputs, output, params, log_path):
         converged_below = Experiment.from_checked(config, ["cpu"]).criteria.converged_below
         edge = pd.read_csv(inputs.edge) if hasattr(inputs, "edge") else None
         write_findings(pd.read_parquet(inputs.summary), edge, pd.read_csv(inputs.theory), converged_below, output, log)
-        # Epochs to converge vs lr per optimizer, the best lr starred, the theory dashed.
-        findings, to_target = pd.read_csv(output.findings), pd.read_csv(output.time_to_target)
-        plots.time_to_target(to_target, findings, output.time_to_target_png, output.time_to_target_svg)
-        print("drew time_to_target", file=log, flush=True)
-        # The optimizers' performance profile (ranked bars for a single problem).
-        plots.profile(pd.read_csv(output.profile), output.profile_png, output.profile_svg)
-        print("drew profile", file=log, flush=True)
         record_done(params.reads, params.record)
 
 

@@ -1,7 +1,5 @@
-"""The figures of a job's `<name>_png` outputs in one process: a function per figure. Rule plots
-draws the joined tables' figures, rule timing_figure the timing's. Figures read the tables only
-(never the config). The findings' figures are drawn by the findings job
-(workflow/scripts/findings.py)."""
+"""The figures of rule plots' `<name>_png` outputs in one process: a function per figure (the
+joined tables', the findings', the timing's). Figures read the tables only (never the config)."""
 
 import sys
 from pathlib import Path
@@ -39,6 +37,16 @@ def divergence(inputs, png, svg, log):
 def edge(inputs, png, svg, log):
     """The located edge per grid point and seed against the theory's critical lr and horizon."""
     plots.edge(pd.read_csv(inputs.edge), png, svg)
+
+
+def time_to_target(inputs, png, svg, log):
+    """Epochs to converge vs lr per optimizer, the best lr starred, the theory dashed."""
+    plots.time_to_target(pd.read_csv(inputs.time_to_target), pd.read_csv(inputs.findings), png, svg)
+
+
+def profile(inputs, png, svg, log):
+    """The optimizers' performance profile (ranked bars for a single problem)."""
+    plots.profile(pd.read_csv(inputs.profile), png, svg)
 
 
 def timing(inputs, png, svg, log):

@@ -3,8 +3,9 @@ one device, when the machine has a core free for them.
 
 :func:`plan` lists the (engine, n, runs, optimizer) items; :func:`measure_plan` measures
 them with :func:`gdbench.timing.harness.measure_safely` (a failed measurement, e.g. out of
-memory, becomes a row of NaN with its reason logged). The timing job runs beside the other
-jobs of a run (it imports and prepares meanwhile); before it measures, it waits (up to
+memory, becomes a row of NaN with its reason logged). The timing job goes first in a run and
+reserves the cores that keep the jobs beside it off its CPUs (:func:`reserved_slots`); before
+it measures, it still waits (up to
 ``quiet_wait`` seconds in all, retakes included) until no more processes are runnable than
 leave its cores free. A CPU
 measurement whose process still had its cores less than ``min_cpu_share`` of the time is
@@ -81,6 +82,22 @@ def plan(settings: TimingSettings) -> list[PlanItem]:
         if "batched" in settings.engines:
             items.append(("batched", THROUGHPUT_N, max(settings.runs), name))
     return list(dict.fromkeys(items))
+
+
+def reserved_slots(cores: int, cpus: int, threads: int, alone: bool) -> int:
+    """Snakemake core slots the timing job reserves of a local run's ``--cores``: all of them
+    with ``alone`` (nothing runs beside it), else as many as keep the jobs beside it (one slot
+    each at least) from taking its ``threads`` of the machine's ``cpus``.
+
+    ``--cores 4`` on 2 CPUs with 1 thread: 3 slots, so one other job runs beside the timing
+    (its quiet criterion, :func:`wait_for_quiet`, holds from the start and it measures at
+    once); ``--cores 16`` on 16 CPUs: 1. Never fewer than ``threads`` (Snakemake lowers a
+    job's threads to ``--cores``), never more than ``cores``.
+    """
+    if alone:
+        return cores
+    beside = max(0, cpus - threads)  # CPUs the other jobs may have
+    return min(cores, max(threads, cores - beside))
 
 
 def runnable_processes() -> int | None:

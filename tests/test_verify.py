@@ -174,3 +174,61 @@ def test_the_check_of_runs_re_trained_elsewhere_names_a_spec_or_thread_count_tha
     threads = compare(again, path, summary, {**{i: 1 for i in RUN_IDS}, 12: 2}, RUN_IDS)
     assert not threads["passed"] and [c["run_id"] for c in threads["runs"] if not c["identical"]] == [12]
     assert failure_message(threads).endswith("is not reproduced: trained with 2 thread(s), re-trained with 1")
+
+
+def test_the_default_targets_check_writes_its_files_and_the_gate_fails_on_one_flipped_bit(
+    tmp_path: Path, stored: tuple[Path, pd.DataFrame]
+) -> None:
+    """Rule reproduce and the gate (inside Snakemake's process): the check's four files are
+    written PASSED or FAILED; the gate writes the PASSED line only on a pass and fails on
+    FAILED with the one line naming the run and the epoch (the check's files stay, so the
+    report shows it); a damaged input stops the comparison naming the file, writing nothing."""
+    import json
+
+    from gdbench.inputs import JobInputError
+    from gdbench.reproduce import CheckFailed, gate, reproduce
+    from gdbench.verify import retrain_sample
+
+    path, summary = stored
+    retrain_sample(sampled(len(RUNS)), RUNS, RUN_IDS, 1).write(tmp_path / "r.parquet", tmp_path / "r.json")
+    meta = tmp_path / "meta.json"
+    meta.write_text(json.dumps({"threads": 1, "run_ids": RUN_IDS, "finished": "2026-12-03T08:00:00+00:00"}))
+    tampered = tmp_path / "trajectories.parquet"
+    tampered.write_bytes(path.read_bytes())
+    io.write_parquet(summary, tmp_path / "summary.parquet")
+    inputs = {
+        "trajectories": tampered,
+        "summary": tmp_path / "summary.parquet",
+        "meta": [meta],
+        "retrained": tmp_path / "r.parquet",
+        "lessons": tmp_path / "r.json",
+    }
+    names = {"check": "check.json", "check_html": "check.html", "lesson": "lesson.csv", "lesson_html": "lesson.html"}
+    paths = {key: tmp_path / "out" / name for key, name in names.items()}
+    passed = tmp_path / "out" / "reproducibility.txt"
+
+    result = reproduce(inputs, paths, RUN_IDS, ["cpu"], tmp_path / "reproduce.log")
+    assert result["passed"] and all(p.exists() for p in paths.values())
+    assert json.loads(paths["check"].read_text())["trained"] == "2026-12-03T08:00:00+00:00"
+    assert "Reproducibility: PASSED" in paths["check_html"].read_text()
+    gate(paths["check"], passed, tmp_path / "gate.log")
+    both = f"{len(RUNS)} of {len(RUNS)}"
+    assert passed.read_text() == f"PASSED: {both} re-trained runs bit-identical; the lesson's log reproduced\n"
+
+    passed.unlink()
+    flip_bit(tampered, RUN_IDS[1], 7)
+    failed = reproduce(inputs, paths, RUN_IDS, ["cpu"], tmp_path / "reproduce.log")
+    line = failure_message(failed)
+    assert not failed["passed"] and json.loads(paths["check"].read_text())["message"] == line
+    assert "Reproducibility: FAILED" in paths["check_html"].read_text()
+    with pytest.raises(CheckFailed) as raised:
+        gate(paths["check"], passed, tmp_path / "gate.log")
+    assert str(raised.value) == f"gdbench verify: FAILED: {line}" and line.startswith(f"run {RUN_IDS[1]} (")
+    assert "W first differs at epoch 7" in line and not passed.exists() and paths["check"].exists()
+
+    for p in paths.values():
+        p.unlink()
+    (tmp_path / "r.json").write_text("{")
+    with pytest.raises(JobInputError, match=r"^gdbench: input .*r\.json is damaged or unreadable"):
+        reproduce(inputs, paths, RUN_IDS, ["cpu"], tmp_path / "reproduce.log")
+    assert not any(p.exists() for p in paths.values())

@@ -12,6 +12,7 @@ verdicts are the summary's own columns (``diverged``, ``converged_at``,
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
@@ -237,6 +238,20 @@ def solved_fraction(profile: pd.DataFrame, taus: np.ndarray) -> pd.DataFrame:
     out = pd.DataFrame(rows, columns=["optimizer", "tau", "solved", "problems"])
     out["fraction"] = out["solved"] / out["problems"].where(out["problems"] > 0)
     return out
+
+
+def findings_job(inputs: Any, output: Any, converged_below: float, log_path: str | Path) -> None:
+    """Rule findings (inside Snakemake's process): read ``inputs.summary`` (Parquet),
+    ``inputs.theory`` and, where the edge search runs, ``inputs.edge`` (CSV), and write
+    :func:`write_findings`'s tables. A damaged input stops it with
+    :class:`gdbench.inputs.JobInputError` naming the file, writing nothing."""
+    from gdbench.inputs import require_readable
+
+    edge_path = getattr(inputs, "edge", None)
+    require_readable([inputs.summary, inputs.theory, *([edge_path] if edge_path else [])], log_path)
+    edge = pd.read_csv(edge_path) if edge_path else None
+    with open(log_path, "a") as log:
+        write_findings(pd.read_parquet(inputs.summary), edge, pd.read_csv(inputs.theory), converged_below, output, log)
 
 
 def write_findings(

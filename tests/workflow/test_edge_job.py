@@ -3,6 +3,8 @@ DAG (it needs the config only, and can be switched off)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -53,7 +55,8 @@ def test_edge_job_needs_no_training_and_can_be_switched_off(tmp_path: Path) -> N
 def test_the_check_retrains_beside_training_and_one_plots_job_draws_every_figure(tmp_path: Path) -> None:
     """The reproducibility check's re-training depends on the config only (it runs beside the
     training jobs); every figure (the joined tables', the findings', the timing's) is drawn by
-    the one plots job, after the findings, which import no plotting library; the timing goes
+    the one plots job, after the findings, which run inside Snakemake and import no plotting
+    library (nor torch); the timing goes
     first (the highest priority of the run), so the plots do not wait for it at the end."""
     config = {"grid": {"dataset": ["tutorial"], "lr": [0.1], "seed": [1], "device": ["cpu"]}}
     proc = run_workflow(tmp_path, config, "-n", "results/config/verify/retrained.parquet", "--quiet", "rules")
@@ -63,5 +66,8 @@ def test_the_check_retrains_beside_training_and_one_plots_job_draws_every_figure
         assert {"plots", "findings", "timing"} <= set(planned_jobs(proc)), figure
     proc = run_workflow(tmp_path, config, "-n", "results/config/tables/findings.csv", "--quiet", "rules")
     assert "plots" not in planned_jobs(proc) and "timing" not in planned_jobs(proc)
-    findings_script = (REPO / "workflow" / "scripts" / "findings.py").read_text()
-    assert "import plots" not in findings_script and "matplotlib" not in findings_script
+    # The findings, the comparison and the gate run inside Snakemake's process: no plotting
+    # library, no torch (seconds of imports at the start of every run's Snakemake).
+    probe = "import sys, gdbench.findings, gdbench.reproduce; print(sorted({'matplotlib', 'torch'} & set(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
+    assert loaded.stdout.strip() == "[]"

@@ -180,6 +180,29 @@ def test_verify_fails_on_one_flipped_bit_and_the_report_says_failed(small_run: P
     assert "Reproducibility: FAILED" in embedded_files(results_of(work) / "report.html")
 
 
+def test_the_default_target_fails_on_one_flipped_bit_and_keeps_the_check(small_run: Path, tmp_path: Path) -> None:
+    """The default target's comparison and gate (run inside Snakemake): a stored number one bit
+    off makes the run fail with the line naming the run and the epoch, after the check's FAILED
+    files are written (the report shows them); the PASSED line is gone."""
+    work = tmp_path / "run"
+    shutil.copytree(small_run, work, symlinks=True)
+    summary = pd.read_parquet(results_of(work) / "tables" / "summary.parquet")
+    run_id = int(summary["run_id"].iloc[0])
+    check = json.loads((results_of(work) / "reproducibility.json").read_text())
+    assert check["passed"] and run_id in [r["run_id"] for r in check["runs"]]
+    flip_one_bit(results_of(work) / "tables" / "trajectories.parquet", run_id, 100)
+    target = str(results_of(work).relative_to(work) / "reproducibility.txt")
+    proc = run_workflow(work, None, "--configfile", str(work / "config.yaml"), "--cores", "2", target, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "Comparing the 5 re-trained runs" in out and "Re-training" not in out  # the re-training stood
+    check = json.loads((results_of(work) / "reproducibility.json").read_text())
+    assert not check["passed"] and "W first differs at epoch 100" in check["message"]
+    assert f"gdbench verify: FAILED: {check['message']}" in out and check["message"].startswith(f"run {run_id} (")
+    assert "Reproducibility: FAILED" in (results_of(work) / "reproducibility.html").read_text()
+    assert not (results_of(work) / "reproducibility.txt").exists()
+
+
 def test_a_damaged_shard_stops_the_merge_with_one_line_naming_it(small_run: Path, tmp_path: Path) -> None:
     """If this fails, a truncated shard (a disk that filled up) ends the run with a raw
     ArrowInvalid inside Snakemake's traceback and an empty log, naming no file and no remedy."""

@@ -282,12 +282,13 @@ def front_page_inputs(wildcards):
     return inputs
 
 
-def figure(name, caption, category, label):
-    """A figure's two outputs: the PNG (shown in the report) and the SVG."""
+def figure(name, category, label):
+    """A figure's two outputs: the PNG (shown in the report, captioned by report/<name>.rst)
+    and the SVG."""
     return {
         f"{name}_png": report(
             f"{RESULTS}/plots/{name}.png",
-            caption=f"../report/{caption}",
+            caption=f"../report/{name}.rst",
             category=category,
             labels={"result": label},
         ),
@@ -298,64 +299,35 @@ def figure(name, caption, category, label):
 def figures():
     """The figures the plots job draws, all in one process (matplotlib's and seaborn's import
     costs more than drawing): the joined tables', the findings', the timing's."""
-    outputs = {
-        **figure("convergence", "convergence.rst", "Convergence", "cost vs epoch"),
-        **figure(
-            "rate", "rate.rst", "Convergence", "epochs per decade vs lr / critical lr"
-        ),
-        **figure(
-            "divergence",
-            "divergence.rst",
-            "Divergence",
-            "final cost vs learning rate",
-        ),
-    }
-    if EXPERIMENT.edge.enabled:
-        outputs.update(
-            figure(
-                "edge",
-                "edge.rst",
-                "Divergence",
-                "stability edge, located and theory",
-            )
-        )
-    outputs.update(
-        figure(
-            "time_to_target",
-            "time_to_target.rst",
-            "Findings",
-            "time to target: epochs to converge vs lr",
-        )
-    )
-    outputs.update(
-        figure(
-            "profile",
-            "profile.rst",
-            "Findings",
-            "optimizers compared (performance profile)",
-        )
-    )
-    if TIMING:
-        outputs.update(
-            figure("timing", "timing.rst", "Timing", "seconds per epoch and throughput")
-        )
-    return outputs
+    edge = [("edge", "Divergence", "stability edge, located and theory")]
+    timing = [("timing", "Timing", "seconds per epoch and throughput")]
+    drawn = [
+        ("convergence", "Convergence", "cost vs epoch"),
+        ("rate", "Convergence", "epochs per decade vs lr / critical lr"),
+        ("divergence", "Divergence", "final cost vs learning rate"),
+        *(edge if EXPERIMENT.edge.enabled else []),
+        ("time_to_target", "Findings", "time to target: epochs to converge vs lr"),
+        ("profile", "Findings", "optimizers compared (performance profile)"),
+        *(timing if TIMING else []),
+    ]
+    return {key: path for spec in drawn for key, path in figure(*spec).items()}
 
 
 def figure_inputs(wildcards):
+    """The tables the figures are drawn from (plots read tables only)."""
     inputs = {
         "trajectories": rules.merge_tables.output.trajectories,
         "summary": rules.merge_tables.output.summary_parquet,
         "theory": rules.theory.output.csv,
         "curve": rules.theory.output.curve,
+        "findings": rules.findings.output.findings,
+        "time_to_target": rules.findings.output.time_to_target,
+        "profile": rules.findings.output.profile,
     }
     if EXPERIMENT.edge.enabled:
         inputs["edge"] = rules.edge.output.csv
-    inputs["findings"] = rules.findings.output.findings
-    inputs["time_to_target"] = rules.findings.output.time_to_target
-    inputs["profile"] = rules.findings.output.profile
     if TIMING:
-        # the timing measures first (timing.smk), so it is done before the tables are joined
+        # Locally the timing job starts first and runs beside the training (timing.smk).
         inputs["timing"] = rules.join_timing.output.csv
     return inputs
 

@@ -23,7 +23,9 @@ rule provenance:
         f"{RESULTS}/logs/provenance.log",
     benchmark:
         f"{RESULTS}/benchmarks/provenance.tsv"
-    # No conda: a run: block runs inside the Snakemake process, in its environment.
+    # No conda: a run: block runs inside the Snakemake process, in its environment. It starts
+    # no process, so it takes no core of --cores: the jobs it feeds need not wait for one.
+    threads: 0
     params:
         reads=lambda wildcards: reads_param(
             "provenance", PROVENANCE_READS.values(config)

@@ -32,7 +32,9 @@ rule merge_tables:
         f"{RESULTS}/logs/merge_tables.log",
     benchmark:
         f"{RESULTS}/benchmarks/merge_tables.tsv"
-    # No conda: a run: block runs inside the Snakemake process, in its environment.
+    # No conda: a run: block runs inside the Snakemake process, in its environment. It starts
+    # no process, so it takes no core of --cores: the jobs it feeds need not wait for one.
+    threads: 0
     message:
         f"Joining {len(SHARDS)} training shards into {RESULTS}/tables"
     run:
@@ -69,7 +71,9 @@ rule theory:
         f"{RESULTS}/logs/theory.log",
     benchmark:
         f"{RESULTS}/benchmarks/theory.tsv"
-    # No conda: a run: block runs inside the Snakemake process, in its environment.
+    # No conda: a run: block runs inside the Snakemake process, in its environment. It starts
+    # no process, so it takes no core of --cores: the jobs it feeds need not wait for one.
+    threads: 0
     params:
         reads=grid_reads("theory", THEORY_READS),
         record=record("theory"),
@@ -109,6 +113,10 @@ rule device_agreement:
         "../scripts/device_agreement.py"
 
 
+localrules:
+    findings,
+
+
 rule findings:
     input:
         unpack(findings_inputs),
@@ -126,15 +134,21 @@ rule findings:
         f"{RESULTS}/logs/findings.log",
     benchmark:
         f"{RESULTS}/benchmarks/findings.tsv"
-    conda:
-        "../envs/gdbench.yaml"
+    # No conda: a run: block runs inside the Snakemake process, in its environment. It starts
+    # no process, so it takes no core of --cores: the jobs it feeds need not wait for one.
+    threads: 0
     params:
         reads=grid_reads("findings", FINDINGS_READS),
         record=record("findings"),
     message:
         "Computing the findings (best learning rates, edges, optimizers compared)"
-    script:
-        "../scripts/findings.py"
+    run:
+        # pandas only, already loaded (the figures are the plots job's): no Python start.
+        from gdbench.findings import findings_job
+        from gdbench.reads import record_done
+
+        findings_job(input, output, EXPERIMENT.criteria.converged_below, log[0])
+        record_done(params.reads, params.record)
 
 
 localrules:
@@ -157,7 +171,9 @@ rule front_page:
         f"{RESULTS}/logs/front_page.log",
     benchmark:
         f"{RESULTS}/benchmarks/front_page.tsv"
-    # No conda: a run: block runs inside the Snakemake process, in its environment.
+    # No conda: a run: block runs inside the Snakemake process, in its environment. It starts
+    # no process, so it takes no core of --cores: the jobs it feeds need not wait for one.
+    threads: 0
     message:
         "Writing the findings in words (the report's front page and the run's last lines)"
     run:

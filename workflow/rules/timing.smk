@@ -48,7 +48,9 @@ rule join_timing:
         f"{RESULTS}/logs/join_timing.log",
     benchmark:
         f"{RESULTS}/benchmarks/join_timing.tsv"
-    # No conda: a run: block runs inside the Snakemake process, in its environment.
+    # No conda: a run: block runs inside the Snakemake process, in its environment. It starts
+    # no process, so it takes no core of --cores: the jobs it feeds need not wait for one.
+    threads: 0
     message:
         "Joining the timing measurements"
     run:

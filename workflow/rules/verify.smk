@@ -1,10 +1,11 @@
 # Reproducibility: re-train a sample of runs from scratch and compare bit for bit. Rule
-# retrain re-trains the sample and the lesson in its own process as soon as the run starts
-# (beside the training jobs, from the config alone); rule reproduce compares them with the
-# joined tables and writes the check (PASSED or FAILED) for the report, and rule
-# reproducibility_gate fails the default target's run on FAILED (a failed job's outputs are
-# deleted: the check must come from a job that succeeds). Rule verify, asked for by name,
-# re-trains and re-checks afresh every time.
+# retrain re-trains the sample and the lesson in its own process, from the config alone (so
+# any free core will do; by priority after the jobs the plots wait for); rule reproduce
+# compares them with the joined tables and writes the check (PASSED or FAILED) for the
+# report, and rule reproducibility_gate fails the default target's run on FAILED (a failed
+# job's outputs are deleted: the check must come from a job that succeeds). Both run inside
+# Snakemake's process (gdbench.reproduce). Rule verify, asked for by name, re-trains and
+# re-checks afresh every time, in its own process.
 
 
 rule retrain:
@@ -34,6 +35,10 @@ rule retrain:
         "../scripts/retrain.py"
 
 
+localrules:
+    reproduce,
+
+
 rule reproduce:
     input:
         trajectories=rules.merge_tables.output.trajectories,
@@ -47,8 +52,9 @@ rule reproduce:
         f"{RESULTS}/logs/reproduce.log",
     benchmark:
         f"{RESULTS}/benchmarks/reproduce.tsv"
-    conda:
-        "../envs/gdbench.yaml"
+    # No conda: a run: block runs inside the Snakemake process, in its environment. It starts
+    # no process, so it takes no core of --cores: the jobs it feeds need not wait for one.
+    threads: 0
     params:
         reads=grid_reads("reproduce", COMPARE_READS),
         record=record("reproduce"),
@@ -56,8 +62,13 @@ rule reproduce:
         devices=DEVICES,
     message:
         f"Comparing the {len(VERIFY_IDS)} re-trained runs and the lesson's log with the stored tables"
-    script:
-        "../scripts/reproduce.py"
+    run:
+        # pandas and pyarrow only, already loaded: no Python start at the end of the run.
+        from gdbench.reads import record_done
+        from gdbench.reproduce import reproduce
+
+        reproduce(input, output, params.run_ids, params.devices, log[0])
+        record_done(params.reads, params.record)
 
 
 localrules:
@@ -73,12 +84,15 @@ rule reproducibility_gate:
         f"{RESULTS}/logs/reproducibility_gate.log",
     benchmark:
         f"{RESULTS}/benchmarks/reproducibility_gate.tsv"
-    conda:
-        "../envs/gdbench.yaml"
+    # No conda: a run: block runs inside the Snakemake process, in its environment. It starts
+    # no process, so it takes no core of --cores: the jobs it feeds need not wait for one.
+    threads: 0
     message:
         "Failing the run if the reproducibility check FAILED"
-    script:
-        "../scripts/reproducibility_gate.py"
+    run:
+        from gdbench.reproduce import gate
+
+        gate(input.check, output[0], log[0])
 
 
 # No outputs: Snakemake runs it every time it is asked for (`snakemake verify`), after the

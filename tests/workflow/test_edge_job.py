@@ -3,6 +3,7 @@ DAG (it needs the config only, and can be switched off)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,28 @@ def test_the_check_retrains_beside_training_and_one_plots_job_draws_every_figure
     probe = "import sys, gdbench.findings, gdbench.reproduce; print(sorted({'matplotlib', 'torch'} & set(sys.modules)))"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
     assert loaded.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_one_core_runs_the_timing_then_the_training_then_the_edge_then_the_re_training(tmp_path: Path) -> None:
+    """The jobs that read the config alone are ready at once; their priorities order them:
+    the timing first (it measures while the training runs, not at the end), the training next
+    (the joined tables, the findings and the plots wait for it), then the edge search (the
+    findings and the plots wait for it too), the re-training last (only the comparison waits
+    for it). On one core the order is exactly that."""
+    config = {
+        "grid": {"dataset": ["tutorial"], "lr": [0.1], "seed": [1], "epochs": [20], "device": ["cpu"]},
+        "timing": {"sizes": [3], "runs": [1], "optimizers": ["sgd"], "epochs": 3, "repeats": 3, "min_run_time": 0.01},
+        "verify": {"sample": 1},
+    }
+    proc = run_workflow(tmp_path, config, "--cores", "1")
+    out = proc.stdout + proc.stderr
+    starts = {
+        "timing": "Timing the engines on cpu",
+        "train": "Training shard cpu-000",
+        "edge": "Locating the stability edge",
+        "retrain": "Re-training 1 sampled runs",
+    }
+    lines = [line for line in out.splitlines() if re.match(r"^Job \d+: ", line)]
+    order = [job for line in lines for job, start in starts.items() if start in line]
+    assert order == list(starts), "\n".join(lines)

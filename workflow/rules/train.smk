@@ -12,8 +12,8 @@ rule train:
         f"{RESULTS}/logs/train/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{shard}}.tsv"
-    # First: the joined tables, and the plots after them, wait for every training job, while
-    # the jobs that read the config alone (edge, retrain) fill the cores the training leaves.
+    # After the timing, before the other jobs that read the config alone (edge, retrain): the
+    # joined tables, and the findings and plots after them, wait for every training job.
     priority: 10
     conda:
         "../envs/gdbench.yaml"

@@ -1,11 +1,11 @@
 # Reproducibility: re-train a sample of runs from scratch and compare bit for bit. Rule
 # retrain re-trains the sample and the lesson in its own process, from the config alone (so
-# any free core will do; by priority after the jobs the plots wait for); rule reproduce
-# compares them with the joined tables and writes the check (PASSED or FAILED) for the
-# report, and rule reproducibility_gate fails the default target's run on FAILED (a failed
-# job's outputs are deleted: the check must come from a job that succeeds). Both run inside
-# Snakemake's process (gdbench.reproduce). Rule verify, asked for by name, re-trains and
-# re-checks afresh every time, in its own process.
+# any free core will do; it has the default priority, below the jobs the plots wait for:
+# timing, train, edge); rule reproduce compares them with the joined tables and writes the
+# check (PASSED or FAILED) for the report, and rule reproducibility_gate fails the default
+# target's run on FAILED (a failed job's outputs are deleted: the check must come from a job
+# that succeeds). Both run inside Snakemake's process (gdbench.reproduce). Rule verify, asked
+# for by name, re-trains and re-checks afresh every time, in its own process.
 
 
 rule retrain:
@@ -18,9 +18,6 @@ rule retrain:
         f"{RESULTS}/logs/retrain.log",
     benchmark:
         f"{RESULTS}/benchmarks/retrain.tsv"
-    # After the training and the edge search (the plots wait for those), before the findings
-    # and the plots: it and the comparison after it end beside the plots, not after them.
-    priority: 1
     conda:
         "../envs/gdbench.yaml"
     threads: EXPERIMENT.training.threads

@@ -159,3 +159,27 @@ def test_each_run_records_its_own_schedule_and_last_epoch() -> None:
         (10, [0, 5, 10]),
         (13, [0, 5, 10, 13]),
     ]
+
+
+def test_repeated_columns_are_np_repeat_bit_for_bit() -> None:
+    """A column whose runs share one value is filled from a cached array, others repeated:
+    both give ``np.repeat``'s bits (-0.0 is not 0.0), at every length, and the cached arrays
+    cannot be written to."""
+    counts = np.array([3, 0, 5])
+    cases = [
+        np.array([2000, 2000, 2000], dtype=np.int32),
+        np.array([0.01, 0.01, 0.01]),
+        np.array([0.0, -0.0, 0.0]),
+        np.array([-0.0, -0.0, -0.0]),
+        np.array([1, 2, 1], dtype=np.int32),
+    ]
+    for values in cases:
+        for scale in (1, 300_000):  # shorter than a cached array (PIECE_ROWS), then longer
+            assert counts.sum() * 300_000 > tables.PIECE_ROWS
+            got = tables._repeated(values, counts * scale, int(counts.sum() * scale))
+            want = np.repeat(values, counts * scale)
+            assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+    filled = tables._repeated(cases[0], counts, int(counts.sum()))
+    assert not filled.flags.writeable
+    with pytest.raises(ValueError):
+        filled[0] = 1

@@ -7,6 +7,7 @@ Parquet dictionaries): a 10,000-run x 2,001-epoch table stays small in memory an
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -133,16 +134,15 @@ def _trajectory_rows(batch: TrajectoryBatch, ids: np.ndarray, mask: np.ndarray, 
     runs = run_table(batch.runs[rows], ids[rows].tolist())
     mask = mask[rows]
     counts = mask.sum(axis=1)
-    total = int(counts.sum())
     columns: dict[str, pa.Array] = {}
     for col in runs.columns:
         if col in _CATEGORICAL:
             cat = runs[col].cat
-            codes = _repeated(cat.codes.to_numpy().astype(np.int32), counts, total)  # valid by construction:
+            codes = _repeated(cat.codes.to_numpy().astype(np.int32), counts)  # valid by construction:
             dictionary = pa.array(list(cat.categories), pa.string())  # no check of 1e7 indices
             columns[col] = pa.DictionaryArray.from_arrays(codes, dictionary, safe=False)
         else:
-            columns[col] = pa.array(_repeated(runs[col].to_numpy(), counts, total))
+            columns[col] = pa.array(_repeated(runs[col].to_numpy(), counts))
     columns["epoch"] = pa.array(np.broadcast_to(batch.epochs.astype(np.int32), mask.shape)[mask])
     for col in ("W", "b", "cost"):
         columns[col] = pa.array(getattr(batch, col)[rows][mask])
@@ -151,33 +151,24 @@ def _trajectory_rows(batch: TrajectoryBatch, ids: np.ndarray, mask: np.ndarray, 
     )
 
 
-def _repeated(values: np.ndarray, counts: np.ndarray, total: int) -> np.ndarray:
+def _repeated(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """``np.repeat(values, counts)``; where every value is the same (most run attributes of a
     piece: one dataset, optimizer, device ...), a read-only slice of one filled array kept
     for that value, so a piece does not write (and first touch) a fresh array per column."""
     bits = np.ascontiguousarray(values).view(f"u{values.itemsize}")  # bit for bit: -0.0 is not 0.0
     if bits.size and (bits == bits[0]).all():
-        return _filled(values.dtype.str, bits[0].item(), total)
+        size = int(counts.sum())
+        return _filled(values.dtype.str, bits[0].item(), max(size, PIECE_ROWS))[:size]
     return np.repeat(values, counts)
 
 
-#: Filled arrays by (dtype, bits of the value): a handful of PIECE_ROWS-long arrays at most.
-_FILLED: dict[tuple[str, int], np.ndarray] = {}
-
-
+@functools.lru_cache(maxsize=32)
 def _filled(dtype: str, bits: int, size: int) -> np.ndarray:
-    """A read-only array of ``size`` values of type ``dtype`` whose bits are ``bits`` (a view
-    of a cached one)."""
-    key = (dtype, bits)
-    full = _FILLED.get(key)
-    if full is None or full.size < size:
-        if len(_FILLED) >= 32:
-            _FILLED.clear()
-        kind = np.dtype(dtype)
-        full = np.full(max(size, PIECE_ROWS), bits, dtype=f"u{kind.itemsize}").view(kind)
-        full.flags.writeable = False
-        _FILLED[key] = full
-    return full[:size]
+    """A read-only array of ``size`` values of type ``dtype`` whose bits are ``bits``."""
+    kind = np.dtype(dtype)
+    full = np.full(size, bits, dtype=f"u{kind.itemsize}").view(kind)
+    full.flags.writeable = False
+    return full
 
 
 def _trajectory_schema(runs: pd.DataFrame, dtype: np.dtype) -> pa.Schema:

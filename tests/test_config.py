@@ -303,8 +303,9 @@ def test_workflow_schema_is_the_package_schema() -> None:
 
 
 def test_snakemake_validate_fills_the_same_defaults() -> None:
-    """snakemake.utils.validate (used by the workflow) accepts the schema and fills nested
-    defaults exactly as check_config does."""
+    """snakemake.utils.validate accepts the schema and fills nested defaults exactly as
+    check_config does (the workflow calls check_config alone, which validates against this same
+    file; the schema stays one a Snakemake workflow may validate() with)."""
     validate = pytest.importorskip("snakemake.utils").validate
     raw = {"training": {"engine": "loop"}, "datasets": {"line": {"synthetic": {"n": 8}}}, "grid": {"dataset": ["line"]}}
     ours = check_config(raw)

@@ -3,8 +3,11 @@ errors, and (with CUDA) a timing smoke test and CPU-vs-CUDA agreement of the bat
 
 from __future__ import annotations
 
+import io
 import logging
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -20,7 +23,7 @@ from gdbench.lesson import tutorial
 from gdbench.theory import analyse
 from gdbench.timing import harness, measure, measure_plan, plan, plans, workloads
 from gdbench.timing.plans import reserved_slots
-from gdbench.timing.results import TIMING_COLUMNS, TimingResult, crossover_n, timing_table
+from gdbench.timing.results import TIMING_COLUMNS, TimingResult, crossover_n, timing_csv, timing_table, write_timing_csv
 
 #: CUDA tests carry the ``cuda`` marker (``pytest -m cuda``) and skip cleanly without CUDA.
 no_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (torch sees none)")
@@ -123,6 +126,38 @@ def test_timing_table_has_the_published_columns(small_table: pd.DataFrame) -> No
     """timing.csv is read by the plot and by users: exactly the issue's columns, in order."""
     assert tuple(small_table.columns) == TIMING_COLUMNS
     assert len(small_table) == len(plan(timed(SMALL).timing)) == 5
+
+
+def test_the_timing_csv_is_the_tables_to_csv_byte_for_byte(tmp_path) -> None:
+    """The timing job writes its CSV without pandas (timing_csv); it must be exactly what
+    timing_table(...).to_csv(index=False) writes: floats in their shortest round-trip form
+    (1e-05, 1e+16, -0.0, inf, 0.30000000000000004), NaN as an empty field, integers without a
+    point, text with a comma or a quote quoted, a failed measurement's row."""
+    rows = [
+        TimingResult("cpu", 'Xeon, "Gold" 6140', "loop", 3, 1, 20, 1, 1e-05, 0.1 + 0.2, 5, 1e16, cpu_share=0.99),
+        TimingResult("cuda:1", "H200", "batched", 100000, 10000, 20, 2, -0.0, math.inf, 50, 123456789.0, attempts=3),
+        harness.failed_result("cpu", "batched", 3, 10000, 20, 1, "RuntimeError: out of memory", "adam"),
+    ]
+    expected = timing_table(rows).to_csv(index=False)
+    out = io.StringIO()
+    timing_csv(rows, out)
+    assert out.getvalue() == expected
+    write_timing_csv(rows, tmp_path / "cpu.csv")
+    assert (tmp_path / "cpu.csv").read_bytes() == expected.encode()
+    back = pd.read_csv(tmp_path / "cpu.csv")
+    assert back.median_s_per_epoch.isna().tolist() == [False, False, True]
+
+
+def test_the_timing_job_imports_no_pandas() -> None:
+    """The timing job runs first, on the workflow's critical path: its modules (the script's
+    imports, the measuring and the CSV writer) leave pandas unimported (~0.3 s of CPU)."""
+    code = (
+        "import sys; import gdbench.io, gdbench.determinism, gdbench.experiment, gdbench.reads; "
+        "from gdbench.timing import measure_plan; import gdbench.timing.harness; "
+        "from gdbench.timing.results import write_timing_csv; print('pandas' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 def test_timing_table_values_are_sound(small_table: pd.DataFrame) -> None:

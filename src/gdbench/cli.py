@@ -85,20 +85,17 @@ def _timing(args: argparse.Namespace) -> int:
 
     from gdbench.experiment import load_experiment, resolve
     from gdbench.timing import measure_plan
-    from gdbench.timing.results import timing_table
+    from gdbench.timing.results import timing_csv, write_timing_csv
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     experiment = load_experiment(args.config) if Path(args.config).is_file() else resolve({})
     results = []
     for device in args.device or ["cpu"]:
         results += measure_plan(experiment, device, args.threads)
-    table = timing_table(results)
     if args.out == "-":
-        table.to_csv(sys.stdout, index=False)
+        timing_csv(results, sys.stdout)
     else:
-        from gdbench import io
-
-        io.write_csv(table, args.out)
+        write_timing_csv(results, args.out)
     return 0
 
 

@@ -14,9 +14,10 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported where a table is written or read: the timing job writes none
+    import pandas as pd
 
 
 @contextmanager
@@ -77,6 +78,7 @@ class ParquetAppender:
 
     def append(self, table: Any) -> None:
         """Append a pandas DataFrame or a pyarrow Table."""
+        import pandas as pd
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -188,6 +190,8 @@ def join_csv(
     """Concatenate CSV tables (e.g. one per device) into one, and the joined table as text to
     ``log_path``; returns the joined table. A damaged input stops it with one line naming the file and the
     remedy."""
+    import pandas as pd
+
     from gdbench.inputs import require_readable
 
     require_readable(paths, log_path)

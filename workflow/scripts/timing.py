@@ -7,13 +7,12 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src")) 
 
 import logging
 
-from gdbench import io
 from gdbench.determinism import set_deterministic
 from gdbench.engines import DeviceError
 from gdbench.experiment import Experiment
 from gdbench.reads import record_done
 from gdbench.timing import measure_plan
-from gdbench.timing.results import timing_table
+from gdbench.timing.results import write_timing_csv
 
 with open(snakemake.log[0], "w") as log:
     sys.stderr = log
@@ -25,5 +24,5 @@ with open(snakemake.log[0], "w") as log:
     except DeviceError as exc:
         print(f"error: {exc}", file=log)
         sys.exit(f"gdbench: {exc}")
-    io.write_csv(timing_table(results), snakemake.output[0])
+    write_timing_csv(results, snakemake.output[0])  # no pandas in this process
     record_done(snakemake.params.reads, snakemake.params.record)

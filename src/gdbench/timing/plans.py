@@ -110,7 +110,7 @@ def runnable_processes() -> int | None:
         return None
 
 
-def wait_for_quiet(threads: int, timeout: float, poll: float = 0.1) -> bool:
+def wait_for_quiet(threads: int, timeout: float, poll: float = 0.05) -> bool:
     """Wait (up to ``timeout`` seconds) until the processes wanting a core leave ``threads``
     cores free for this one, three readings in a row; whether they did (True at once where the
     system does not say)."""

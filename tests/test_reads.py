@@ -71,13 +71,14 @@ def test_the_edge_and_theory_jobs_do_not_read_the_convergence_threshold() -> Non
 
 
 def test_a_shard_reads_its_own_runs_only() -> None:
-    """A training job's values name its runs' axes and datasets, not the other shard's."""
+    """A training job's values name its runs' axes and datasets, not the other shard's (the
+    jobs split by training cost: the first takes the lesson's runs and some of the noisy line's)."""
     config = check_config(
         {"grid": {"dataset": ["tutorial", "noisy"], "device": ["cpu"]}, "sharding": {"min_runs_per_job": 1}}
     )
     experiment = Experiment.from_checked(config, ["cpu"])
     first, second = (shard_values(experiment, s) for s in sorted(experiment.shards))
-    assert first["grid.dataset"] == ["tutorial"] and "datasets.tutorial.x" in first
+    assert first["grid.dataset"] == ["noisy", "tutorial"] and "datasets.tutorial.x" in first
     assert second["grid.dataset"] == ["noisy"] and "datasets.tutorial.x" not in second
 
 

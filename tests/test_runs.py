@@ -9,7 +9,7 @@ from helpers import run_spec
 
 from gdbench.config import check_config, load_config
 from gdbench.experiment import Experiment
-from gdbench.runs import RunSpec, resolve_devices, shard, shard_count
+from gdbench.runs import STEP_POINTS, RunSpec, resolve_devices, shard, shard_count, training_cost
 
 
 def ex(config):
@@ -55,10 +55,10 @@ def test_shard_count(n_runs: int, jobs: int, max_runs: int, expected: int) -> No
 
 @pytest.mark.parametrize(
     ("n_runs", "expected"),
-    [(70, 1), (594, 1), (10_000, 1), (19_999, 1), (20_000, 2), (100_000, 4), (100_001, 5)],
+    [(70, 1), (594, 1), (10_000, 1), (19_999, 1), (20_000, 2), (100_000, 2), (100_001, 3), (250_000, 5)],
 )
 def test_a_small_grid_is_one_training_job(n_runs: int, expected: int) -> None:
-    """With the default sharding (2 jobs per device, 10,000 to 25,000 runs a job), a grid the
+    """With the default sharding (2 jobs per device, 10,000 to 50,000 runs a job), a grid the
     size of the lesson's is one job: a second would pay torch's import and a join of its
     table for less training than that costs; big grids still fill the cores."""
     sharding = check_config({})["sharding"]
@@ -85,6 +85,71 @@ def test_uneven_shards_keep_every_run_in_order(n_runs: int, jobs: int, sizes: li
     shards = shard(runs, jobs_per_device=jobs, max_runs_per_job=1000)
     assert [len(shards[k]) for k in sorted(shards)] == sizes
     assert [r for k in sorted(shards) for r in shards[k]] == runs
+
+
+def _block_costs(shards: dict[str, list[RunSpec]], cost) -> list[float]:
+    return [sum(cost(r) for r in shards[k]) for k in sorted(shards)]
+
+
+def test_shards_of_a_small_and_a_big_dataset_hold_equal_training_cost() -> None:
+    """Runs of a 3-point dataset, then of a 64-point one: split by count, the second job would
+    hold ~3.7x the first one's work and run on long after it; split by cost, the jobs' costs
+    differ by less than one run's, and every run is still in exactly one job, in order."""
+    points = {"small": 3, "big": 64}
+    runs = [run_spec(name, 0.001 * (i + 1), 1, 100) for name in ("small", "big") for i in range(50)]
+
+    def cost(run: RunSpec) -> float:
+        return training_cost(run, points[run.dataset])
+
+    by_count = _block_costs(shard(runs, jobs_per_device=2, max_runs_per_job=1000), cost)
+    assert by_count[1] / by_count[0] > 3.5
+    shards = shard(runs, jobs_per_device=2, max_runs_per_job=1000, cost=cost)
+    assert [r for k in sorted(shards) for r in shards[k]] == runs
+    by_cost = _block_costs(shards, cost)
+    assert abs(by_cost[0] - by_cost[1]) <= cost(runs[-1])
+    assert {r.dataset for r in shards["cpu-001"]} == {"big"} and len(shards["cpu-000"]) > 50
+
+
+def test_runs_of_equal_cost_split_as_by_count() -> None:
+    """Where every run costs the same, the cost split is the count split (old results' jobs
+    keep their runs), including blocks that do not divide evenly."""
+    for n_runs, jobs in ((10, 3), (7, 2), (5, 4), (9, 2)):
+        runs = [run_spec("t", 0.01 * (i + 1), 1, 10) for i in range(n_runs)]
+        assert shard(runs, jobs, 1000, cost=lambda r: 7.0) == shard(runs, jobs, 1000)
+
+
+def test_a_costly_run_never_leaves_a_job_empty() -> None:
+    """One run costing more than all others together: each job still holds a run, all covered."""
+    runs = [run_spec("t", 0.01 * (i + 1), 1, 10) for i in range(6)]
+    shards = shard(runs, jobs_per_device=4, max_runs_per_job=1000, cost=lambda r: 1e9 if r.lr == 0.01 else 1.0)
+    assert all(shards.values()) and len(shards) == 4
+    assert [r for k in sorted(shards) for r in shards[k]] == runs
+
+
+def test_training_cost_counts_points_and_update_steps() -> None:
+    """Full batch: one step an epoch; minibatch: one per batch (a batch at least the data is full)."""
+    full = run_spec("t", 0.01, 1, 99)
+    assert training_cost(full, 64) == 100 * (64 + STEP_POINTS)
+    assert training_cost(RunSpec(**{**full.to_dict(), "batch_size": 10}), 64) == 100 * (64 + 7 * STEP_POINTS)
+    assert training_cost(RunSpec(**{**full.to_dict(), "batch_size": 64}), 64) == 100 * (64 + STEP_POINTS)
+
+
+def test_the_experiment_splits_its_grid_by_the_datasets_points() -> None:
+    """The default grid's two datasets (the lesson's 3 points, the noisy line's 64) on two jobs:
+    the jobs' costs are nearly equal, so the first job takes the lesson's runs and some of the
+    noisy line's."""
+    config = check_config({"grid": {"device": ["cpu"]}, "sharding": {"min_runs_per_job": 1}})
+    experiment = Experiment.from_checked(config, ["cpu"])
+    points = {"tutorial": 3, "noisy": 64}
+
+    def cost(run: RunSpec) -> float:
+        return training_cost(run, points[run.dataset])
+
+    first, second = (experiment.shards[k] for k in sorted(experiment.shards))
+    assert {r.dataset for r in first} == {"tutorial", "noisy"} and {r.dataset for r in second} == {"noisy"}
+    costs = [sum(map(cost, first)), sum(map(cost, second))]
+    assert abs(costs[0] - costs[1]) <= max(map(cost, experiment.runs))
+    assert [*first, *second] == list(experiment.runs)
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from gdbench.data import DatasetSpec, parse_dataset
 from gdbench.optimizers import OptimizerSpec, parse_optimizer
-from gdbench.runs import RunSpec, as_list, batch_size_value, resolve_devices, shard
+from gdbench.runs import RunSpec, as_list, batch_size_value, resolve_devices, shard, training_cost
 from gdbench.verdicts import Criteria
 
 if TYPE_CHECKING:  # the engines (and torch) load only when something is trained
@@ -162,12 +162,19 @@ class Experiment:
         grid = _grid(config["grid"], config["training"])
         runs = grid.runs(devices)
         sharding = _section(Sharding, config["sharding"])
-        shards = shard(runs, sharding.jobs_per_device, sharding.max_runs_per_job, sharding.min_runs_per_job)
+        datasets = {name: parse_dataset(name, raw) for name, raw in config["datasets"].items()}
+        shards = shard(
+            runs,
+            sharding.jobs_per_device,
+            sharding.max_runs_per_job,
+            sharding.min_runs_per_job,
+            _cost_of(datasets, Path(base_dir)),
+        )
         a = config["analysis"]
         return Experiment(
             config=config,
             base_dir=Path(base_dir),
-            datasets={name: parse_dataset(name, raw) for name, raw in config["datasets"].items()},
+            datasets=datasets,
             optimizers={name: parse_optimizer(name, raw) for name, raw in config["optimizers"].items()},
             grid=grid,
             devices=tuple(devices),
@@ -242,6 +249,19 @@ def resolve(config: Mapping[str, Any], devices: Sequence[str] | None = None, bas
     from gdbench.config import check_config
 
     return Experiment.from_checked(check_config(config, base_dir=base_dir), devices, base_dir)
+
+
+def _cost_of(datasets: Mapping[str, DatasetSpec], base_dir: Path) -> Callable[[RunSpec], float]:
+    """:func:`gdbench.runs.training_cost` of a run on its dataset's points (each dataset's
+    count taken once, and only when a device's runs are split at all)."""
+    points: dict[str, int] = {}
+
+    def cost(run: RunSpec) -> float:
+        if run.dataset not in points:
+            points[run.dataset] = datasets[run.dataset].n_points(base_dir)
+        return training_cost(run, points[run.dataset])
+
+    return cost
 
 
 def _grid(g: Mapping[str, Any], t: Mapping[str, Any]) -> Grid:

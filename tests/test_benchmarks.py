@@ -24,7 +24,7 @@ import workflow_walltime  # noqa: E402
     [
         (workflow_walltime.LESSON_GRID, 70, 1),
         (big_grids.GRIDS["10k"][0], 10_000, 1),
-        (big_grids.GRIDS["100k"][0], 100_000, 4),
+        (big_grids.GRIDS["100k"][0], 100_000, 2),
     ],
     ids=["lesson-70", "10k", "100k"],
 )

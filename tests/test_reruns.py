@@ -67,8 +67,16 @@ CASES = [
         "datasets.noisy.synthetic.noise",
         0.4,
         {"datasets": DEFAULT_DATASETS},
-        {TRAIN1, THEORY, EDGE, REPRODUCE},
+        {TRAIN0, TRAIN1, THEORY, EDGE, REPRODUCE},  # the jobs split by cost: both train noisy runs
         "datasets.noisy.synthetic.noise: 0.5 -> 0.4",
+    ),
+    # ... and only the first one the lesson's (a job never reruns for a dataset it does not train)
+    (
+        "datasets.tutorial.y",
+        [2, 4, 7],
+        {"datasets": DEFAULT_DATASETS},
+        {TRAIN0, THEORY, EDGE, REPRODUCE},
+        "datasets.tutorial.y",
     ),
     ("edge.rel_width", 1.0e-3, {}, {EDGE, PROVENANCE}, "edge.rel_width: 0.0001 -> 0.001"),
     ("verify.sample", 3, {}, {REPRODUCE, PROVENANCE}, "verify.sample: 4 -> 3"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import itertools
 import json
 import math
 import os
@@ -199,11 +200,8 @@ def _cost_bounds(costs: list[float], count: int) -> list[int] | None:
     (the equal-count split is that already)."""
     if len(set(costs)) <= 1:
         return None
-    total, bounds, running, j = sum(costs), [0], 0.0, 0
-    cumulative = [0.0]
-    for c in costs:
-        running += c
-        cumulative.append(running)
+    cumulative = list(itertools.accumulate(costs, initial=0.0))
+    total, bounds, j = cumulative[-1], [0], 0
     for i in range(1, count):
         target = total * i / count
         while j < len(costs) and cumulative[j + 1] <= target:

@@ -5,16 +5,23 @@
   show a ratio well above 1;
 * ``slurm-refusal``: how long a CUDA training job takes to fail on the single-node test
   cluster (``tests/cluster/slurm-up.sh``, which has no GPU): sbatch refuses it at once, so
-  this should be seconds, not a wait in the queue. Needs root and Slurm (see the script).
+  this should be seconds, not a wait in the queue. Needs root and Slurm (see the script);
+* ``teardown``: what a job process's end costs: a fresh process imports what a job imports
+  (torch alone; torch, ``torch._dynamo``, pandas and pyarrow, as the jobs that use
+  ``torch.optim`` and write tables; matplotlib, seaborn and pandas, as the plots job) and ends
+  either as Python ends (the interpreter's teardown) or with ``gdbench.shutdown.end_job``, the
+  two alternating: wall and CPU seconds per side (median) and the difference.
 
     python benchmarks/wallclock.py harness [--rounds 3]
     python benchmarks/wallclock.py slurm-refusal
+    python benchmarks/wallclock.py teardown [--pairs 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -103,13 +110,55 @@ def slurm_refusal() -> None:
         subprocess.run(["bash", str(cluster / "slurm-down.sh")], env=env, capture_output=True, text=True)
 
 
+#: What each kind of job imports, for ``teardown``.
+JOB_IMPORTS = {
+    "torch": "import torch",
+    "torch.optim + tables": "import torch, torch._dynamo, pandas, pyarrow.parquet",
+    "plots": "import pandas, gdbench.plots",
+}
+
+
+def cpu_of(code: str) -> tuple[float, float]:
+    """Wall and CPU seconds of a fresh ``python -c code`` (the package from ``src/``)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def teardown(pairs: int) -> None:
+    print(f"load before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
+    for label, imports in JOB_IMPORTS.items():
+        ends = {"interpreter's exit": imports, "end_job": f"{imports}\nfrom gdbench.shutdown import end_job\nend_job()"}
+        seconds: dict[str, list[tuple[float, float]]] = {side: [] for side in ends}
+        for i in range(pairs):  # alternating, the first side first in odd pairs
+            for side in list(ends)[:: 1 if i % 2 == 0 else -1]:
+                seconds[side].append(cpu_of(ends[side]))
+        medians = {side: [statistics.median(s[k] for s in seconds[side]) for k in (0, 1)] for side in ends}
+        (wall_a, cpu_a), (wall_b, cpu_b) = medians.values()
+        print(
+            f"{label:22s} interpreter's exit {wall_a:5.2f} s wall {cpu_a:5.2f} s CPU; end_job {wall_b:5.2f} s wall "
+            f"{cpu_b:5.2f} s CPU; saved {wall_a - wall_b:5.2f} s wall {cpu_a - cpu_b:5.2f} s CPU ({pairs} pairs)"
+        )
+    print(f"load after: {os.getloadavg()[0]:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
     sub.add_parser("harness").add_argument("--rounds", type=int, default=3)
     sub.add_parser("slurm-refusal")
+    sub.add_parser("teardown").add_argument("--pairs", type=int, default=5)
     args = parser.parse_args()
-    harness(args.rounds) if args.what == "harness" else slurm_refusal()
+    if args.what == "harness":
+        harness(args.rounds)
+    elif args.what == "teardown":
+        teardown(args.pairs)
+    else:
+        slurm_refusal()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The end of a run: the workflow's handlers cancel Snakemake's pending rate-limiter timers, so
-the finished process exits at once instead of up to a timespan later."""
+the finished process exits at once instead of up to a timespan later; a finished job's process
+ends without the interpreter's teardown (end_job)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import sys
 import textwrap
 import threading
 import time
+
+from helpers import REPO
 
 from gdbench.shutdown import cancel_pending_timers
 
@@ -46,3 +49,61 @@ def test_a_process_with_a_pending_timer_exits_at_once_once_they_are_cancelled() 
         seconds[how] = time.monotonic() - start
     assert seconds["keep"] > 1.9
     assert seconds["cancel"] < 1.5
+
+
+def run_script(body: str, tmp_path) -> subprocess.CompletedProcess[str]:
+    """``body`` as a fresh process's script (its stdout a pipe, so print is block-buffered)."""
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent(body))
+    return subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=60)
+
+
+def test_end_job_ends_at_once_with_status_0_having_run_the_exit_handlers_and_flushed(tmp_path) -> None:
+    done = run_script(
+        """
+        import atexit, logging, sys
+        from pathlib import Path
+        from gdbench.shutdown import end_job
+        out = Path(sys.argv[1])
+        logging.basicConfig(filename=out / "job.log", level=logging.INFO)
+        logging.info("logged")
+        atexit.register(lambda: (out / "atexit.txt").write_text("ran"))
+        print("printed, not flushed")
+        end_job()
+        (out / "after.txt").write_text("end_job returned")
+        raise SystemExit(3)
+        """,
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "printed, not flushed\n"
+    assert (tmp_path / "atexit.txt").read_text() == "ran"
+    assert "logged" in (tmp_path / "job.log").read_text()
+    assert not (tmp_path / "after.txt").exists()
+
+
+def test_end_job_leaves_a_process_with_work_in_another_thread_to_the_interpreter(tmp_path) -> None:
+    done = run_script(
+        """
+        import sys, threading, time
+        from pathlib import Path
+        from gdbench.shutdown import end_job
+        out = Path(sys.argv[1])
+        threading.Thread(target=lambda: (time.sleep(0.3), (out / "thread.txt").write_text("done"))).start()
+        end_job()
+        print("end_job returned")
+        """,
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "end_job returned\n"
+    assert (tmp_path / "thread.txt").read_text() == "done"
+
+
+def test_every_job_script_ends_with_end_job() -> None:
+    """A job's process skips the interpreter's teardown (gdbench.shutdown): its last statement."""
+    scripts = sorted((REPO / "workflow" / "scripts").glob("*.py"))
+    assert scripts
+    for script in scripts:
+        last = [line for line in script.read_text().splitlines() if line.strip() and not line.startswith("#")][-1]
+        assert last.split("#")[0].strip() == "end_job()", script.name

@@ -11,6 +11,7 @@ import pandas as pd
 from gdbench import io
 from gdbench.agreement import device_agreement
 from gdbench.inputs import check_inputs
+from gdbench.shutdown import end_job
 
 with open(snakemake.log[0], "w") as log:
     sys.stderr = log
@@ -21,3 +22,4 @@ with open(snakemake.log[0], "w") as log:
     io.write_csv(table, snakemake.output[0])
     agree = int(table["verdict_agrees"].sum()) if len(table) else 0
     print(f"{len(table)} run pairs compared, {agree} with equal verdicts", file=log)
+end_job()  # outputs written and closed: no interpreter teardown (gdbench.shutdown)

@@ -15,6 +15,7 @@ from gdbench.experiment import Experiment
 from gdbench.html_tables import write_interactive_table
 from gdbench.inputs import check_inputs
 from gdbench.reads import record_done
+from gdbench.shutdown import end_job
 
 
 def main(config, params, output, threads, log_path):
@@ -37,3 +38,4 @@ def main(config, params, output, threads, log_path):
 
 
 main(snakemake.config, snakemake.params, snakemake.output, snakemake.threads, snakemake.log[0])
+end_job()  # outputs written and closed: no interpreter teardown (gdbench.shutdown)

@@ -11,6 +11,7 @@ import pandas as pd
 from gdbench import plots
 from gdbench.inputs import check_inputs
 from gdbench.plots import reduction
+from gdbench.shutdown import end_job
 from gdbench.tables import AXES
 
 
@@ -62,3 +63,4 @@ with open(snakemake.log[0], "w") as log:
             name = key[: -len("_png")]
             globals()[name](snakemake.input, png, snakemake.output[f"{name}_svg"], log)
             print(f"drew {name}", file=log, flush=True)
+end_job()  # outputs written and closed: no interpreter teardown (gdbench.shutdown)

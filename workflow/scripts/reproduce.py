@@ -15,6 +15,7 @@ from gdbench.determinism import set_deterministic
 from gdbench.experiment import Experiment
 from gdbench.inputs import check_inputs
 from gdbench.reproduce import stored_threads, write_check
+from gdbench.shutdown import end_job
 from gdbench.verify import verify
 
 
@@ -45,3 +46,4 @@ io.write_text(
     "the lesson's log reproduced\n",
     line,
 )
+end_job()  # outputs written and closed: no interpreter teardown (gdbench.shutdown)

@@ -11,6 +11,7 @@ from gdbench.determinism import set_deterministic
 from gdbench.experiment import Experiment
 from gdbench.inputs import check_inputs
 from gdbench.reads import record_done
+from gdbench.shutdown import end_job
 from gdbench.verify import retrain_sample
 
 
@@ -30,3 +31,4 @@ def main(sm):
 
 
 main(snakemake)
+end_job()  # outputs written and closed: no interpreter teardown (gdbench.shutdown)

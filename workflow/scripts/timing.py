@@ -11,6 +11,7 @@ from gdbench.determinism import set_deterministic
 from gdbench.engines import DeviceError
 from gdbench.experiment import Experiment
 from gdbench.reads import record_done
+from gdbench.shutdown import end_job
 from gdbench.timing import measure_plan
 from gdbench.timing.results import write_timing_csv
 
@@ -26,3 +27,4 @@ with open(snakemake.log[0], "w") as log:
         sys.exit(f"gdbench: {exc}")
     write_timing_csv(results, snakemake.output[0])  # no pandas in this process
     record_done(snakemake.params.reads, snakemake.params.record)
+end_job()  # outputs written and closed: no interpreter teardown (gdbench.shutdown)

@@ -16,6 +16,7 @@ from gdbench.inputs import check_inputs
 from gdbench.pipeline import logged_runs, shard_values, train_chunks, training_log
 from gdbench.provenance import now, runtime
 from gdbench.reads import digest, record_done
+from gdbench.shutdown import end_job
 from gdbench.tables import concat_frames
 
 
@@ -65,3 +66,4 @@ def main(config, shard, params, output, threads, log_path):
 main(
     snakemake.config, snakemake.wildcards.shard, snakemake.params, snakemake.output, snakemake.threads, snakemake.log[0]
 )
+end_job()  # outputs written and closed: no interpreter teardown (gdbench.shutdown)

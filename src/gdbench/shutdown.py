@@ -48,6 +48,7 @@ def end_job() -> None:
         return
     atexit._run_exitfuncs()  # what the interpreter's exit runs first (logging.shutdown among them)
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        with contextlib.suppress(AttributeError, OSError, ValueError):  # None, or a log file already closed
-            stream.flush()
+        if stream is not None:
+            with contextlib.suppress(OSError, ValueError):  # a log file already closed
+                stream.flush()
     os._exit(0)

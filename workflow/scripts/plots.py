@@ -1,7 +1,9 @@
-"""The figures of rule plots' `<name>_png` outputs in one process: a function per figure (the
-joined tables', the findings', the timing's). Figures read the tables only (never the config)."""
+"""The figures of rule plots' `<name>_png` outputs: a function per figure (the joined tables',
+the findings', the timing's), drawn in the job's threads count of processes forked after the
+imports (gdbench.forked). Figures read the tables only (never the config)."""
 
 import sys
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # this checkout's gdbench
@@ -9,6 +11,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src")) 
 import pandas as pd
 
 from gdbench import plots
+from gdbench.forked import run_tasks
 from gdbench.inputs import check_inputs
 from gdbench.plots import reduction
 from gdbench.shutdown import end_job
@@ -55,12 +58,16 @@ def timing(inputs, png, svg, log):
     plots.timing(pd.read_csv(inputs.timing), png, svg)
 
 
+#: Relative cost of a figure when the figures are split over processes (others: 1): the
+#: convergence figure reads the trajectories and draws a line per run.
+WEIGHTS = {"convergence": 3.0}
+
 with open(snakemake.log[0], "w") as log:
     sys.stderr = log
     check_inputs(snakemake.input, log)
-    for key, png in snakemake.output.items():
-        if key.endswith("_png"):
-            name = key[: -len("_png")]
-            globals()[name](snakemake.input, png, snakemake.output[f"{name}_svg"], log)
-            print(f"drew {name}", file=log, flush=True)
+    out = dict(snakemake.output.items())
+    names = [key[: -len("_png")] for key in out if key.endswith("_png")]
+    draw = globals()
+    tasks = [(n, partial(draw[n], snakemake.input, out[f"{n}_png"], out[f"{n}_svg"], log)) for n in names]
+    run_tasks(tasks, snakemake.threads, log, WEIGHTS)
 end_job()  # outputs written and closed: no interpreter teardown (gdbench.shutdown)

@@ -8,7 +8,8 @@ The 100,000-run grid: the tutorial data and the noisy line of the default config
 rates (1e-4 to 0.19, geometric) x 500 seeds, plain SGD, 2000 epochs, `record_every: 10`, timing
 off. The 10,000-run grid: the tutorial data, the same 100 learning rates x 100 seeds, plain SGD,
 2000 epochs, every other setting the default (timing off). Each runs `snakemake --cores N` from a
-fresh folder. Printed: the load before and after, wall and CPU seconds, the peak resident memory
+fresh folder. Printed: the load and the host's speed (`workflow_walltime.host_speed`) before
+and after, wall and CPU seconds, the peak resident memory
 of the largest process (what `/usr/bin/time -v` reports as its maximum resident set size) and of
 all the run's processes together (sampled every 50 ms), each job's `benchmark:` record, and the
 bars (100,000 runs: <= 40 s and 2 GiB; 10,000 runs: <= 15 s).
@@ -26,7 +27,17 @@ import time
 from pathlib import Path
 
 import psutil
-from workflow_walltime import JOB_NOTE, MAX_LOAD_PER_CORE, REPO, fresh, job_seconds, load, others_running, snakemake
+from workflow_walltime import (
+    JOB_NOTE,
+    MAX_LOAD_PER_CORE,
+    REPO,
+    fresh,
+    host_speed,
+    job_seconds,
+    load,
+    others_running,
+    snakemake,
+)
 
 LRS = [round(1e-4 * (0.19 / 1e-4) ** (i / 99), 8) for i in range(100)]
 TUTORIAL = "  tutorial: {x: [1, 2, 3], y: [2, 4, 6]}\n"
@@ -83,6 +94,7 @@ def main() -> None:
     load_before, uptime = load()
     busy = others_running()
     print(f"before: {uptime} ({cores} CPUs; {busy} other processes running)")
+    print(f"host speed before: {host_speed()}")
     for name in GRIDS if args.grid == "both" else [args.grid]:
         text, bar = GRIDS[name]
         config = tmp / f"{name}.yaml"
@@ -98,6 +110,7 @@ def main() -> None:
             print(f"    {job:28s} {seconds:6.2f} {job_cpu:6.2f} {rss:>8s}")
         print(f"    ({JOB_NOTE})")
     print(f"\nafter: {load()[1]} (the averages include these runs' own load)")
+    print(f"host speed after: {host_speed()}")
     if load_before > MAX_LOAD_PER_CORE * cores or busy > 0:
         print(
             f"WARNING: the machine was not idle (load average {load_before:.2f} on {cores} CPUs, {busy} other "

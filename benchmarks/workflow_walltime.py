@@ -11,7 +11,8 @@ reproduce, verify and plots included), `snakemake --cores N` from a fresh folder
 `handwritten.py` on the same grid. The two sides alternate (workflow first in odd pairs, the
 script first in even ones, so a drift of the machine's speed affects both alike); each side's
 figures are the whole process tree's wall and CPU seconds. Printed: the machine's load before
-and after (and a warning when it was too high to trust), every run, wall and CPU per side
+and after (and a warning when it was too high to trust), the host's speed before and after
+(`import torch` and the lesson's loop in a fresh process: a host's speed drifts), every run, wall and CPU per side
 (median, min, max), the paired ratios workflow / script (median, min, max), and the seconds of
 each job of the last workflow run (its `benchmark:` records: wall, CPU, peak memory).
 """
@@ -113,6 +114,35 @@ JOB_NOTE = (
 )
 
 
+#: The host's speed for what a run spends its time on, in a fresh process: importing torch
+#: (every job that trains pays it) and the lesson's loop (what the hand-written script runs).
+HOST_PROBE = """
+import time
+start = time.process_time()
+import torch
+imported = time.process_time() - start
+torch.set_num_threads(1)
+x, y = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([2.0, 4.0, 6.0])
+W, b = torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)
+optimizer = torch.optim.SGD([W, b], lr=0.01)
+optimizer.step()
+start = time.process_time()
+for _ in range(2000):
+    cost = torch.mean((x * W + b - y) ** 2)
+    optimizer.zero_grad()
+    cost.backward()
+    optimizer.step()
+print(f"import torch {imported:.2f} s CPU, the lesson's loop {(time.process_time() - start) / 2000 * 1e6:.0f} us/epoch")
+"""
+
+
+def host_speed() -> str:
+    """What :data:`HOST_PROBE` prints: how fast this host is now, so that figures taken at
+    different times or on different hosts can be set side by side (a host's speed drifts)."""
+    done = subprocess.run([sys.executable, "-c", HOST_PROBE], capture_output=True, text=True, check=False)
+    return done.stdout.strip() or f"(the probe failed: {done.stderr.strip()[-200:]})"
+
+
 def spread(values: list[float]) -> str:
     return f"median {statistics.median(values):6.2f}, min {min(values):6.2f}, max {max(values):6.2f}"
 
@@ -138,6 +168,7 @@ def main() -> None:
     cores = os.cpu_count() or 1
     load_before, uptime_before = load()
     print(f"before: {uptime_before} ({cores} CPUs)")
+    print(f"host speed before: {host_speed()}")
     runs: dict[str, list[tuple[float, float]]] = {"workflow": [], "script": []}
     busy: list[int] = []
     for pair in range(pairs):
@@ -157,6 +188,7 @@ def main() -> None:
             )
     _, uptime_after = load()
     print(f"after:  {uptime_after} (the averages include these runs' own load)")
+    print(f"host speed after: {host_speed()}")
 
     grid = "70-run lesson grid" if args.grid == "lesson" else "default grid (cpu)"
     print(f"\n{grid}, snakemake --cores {args.cores} vs handwritten.py, {pairs} alternating pairs:")

@@ -3,6 +3,7 @@ and the 100,000- and 10,000-run grids, whose configs pass the workflow's own che
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -47,3 +48,11 @@ def test_the_big_grids_record_every_tenth_epoch_and_time_nothing() -> None:
 def test_paired_figures_are_summarised_as_median_min_max() -> None:
     """The walltime benchmark prints each side and each ratio as median, min and max."""
     assert workflow_walltime.spread([3.0, 1.0, 2.0]) == "median   2.00, min   1.00, max   3.00"
+
+
+def test_the_host_speed_probe_reports_torchs_import_and_the_lessons_loop() -> None:
+    """The benchmarks print the host's speed beside their figures (a host's speed drifts)."""
+    line = workflow_walltime.host_speed()
+    match = re.fullmatch(r"import torch (\d+\.\d\d) s CPU, the lesson's loop (\d+) us/epoch", line)
+    assert match, line
+    assert float(match[1]) > 0 and int(match[2]) > 0

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import socket
 import statistics
 import subprocess
@@ -32,6 +31,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+
+from workflow_walltime import timed  # noqa: E402  (a script folder, not a package)
 
 
 def lessons_loop(epochs: int = 2000) -> float:
@@ -118,25 +119,15 @@ JOB_IMPORTS = {
 }
 
 
-def cpu_of(code: str) -> tuple[float, float]:
-    """Wall and CPU seconds of a fresh ``python -c code`` (the package from ``src/``)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], env=env, check=True)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-
-
 def teardown(pairs: int) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}  # the package from src/
     print(f"load before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
     for label, imports in JOB_IMPORTS.items():
         ends = {"interpreter's exit": imports, "end_job": f"{imports}\nfrom gdbench.shutdown import end_job\nend_job()"}
         seconds: dict[str, list[tuple[float, float]]] = {side: [] for side in ends}
         for i in range(pairs):  # alternating, the first side first in odd pairs
             for side in list(ends)[:: 1 if i % 2 == 0 else -1]:
-                seconds[side].append(cpu_of(ends[side]))
+                seconds[side].append(timed([sys.executable, "-c", ends[side]], REPO, env))
         medians = {side: [statistics.median(s[k] for s in seconds[side]) for k in (0, 1)] for side in ends}
         (wall_a, cpu_a), (wall_b, cpu_b) = medians.values()
         print(

@@ -68,11 +68,11 @@ def others_running(samples: int = 5) -> int:
     return int(statistics.median(counts))
 
 
-def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
+def timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, float]:
     """Wall seconds and CPU seconds (the command and every process it waited for)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -115,24 +115,17 @@ JOB_NOTE = (
 
 
 #: The host's speed for what a run spends its time on, in a fresh process: importing torch
-#: (every job that trains pays it) and the lesson's loop (what the hand-written script runs).
-HOST_PROBE = """
-import time
+#: (every job that trains pays it) and the lesson's loop (what the hand-written script runs;
+#: ``wallclock.lessons_loop``, the lesson's code as written there).
+HOST_PROBE = f"""
+import sys, time
+sys.path.insert(0, {str(REPO / "benchmarks")!r})
 start = time.process_time()
 import torch
 imported = time.process_time() - start
 torch.set_num_threads(1)
-x, y = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([2.0, 4.0, 6.0])
-W, b = torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)
-optimizer = torch.optim.SGD([W, b], lr=0.01)
-optimizer.step()
-start = time.process_time()
-for _ in range(2000):
-    cost = torch.mean((x * W + b - y) ** 2)
-    optimizer.zero_grad()
-    cost.backward()
-    optimizer.step()
-print(f"import torch {imported:.2f} s CPU, the lesson's loop {(time.process_time() - start) / 2000 * 1e6:.0f} us/epoch")
+from wallclock import lessons_loop
+print(f"import torch {{imported:.2f}} s CPU, the lesson's loop {{lessons_loop() * 1e6:.0f}} us/epoch")
 """
 
 

@@ -24,6 +24,7 @@ def test_split_balances_the_weights_and_keeps_each_group_in_order() -> None:
     assert split(names, 1, {}) == [names]
     assert split(["a", "b"], 8, {}) == [["a"], ["b"]]  # never an empty group
     assert split(["a", "b", "c"], 2, {"a": 10.0}) == [["a"], ["b", "c"]]
+    assert split(["a", "b", "c", "d"], 2, {"d": 2.0}) == [["c", "d"], ["a", "b"]]  # "d" went first
 
 
 def pid_writer(out: Path, name: str):

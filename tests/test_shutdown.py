@@ -4,6 +4,7 @@ ends without the interpreter's teardown (end_job)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -52,10 +53,13 @@ def test_a_process_with_a_pending_timer_exits_at_once_once_they_are_cancelled() 
 
 
 def run_script(body: str, tmp_path) -> subprocess.CompletedProcess[str]:
-    """``body`` as a fresh process's script (its stdout a pipe, so print is block-buffered)."""
+    """``body`` as a fresh process's script (its stdout a pipe, so print is block-buffered: not
+    unbuffered by PYTHONUNBUFFERED)."""
     script = tmp_path / "job.py"
     script.write_text(textwrap.dedent(body))
-    return subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=60)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    cmd = [sys.executable, str(script), str(tmp_path)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
 
 
 def test_end_job_ends_at_once_with_status_0_having_run_the_exit_handlers_and_flushed(tmp_path) -> None:

@@ -60,16 +60,17 @@ def _run(tasks: Sequence[Task], log: TextIO) -> list[str]:
 
 def run_tasks(tasks: Sequence[Task], processes: int, log: TextIO, weights: Mapping[str, float] | None = None) -> None:
     """Run every task of ``tasks``, in up to ``processes`` processes: this one and children
-    forked from it, the tasks split by :func:`split` on ``weights``. Each task that ends is
-    logged (``done: NAME``); every task runs even when another fails, and then
-    :class:`TaskFailed` names the failed ones."""
+    forked from it, the tasks split by :func:`split` on ``weights``. The log says how many
+    processes run them and each task that ends (``done: NAME``); every task runs even when
+    another fails, and then :class:`TaskFailed` names the failed ones."""
     by_name = dict(tasks)
     groups = split([name for name, _ in tasks], processes, weights or {})
     can_fork = hasattr(os, "fork") and threading.active_count() == 1
+    # Flushed: nothing buffered at the fork, or the children would write it again.
+    print(f"{len(tasks)} tasks in {len(groups) if can_fork else 1} process(es)", file=log, flush=True)
     if len(groups) <= 1 or not can_fork:
         failed = _run(tasks, log)
     else:
-        log.flush()  # nothing buffered before the fork, or the children would write it again
         children = {}
         for group in groups[1:]:
             read_end, write_end = os.pipe()

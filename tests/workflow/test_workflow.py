@@ -115,6 +115,15 @@ def test_plots_are_real_images(small_run: Path) -> None:
         assert "<svg" in (plots / f"{name}.svg").read_text()[:2000], name
 
 
+def test_the_plots_job_draws_its_figures_in_two_processes(small_run: Path) -> None:
+    """Rule plots (threads: 2, the run's --cores 2) splits its figures over two processes
+    (gdbench.forked): its log says so and names every figure drawn."""
+    log = (results_of(small_run) / "logs" / "plots.log").read_text().splitlines()
+    figures = sorted(p.stem for p in (results_of(small_run) / "plots").glob("*.png"))
+    assert f"{len(figures)} tasks in 2 process(es)" in log
+    assert sorted(line.removeprefix("done: ") for line in log if line.startswith("done: ")) == figures
+
+
 def test_provenance(small_run: Path) -> None:
     """Provenance names versions, machine, config (and hash), commit and times."""
     p = json.loads((results_of(small_run) / "provenance.json").read_text())

@@ -28,10 +28,12 @@ include: "workflow/rules/edge.smk"
 onstart:
     offer_gpu()
     print(startup_message())
+    start_warm_process()
 
 
 onsuccess:
     print(end_of_run_message(reproducibility_message(), *last_lines_paths()))
+    stop_warm_process()
     cancel_pending_timers()
 
 
@@ -40,6 +42,7 @@ onerror:
     print(
         f"gdbench: a job failed; see its log under {RESULTS}/logs (finished jobs' outputs are kept)"
     )
+    stop_warm_process()
     cancel_pending_timers()
 
 

@@ -5,6 +5,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # this checkout's gdbench
 
+from gdbench.warmstart import delegate
+
+delegate()  # a local run's warm process runs this job in a fresh child (gdbench.warmstart)
+
 import logging
 
 from gdbench.determinism import set_deterministic

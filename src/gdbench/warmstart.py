@@ -1,29 +1,31 @@
-"""Warm start: a local run's jobs start from one process that has imported torch already.
+"""Warm start: a local run's jobs start from processes that have imported torch already.
 
 Every job of a run is a Python process, and most of a small grid's seconds go into starting
 them: ``import torch`` costs 1.0-1.3 s of CPU, pandas and pyarrow 0.3 s more, ``torch._dynamo``
-(which ``torch.optim``'s first ``step`` imports) another 1.0 s, while a job of the 70-run first
-grid trains for a fraction of a second. A local run therefore starts one *warm process*
-(``python -m gdbench.warmstart``, from the workflow's ``onstart``) that imports all of that
-once and then serves the run's jobs: each job's script, started by Snakemake as usual, asks it
-(:func:`delegate`, the script's first statement after its path line) and the warm process forks
-a fresh child that runs the script with the job's working folder, environment, arguments and
-standard streams; the job's process waits for that child, passes it the signals it gets
-(Snakemake stopping a job), and exits with its status. The child is a new process that has
-trained nothing: what it computes does not depend on the other jobs (the tables are the same
-bit for bit, as the tests check), and ``snakemake verify`` still re-trains in a process of its
-own, started afresh.
+(which ``torch.optim``'s optimizers import when built) another 1.0 s, matplotlib 0.5 s, while a
+job of the 70-run first grid trains for a fraction of a second. A local run therefore starts
+*warm processes* (``python -m gdbench.warmstart SOCKET KIND``, from the workflow's
+``onstart``), one per kind of :data:`KINDS`: ``torch`` for the jobs that train or time,
+``plots`` for the plots job. Each imports its set once, the two at once on two cores while
+Snakemake starts the run, and then serves jobs: each job's script, started by Snakemake as
+usual, asks its kind's process (:func:`delegate`, the script's first statement after its path
+line) and that process forks a fresh child that runs the script with the job's working folder,
+environment, arguments and standard streams; the job's process waits for that child, passes it
+the signals it gets (Snakemake stopping a job), and exits with its status. The child is a new
+process that has trained nothing: what it computes does not depend on the other jobs (the
+tables are the same bit for bit, as the tests check), and ``snakemake verify`` still
+re-trains in a process of its own, started afresh.
 
-Where the warm process cannot serve (not started, not Linux, gone, a peer of another user), a
-job runs in its own process as before: the warm start only ever saves time. It is not used by
+Where no warm process serves (not started, not Linux, gone, a peer of another user), a job
+runs in its own process as before: the warm start only ever saves time. It is not used by
 cluster runs (each job runs where the cluster puts it), with ``--use-conda`` or containers
 (another interpreter), for grids with CUDA devices (CUDA cannot start in a forked process), or
-with ``GDBENCH_WARM_START=0`` in the environment. The warm process ends when the run ends, and
-by itself when the Snakemake process that started it is gone.
+with ``GDBENCH_WARM_START=0`` in the environment. The warm processes end when the run ends,
+and by themselves when the Snakemake process that started them is gone.
 
 Snakemake's ``benchmark:`` records measure the job's own process, which only waits: a served
-job's CPU seconds and peak memory are in the warm process's log instead (one line per job,
-from the kernel's account of the child), ``.snakemake/gdbench/warm_start.log``.
+job's wall and CPU seconds and peak memory are in its warm process's log instead (one line per
+job, from the kernel's account of the child), ``.snakemake/gdbench/warm_start_<kind>.log``.
 """
 
 from __future__ import annotations
@@ -38,39 +40,55 @@ import struct
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-#: The environment variable that names the warm process's socket (set for the run's jobs).
-SOCKET_ENV = "GDBENCH_WARM_SOCKET"
+#: The environment variable that names the folder of the warm processes' sockets (set for the
+#: run's jobs): one socket per kind, ``<kind>.socket``.
+SOCKET_ENV = "GDBENCH_WARM_SOCKETS"
 #: ``GDBENCH_WARM_START=0`` (or ``off``, ``false``, ``no``): the run starts no warm process.
 SWITCH_ENV = "GDBENCH_WARM_START"
-#: What the warm process imports before it serves: what the jobs import (the plots job's
-#: matplotlib and seaborn too: one job, so importing them there costs the same).
-PRELOAD = (
-    "numpy",
-    "pandas",
-    "pyarrow",
-    "pyarrow.parquet",
-    "torch",
-    "torch._dynamo",
-    "gdbench.edge",
-    "gdbench.experiment",
-    "gdbench.pipeline",
-    "gdbench.reproduce",
-    "gdbench.tables",
-    "gdbench.timing",
-    "gdbench.verify",
-)
+#: The kinds of warm process and what each imports before it serves: what its jobs import.
+#: Two processes, so that the two sets import at once on two cores while Snakemake starts the
+#: run; ``plots`` serves the plots job, which needs no torch, ``torch`` the others.
+KINDS: dict[str, tuple[str, ...]] = {
+    "torch": (
+        "numpy",
+        "pandas",
+        "pyarrow",
+        "pyarrow.parquet",
+        "torch",
+        "torch._dynamo",  # torch.optim's optimizers import it when built (the loop engine)
+        "gdbench.edge",
+        "gdbench.experiment",
+        "gdbench.pipeline",
+        "gdbench.reproduce",
+        "gdbench.tables",
+        "gdbench.timing",
+        "gdbench.verify",
+    ),
+    "plots": (
+        "numpy",
+        "pandas",
+        "pyarrow",
+        "pyarrow.parquet",
+        "matplotlib",
+        "gdbench.plots",
+        "gdbench.plots.style",
+        "gdbench.forked",
+    ),
+}
 #: Imported too where they can be: the code Snakemake puts before each job's script.
 OPTIONAL = ("snakemake.script",)
-#: The log of the warm process, under the run's working folder.
-LOG = Path(".snakemake") / "gdbench" / "warm_start.log"
+#: The warm processes' log folder, under the run's working folder (``<kind>.log``).
+LOG_DIR = Path(".snakemake") / "gdbench"
 
 _MAGIC = b"GDBW"
 _HEADER = struct.Struct("!4sI")  # magic, payload length
 _INT = struct.Struct("!i")
+#: The jobs a warm process runs: child pid -> (the job's connection, its script, its start).
+_Jobs = dict[int, tuple[socket.socket, str, float]]
 #: True in a process the warm process forked for a job: :func:`delegate` returns at once there.
 _SERVING_JOB = False
 
@@ -93,20 +111,29 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
     return data
 
 
-def delegate() -> None:
-    """Run this job's script in a child of the warm process and exit with its status; return
-    at once (the script then runs here, as without a warm start) where none serves.
+def socket_path(folder: str | Path, kind: str) -> Path:
+    """Where the warm process of ``kind`` listens, in the run's socket folder."""
+    return Path(folder) / f"{kind}.socket"
+
+
+def delegate(kind: str) -> None:
+    """Run this job's script in a child of the warm process of ``kind`` (a key of
+    :data:`KINDS`) and exit with its status; return at once (the script then runs here, as
+    without a warm start) where none serves.
 
     Call it first in a workflow script, after the line that puts this checkout's ``src`` on
     the path: it imports nothing heavy.
     """
-    path = os.environ.get(SOCKET_ENV)
-    if _SERVING_JOB or not path or not hasattr(socket, "send_fds"):
+    folder = os.environ.get(SOCKET_ENV)
+    if _SERVING_JOB or not folder or not hasattr(socket, "send_fds"):
+        return
+    path = socket_path(folder, kind)
+    if not path.exists():  # this kind was not started for the run
         return
     request = json.dumps({"argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.connect(path)
+        sock.connect(str(path))
         socket.send_fds(sock, [_HEADER.pack(_MAGIC, len(request))], [0, 1, 2])
         sock.sendall(request)
         answer = _recv_exact(sock, _INT.size)  # waits while the warm process is still importing
@@ -139,61 +166,78 @@ def delegate() -> None:
 
 
 class WarmStart:
-    """A started warm process: its socket (in :data:`SOCKET_ENV` for the run's jobs) and
-    :meth:`stop`."""
+    """The run's started warm processes: their socket folder (in :data:`SOCKET_ENV` for the
+    run's jobs) and :meth:`stop`."""
 
-    def __init__(self, process: Any, folder: Path, log: Path) -> None:
-        self.process = process
+    def __init__(self, processes: dict[str, Any], folder: Path, logs: Path) -> None:
+        self.processes = processes
         self.folder = folder
-        self.socket = folder / "socket"
-        self.log = log
+        self.logs = logs
 
     def stop(self, timeout: float = 5.0) -> None:
-        """End the warm process (it waits for no job: the run's are done) and remove its socket."""
+        """End the warm processes (they wait for no job: the run's are done) and remove their
+        sockets."""
         import subprocess
 
-        if os.environ.get(SOCKET_ENV) == str(self.socket):
+        if os.environ.get(SOCKET_ENV) == str(self.folder):
             del os.environ[SOCKET_ENV]
-        if self.process.poll() is None:
-            self.process.terminate()
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
             try:
-                self.process.wait(timeout)
+                process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        with contextlib.suppress(OSError):
-            self.socket.unlink()
+                process.kill()
+                process.wait()
+        for kind in self.processes:
+            with contextlib.suppress(OSError):
+                socket_path(self.folder, kind).unlink()
         with contextlib.suppress(OSError):
             self.folder.rmdir()
 
 
-def start(src: str | Path, workdir: str | Path = ".") -> WarmStart:
-    """Start the warm process (this interpreter, ``src`` first on its path) and name its socket
-    in :data:`SOCKET_ENV`, which the jobs this process starts inherit. It imports while the
-    first jobs connect: they wait for it."""
+def start(kinds: Sequence[str], src: str | Path, workdir: str | Path = ".") -> WarmStart:
+    """Start a warm process of each of ``kinds`` (this interpreter, ``src`` first on its path)
+    and name their socket folder in :data:`SOCKET_ENV`, which the jobs this process starts
+    inherit. They import at once, each on a core of its own where there are two (the
+    plots' set is done before the timing job measures), while the first jobs connect: those
+    wait for them."""
     import subprocess
 
-    folder = Path(tempfile.mkdtemp(prefix="gdbench-warm-"))  # private (0700): the socket's place
-    log = Path(workdir) / LOG
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as fh:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gdbench.warmstart", str(folder / "socket")],
-            stdin=subprocess.DEVNULL,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")]))},
-            cwd=workdir,
-        )
-    warm = WarmStart(process, folder, log)
-    os.environ[SOCKET_ENV] = str(warm.socket)
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        raise ValueError(f"no warm process of kind {', '.join(unknown)} (kinds: {', '.join(KINDS)})")
+    folder = Path(tempfile.mkdtemp(prefix="gdbench-warm-"))  # private (0700): the sockets' place
+    logs = Path(workdir) / LOG_DIR
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")]))}
+    processes = {}
+    for kind in kinds:
+        with (logs / f"warm_start_{kind}.log").open("w") as fh:
+            processes[kind] = subprocess.Popen(
+                [sys.executable, "-m", "gdbench.warmstart", str(socket_path(folder, kind)), kind],
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=workdir,
+            )
+    # a job may come before a process has bound its socket: wait for the sockets (a few ms)
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline and not all(
+        socket_path(folder, kind).exists() or processes[kind].poll() is not None for kind in kinds
+    ):
+        time.sleep(0.002)
+    warm = WarmStart(processes, folder, logs)
+    os.environ[SOCKET_ENV] = str(folder)
     return warm
 
 
 # --- the warm process -----------------------------------------------------------------------
 
 
-def _preload(modules: Sequence[str], optional: Sequence[str], say: Any) -> None:
+def _preload(modules: Sequence[str], optional: Sequence[str], say: Callable[[str], None]) -> None:
     import importlib
 
     started = time.process_time()
@@ -266,14 +310,15 @@ def _run_job(request: dict[str, Any], fds: list[int]) -> int:
     return code
 
 
-def serve(path: str, modules: Sequence[str] = PRELOAD, optional: Sequence[str] = OPTIONAL) -> None:
+def serve(path: str, modules: Sequence[str], optional: Sequence[str] = OPTIONAL) -> None:
     """The warm process: listen at ``path``, import ``modules``, then fork a child per job
     request until told to stop (SIGTERM) or its parent is gone."""
     import gc
     import threading
 
     def say(message: str) -> None:
-        print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
+        now = time.time()
+        print(f"{time.strftime('%H:%M:%S', time.localtime(now))}.{int(now % 1 * 1000):03d} {message}", flush=True)
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the jobs; Snakemake ends this one
     stopping = False
@@ -287,6 +332,7 @@ def serve(path: str, modules: Sequence[str] = PRELOAD, optional: Sequence[str] =
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)  # at once: jobs that come while this imports wait in the queue
     listener.listen(128)
+    say(f"started (pid {os.getpid()})")
     _preload(modules, optional, say)
     if threading.active_count() != 1:
         say("a thread is running after the imports: no fork is safe here; the jobs run in their own processes")
@@ -301,7 +347,7 @@ def serve(path: str, modules: Sequence[str] = PRELOAD, optional: Sequence[str] =
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
     selector.register(wake_r, selectors.EVENT_READ)
-    jobs: dict[int, tuple[socket.socket, str, float]] = {}  # child pid -> (job's connection, script, start)
+    jobs: _Jobs = {}
     say(f"serving at {path}")
     while not stopping and os.getppid() == parent:
         for key, _events in selector.select(timeout=1.0):
@@ -313,14 +359,13 @@ def serve(path: str, modules: Sequence[str] = PRELOAD, optional: Sequence[str] =
                 with contextlib.suppress(BlockingIOError):
                     os.read(wake_r, 512)
             else:  # a job's process went away (Snakemake killed it): so does its child
-                conn = key.fileobj
-                assert isinstance(conn, socket.socket)
+                gone = key.fileobj
                 for child, (job_conn, script, _) in jobs.items():
-                    if job_conn is conn:
+                    if job_conn is gone:
                         with contextlib.suppress(ProcessLookupError):
                             os.kill(child, signal.SIGKILL)
                         say(f"job {script} (pid {child}): its job's process is gone; stopped")
-                selector.unregister(conn)
+                selector.unregister(gone)
         _reap(jobs, selector, say)
     for child in jobs:
         with contextlib.suppress(ProcessLookupError):
@@ -333,7 +378,23 @@ def serve(path: str, modules: Sequence[str] = PRELOAD, optional: Sequence[str] =
         os.unlink(path)
 
 
-def _accept(conn, listener, selector, jobs, wake_r, wake_w, say) -> None:  # type: ignore[no-untyped-def]
+def _script_name(path: str) -> str:
+    """A job's script as its log line names it: ``train.py`` for Snakemake's copy of it,
+    ``.snakemake/scripts/tmpXXXXXXXX.train.py``."""
+    name = Path(path).name
+    prefix, _, rest = name.partition(".")
+    return rest if prefix.startswith("tmp") and "." in rest else name
+
+
+def _accept(
+    conn: socket.socket,
+    listener: socket.socket,
+    selector: selectors.BaseSelector,
+    jobs: _Jobs,
+    wake_r: int,
+    wake_w: int,
+    say: Callable[[str], None],
+) -> None:
     if _peer_uid(conn) not in (None, os.getuid()):
         conn.close()
         return
@@ -345,7 +406,7 @@ def _accept(conn, listener, selector, jobs, wake_r, wake_w, say) -> None:  # typ
         conn.close()
         return
     request, fds = received
-    script = Path(request["argv"][0]).name if request.get("argv") else "?"
+    script = _script_name(request["argv"][0]) if request.get("argv") else "?"
     child = os.fork()
     if child == 0:  # the job's process from here on
         code = 1
@@ -368,10 +429,11 @@ def _accept(conn, listener, selector, jobs, wake_r, wake_w, say) -> None:  # typ
         os.close(fd)
     conn.sendall(_INT.pack(child))
     jobs[child] = (conn, script, time.monotonic())
+    say(f"job {script} (pid {child}): started")
     selector.register(conn, selectors.EVENT_READ)
 
 
-def _reap(jobs, selector, say, block: bool = False) -> None:  # type: ignore[no-untyped-def]
+def _reap(jobs: _Jobs, selector: selectors.BaseSelector, say: Callable[[str], None], block: bool = False) -> None:
     while jobs:
         try:
             child, status, usage = os.wait4(-1, 0 if block else os.WNOHANG)
@@ -402,4 +464,4 @@ if __name__ == "__main__":
     # _SERVING_JOB their forked process must see.
     from gdbench import warmstart
 
-    warmstart.serve(sys.argv[1])
+    warmstart.serve(sys.argv[1], warmstart.KINDS[sys.argv[2]])

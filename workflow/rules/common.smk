@@ -88,30 +88,43 @@ def offer_gpu():
         workflow.register_resource("gpu", 1)
 
 
-# The rules whose scripts a local run's warm process serves (gdbench.warmstart). Not rule
-# verify's: it re-trains in a process of its own, started afresh.
-WARM_RULES = {"train", "edge", "timing", "retrain", "plots"}
-WARM = []  # the run's warm process, once started
+# The rules whose scripts a local run's warm processes serve, by kind (gdbench.warmstart). Not
+# the script of `snakemake verify`, which re-trains in a process of its own, started afresh.
+WARM_RULES = {
+    "train": "torch",
+    "edge": "torch",
+    "timing": "torch",
+    "retrain": "torch",
+    "plots": "plots",
+}
+WARM = []  # the run's warm processes, once started
 
 
 def start_warm_process():
-    """A local run about to start two or more jobs of WARM_RULES starts the warm process: they
-    fork from it instead of each importing torch (gdbench.warmstart says why and when not)."""
+    """A local run about to start two or more jobs of WARM_RULES starts a warm process of each
+    kind they need: they fork from it instead of each importing torch or matplotlib
+    (gdbench.warmstart says why and when not)."""
     from gdbench import warmstart
 
+    # not with conda or containers (another Python), nor CUDA (it cannot start in a fork)
     if not (
         warmstart.enabled()
         and sys.platform.startswith("linux")
         and workflow.local_exec
         and workflow.is_main_process
         and not workflow.touch
-        and not workflow.deployment_settings.deployment_method  # conda, containers: another Python
-        and all(device == "cpu" for device in DEVICES)  # CUDA cannot start in a forked process
+        and not workflow.deployment_settings.deployment_method
+        and all(device == "cpu" for device in DEVICES)
     ):
         return
-    jobs = [job for job in workflow.dag.needrun_jobs() if job.rule.name in WARM_RULES]
-    if len(jobs) >= 2:
-        WARM.append(warmstart.start(Path(workflow.basedir) / "src"))
+    needed = [
+        WARM_RULES[job.rule.name]
+        for job in workflow.dag.needrun_jobs()
+        if job.rule.name in WARM_RULES
+    ]
+    if len(needed) >= 2:
+        kinds = [kind for kind in warmstart.KINDS if kind in needed]
+        WARM.append(warmstart.start(kinds, Path(workflow.basedir) / "src"))
 
 
 def stop_warm_process():

@@ -1,5 +1,6 @@
 # Reproducibility: re-train a sample of runs from scratch and compare bit for bit. Rule
-# retrain re-trains the sample and the lesson in its own process, from the config alone (so
+# retrain re-trains the sample and the lesson in its own process (in a local run, a fresh
+# child of a warm process that has trained nothing: gdbench.warmstart), from the config alone (so
 # any free core will do; it has the default priority, below the jobs the plots wait for:
 # timing, train, edge); rule reproduce compares them with the joined tables and writes the
 # check (PASSED or FAILED) for the report, and rule reproducibility_gate fails the default

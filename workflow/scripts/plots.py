@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src")) 
 
 from gdbench.warmstart import delegate
 
-delegate()  # a local run's warm process runs this job in a fresh child (gdbench.warmstart)
+delegate("plots")  # a local run's warm process runs this job in a fresh child (gdbench.warmstart)
 
 import pandas as pd
 

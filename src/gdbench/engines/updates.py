@@ -25,6 +25,9 @@ float64, alone and in batches of several sizes), not by this argument alone.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 
 from gdbench.optimizers import OptimizerSpec
@@ -112,8 +115,11 @@ class AdamUpdate:
 Update = SGDUpdate | AdamUpdate
 
 
-def make_update(spec: OptimizerSpec, lrs: list[float], dtype: torch.dtype, device: torch.device) -> Update:
+def make_update(
+    spec: OptimizerSpec, lrs: Sequence[float] | np.ndarray, dtype: torch.dtype, device: torch.device
+) -> Update:
     """The update of ``spec`` for runs with learning rates ``lrs`` (fresh optimizer state)."""
+    lr64 = torch.tensor(np.asarray(lrs, dtype=np.float64))  # a copy of the config's floats, as they are
     if spec.kind == "adam":
-        return AdamUpdate(spec, torch.tensor(lrs, dtype=torch.float64, device=device), dtype)
-    return SGDUpdate(spec, -torch.tensor(lrs, dtype=dtype, device=device))
+        return AdamUpdate(spec, lr64.to(device), dtype)
+    return SGDUpdate(spec, -lr64.to(device=device, dtype=dtype))

@@ -239,3 +239,77 @@ def test_the_workflow_scripts_hand_their_job_over_before_importing_anything_heav
     for name, kind in kinds.items():
         assert f'"{name}": "{kind}"' in common, name
     assert "delegate" not in (scripts / "reproduce.py").read_text()  # `snakemake verify`: afresh, its own process
+
+
+def test_an_early_job_starts_before_the_rest_is_imported_and_the_others_after(tmp_path: Path) -> None:
+    """``early``: the timing job forks once its modules are in; the others wait for the rest
+    (their children then have it: they do not import it again)."""
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    for name in ("slow_first", "slow_rest"):
+        (modules / f"{name}.py").write_text("import time\ntime.sleep(1.5)\n")
+    folder = Path(tempfile.mkdtemp(prefix="gdbench-warm-test-"))
+    path = str(warmstart.socket_path(folder, "light"))
+    code = (
+        "from gdbench import warmstart; "
+        f"warmstart.serve({path!r}, ['slow_first', 'slow_rest'], (), early=(1, ('early.py',)))"
+    )
+    log = tmp_path / "warm.log"
+    pythonpath = os.pathsep.join([str(REPO / "src"), str(modules)])
+    server = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": pythonpath},
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while "started (pid" not in log.read_text():  # bound and importing slow_first
+            assert time.monotonic() < deadline and server.poll() is None, log.read_text()
+            time.sleep(0.01)
+        script = (
+            "from gdbench.warmstart import delegate\ndelegate('light')\nimport sys\nprint('slow_rest' in sys.modules)\n"
+        )
+        environ = {**os.environ, "PYTHONPATH": str(REPO / "src"), warmstart.SOCKET_ENV: str(folder)}
+        jobs = {}
+        for name in ("late.py", "early.py"):
+            (tmp_path / name).write_text(script)
+            jobs[name] = subprocess.Popen(
+                [sys.executable, str(tmp_path / name)], env=environ, stdout=subprocess.PIPE, text=True
+            )
+        seen = {name: job.communicate(timeout=30)[0].strip() for name, job in jobs.items()}
+        assert seen == {"early.py": "False", "late.py": "True"}, log.read_text()
+        lines = log.read_text().splitlines()
+        order = [
+            next(i for i, line in enumerate(lines) if text in line)
+            for text in ("job early.py", "imported slow_rest", "job late.py")
+        ]
+        assert order == sorted(order), lines
+    finally:
+        server.terminate()
+        server.wait(10)
+        for leftover in folder.iterdir():
+            leftover.unlink()
+        folder.rmdir()
+
+
+def test_the_timing_jobs_early_modules_are_what_its_script_imports() -> None:
+    """The timing job starts before pandas is imported: its script and what it imports must
+    need nothing outside EARLY's modules (else it imports them itself, on the critical path)."""
+    count, scripts = warmstart.EARLY["torch"]
+    assert scripts == ("timing.py",)
+    early = warmstart.KINDS["torch"][:count]
+    lines = [line for line in (REPO / "workflow" / "scripts" / "timing.py").read_text().splitlines()]
+    imports = "\n".join(line for line in lines if line.startswith(("import ", "from ")))
+    probe = f"import sys\nfor m in {list(early)!r}: __import__(m)\nbefore = set(sys.modules)\n{imports}\n"
+    probe += (
+        "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in ('pandas', 'pyarrow', 'matplotlib')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        check=True,
+    ).stdout
+    assert out.strip() == "[]"

@@ -52,20 +52,25 @@ SWITCH_ENV = "GDBENCH_WARM_START"
 #: The kinds of warm process and what each imports before it serves: what its jobs import.
 #: Two processes, so that the two sets import at once on two cores while Snakemake starts the
 #: run; ``plots`` serves the plots job, which needs no torch, ``torch`` the others.
+_TIMING_JOB = (
+    "numpy",
+    "torch",
+    "torch._dynamo",  # torch.optim's optimizers import it when built (the loop engine)
+    "gdbench.experiment",
+    "gdbench.timing.harness",
+    "gdbench.timing.plans",
+    "gdbench.timing.results",
+)
 KINDS: dict[str, tuple[str, ...]] = {
     "torch": (
-        "numpy",
+        *_TIMING_JOB,  # the timing job starts once these are in (EARLY)
         "pandas",
         "pyarrow",
         "pyarrow.parquet",
-        "torch",
-        "torch._dynamo",  # torch.optim's optimizers import it when built (the loop engine)
         "gdbench.edge",
-        "gdbench.experiment",
         "gdbench.pipeline",
         "gdbench.reproduce",
         "gdbench.tables",
-        "gdbench.timing",
         "gdbench.verify",
     ),
     "plots": (
@@ -79,6 +84,11 @@ KINDS: dict[str, tuple[str, ...]] = {
         "gdbench.forked",
     ),
 }
+#: The jobs a warm process starts before its imports are done, by kind: (how many of its
+#: modules they need, their scripts). The timing job (on a small grid's critical path: the
+#: plots wait for it) imports no pandas: it starts 0.3-0.4 s sooner, and the other jobs,
+#: which would share its cores, wait for the rest.
+EARLY: dict[str, tuple[int, tuple[str, ...]]] = {"torch": (len(_TIMING_JOB), ("timing.py",))}
 #: Imported too where they can be: the code Snakemake puts before each job's script.
 OPTIONAL = ("snakemake.script",)
 #: The warm processes' log folder, under the run's working folder (``<kind>.log``).
@@ -310,10 +320,18 @@ def _run_job(request: dict[str, Any], fds: list[int]) -> int:
     return code
 
 
-def serve(path: str, modules: Sequence[str], optional: Sequence[str] = OPTIONAL) -> None:
+def serve(
+    path: str, modules: Sequence[str], optional: Sequence[str] = OPTIONAL, early: tuple[int, Sequence[str]] = (0, ())
+) -> None:
     """The warm process: listen at ``path``, import ``modules``, then fork a child per job
-    request until told to stop (SIGTERM) or its parent is gone."""
+    request until told to stop (SIGTERM) or its parent is gone.
+
+    ``early`` = (k, scripts): the jobs of ``scripts`` are served once the first k of
+    ``modules`` (and ``optional``) are imported, the others once all are; the rest are
+    imported one at a time between the loop's turns (:data:`EARLY`).
+    """
     import gc
+    import importlib
     import threading
 
     def say(message: str) -> None:
@@ -333,47 +351,25 @@ def serve(path: str, modules: Sequence[str], optional: Sequence[str] = OPTIONAL)
     listener.bind(path)  # at once: jobs that come while this imports wait in the queue
     listener.listen(128)
     say(f"started (pid {os.getpid()})")
-    _preload(modules, optional, say)
-    if threading.active_count() != 1:
-        say("a thread is running after the imports: no fork is safe here; the jobs run in their own processes")
-        listener.close()
-        return
-    gc.freeze()  # the imported objects stay where they are: the children share their pages
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_r, False)
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)  # a child's end wakes the loop
-    selector = selectors.DefaultSelector()
-    selector.register(listener, selectors.EVENT_READ)
-    selector.register(wake_r, selectors.EVENT_READ)
-    jobs: _Jobs = {}
-    say(f"serving at {path}")
+    count, early_scripts = early
+    first, pending = (list(modules[:count]), list(modules[count:])) if early_scripts else (list(modules), [])
+    _preload(first, optional, say)
+    server = _Server(listener, say)
+    later = f" ({', '.join(early_scripts)}; the others after {len(pending)} more imports)" if pending else ""
+    say(f"serving at {path}{later}")
+    started = time.process_time()
     while not stopping and os.getppid() == parent:
-        for key, _events in selector.select(timeout=1.0):
-            if key.fileobj is listener:
-                with contextlib.suppress(BlockingIOError):
-                    conn, _ = listener.accept()
-                    _accept(conn, listener, selector, jobs, wake_r, wake_w, say)
-            elif key.fileobj == wake_r:
-                with contextlib.suppress(BlockingIOError):
-                    os.read(wake_r, 512)
-            else:  # a job's process went away (Snakemake killed it): so does its child
-                gone = key.fileobj
-                for child, (job_conn, script, _) in jobs.items():
-                    if job_conn is gone:
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(child, signal.SIGKILL)
-                        say(f"job {script} (pid {child}): its job's process is gone; stopped")
-                selector.unregister(gone)
-        _reap(jobs, selector, say)
-    for child in jobs:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child, signal.SIGTERM)
-    while jobs:
-        _reap(jobs, selector, say, block=True)
-    say("stopped" if stopping else "the run's Snakemake process is gone: stopped")
-    listener.close()
+        if threading.active_count() != 1:
+            say("a thread is running after the imports: no fork is safe here; the jobs run in their own processes")
+            server.refuse()
+            break
+        gc.freeze()  # the imported objects stay where they are: the children share their pages
+        server.turn(timeout=0.0 if pending else 1.0, ready=lambda script: not pending or script in early_scripts)
+        if pending:
+            importlib.import_module(pending.pop(0))
+            if not pending:
+                say(f"imported {', '.join(modules[count:])}: {time.process_time() - started:.2f} s CPU")
+    server.close(stopping)
     with contextlib.suppress(OSError):
         os.unlink(path)
 
@@ -386,51 +382,127 @@ def _script_name(path: str) -> str:
     return rest if prefix.startswith("tmp") and "." in rest else name
 
 
-def _accept(
-    conn: socket.socket,
-    listener: socket.socket,
-    selector: selectors.BaseSelector,
-    jobs: _Jobs,
-    wake_r: int,
-    wake_w: int,
-    say: Callable[[str], None],
-) -> None:
-    if _peer_uid(conn) not in (None, os.getuid()):
-        conn.close()
-        return
-    try:
-        received = _receive(conn)
-    except (OSError, ValueError):
-        received = None
-    if received is None:
-        conn.close()
-        return
-    request, fds = received
-    script = _script_name(request["argv"][0]) if request.get("argv") else "?"
-    child = os.fork()
-    if child == 0:  # the job's process from here on
-        code = 1
-        try:
-            signal.set_wakeup_fd(-1)
-            for signum in (signal.SIGCHLD, signal.SIGTERM):
-                signal.signal(signum, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            selector.close()
-            for fd in (wake_r, wake_w):
-                os.close(fd)
-            listener.close()
-            for other, _, _ in jobs.values():
-                other.close()
+class _Server:
+    """A warm process's loop: its socket, the jobs it runs, the requests that wait for the
+    imports of their kind."""
+
+    def __init__(self, listener: socket.socket, say: Callable[[str], None]) -> None:
+        self.listener, self.say = listener, say
+        listener.setblocking(False)
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # a child's end wakes the loop
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(listener, selectors.EVENT_READ)
+        self.selector.register(self.wake_r, selectors.EVENT_READ)
+        self.jobs: _Jobs = {}
+        self.waiting: list[tuple[socket.socket, dict[str, Any], list[int], str]] = []
+
+    def turn(self, timeout: float, ready: Callable[[str], bool]) -> None:
+        """Accept what came, start the jobs that ``ready`` lets go (the others wait), reap."""
+        self._start(ready)
+        for key, _events in self.selector.select(timeout=timeout):
+            if key.fileobj is self.listener:
+                while True:  # every job that has come: an early one may be behind a later one
+                    try:
+                        conn, _ = self.listener.accept()
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    self._accept(conn)
+            elif key.fileobj == self.wake_r:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self.wake_r, 512)
+            else:  # a job's process went away (Snakemake killed it): so does its child
+                gone = key.fileobj
+                for child, (job_conn, script, _) in self.jobs.items():
+                    if job_conn is gone:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(child, signal.SIGKILL)
+                        self.say(f"job {script} (pid {child}): its job's process is gone; stopped")
+                self.selector.unregister(gone)
+        self._start(ready)
+        _reap(self.jobs, self.selector, self.say)
+
+    def _start(self, ready: Callable[[str], bool]) -> None:
+        waiting, self.waiting = self.waiting, []
+        for conn, request, fds, script in waiting:
+            if ready(script):
+                self._fork(conn, request, fds, script)
+            else:
+                self.waiting.append((conn, request, fds, script))
+
+    def _accept(self, conn: socket.socket) -> None:
+        if _peer_uid(conn) not in (None, os.getuid()):
             conn.close()
-            code = _run_job(request, fds)
-        finally:
-            os._exit(code)
-    for fd in fds:
-        os.close(fd)
-    conn.sendall(_INT.pack(child))
-    jobs[child] = (conn, script, time.monotonic())
-    say(f"job {script} (pid {child}): started")
-    selector.register(conn, selectors.EVENT_READ)
+            return
+        try:
+            received = _receive(conn)
+        except (OSError, ValueError):
+            received = None
+        if received is None:
+            conn.close()
+            return
+        request, fds = received
+        script = _script_name(request["argv"][0]) if request.get("argv") else "?"
+        self.waiting.append((conn, request, fds, script))
+
+    def _fork(self, conn: socket.socket, request: dict[str, Any], fds: list[int], script: str) -> None:
+        child = os.fork()
+        if child == 0:  # the job's process from here on
+            code = 1
+            try:
+                signal.set_wakeup_fd(-1)
+                for signum in (signal.SIGCHLD, signal.SIGTERM):
+                    signal.signal(signum, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                self.selector.close()
+                for fd in (self.wake_r, self.wake_w):
+                    os.close(fd)
+                self.listener.close()
+                for other, _, _ in self.jobs.values():
+                    other.close()
+                for other, _, other_fds, _ in self.waiting:
+                    if other is not conn:
+                        other.close()
+                        for fd in other_fds:
+                            os.close(fd)
+                conn.close()
+                code = _run_job(request, fds)
+            finally:
+                os._exit(code)
+        for fd in fds:
+            os.close(fd)
+        try:
+            conn.sendall(_INT.pack(child))
+        except OSError:  # its job's process is gone already
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+            conn.close()
+            return
+        self.jobs[child] = (conn, script, time.monotonic())
+        self.say(f"job {script} (pid {child}): started")
+        self.selector.register(conn, selectors.EVENT_READ)
+
+    def refuse(self) -> None:
+        """Serve no more: the waiting jobs run in their own processes (no answer is theirs)."""
+        for conn, _request, fds, _script in self.waiting:
+            for fd in fds:
+                os.close(fd)
+            conn.close()
+        self.waiting = []
+        self.listener.close()
+
+    def close(self, told: bool) -> None:
+        """Stop the jobs still running (the run is over) and the waiting ones."""
+        for child in self.jobs:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+        while self.jobs:
+            _reap(self.jobs, self.selector, self.say, block=True)
+        self.refuse()
+        self.say("stopped" if told else "the run's Snakemake process is gone: stopped")
 
 
 def _reap(jobs: _Jobs, selector: selectors.BaseSelector, say: Callable[[str], None], block: bool = False) -> None:
@@ -464,4 +536,4 @@ if __name__ == "__main__":
     # _SERVING_JOB their forked process must see.
     from gdbench import warmstart
 
-    warmstart.serve(sys.argv[1], warmstart.KINDS[sys.argv[2]])
+    warmstart.serve(sys.argv[1], warmstart.KINDS[sys.argv[2]], early=warmstart.EARLY.get(sys.argv[2], (0, ())))

@@ -28,14 +28,13 @@ from pathlib import Path
 
 import psutil
 from workflow_walltime import (
-    JOB_NOTE,
     MAX_LOAD_PER_CORE,
     REPO,
     fresh,
     host_speed,
-    job_seconds,
     load,
     others_running,
+    print_jobs,
     snakemake,
 )
 
@@ -106,9 +105,7 @@ def main() -> None:
         memory_bar = f" (bar <= {MEMORY_BAR_MIB} MiB)" if name == "100k" else ""
         print(f"  peak memory: largest process {largest:.0f} MiB{memory_bar}; all processes together {tree:.0f} MiB")
         print("  seconds per job (results/benchmarks: wall, CPU, peak RSS MiB):")
-        for job, seconds, job_cpu, rss in job_seconds(workdir):
-            print(f"    {job:28s} {seconds:6.2f} {job_cpu:6.2f} {rss:>8s}")
-        print(f"    ({JOB_NOTE})")
+        print_jobs(workdir, indent="    ")
     print(f"\nafter: {load()[1]} (the averages include these runs' own load)")
     print(f"host speed after: {host_speed()}")
     if load_before > MAX_LOAD_PER_CORE * cores or busy > 0:

@@ -32,6 +32,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))  # this checkout's gdbench (for its warm processes' logs)
+
+from gdbench import warmstart  # noqa: E402
 
 #: The 70-run lesson grid of the first-run comparison (14 learning rates, 5 seeds).
 LESSON_GRID = (
@@ -110,8 +113,26 @@ def job_seconds(workdir: Path) -> list[tuple[str, float, float, str]]:
 #: Said under every per-job listing: a ``run:`` job's record is the Snakemake process's.
 JOB_NOTE = (
     "jobs that run inside the Snakemake process (the rules with run:, e.g. merge_tables, theory, provenance)"
-    " record that whole process's CPU and peak RSS, not their own"
+    " record that whole process's CPU and peak RSS, not their own; a job a warm process served records its"
+    " waiting process only: its own figures follow, from the warm processes' logs"
 )
+
+
+def print_jobs(workdir: Path, indent: str = "  ") -> None:
+    """The last run's jobs: their ``benchmark:`` records, then what the warm processes'
+    logs say of the jobs they served (wall, CPU, peak RSS with the shared pages) and of their
+    own imports."""
+    for name, seconds, cpu, rss in job_seconds(workdir):
+        print(f"{indent}{name:28s} {seconds:6.2f} {cpu:6.2f} {rss:>8s}")
+    print(f"{indent}({JOB_NOTE})")
+    served = warmstart.served_jobs(workdir)
+    if served:
+        print(f"{indent}served by the warm processes (wall, CPU, peak RSS MiB):")
+        for job in sorted(served, key=lambda j: -j.wall_s):
+            name = f"{job.kind}: {job.script}"
+            print(f"{indent}  {name:26s} {job.wall_s:6.2f} {job.cpu_s:6.2f} {job.peak_mib:8.0f}")
+        imports = ", ".join(f"{kind} {cpu:.2f} s" for kind, cpu in warmstart.import_seconds(workdir).items())
+        print(f"{indent}  the warm processes' imports (CPU): {imports}")
 
 
 #: The host's speed for what a run spends its time on, in a fresh process: importing torch
@@ -192,9 +213,7 @@ def main() -> None:
     print(f"  ratio workflow / script, wall: {spread(wall_ratios)}  (bar <= 0.5, goal 0.3)")
     print(f"  ratio workflow / script, CPU:  {spread(cpu_ratios)}  (goal <= 1)")
     print("\nseconds per job of the last workflow run (results/benchmarks: wall, CPU, peak RSS MiB):")
-    for name, seconds, cpu, rss in job_seconds(workdir):
-        print(f"  {name:28s} {seconds:6.2f} {cpu:6.2f} {rss:>8s}")
-    print(f"  ({JOB_NOTE})")
+    print_jobs(workdir)
     if load_before > MAX_LOAD_PER_CORE * cores or max(busy) > 0:
         print(
             f"\nWARNING: the machine was not idle (load average {load_before:.2f} on {cores} CPUs before, limit "

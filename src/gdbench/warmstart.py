@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import selectors
 import signal
 import socket
@@ -41,6 +42,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +244,53 @@ def start(kinds: Sequence[str], src: str | Path, workdir: str | Path = ".") -> W
     warm = WarmStart(processes, folder, logs)
     os.environ[SOCKET_ENV] = str(folder)
     return warm
+
+
+@dataclass(frozen=True)
+class ServedJob:
+    """A job a warm process ran, as its log records it: the kernel's account of the child."""
+
+    kind: str
+    script: str
+    exit_code: int
+    wall_s: float
+    cpu_s: float
+    peak_mib: float
+
+
+_SERVED = re.compile(
+    r"job (?P<script>\S+) \(pid \d+\): exit (?P<code>-?\d+), (?P<wall>[\d.]+) s wall, "
+    r"(?P<cpu>[\d.]+) s CPU, (?P<peak>[\d.]+) MiB peak"
+)
+
+
+def served_jobs(workdir: str | Path = ".") -> list[ServedJob]:
+    """The jobs the last run in ``workdir`` had served, from its warm processes' logs (what
+    the jobs' ``benchmark:`` records cannot show: those measure the waiting process)."""
+    jobs = []
+    for log in sorted((Path(workdir) / LOG_DIR).glob("warm_start_*.log")):
+        kind = log.stem.removeprefix("warm_start_")
+        for match in _SERVED.finditer(log.read_text()):
+            jobs.append(
+                ServedJob(
+                    kind,
+                    match["script"],
+                    int(match["code"]),
+                    float(match["wall"]),
+                    float(match["cpu"]),
+                    float(match["peak"]),
+                )
+            )
+    return jobs
+
+
+def import_seconds(workdir: str | Path = ".") -> dict[str, float]:
+    """CPU seconds each warm process of the last run in ``workdir`` spent importing (its log)."""
+    seconds = {}
+    for log in sorted((Path(workdir) / LOG_DIR).glob("warm_start_*.log")):
+        found = re.findall(r"imported .*: ([\d.]+) s CPU$", log.read_text(), flags=re.M)
+        seconds[log.stem.removeprefix("warm_start_")] = sum(map(float, found))
+    return seconds
 
 
 # --- the warm process -----------------------------------------------------------------------

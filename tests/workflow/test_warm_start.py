@@ -8,23 +8,29 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import SMALL_CONFIG, results_of, run_workflow
+from helpers import REPO, SMALL_CONFIG, results_of, run_workflow
+
+from gdbench import warmstart
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the warm start is for Linux")
 
 
-def served(workdir: Path, kind: str) -> list[str]:
-    """The scripts a run's warm process of ``kind`` ran, each with exit 0 (its log's lines)."""
-    log = workdir / ".snakemake" / "gdbench" / f"warm_start_{kind}.log"
-    lines = log.read_text().splitlines()
-    return [line.split()[2] for line in lines if ": exit 0, " in line]
-
-
-def test_the_small_run_was_served_by_its_warm_processes(small_run: Path) -> None:
-    torch_jobs = served(small_run, "torch")
+def test_the_small_run_was_served_by_its_warm_processes(small_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    jobs = warmstart.served_jobs(small_run)
+    assert all(job.exit_code == 0 and job.cpu_s > 0 and job.peak_mib > 0 for job in jobs)
+    torch_jobs = [job.script for job in jobs if job.kind == "torch"]
     assert sorted(set(torch_jobs)) == ["edge.py", "retrain.py", "timing.py", "train.py"]
     assert torch_jobs.count("train.py") == 2  # the small grid's two shards
-    assert served(small_run, "plots") == ["plots.py"]
+    assert [job.script for job in jobs if job.kind == "plots"] == ["plots.py"]
+    seconds = warmstart.import_seconds(small_run)
+    assert set(seconds) == {"torch", "plots"} and all(cpu > 0 for cpu in seconds.values())
+    # the benchmarks print the served jobs' own figures beside their benchmark: records
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import workflow_walltime
+
+    workflow_walltime.print_jobs(small_run)
+    printed = capsys.readouterr().out
+    assert "served by the warm processes" in printed and "torch: timing.py" in printed and "plots: plots.py" in printed
 
 
 def test_a_run_without_the_warm_start_writes_the_same_tables(

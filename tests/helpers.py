@@ -103,6 +103,7 @@ SMALL_CONFIG = {
         "quiet_wait": 1,  # the suite runs beside other work
     },
     "verify": {"sample": 4},
+    "plots": {"svg": True},  # the workflow's SVGs too (the default draws PNGs only)
     # Two training jobs (a grid this small is one job by default): the tables are joined from shards.
     "sharding": {"min_runs_per_job": 1},
 }

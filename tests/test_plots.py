@@ -286,6 +286,14 @@ def test_timing_two_devices_marks_crossover(tmp_path):
     assert "crossover (batched)" in svg
 
 
+def test_a_figure_without_its_svg_is_the_same_png(tmp_path):
+    """plots.svg off (the default) draws the PNG only, byte for byte the PNG drawn beside an SVG."""
+    plots.timing(timing_table(), tmp_path / "both.png", tmp_path / "both.svg")
+    plots.timing(timing_table(), tmp_path / "png.png", None)
+    assert (tmp_path / "png.png").read_bytes() == (tmp_path / "both.png").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["both.png", "both.svg", "png.png"]
+
+
 def test_timing_crossover_interpolates():
     """The crossover n is interpolated on log-log axes between the bracketing sizes, and says so
     when CUDA never (or always) wins."""

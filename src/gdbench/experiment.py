@@ -5,8 +5,9 @@ schema is the only place defaults live); :meth:`Experiment.from_checked` then re
 once, into a frozen :class:`Experiment`: the parsed datasets, the complete optimizer map,
 the grid's axes, its runs (a run's id is its index) and their split into training jobs per
 device, the training options, the analysis criteria, the edge settings, the timing plan's
-settings and the verify sample. The pipeline, the edge search, timing, verify and the
-command line take an ``Experiment``; none of them reads a config section again.
+settings, the verify sample and whether the figures are also drawn as SVG. The pipeline, the
+edge search, timing, verify and the command line take an ``Experiment``; none of them reads a
+config section again.
 
 An optimizer or dataset name the experiment does not define is an error
 (:meth:`Experiment.optimizer`), never a silent fallback to plain SGD.
@@ -143,6 +144,7 @@ class Experiment:
     edge: EdgeSettings
     timing: TimingSettings
     verify_sample: int
+    svg: bool
     _ids: Mapping[RunSpec, int] = field(repr=False, compare=False)
 
     @staticmethod
@@ -186,6 +188,7 @@ class Experiment:
             edge=_section(EdgeSettings, config["edge"]),
             timing=_section(TimingSettings, config["timing"]),
             verify_sample=int(config["verify"]["sample"]),
+            svg=bool(config["plots"]["svg"]),
             _ids={run: i for i, run in enumerate(runs)},
         )
 

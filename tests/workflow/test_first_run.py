@@ -22,6 +22,17 @@ def test_a_dry_run_needs_no_cores(tmp_path: Path) -> None:
     assert "Timing the engines on cpu (1 torch thread(s); 1 core(s) reserved)" in proc.stdout
 
 
+@pytest.mark.parametrize("svg", [False, True])
+def test_the_figures_are_pngs_and_svgs_only_with_plots_svg(tmp_path: Path, svg: bool) -> None:
+    """A first run draws PNGs (what the report shows); `plots: {svg: true}` adds an SVG of each."""
+    config = {"grid": {"device": ["cpu"]}, **({"plots": {"svg": True}} if svg else {})}
+    proc = run_workflow(tmp_path, config, "-n", "--workflow-profile", "none")
+    planned = proc.stdout
+    for name in ("convergence", "rate", "divergence", "edge", "time_to_target", "profile", "timing"):
+        assert f"plots/{name}.png" in planned, name
+        assert (f"plots/{name}.svg" in planned) is svg, name
+
+
 @pytest.mark.slow
 def test_the_timing_job_runs_beside_the_others_unless_alone(tmp_path: Path) -> None:
     """By default the timing job reserves enough of --cores that the jobs beside it leave its

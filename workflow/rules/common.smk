@@ -286,18 +286,14 @@ def all_outputs():
         f"{RESULTS}/tables/summary.csv",
         f"{RESULTS}/tables/summary.parquet",
         f"{RESULTS}/tables/theory.csv",
-        f"{RESULTS}/plots/convergence.png",
-        f"{RESULTS}/plots/divergence.png",
-        f"{RESULTS}/plots/rate.png",
-        f"{RESULTS}/plots/time_to_target.png",
-        f"{RESULTS}/plots/profile.png",
+        *figures().values(),  # each figure's PNG (and SVG with plots.svg)
         f"{RESULTS}/provenance.json",
     ]
     if TIMING:
-        outputs += [f"{RESULTS}/tables/timing.csv", f"{RESULTS}/plots/timing.png"]
+        outputs.append(f"{RESULTS}/tables/timing.csv")
     outputs += [f"{RESULTS}/reproducibility.txt", f"{RESULTS}/tables/lesson_log.csv"]
     if EXPERIMENT.edge.enabled:
-        outputs += [f"{RESULTS}/tables/edge.csv", f"{RESULTS}/plots/edge.png"]
+        outputs.append(f"{RESULTS}/tables/edge.csv")
     if len(DEVICES) > 1:
         outputs.append(f"{RESULTS}/tables/device_agreement.csv")
     outputs += [f"{RESULTS}/tables/findings.csv", f"{RESULTS}/front_page.rst"]
@@ -328,17 +324,16 @@ def front_page_inputs(wildcards):
 
 
 def figure(name, category, label):
-    """A figure's two outputs: the PNG (shown in the report, captioned by report/<name>.rst)
-    and the SVG."""
-    return {
-        f"{name}_png": report(
-            f"{RESULTS}/plots/{name}.png",
-            caption=f"../report/{name}.rst",
-            category=category,
-            labels={"result": label},
-        ),
-        f"{name}_svg": f"{RESULTS}/plots/{name}.svg",
-    }
+    """A figure's outputs: the PNG (shown in the report, captioned by report/<name>.rst) and,
+    with plots.svg, the SVG."""
+    png = report(
+        f"{RESULTS}/plots/{name}.png",
+        caption=f"../report/{name}.rst",
+        category=category,
+        labels={"result": label},
+    )
+    svg = {f"{name}_svg": f"{RESULTS}/plots/{name}.svg"} if EXPERIMENT.svg else {}
+    return {f"{name}_png": png, **svg}
 
 
 def figures():

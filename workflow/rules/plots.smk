@@ -2,9 +2,9 @@
 # pandas, matplotlib and seaborn cost more than drawing), from the joined tables, the findings
 # and the timing (which measures first, so it is done by then). It draws them in two processes
 # (the second forked after the imports, gdbench.forked): at the end of a big grid's run it is
-# the last job, and one core would otherwise idle. To add a figure: add its
-# outputs to figures() in common.smk (<name>_png wrapped in report(), <name>_svg), the tables
-# it reads to figure_inputs(), and a function `<name>` in workflow/scripts/plots.py.
+# the last job, and one core would otherwise idle. To add a figure: add its outputs to
+# figures() in common.smk (<name>_png wrapped in report(), <name>_svg with plots.svg), the
+# tables it reads to figure_inputs(), and a function `<name>` in workflow/scripts/plots.py.
 
 
 rule plots:

@@ -72,6 +72,6 @@ with open(snakemake.log[0], "w") as log:
     out = dict(snakemake.output.items())
     names = [key[: -len("_png")] for key in out if key.endswith("_png")]
     draw = globals()
-    tasks = [(n, partial(draw[n], snakemake.input, out[f"{n}_png"], out[f"{n}_svg"], log)) for n in names]
+    tasks = [(n, partial(draw[n], snakemake.input, out[f"{n}_png"], out.get(f"{n}_svg"), log)) for n in names]
     run_tasks(tasks, snakemake.threads, log, WEIGHTS)
 end_job()  # outputs written and closed: no interpreter teardown (gdbench.shutdown)

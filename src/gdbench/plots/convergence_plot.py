@@ -27,7 +27,7 @@ def convergence(
     trajectories: pd.DataFrame,
     summary: pd.DataFrame,
     out_png: style.PathLike,
-    out_svg: style.PathLike,
+    out_svg: style.PathLike | None,
     *,
     max_lines: int = 40,
     upper_envelope: bool = True,

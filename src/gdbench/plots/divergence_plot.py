@@ -39,7 +39,9 @@ def _three_digits(x: float) -> str:
     return f"{x:.2e}"
 
 
-def divergence(summary: pd.DataFrame, theory: pd.DataFrame, out_png: style.PathLike, out_svg: style.PathLike) -> None:
+def divergence(
+    summary: pd.DataFrame, theory: pd.DataFrame, out_png: style.PathLike, out_svg: style.PathLike | None
+) -> None:
     """Final excess cost (log) vs lr / critical_lr (the stretched axis of the module), with
     the theory's critical and fastest lr; against lr where a facet has no critical lr.
 

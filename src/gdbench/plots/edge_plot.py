@@ -52,7 +52,7 @@ _HANDLES = {
 }  # fmt: skip
 
 
-def edge(table: pd.DataFrame, out_png: style.PathLike, out_svg: style.PathLike) -> None:
+def edge(table: pd.DataFrame, out_png: style.PathLike, out_svg: style.PathLike | None) -> None:
     """The edge plot of an edge table (one row per case and seed)."""
     df = table.copy()
     for col in ("dataset", "optimizer", "batch_size", "init", "dtype", "epochs"):

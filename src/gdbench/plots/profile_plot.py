@@ -22,7 +22,7 @@ __all__ = ["profile"]
 TAU_MAX = 10.0
 
 
-def profile(table: pd.DataFrame, out_png: style.PathLike, out_svg: style.PathLike) -> None:
+def profile(table: pd.DataFrame, out_png: style.PathLike, out_svg: style.PathLike | None) -> None:
     """The performance profile (several problem groups) or ranked bars (one), see the module."""
     table = table.copy()
     for col in ("ratio", "epochs_to_target", "best_lr"):

@@ -44,7 +44,7 @@ def rate(
     curve: pd.DataFrame | None,
     theory: pd.DataFrame | None,
     out_png: style.PathLike,
-    out_svg: style.PathLike,
+    out_svg: style.PathLike | None,
 ) -> None:
     """Measured and predicted epochs per decade vs lr / critical lr (log-log), a panel per
     dataset (and row axis but the optimizer), a colour and marker per optimizer.
@@ -111,7 +111,7 @@ def _curve(curve: pd.DataFrame | None) -> pd.DataFrame:
     return out
 
 
-def _empty_rate_figure(out_png: style.PathLike, out_svg: style.PathLike) -> None:
+def _empty_rate_figure(out_png: style.PathLike, out_svg: style.PathLike | None) -> None:
     fig = Figure(figsize=(7.5, 4.5), layout="constrained")
     ax = fig.subplots()
     ax.set(xlabel=_RATE_X, ylabel=_RATE_Y, title="Rate")

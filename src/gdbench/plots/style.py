@@ -230,8 +230,9 @@ def theme() -> Iterator[None]:
         yield
 
 
-def save(fig: Figure, out_png: PathLike, out_svg: PathLike) -> None:
-    """Write the figure as PNG and SVG, each renamed into place only once complete."""
+def save(fig: Figure, out_png: PathLike, out_svg: PathLike | None) -> None:
+    """Write the figure as PNG and (unless ``out_svg`` is None) SVG, each renamed into place
+    only once complete."""
     for ax in fig.axes:
         if hasattr(ax, "_colorbar"):  # the colour bar labels itself (see _lr_colorbar)
             continue
@@ -246,6 +247,8 @@ def save(fig: Figure, out_png: PathLike, out_svg: PathLike) -> None:
                     axis.set_minor_locator(NullLocator())
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
+    if out_svg is None:
+        return
     fig.set_layout_engine("none")  # keep the layout just computed: the SVG gets the same one, faster
     with atomic_path(out_svg) as tmp:
         fig.savefig(tmp, format="svg", metadata={"Date": None})

@@ -27,7 +27,7 @@ _DATA_TOP = 0.8
 
 
 def time_to_target(
-    target: pd.DataFrame, findings: pd.DataFrame, out_png: style.PathLike, out_svg: style.PathLike
+    target: pd.DataFrame, findings: pd.DataFrame, out_png: style.PathLike, out_svg: style.PathLike | None
 ) -> None:
     """Draw the figure from the time-to-target and findings tables (see the module)."""
     target = _numbers(target)

@@ -29,7 +29,7 @@ def _fmt_sig(x: float) -> str:
     return _fmt_int(float(f"{x:.2g}"))
 
 
-def timing(timing_df: pd.DataFrame, out_png: style.PathLike, out_svg: style.PathLike) -> None:
+def timing(timing_df: pd.DataFrame, out_png: style.PathLike, out_svg: style.PathLike | None) -> None:
     """Two panels from the timing table (one row per measurement).
 
     Left: median seconds per epoch vs data size n on log-log axes, colour by device, marker and

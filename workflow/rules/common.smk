@@ -286,7 +286,7 @@ def all_outputs():
         f"{RESULTS}/tables/summary.csv",
         f"{RESULTS}/tables/summary.parquet",
         f"{RESULTS}/tables/theory.csv",
-        *figures().values(),  # each figure's PNG (and SVG with plots.svg)
+        *map(str, figures().values()),  # each figure's PNG (and SVG with plots.svg), unflagged
         f"{RESULTS}/provenance.json",
     ]
     if TIMING:

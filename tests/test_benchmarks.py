@@ -4,6 +4,7 @@ and the 100,000- and 10,000-run grids, whose configs pass the workflow's own che
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -56,3 +57,16 @@ def test_the_host_speed_probe_reports_torchs_import_and_the_lessons_loop() -> No
     match = re.fullmatch(r"import torch (\d+\.\d\d) s CPU, the lesson's loop (\d+) us/epoch", line)
     assert match, line
     assert float(match[1]) > 0 and int(match[2]) > 0
+
+
+def test_the_engine_setup_benchmark_prints_its_three_lines() -> None:
+    """benchmarks/engine_setup.py runs (on a small grid here) and prints ms per call at 0, 20
+    and 200 epochs."""
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "engine_setup.py"), "--runs", "50"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    assert re.findall(r"^50 runs, +(\d+) epochs: +[\d.]+ ms per call$", out, flags=re.M) == ["0", "20", "200"]

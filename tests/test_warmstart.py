@@ -208,7 +208,10 @@ def test_start_serves_the_kinds_asked_for_and_stop_cleans_up(tmp_path: Path, mon
         assert warmstart.socket_path(started.folder, "plots").exists()
         assert oct(started.folder.stat().st_mode & 0o777) == "0o700"  # another user cannot connect
         log = tmp_path / warmstart.LOG_DIR / "warm_start_plots.log"
-        assert "started (pid" in log.read_text()
+        deadline = time.monotonic() + 20  # it binds its socket first, then logs that it started
+        while "started (pid" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.01)
     finally:
         started.stop()
     assert warmstart.SOCKET_ENV not in os.environ
@@ -247,7 +250,7 @@ def test_an_early_job_starts_before_the_rest_is_imported_and_the_others_after(tm
     modules = tmp_path / "modules"
     modules.mkdir()
     for name in ("slow_first", "slow_rest"):
-        (modules / f"{name}.py").write_text("import time\ntime.sleep(1.5)\n")
+        (modules / f"{name}.py").write_text("import time\ntime.sleep(3)\n")  # long beside a job process start
     folder = Path(tempfile.mkdtemp(prefix="gdbench-warm-test-"))
     path = str(warmstart.socket_path(folder, "light"))
     code = (

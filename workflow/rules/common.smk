@@ -286,7 +286,9 @@ def all_outputs():
         f"{RESULTS}/tables/summary.csv",
         f"{RESULTS}/tables/summary.parquet",
         f"{RESULTS}/tables/theory.csv",
-        *map(str, figures().values()),  # each figure's PNG (and SVG with plots.svg), unflagged
+        *map(
+            str, figures().values()
+        ),  # each figure's PNG (and SVG with plots.svg), unflagged
         f"{RESULTS}/provenance.json",
     ]
     if TIMING:

@@ -104,10 +104,18 @@ def job_seconds(workdir: Path) -> list[tuple[str, float, float, str]]:
     for tsv in sorted(root.rglob("*.tsv")):
         with tsv.open() as fh:
             row = next(csv.DictReader(fh, delimiter="\t"))
-        rows.append(
-            (str(tsv.relative_to(root).with_suffix("")), float(row["s"]), float(row["cpu_time"]), row["max_rss"])
-        )
-    return sorted(rows, key=lambda r: -r[1])
+        name = str(tsv.relative_to(root).with_suffix(""))
+        rows.append((name, _number(row["s"]), _number(row["cpu_time"]), row["max_rss"]))
+    return sorted(rows, key=lambda r: -r[1] if r[1] == r[1] else 0.0)
+
+
+def _number(text: str) -> float:
+    """A benchmark record's figure; NaN for Snakemake's ``NA`` (a process that ended before the
+    first reading of it, e.g. a job's process that a warm process served at once)."""
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
 
 
 #: Said under every per-job listing: a ``run:`` job's record is the Snakemake process's.

@@ -70,3 +70,16 @@ def test_the_engine_setup_benchmark_prints_its_three_lines() -> None:
         timeout=120,
     ).stdout
     assert re.findall(r"^50 runs, +(\d+) epochs: +[\d.]+ ms per call$", out, flags=re.M) == ["0", "20", "200"]
+
+
+def test_a_benchmark_record_of_na_is_read_as_nan(tmp_path: Path) -> None:
+    """Snakemake writes NA where it never read a job's process (one that ended at once): the
+    benchmarks' job table must still print."""
+    records = tmp_path / "results" / "grid" / "benchmarks"
+    records.mkdir(parents=True)
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    (records / "quick.tsv").write_text(header + "0.0500\t0:00:00\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\n")
+    (records / "slow.tsv").write_text(header + "2.0000\t0:00:02\t27.5\t1\t1\t1\t0\t0\t1\t0.20\n")
+    rows = workflow_walltime.job_seconds(tmp_path)
+    assert [r[0] for r in rows] == ["slow", "quick"]
+    assert rows[0][1:3] == (2.0, 0.2) and rows[1][2] != rows[1][2]  # NaN

@@ -41,7 +41,7 @@ import struct
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -264,33 +264,28 @@ _SERVED = re.compile(
 )
 
 
+def _logs(workdir: str | Path) -> Iterator[tuple[str, str]]:
+    """(kind, text) of each warm process's log of the last run in ``workdir``."""
+    for log in sorted((Path(workdir) / LOG_DIR).glob("warm_start_*.log")):
+        yield log.stem.removeprefix("warm_start_"), log.read_text()
+
+
 def served_jobs(workdir: str | Path = ".") -> list[ServedJob]:
     """The jobs the last run in ``workdir`` had served, from its warm processes' logs (what
     the jobs' ``benchmark:`` records cannot show: those measure the waiting process)."""
-    jobs = []
-    for log in sorted((Path(workdir) / LOG_DIR).glob("warm_start_*.log")):
-        kind = log.stem.removeprefix("warm_start_")
-        for match in _SERVED.finditer(log.read_text()):
-            jobs.append(
-                ServedJob(
-                    kind,
-                    match["script"],
-                    int(match["code"]),
-                    float(match["wall"]),
-                    float(match["cpu"]),
-                    float(match["peak"]),
-                )
-            )
-    return jobs
+    return [
+        ServedJob(kind, m["script"], int(m["code"]), float(m["wall"]), float(m["cpu"]), float(m["peak"]))
+        for kind, text in _logs(workdir)
+        for m in _SERVED.finditer(text)
+    ]
 
 
 def import_seconds(workdir: str | Path = ".") -> dict[str, float]:
     """CPU seconds each warm process of the last run in ``workdir`` spent importing (its log)."""
-    seconds = {}
-    for log in sorted((Path(workdir) / LOG_DIR).glob("warm_start_*.log")):
-        found = re.findall(r"imported .*: ([\d.]+) s CPU$", log.read_text(), flags=re.M)
-        seconds[log.stem.removeprefix("warm_start_")] = sum(map(float, found))
-    return seconds
+    return {
+        kind: sum(map(float, re.findall(r"imported .*: ([\d.]+) s CPU$", text, flags=re.M)))
+        for kind, text in _logs(workdir)
+    }
 
 
 # --- the warm process -----------------------------------------------------------------------
@@ -402,22 +397,29 @@ def serve(
     say(f"started (pid {os.getpid()})")
     count, early_scripts = early
     first, pending = (list(modules[:count]), list(modules[count:])) if early_scripts else (list(modules), [])
+
+    def fork_safe() -> bool:
+        """After an import: no thread runs (a fork would copy its locks held), and the imported
+        objects are frozen where they are (the children share their pages)."""
+        if threading.active_count() != 1:
+            say("a thread is running after the imports: no fork is safe here; the jobs run in their own processes")
+            return False
+        gc.freeze()
+        return True
+
     _preload(first, optional, say)
     server = _Server(listener, say)
     later = f" ({', '.join(early_scripts)}; the others after {len(pending)} more imports)" if pending else ""
     say(f"serving at {path}{later}")
     started = time.process_time()
-    while not stopping and os.getppid() == parent:
-        if threading.active_count() != 1:
-            say("a thread is running after the imports: no fork is safe here; the jobs run in their own processes")
-            server.refuse()
-            break
-        gc.freeze()  # the imported objects stay where they are: the children share their pages
+    safe = fork_safe()
+    while safe and not stopping and os.getppid() == parent:
         server.turn(timeout=0.0 if pending else 1.0, ready=lambda script: not pending or script in early_scripts)
         if pending:
             importlib.import_module(pending.pop(0))
             if not pending:
                 say(f"imported {', '.join(modules[count:])}: {time.process_time() - started:.2f} s CPU")
+            safe = fork_safe()
     server.close(stopping)
     with contextlib.suppress(OSError):
         os.unlink(path)
@@ -472,7 +474,7 @@ class _Server:
                         self.say(f"job {script} (pid {child}): its job's process is gone; stopped")
                 self.selector.unregister(gone)
         self._start(ready)
-        _reap(self.jobs, self.selector, self.say)
+        self._reap()
 
     def _start(self, ready: Callable[[str], bool]) -> None:
         waiting, self.waiting = self.waiting, []
@@ -549,35 +551,35 @@ class _Server:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGTERM)
         while self.jobs:
-            _reap(self.jobs, self.selector, self.say, block=True)
+            self._reap(block=True)
         self.refuse()
         self.say("stopped" if told else "the run's Snakemake process is gone: stopped")
 
-
-def _reap(jobs: _Jobs, selector: selectors.BaseSelector, say: Callable[[str], None], block: bool = False) -> None:
-    while jobs:
-        try:
-            child, status, usage = os.wait4(-1, 0 if block else os.WNOHANG)
-        except ChildProcessError:
-            return
-        if child == 0:
-            return
-        code = os.waitstatus_to_exitcode(status)
-        entry = jobs.pop(child, None)
-        if entry is None:
-            continue
-        conn, script, started = entry
-        say(
-            f"job {script} (pid {child}): exit {code}, {time.monotonic() - started:.2f} s wall, "
-            f"{usage.ru_utime + usage.ru_stime:.2f} s CPU, {usage.ru_maxrss / 1024:.0f} MiB peak"
-        )
-        with contextlib.suppress(KeyError, ValueError):
-            selector.unregister(conn)
-        with contextlib.suppress(OSError):
-            conn.sendall(_INT.pack(code))
-        conn.close()
-        if block:
-            return
+    def _reap(self, block: bool = False) -> None:
+        """Answer each ended child's job with its exit status (and log its figures)."""
+        while self.jobs:
+            try:
+                child, status, usage = os.wait4(-1, 0 if block else os.WNOHANG)
+            except ChildProcessError:
+                return
+            if child == 0:
+                return
+            code = os.waitstatus_to_exitcode(status)
+            entry = self.jobs.pop(child, None)
+            if entry is None:
+                continue
+            conn, script, started = entry
+            self.say(
+                f"job {script} (pid {child}): exit {code}, {time.monotonic() - started:.2f} s wall, "
+                f"{usage.ru_utime + usage.ru_stime:.2f} s CPU, {usage.ru_maxrss / 1024:.0f} MiB peak"
+            )
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(conn)
+            with contextlib.suppress(OSError):
+                conn.sendall(_INT.pack(code))
+            conn.close()
+            if block:
+                return
 
 
 if __name__ == "__main__":

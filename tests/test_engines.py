@@ -348,3 +348,25 @@ def test_cuda_optimizers_alone_equal_batch_and_agree_with_cpu(optimizer: str, ba
     np.testing.assert_array_equal(cpu.verdicts.diverged, together.verdicts.diverged)
     for i in np.nonzero(~cpu.verdicts.diverged)[0]:
         np.testing.assert_allclose(together.cost[i], cpu.cost[i], rtol=1e-5, atol=1e-7, equal_nan=True)
+
+
+@pytest.mark.parametrize("name", ["sgd", "damped"])
+def test_one_call_over_seeds_judges_each_run_by_its_own_points(name):
+    """The noisy line's points depend on the seed, so each seed has its own optimum and
+    float floor: one batched call over three seeds gives every run the verdicts (and the
+    references) it gets trained alone. Guards the per-set-of-points references of a call."""
+    optimizers = {name: parse_optimizer(name, OPTIMIZERS[name])}
+    options = train_options(optimizers=optimizers, record_every=0)
+    seeds = (1, 2, 3)
+    lrs = (0.01, 0.1, 0.19, 0.5, 2.0)
+
+    def runs(seeds):
+        return [run_spec("noisy", lr, s, 600, engine="batched", optimizer=name) for s in seeds for lr in lrs]
+
+    together = train(runs(seeds), DATASETS, options).verdicts
+    alone = [train(runs([s]), DATASETS, options).verdicts for s in seeds]
+    assert len(set(together.optimal_cost.tolist())) == len(seeds)  # the seeds' optima differ
+    assert together.converged_at.max() > 0 and together.diverged.any()
+    for field in together.__dataclass_fields__:
+        each = np.concatenate([getattr(v, field) for v in alone])
+        np.testing.assert_array_equal(getattr(together, field), each, field)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -316,3 +317,37 @@ def test_the_timing_jobs_early_modules_are_what_its_script_imports() -> None:
         check=True,
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_start_removes_the_socket_folders_of_killed_runs_only(tmp_path: Path) -> None:
+    """A run SIGKILLed with its warm processes leaves its socket folder: the next start()
+    removes it, and keeps a live one, a fresh one, one with other files, another prefix's."""
+    old = time.time() - 3600
+
+    def folder(name: str, *sockets: str, age: float = old) -> Path:
+        path = tmp_path / name
+        path.mkdir()
+        for entry in sockets:
+            bound = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            bound.bind(str(path / entry))
+            bound.close()  # bound, never listening again: what a killed warm process leaves
+        os.utime(path, (age, age))
+        return path
+
+    dead = folder("gdbench-warm-dead", "torch.socket", "plots.socket")
+    empty = folder("gdbench-warm-empty")
+    fresh = folder("gdbench-warm-fresh", "torch.socket", age=time.time())
+    other = folder("gdbench-warm-other", "torch.socket")
+    (other / "notes.txt").write_text("not ours to remove")
+    os.utime(other, (old, old))
+    foreign = folder("unrelated-warm-x", "torch.socket")
+    live = tmp_path / "gdbench-warm-live"
+    live.mkdir()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(live / "torch.socket"))
+        listener.listen(1)
+        os.utime(live, (old, old))
+        removed = warmstart.remove_stale_folders(tmp_path)
+    assert sorted(removed) == sorted([dead, empty])
+    assert not dead.exists() and not empty.exists()
+    assert fresh.exists() and other.exists() and foreign.exists() and live.exists()

@@ -21,7 +21,8 @@ runs in its own process as before: the warm start only ever saves time. It is no
 cluster runs (each job runs where the cluster puts it), with ``--use-conda`` or containers
 (another interpreter), for grids with CUDA devices (CUDA cannot start in a forked process), or
 with ``GDBENCH_WARM_START=0`` in the environment. The warm processes end when the run ends,
-and by themselves when the Snakemake process that started them is gone.
+and by themselves when the Snakemake process that started them is gone; the socket folder of a
+run killed with SIGKILL, warm processes and all, is removed by the next run's start.
 
 Snakemake's ``benchmark:`` records measure the job's own process, which only waits: a served
 job's wall and CPU seconds and peak memory are in its warm process's log instead (one line per
@@ -123,6 +124,48 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
     return data
 
 
+#: The socket folders' prefix, in the temporary folder (a socket's path is at most 107 bytes).
+FOLDER_PREFIX = "gdbench-warm-"
+
+
+def remove_stale_folders(where: str | Path | None = None, min_age: float = 60.0) -> list[Path]:
+    """Remove this user's socket folders in ``where`` (the temporary folder) that no warm
+    process listens at: a run killed with SIGKILL, warm processes and all, leaves its folder
+    behind. Kept: a folder changed in the last ``min_age`` seconds (another run's, whose warm
+    processes are starting), one with a socket that takes a connection, one with anything but
+    sockets in it. Returns the folders removed."""
+    removed = []
+    for folder in Path(where or tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*"):
+        try:
+            info = folder.lstat()
+            if not folder.is_dir() or folder.is_symlink() or info.st_uid != os.getuid():
+                continue
+            if time.time() - info.st_mtime < min_age:
+                continue
+            entries = list(folder.iterdir())
+            if not all(entry.is_socket() and not _listening(entry) for entry in entries):
+                continue
+            for entry in entries:
+                entry.unlink()
+            folder.rmdir()
+        except OSError:
+            continue
+        removed.append(folder)
+    return removed
+
+
+def _listening(path: Path) -> bool:
+    """Whether a process listens at the Unix socket ``path`` (a refused connection: none)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            return False
+        except OSError:
+            return True  # e.g. a full queue: someone is there
+    return True
+
+
 def socket_path(folder: str | Path, kind: str) -> Path:
     """Where the warm process of ``kind`` listens, in the run's socket folder."""
     return Path(folder) / f"{kind}.socket"
@@ -220,7 +263,8 @@ def start(kinds: Sequence[str], src: str | Path, workdir: str | Path = ".") -> W
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown:
         raise ValueError(f"no warm process of kind {', '.join(unknown)} (kinds: {', '.join(KINDS)})")
-    folder = Path(tempfile.mkdtemp(prefix="gdbench-warm-"))  # private (0700): the sockets' place
+    remove_stale_folders()
+    folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))  # private (0700): the sockets' place
     logs = Path(workdir) / LOG_DIR
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")]))}

@@ -69,7 +69,7 @@ class Warm:
 
 @pytest.fixture
 def warm(tmp_path: Path) -> Iterator[Warm]:
-    folder = Path(tempfile.mkdtemp(prefix="gdbench-warm-test-"))  # short: a socket's path is at most 107 bytes
+    folder = Path(tempfile.mkdtemp(prefix="gdbench-wtest-"))  # short: a socket's path is at most 107 bytes
     served = Warm(folder, tmp_path / "warm.log")
     yield served
     served.stop()
@@ -140,7 +140,7 @@ def test_two_jobs_get_two_fresh_children(warm: Warm, tmp_path: Path) -> None:
 def test_where_no_warm_process_serves_the_job_runs_in_its_own_process(tmp_path: Path, case: str) -> None:
     folder = None
     if case != "no folder":
-        folder = Path(tempfile.mkdtemp(prefix="gdbench-warm-test-"))
+        folder = Path(tempfile.mkdtemp(prefix="gdbench-wtest-"))
     if case == "socket but nobody listening":
         import socket
 
@@ -252,7 +252,7 @@ def test_an_early_job_starts_before_the_rest_is_imported_and_the_others_after(tm
     modules.mkdir()
     for name in ("slow_first", "slow_rest"):
         (modules / f"{name}.py").write_text("import time\ntime.sleep(3)\n")  # long beside a job process start
-    folder = Path(tempfile.mkdtemp(prefix="gdbench-warm-test-"))
+    folder = Path(tempfile.mkdtemp(prefix="gdbench-wtest-"))
     path = str(warmstart.socket_path(folder, "light"))
     code = (
         "from gdbench import warmstart; "

@@ -351,3 +351,15 @@ def test_start_removes_the_socket_folders_of_killed_runs_only(tmp_path: Path) ->
     assert sorted(removed) == sorted([dead, empty])
     assert not dead.exists() and not empty.exists()
     assert fresh.exists() and other.exists() and foreign.exists() and live.exists()
+
+
+def test_start_sweeps_the_temporary_folder_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep is part of a run's start: a killed run's folder is gone after the next start()."""
+    monkeypatch.delenv(warmstart.SOCKET_ENV, raising=False)
+    stale = Path(tempfile.mkdtemp(prefix=warmstart.FOLDER_PREFIX))
+    bound = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    bound.bind(str(stale / "torch.socket"))
+    bound.close()
+    os.utime(stale, (time.time() - 3600,) * 2)
+    warmstart.start(["plots"], REPO / "src", tmp_path).stop()
+    assert not stale.exists()

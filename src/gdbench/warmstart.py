@@ -38,6 +38,7 @@ import re
 import selectors
 import signal
 import socket
+import stat
 import struct
 import sys
 import tempfile
@@ -138,7 +139,7 @@ def remove_stale_folders(where: str | Path | None = None, min_age: float = 60.0)
     for folder in Path(where or tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*"):
         try:
             info = folder.lstat()
-            if not folder.is_dir() or folder.is_symlink() or info.st_uid != os.getuid():
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():  # lstat: no symlink
                 continue
             if time.time() - info.st_mtime < min_age:
                 continue

@@ -67,9 +67,21 @@ class Warm:
         self.process.wait(10)
 
 
+#: The tests' socket folders' prefix: short (a socket's path is at most 107 bytes), and not the
+#: runs' own (``start()`` sweeps stale folders of that one).
+TEST_PREFIX = "gdbench-wtest-"
+
+
+def dead_socket(path: Path) -> None:
+    """A socket file that no one listens at (connect is refused): what a killed warm process leaves."""
+    bound = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    bound.bind(str(path))
+    bound.close()
+
+
 @pytest.fixture
 def warm(tmp_path: Path) -> Iterator[Warm]:
-    folder = Path(tempfile.mkdtemp(prefix="gdbench-wtest-"))  # short: a socket's path is at most 107 bytes
+    folder = Path(tempfile.mkdtemp(prefix=TEST_PREFIX))
     served = Warm(folder, tmp_path / "warm.log")
     yield served
     served.stop()
@@ -140,14 +152,10 @@ def test_two_jobs_get_two_fresh_children(warm: Warm, tmp_path: Path) -> None:
 def test_where_no_warm_process_serves_the_job_runs_in_its_own_process(tmp_path: Path, case: str) -> None:
     folder = None
     if case != "no folder":
-        folder = Path(tempfile.mkdtemp(prefix="gdbench-wtest-"))
+        folder = Path(tempfile.mkdtemp(prefix=TEST_PREFIX))
     if case == "socket but nobody listening":
-        import socket
-
         assert folder is not None
-        dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        dead.bind(str(warmstart.socket_path(folder, "light")))
-        dead.close()  # the file stays, no one accepts: connect is refused
+        dead_socket(warmstart.socket_path(folder, "light"))
     try:
         proc = job(tmp_path, folder, stdin="in", JOB_EXIT="5")
         assert proc.returncode == 5, proc.stderr
@@ -252,7 +260,7 @@ def test_an_early_job_starts_before_the_rest_is_imported_and_the_others_after(tm
     modules.mkdir()
     for name in ("slow_first", "slow_rest"):
         (modules / f"{name}.py").write_text("import time\ntime.sleep(3)\n")  # long beside a job process start
-    folder = Path(tempfile.mkdtemp(prefix="gdbench-wtest-"))
+    folder = Path(tempfile.mkdtemp(prefix=TEST_PREFIX))
     path = str(warmstart.socket_path(folder, "light"))
     code = (
         "from gdbench import warmstart; "
@@ -328,9 +336,7 @@ def test_start_removes_the_socket_folders_of_killed_runs_only(tmp_path: Path) ->
         path = tmp_path / name
         path.mkdir()
         for entry in sockets:
-            bound = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            bound.bind(str(path / entry))
-            bound.close()  # bound, never listening again: what a killed warm process leaves
+            dead_socket(path / entry)
         os.utime(path, (age, age))
         return path
 
@@ -357,9 +363,7 @@ def test_start_sweeps_the_temporary_folder_first(tmp_path: Path, monkeypatch: py
     """The sweep is part of a run's start: a killed run's folder is gone after the next start()."""
     monkeypatch.delenv(warmstart.SOCKET_ENV, raising=False)
     stale = Path(tempfile.mkdtemp(prefix=warmstart.FOLDER_PREFIX))
-    bound = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    bound.bind(str(stale / "torch.socket"))
-    bound.close()
+    dead_socket(stale / "torch.socket")
     os.utime(stale, (time.time() - 3600,) * 2)
     warmstart.start(["plots"], REPO / "src", tmp_path).stop()
     assert not stale.exists()

@@ -114,3 +114,17 @@ def test_write_csv_of_a_large_table_is_pandas_text_and_reads_back_equal(tmp_path
     _same(path.read_bytes(), table.to_csv(index=False).encode())
     back = pd.read_csv(path, float_precision="round_trip")
     pd.testing.assert_frame_equal(back, table)
+
+
+def test_write_csv_builds_a_large_table_without_pandas_formatter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = pd.DataFrame({"run_id": np.arange(io.FAST_CSV_CELLS), "lr": np.full(io.FAST_CSV_CELLS, 0.01)})
+    expected = table.to_csv(index=False).encode()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("pandas' formatter was used for a large table")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", refuse)
+    io.write_csv(table, tmp_path / "summary.csv")
+    _same((tmp_path / "summary.csv").read_bytes(), expected)
